@@ -1,0 +1,196 @@
+"""Data sets, splits and the order of mini-batches.
+
+A data set is anything with ``len(ds)`` and ``ds.take(indices)`` returning a
+tuple of arrays (one per field, rows ``indices`` in that order)::
+
+    ds = ArrayDataset(x, y)                  # in memory
+    ds = ShardedDataset("data/train")        # a folder of .npy shards, memory-mapped
+    order = batch_order(len(ds), seed=0, epoch=3)   # a permutation, a pure function
+    for rows in batch_slices(order, batch_size=64, drop_last=False):
+        x_batch, y_batch = ds.take(rows)
+
+The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run or
+another worker process recomputes it rather than sharing RNG state.
+
+On disk, a sharded data set is a folder with one file per field and shard,
+``<field>.<shard:05d>.npy`` (``x.00000.npy``, ``y.00000.npy``, ``x.00001.npy``,
+...), all shards of a field agreeing in dtype and trailing shape; the fields
+are taken in the order given by ``fields=`` or else alphabetically.
+:func:`write_shards` writes that layout. Only a few shards are mapped at a
+time, so the address space and resident memory stay bounded however large
+the data set is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits ``n`` examples (a permutation of ``range(n)``)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_slices(order: np.ndarray, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
+    """Cut an order into consecutive mini-batches; the last partial one is kept unless ``drop_last``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    count = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """How many mini-batches one epoch over ``n`` examples has."""
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+class ArrayDataset:
+    """In-memory arrays that share their first axis."""
+
+    def __init__(self, *arrays: np.ndarray):
+        if not arrays:
+            raise ValueError("ArrayDataset needs at least one array")
+        self.arrays = tuple(np.asarray(a) for a in arrays)
+        lengths = {len(a) for a in self.arrays}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays differ in length: {[len(a) for a in self.arrays]}")
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def take(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(a[indices] for a in self.arrays)
+
+
+_SHARD_NAME = re.compile(r"^(?P<field>.+)\.(?P<index>\d{5})\.npy$")
+
+
+class ShardedDataset:
+    """A folder of ``.npy`` shards read through memory maps, a few shards mapped at a time.
+
+    Args:
+        folder: the folder (layout in the module docstring).
+        fields: which fields, in which order ``take`` returns them (default: all, sorted).
+        max_open: how many shards stay mapped at once (least recently used are unmapped).
+    """
+
+    def __init__(self, folder: str | os.PathLike, fields: Sequence[str] | None = None,
+                 max_open: int = 4):
+        self.folder = os.fspath(folder)
+        found: dict[str, dict[int, str]] = {}
+        for name in os.listdir(self.folder):
+            match = _SHARD_NAME.match(name)
+            if match:
+                found.setdefault(match["field"], {})[int(match["index"])] = name
+        if not found:
+            raise FileNotFoundError(f"no <field>.<00000>.npy shards in {self.folder}")
+        self.fields = tuple(fields) if fields is not None else tuple(sorted(found))
+        missing = [f for f in self.fields if f not in found]
+        if missing:
+            raise FileNotFoundError(f"no shards for field(s) {missing} in {self.folder}")
+        self._files = [
+            [os.path.join(self.folder, found[f][i]) for i in sorted(found[f])] for f in self.fields
+        ]
+        self._lengths = self._check_lengths()
+        self._starts = np.concatenate([[0], np.cumsum(self._lengths)])
+        self.max_open = max_open
+        self._open: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def _check_lengths(self) -> np.ndarray:
+        lengths = None
+        for field, files in zip(self.fields, self._files, strict=True):
+            field_lengths = [len(np.load(f, mmap_mode="r")) for f in files]
+            if lengths is None:
+                lengths = field_lengths
+            elif field_lengths != lengths:
+                raise ValueError(f"field {field!r} has shard lengths {field_lengths}, not {lengths}")
+        return np.asarray(lengths, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _shard(self, field: int, shard: int) -> np.ndarray:
+        key = (field, shard)
+        if key in self._open:
+            self._open.move_to_end(key)
+            return self._open[key]
+        while len(self._open) >= self.max_open * len(self.fields):
+            self._open.popitem(last=False)  # dropping the last reference unmaps it
+        array = np.load(self._files[field][shard], mmap_mode="r")
+        self._open[key] = array
+        return array
+
+    def take(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        indices = np.asarray(indices, dtype=np.int64)
+        shard_of = np.searchsorted(self._starts, indices, side="right") - 1
+        out = []
+        for field in range(len(self.fields)):
+            first = self._shard(field, 0)
+            column = np.empty((len(indices),) + first.shape[1:], dtype=first.dtype)
+            for shard in np.unique(shard_of):
+                where = np.flatnonzero(shard_of == shard)
+                local = indices[where] - self._starts[shard]
+                column[where] = self._shard(field, int(shard))[local]
+            out.append(column)
+        return tuple(out)
+
+    def close(self) -> None:
+        """Unmap every open shard."""
+        self._open.clear()
+
+
+def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard_size: int) -> None:
+    """Write ``{field: array}`` as ``<field>.<shard>.npy`` files of ``shard_size`` rows."""
+    os.makedirs(folder, exist_ok=True)
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) != 1:
+        raise ValueError("all fields must have the same number of rows")
+    (n,) = lengths
+    for shard, start in enumerate(range(0, n, shard_size)):
+        for field, array in arrays.items():
+            np.save(os.path.join(folder, f"{field}.{shard:05d}.npy"), array[start : start + shard_size])
+
+
+def as_dataset(data) -> ArrayDataset | ShardedDataset:
+    """Accept a data set, a tuple/list of arrays, or a single array."""
+    if hasattr(data, "take") and hasattr(data, "__len__"):
+        return data
+    if isinstance(data, np.ndarray):
+        return ArrayDataset(data)
+    if isinstance(data, tuple | list):
+        return ArrayDataset(*data)
+    raise TypeError(
+        f"training data must be a tuple of arrays or a data set with take(), got {type(data).__name__}"
+    )
+
+
+def split(arrays: Sequence[np.ndarray], fractions: Sequence[float] = (0.8, 0.1, 0.1),
+          seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Shuffle rows with ``seed`` and cut them into parts of the given fractions.
+
+    ``split((x, y), (0.8, 0.1, 0.1), seed=0)`` returns ``[(x_train, y_train),
+    (x_val, y_val), (x_test, y_test)]``. Fractions must sum to 1; rounding
+    goes to the last part.
+    """
+    arrays = tuple(np.asarray(a) for a in arrays)
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError("arrays to split differ in length")
+    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be >= 0 and sum to 1, got {tuple(fractions)}")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum((0.0,) + tuple(fractions)) * n).astype(int)
+    bounds[-1] = n
+    return [tuple(a[order[lo:hi]] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def iterate_batches(dataset, batch_size: int, seed: int, epoch: int,
+                    drop_last: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    """The mini-batches of one epoch, in that epoch's seeded order."""
+    for rows in batch_slices(batch_order(len(dataset), seed, epoch), batch_size, drop_last):
+        yield dataset.take(rows)

@@ -1,0 +1,106 @@
+"""How the training loop calls a loss, its generated gradient and a metric.
+
+A loss takes parameters and a batch's fields as arguments. Two ways to lay
+the parameters out are supported:
+
+* **spread** -- ``params`` is a dict whose keys are argument names of the
+  loss: ``loss(W1, b1, W2, b2, x, y)`` with ``params = {"W1": ..., ...}``.
+  The gradient is ``adcompiler.value_and_grad(loss, wrt=("W1", "b1", ...))``
+  and its tuple of gradients is turned back into a dict.
+* **single** -- ``params`` is one argument (any tree): ``loss(params, x, y)``,
+  differentiated with ``wrt="params"`` (or the name given as ``wrt=``).
+
+Arguments that are not parameters receive the batch's fields, in order::
+
+    objective = Objective(loss, params)
+    value, grads = objective.value_and_grad(params, (x_batch, y_batch))
+    objective.call(metric, params, (x_val, y_val))   # same binding for a metric
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+from adcompiler.train.tree import Tree
+
+
+class Objective:
+    """Binds parameters and batches to a loss's arguments and holds its gradient function.
+
+    Args:
+        loss: the scalar loss function.
+        params: the initial parameters (only their layout is used).
+        grad_fn: a function with the loss's signature returning ``(value, grads)``;
+            defaults to ``adcompiler.value_and_grad(loss, wrt=...)``.
+        wrt: in single mode, the name of the parameter argument (default: the first argument).
+    """
+
+    def __init__(self, loss: Callable, params: Tree, grad_fn: Callable | None = None,
+                 wrt: str | Sequence[str] | None = None):
+        self.loss = loss
+        self.arg_names = _positional_names(loss)
+        named = isinstance(params, dict) and params and all(k in self.arg_names for k in params)
+        self.spread = bool(named) and not isinstance(wrt, str)
+        if self.spread:
+            self.param_names = tuple(params)
+            if wrt is not None and set(wrt) != set(params):
+                raise TypeError(f"wrt={tuple(wrt)!r} must name exactly the keys of params")
+        elif isinstance(wrt, tuple | list):
+            raise TypeError(f"wrt={wrt!r} names several arguments, so params must be a dict of them")
+        else:
+            self.param_names = (wrt if wrt is not None else self.arg_names[0],)
+        unknown = [n for n in self.param_names if n not in self.arg_names]
+        if unknown:
+            raise TypeError(f"{_name(loss)} has no argument(s) named {unknown}")
+        self.data_names = tuple(n for n in self.arg_names if n not in self.param_names)
+        self.wrt = self.param_names if self.spread else self.param_names[0]
+        self.grad_fn = grad_fn if grad_fn is not None else compile_gradient(loss, self.wrt)
+
+    def arguments(self, params: Tree, batch: Sequence) -> list:
+        """The loss's positional arguments for ``params`` and a batch's fields."""
+        if len(batch) != len(self.data_names):
+            raise TypeError(
+                f"{_name(self.loss)} takes {len(self.data_names)} data argument(s) "
+                f"{self.data_names}, but the batch has {len(batch)} field(s)"
+            )
+        fields = iter(batch)
+        if self.spread:
+            return [params[n] if n in self.param_names else next(fields) for n in self.arg_names]
+        return [params if n in self.param_names else next(fields) for n in self.arg_names]
+
+    def value_and_grad(self, params: Tree, batch: Sequence) -> tuple[float, Tree]:
+        """The loss on a batch and its gradient, laid out like ``params``."""
+        value, grads = self.grad_fn(*self.arguments(params, batch))
+        if self.spread:
+            grads = dict(zip(self.param_names, grads, strict=True))
+        return value, grads
+
+    def value(self, params: Tree, batch: Sequence) -> float:
+        """The loss on a batch (the plain NumPy function, no gradient)."""
+        return float(self.loss(*self.arguments(params, batch)))
+
+    def call(self, fn: Callable, params: Tree, batch: Sequence):
+        """Call ``fn`` (e.g. a metric) with the loss's argument binding."""
+        return fn(*self.arguments(params, batch))
+
+
+def compile_gradient(loss: Callable, wrt) -> Callable:
+    """``adcompiler.value_and_grad(loss, wrt=wrt)``, with a clear error if the compiler is missing."""
+    import adcompiler
+
+    value_and_grad = getattr(adcompiler, "value_and_grad", None)
+    if value_and_grad is None:
+        raise RuntimeError(
+            "adcompiler.value_and_grad is not available in this build; pass grad_fn= to fit()"
+        )
+    return value_and_grad(loss, wrt=wrt)
+
+
+def _positional_names(fn: Callable) -> tuple[str, ...]:
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds)
+
+
+def _name(fn: Callable) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
