@@ -37,7 +37,7 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batch_slices(order: np.ndarray, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
-    """Cut an order into consecutive mini-batches; the last partial one is kept unless ``drop_last``."""
+    """Cut an order into mini-batches; a last partial one is kept unless ``drop_last``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     count = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
@@ -79,8 +79,9 @@ class ShardedDataset:
         max_open: how many shards stay mapped at once (least recently used are unmapped).
     """
 
-    def __init__(self, folder: str | os.PathLike, fields: Sequence[str] | None = None,
-                 max_open: int = 4):
+    def __init__(
+        self, folder: str | os.PathLike, fields: Sequence[str] | None = None, max_open: int = 4
+    ):
         self.folder = os.fspath(folder)
         found: dict[str, dict[int, str]] = {}
         for name in os.listdir(self.folder):
@@ -108,7 +109,9 @@ class ShardedDataset:
             if lengths is None:
                 lengths = field_lengths
             elif field_lengths != lengths:
-                raise ValueError(f"field {field!r} has shard lengths {field_lengths}, not {lengths}")
+                raise ValueError(
+                    f"field {field!r} has shard lengths {field_lengths}, not {lengths}"
+                )
         return np.asarray(lengths, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -153,7 +156,9 @@ def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard
     (n,) = lengths
     for shard, start in enumerate(range(0, n, shard_size)):
         for field, array in arrays.items():
-            np.save(os.path.join(folder, f"{field}.{shard:05d}.npy"), array[start : start + shard_size])
+            np.save(
+                os.path.join(folder, f"{field}.{shard:05d}.npy"), array[start : start + shard_size]
+            )
 
 
 def as_dataset(data) -> ArrayDataset | ShardedDataset:
@@ -165,12 +170,14 @@ def as_dataset(data) -> ArrayDataset | ShardedDataset:
     if isinstance(data, tuple | list):
         return ArrayDataset(*data)
     raise TypeError(
-        f"training data must be a tuple of arrays or a data set with take(), got {type(data).__name__}"
+        "training data must be a tuple of arrays or a data set with take(), "
+        f"got {type(data).__name__}"
     )
 
 
-def split(arrays: Sequence[np.ndarray], fractions: Sequence[float] = (0.8, 0.1, 0.1),
-          seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+def split(
+    arrays: Sequence[np.ndarray], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> list[tuple[np.ndarray, ...]]:
     """Shuffle rows with ``seed`` and cut them into parts of the given fractions.
 
     ``split((x, y), (0.8, 0.1, 0.1), seed=0)`` returns ``[(x_train, y_train),
@@ -186,11 +193,15 @@ def split(arrays: Sequence[np.ndarray], fractions: Sequence[float] = (0.8, 0.1, 
     order = np.random.default_rng(seed).permutation(n)
     bounds = np.round(np.cumsum((0.0,) + tuple(fractions)) * n).astype(int)
     bounds[-1] = n
-    return [tuple(a[order[lo:hi]] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [
+        tuple(a[order[lo:hi]] for a in arrays)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
-def iterate_batches(dataset, batch_size: int, seed: int, epoch: int,
-                    drop_last: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+def iterate_batches(
+    dataset, batch_size: int, seed: int, epoch: int, drop_last: bool = False
+) -> Iterator[tuple[np.ndarray, ...]]:
     """The mini-batches of one epoch, in that epoch's seeded order."""
     for rows in batch_slices(batch_order(len(dataset), seed, epoch), batch_size, drop_last):
         yield dataset.take(rows)

@@ -79,15 +79,30 @@ class TrainState:
 
     def save(self, path, run: dict) -> None:
         """Write this state plus the run's identity (seed, batch size, ...) as a checkpoint."""
-        arrays = {"params": self.params, "opt_state": self.opt_state,
-                  "best_params": self.best_params,
-                  "order": batch_order(run["examples"], run["seed"], self.epoch)}
-        meta = {"run": run, "epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "loss_sum": self.loss_sum, "examples": self.examples, "history": self.history,
-                "best_value": self.best_value, "best_epoch": self.best_epoch,
-                "waited": self.waited, "stopped": self.stopped,
-                "rng": {"kind": "numpy default_rng([seed, epoch]).permutation",
-                        "seed": run["seed"], "epoch": self.epoch}}
+        arrays = {
+            "params": self.params,
+            "opt_state": self.opt_state,
+            "best_params": self.best_params,
+            "order": batch_order(run["examples"], run["seed"], self.epoch),
+        }
+        meta = {
+            "run": run,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "loss_sum": self.loss_sum,
+            "examples": self.examples,
+            "history": self.history,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "waited": self.waited,
+            "stopped": self.stopped,
+            "rng": {
+                "kind": "numpy default_rng([seed, epoch]).permutation",
+                "seed": run["seed"],
+                "epoch": self.epoch,
+            },
+        }
         checkpoints.save(path, arrays, meta)
 
     @classmethod
@@ -101,14 +116,30 @@ class TrainState:
                     f"this run has {key}={value!r}"
                 )
         if structure(arrays["params"]) != structure(params):
-            raise checkpoints.CheckpointError(f"checkpoint {path} holds parameters of another layout")
+            raise checkpoints.CheckpointError(
+                f"checkpoint {path} holds parameters of another layout"
+            )
         expected = batch_order(run["examples"], run["seed"], meta["epoch"])
         if not np.array_equal(arrays["order"], expected):
             raise checkpoints.CheckpointError(f"checkpoint {path}: the data order does not match")
-        fields = ("epoch", "batch", "step", "loss_sum", "examples", "history", "best_value",
-                  "best_epoch", "waited", "stopped")
-        return cls(params=arrays["params"], opt_state=arrays["opt_state"],
-                   best_params=arrays["best_params"], **{k: meta[k] for k in fields})
+        fields = (
+            "epoch",
+            "batch",
+            "step",
+            "loss_sum",
+            "examples",
+            "history",
+            "best_value",
+            "best_epoch",
+            "waited",
+            "stopped",
+        )
+        return cls(
+            params=arrays["params"],
+            opt_state=arrays["opt_state"],
+            best_params=arrays["best_params"],
+            **{k: meta[k] for k in fields},
+        )
 
 
 @dataclass
@@ -122,13 +153,32 @@ class FitResult:
     stopped_early: bool
 
 
-def fit(loss: Callable, params: Tree, data, *, epochs: int = 10, batch_size: int = 32,
-        optimizer=None, lr: float | None = None, validation=None, metric: Callable | None = None,
-        seed: int = 0, drop_last: bool = False, early_stopping: EarlyStopping | int | None = None,
-        checkpoint=None, checkpoint_every: int | None = None, resume=None, quiet: bool = False,
-        grad_fn: Callable | None = None, wrt=None, eval_batch_size: int = 4096,
-        workers: int = 1, mode: str = "sync", backend: str = "local",
-        **parallel_options) -> FitResult:
+def fit(
+    loss: Callable,
+    params: Tree,
+    data,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    optimizer=None,
+    lr: float | None = None,
+    validation=None,
+    metric: Callable | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    early_stopping: EarlyStopping | int | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    resume=None,
+    quiet: bool = False,
+    grad_fn: Callable | None = None,
+    wrt=None,
+    eval_batch_size: int = 4096,
+    workers: int = 1,
+    mode: str = "sync",
+    backend: str = "local",
+    **parallel_options,
+) -> FitResult:
     """Train ``params`` to minimize ``loss`` over mini-batches of ``data``.
 
     Args:
@@ -169,19 +219,49 @@ def fit(loss: Callable, params: Tree, data, *, epochs: int = 10, batch_size: int
         from adcompiler.train.parallel import fit_parallel
 
         return fit_parallel(
-            loss, params, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-            validation=validation, metric=metric, seed=seed, drop_last=drop_last,
-            early_stopping=early_stopping, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, resume=resume, quiet=quiet, grad_fn=grad_fn,
-            wrt=wrt, eval_batch_size=eval_batch_size, workers=workers, mode=mode,
-            backend=backend, **parallel_options,
+            loss,
+            params,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            validation=validation,
+            metric=metric,
+            seed=seed,
+            drop_last=drop_last,
+            early_stopping=early_stopping,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            quiet=quiet,
+            grad_fn=grad_fn,
+            wrt=wrt,
+            eval_batch_size=eval_batch_size,
+            workers=workers,
+            mode=mode,
+            backend=backend,
+            **parallel_options,
         )
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    run = Run(loss, params, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-              lr=lr, validation=validation, metric=metric, seed=seed, drop_last=drop_last,
-              early_stopping=early_stopping, grad_fn=grad_fn, wrt=wrt,
-              eval_batch_size=eval_batch_size)
+    run = Run(
+        loss,
+        params,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        validation=validation,
+        metric=metric,
+        seed=seed,
+        drop_last=drop_last,
+        early_stopping=early_stopping,
+        grad_fn=grad_fn,
+        wrt=wrt,
+        eval_batch_size=eval_batch_size,
+    )
     state = run.resume(resume) if resume is not None else run.start()
     return run.train(state, checkpoint=checkpoint, checkpoint_every=checkpoint_every, quiet=quiet)
 
@@ -194,9 +274,25 @@ class Run:
     :meth:`end_epoch` (evaluation, history, early stopping) and :meth:`result`.
     """
 
-    def __init__(self, loss, params, data, *, epochs, batch_size, optimizer=None, lr=None,
-                 validation=None, metric=None, seed=0, drop_last=False, early_stopping=None,
-                 grad_fn=None, wrt=None, eval_batch_size=4096):
+    def __init__(
+        self,
+        loss,
+        params,
+        data,
+        *,
+        epochs,
+        batch_size,
+        optimizer=None,
+        lr=None,
+        validation=None,
+        metric=None,
+        seed=0,
+        drop_last=False,
+        early_stopping=None,
+        grad_fn=None,
+        wrt=None,
+        eval_batch_size=4096,
+    ):
         self.objective = Objective(loss, params, grad_fn=grad_fn, wrt=wrt)
         self.initial_params = params
         self.dataset = as_dataset(data)
@@ -213,41 +309,58 @@ class Run:
             early_stopping = EarlyStopping(patience=early_stopping)
         if early_stopping is not None and self.validation is None:
             if early_stopping.monitor.startswith("val_"):
-                raise ValueError(f"early stopping monitors {early_stopping.monitor!r}, "
-                                 "which needs validation data")
+                raise ValueError(
+                    f"early stopping monitors {early_stopping.monitor!r}, "
+                    "which needs validation data"
+                )
         self.early_stopping = early_stopping
         self.slices_per_epoch = len(self._slices(0))
         if self.slices_per_epoch == 0:
             raise ValueError(f"no full batch of {batch_size} in {len(self.dataset)} examples")
-        self.identity = {"seed": seed, "batch_size": batch_size, "drop_last": drop_last,
-                         "examples": len(self.dataset)}
+        self.identity = {
+            "seed": seed,
+            "batch_size": batch_size,
+            "drop_last": drop_last,
+            "examples": len(self.dataset),
+        }
 
     def _slices(self, epoch: int) -> list[np.ndarray]:
         order = batch_order(len(self.dataset), self.seed, epoch)
         return batch_slices(order, self.batch_size, self.drop_last)
 
     def start(self) -> TrainState:
-        return TrainState(params=self.initial_params,
-                          opt_state=self.optimizer.init(self.initial_params))
+        return TrainState(
+            params=self.initial_params, opt_state=self.optimizer.init(self.initial_params)
+        )
 
     def resume(self, path) -> TrainState:
         return TrainState.load(path, self.identity, self.initial_params)
 
-    def train(self, state: TrainState, checkpoint=None, checkpoint_every=None,
-              quiet=False) -> FitResult:
+    def train(
+        self, state: TrainState, checkpoint=None, checkpoint_every=None, quiet=False
+    ) -> FitResult:
         """Run the remaining epochs of ``state`` in this process."""
         from tqdm.auto import tqdm
 
         while state.epoch < self.epochs and not state.stopped:
             slices = self._slices(state.epoch)
             started = time.perf_counter()
-            with tqdm(total=len(slices), initial=state.batch, disable=quiet, leave=False,
-                      desc=f"epoch {state.epoch + 1}/{self.epochs}", unit="step") as bar:
+            with tqdm(
+                total=len(slices),
+                initial=state.batch,
+                disable=quiet,
+                leave=False,
+                desc=f"epoch {state.epoch + 1}/{self.epochs}",
+                unit="step",
+            ) as bar:
                 while state.batch < len(slices):
                     rows = slices[state.batch]
                     self.step(state, self.dataset.take(rows))
-                    if checkpoint is not None and checkpoint_every and (
-                            state.step % checkpoint_every == 0):
+                    if (
+                        checkpoint is not None
+                        and checkpoint_every
+                        and (state.step % checkpoint_every == 0)
+                    ):
                         state.save(checkpoint, self.identity)
                     bar.update()
             self.end_epoch(state, seconds=time.perf_counter() - started, quiet=quiet)
@@ -276,12 +389,16 @@ class Run:
 
     def end_epoch(self, state: TrainState, seconds: float, quiet: bool = True) -> None:
         """Evaluate, record the epoch in the history, consult early stopping, move on."""
-        record = {"epoch": state.epoch + 1, "loss": state.loss_sum / max(state.examples, 1),
-                  "lr": float(self.optimizer.learning_rate(max(state.step - 1, 0))),
-                  "time": seconds}
+        record = {
+            "epoch": state.epoch + 1,
+            "loss": state.loss_sum / max(state.examples, 1),
+            "lr": float(self.optimizer.learning_rate(max(state.step - 1, 0))),
+            "time": seconds,
+        }
         if self.validation is not None:
-            values = evaluate(self.objective, state.params, self.validation, self.metric,
-                              self.eval_batch_size)
+            values = evaluate(
+                self.objective, state.params, self.validation, self.metric, self.eval_batch_size
+            )
             record.update({f"val_{k}": v for k, v in values.items()})
         for key, value in record.items():
             state.history.setdefault(key, []).append(value)
@@ -299,8 +416,9 @@ class Run:
         if rule is None:
             return
         if rule.monitor not in record:
-            raise KeyError(f"early stopping monitors {rule.monitor!r}; the history has "
-                           f"{sorted(record)}")
+            raise KeyError(
+                f"early stopping monitors {rule.monitor!r}; the history has {sorted(record)}"
+            )
         value = record[rule.monitor]
         if rule.improved(value, state.best_value):
             state.best_value, state.best_epoch, state.waited = value, state.epoch, 0
@@ -314,12 +432,18 @@ class Run:
         params = state.params
         if state.stopped and self.early_stopping.restore_best and state.best_params is not None:
             params = state.best_params
-        return FitResult(params=params, history=state.history, opt_state=state.opt_state,
-                         steps=state.step, stopped_early=state.stopped)
+        return FitResult(
+            params=params,
+            history=state.history,
+            opt_state=state.opt_state,
+            steps=state.step,
+            stopped_early=state.stopped,
+        )
 
 
-def evaluate(objective: Objective, params: Tree, data, metric: Callable | None = None,
-             batch_size: int = 4096) -> dict:
+def evaluate(
+    objective: Objective, params: Tree, data, metric: Callable | None = None, batch_size: int = 4096
+) -> dict:
     """Mean loss (and metric) over a data set, in chunks of ``batch_size`` rows.
 
     Returns ``{"loss": ..., "<metric name>": ...}``.

@@ -51,7 +51,7 @@ def softmax_cross_entropy(logits, labels):
 
 
 def softmax_cross_entropy_onehot(logits, targets):
-    """Cross-entropy of ``softmax(logits)`` against target distributions (e.g. one-hot), ``(n, k)``."""
+    """Cross-entropy of ``softmax(logits)`` against target distributions (e.g. one-hot)."""
     shifted = logits - np.max(logits, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     return -np.mean(np.sum(targets * log_probs, axis=1))

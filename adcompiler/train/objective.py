@@ -36,8 +36,13 @@ class Objective:
         wrt: in single mode, the name of the parameter argument (default: the first argument).
     """
 
-    def __init__(self, loss: Callable, params: Tree, grad_fn: Callable | None = None,
-                 wrt: str | Sequence[str] | None = None):
+    def __init__(
+        self,
+        loss: Callable,
+        params: Tree,
+        grad_fn: Callable | None = None,
+        wrt: str | Sequence[str] | None = None,
+    ):
         self.loss = loss
         self.arg_names = _positional_names(loss)
         named = isinstance(params, dict) and params and all(k in self.arg_names for k in params)
@@ -47,7 +52,9 @@ class Objective:
             if wrt is not None and set(wrt) != set(params):
                 raise TypeError(f"wrt={tuple(wrt)!r} must name exactly the keys of params")
         elif isinstance(wrt, tuple | list):
-            raise TypeError(f"wrt={wrt!r} names several arguments, so params must be a dict of them")
+            raise TypeError(
+                f"wrt={wrt!r} names several arguments, so params must be a dict of them"
+            )
         else:
             self.param_names = (wrt if wrt is not None else self.arg_names[0],)
         unknown = [n for n in self.param_names if n not in self.arg_names]
@@ -86,7 +93,7 @@ class Objective:
 
 
 def compile_gradient(loss: Callable, wrt) -> Callable:
-    """``adcompiler.value_and_grad(loss, wrt=wrt)``, with a clear error if the compiler is missing."""
+    """``adcompiler.value_and_grad(loss, wrt=wrt)``; a clear error if the compiler is missing."""
     import adcompiler
 
     value_and_grad = getattr(adcompiler, "value_and_grad", None)

@@ -28,8 +28,9 @@ def plot_history(history: dict, path: str | os.PathLike) -> str:
     epochs = history.get("epoch", [])
     losses = [k for k in ("loss", "val_loss") if k in history]
     metrics = [k for k in history if k.startswith("val_") and k != "val_loss"]
-    figure, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5, 4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, 2 if metrics else 1, figsize=(10 if metrics else 5, 4), squeeze=False
+    )
     for key in losses:
         axes[0][0].plot(epochs, history[key], marker="o", label=key)
     axes[0][0].set_xlabel("epoch")

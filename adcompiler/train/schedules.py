@@ -47,7 +47,9 @@ class Cosine:
 
     def __call__(self, step: int) -> float:
         progress = min(step, self.total_steps) / self.total_steps
-        return self.final_lr + 0.5 * (self.lr - self.final_lr) * (1.0 + math.cos(math.pi * progress))
+        return self.final_lr + 0.5 * (self.lr - self.final_lr) * (
+            1.0 + math.cos(math.pi * progress)
+        )
 
 
 @dataclass(frozen=True)

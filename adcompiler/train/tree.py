@@ -215,7 +215,9 @@ def structure_to_json(struct: Structure) -> Any:
         for key in struct[1]:
             if not isinstance(key, str):
                 raise TypeError(f"dict keys in a parameter tree must be strings, got {key!r}")
-        return {"dict": [[k, structure_to_json(s)] for k, s in zip(struct[1], struct[2], strict=True)]}
+        return {
+            "dict": [[k, structure_to_json(s)] for k, s in zip(struct[1], struct[2], strict=True)]
+        }
     return {struct[0]: [structure_to_json(s) for s in struct[1]]}
 
 
