@@ -62,7 +62,14 @@ class Objective:
             raise TypeError(f"{_name(loss)} has no argument(s) named {unknown}")
         self.data_names = tuple(n for n in self.arg_names if n not in self.param_names)
         self.wrt = self.param_names if self.spread else self.param_names[0]
-        self.grad_fn = grad_fn if grad_fn is not None else compile_gradient(loss, self.wrt)
+        self._grad_fn = grad_fn
+
+    @property
+    def grad_fn(self) -> Callable:
+        """The ``value_and_grad`` function, compiled on first use unless one was given."""
+        if self._grad_fn is None:
+            self._grad_fn = compile_gradient(self.loss, self.wrt)
+        return self._grad_fn
 
     def arguments(self, params: Tree, batch: Sequence) -> list:
         """The loss's positional arguments for ``params`` and a batch's fields."""

@@ -99,14 +99,26 @@ def _build(struct: Structure, iterator: Iterator) -> Tree:
 
 def tree_map(fn: Callable, tree: Tree, *others: Tree) -> Tree:
     """Apply ``fn`` leafwise to ``tree`` and trees of the same structure."""
-    struct = structure(tree)
+    if isinstance(tree, dict):
+        for other in others:
+            if not isinstance(other, dict) or other.keys() != tree.keys():
+                _mismatch(tree, others)
+        return {k: tree_map(fn, v, *(o[k] for o in others)) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        for other in others:
+            if type(other) is not type(tree) or len(other) != len(tree):
+                _mismatch(tree, others)
+        mapped = [tree_map(fn, *column) for column in zip(tree, *others, strict=True)]
+        return mapped if isinstance(tree, list) else tuple(mapped)
     for other in others:
-        if structure(other) != struct:
-            raise ValueError(
-                f"tree structures differ: {describe(struct)} vs {describe(structure(other))}"
-            )
-    columns = zip(leaves(tree), *(leaves(o) for o in others), strict=True)
-    return build(struct, [fn(*column) for column in columns])
+        if not is_leaf(other):
+            _mismatch(tree, others)
+    return fn(tree, *others)
+
+
+def _mismatch(tree: Tree, others: tuple) -> None:
+    shown = " vs ".join(describe(structure(t)) for t in (tree, *others))
+    raise ValueError(f"tree structures differ: {shown}")
 
 
 def describe(struct: Structure) -> str:

@@ -1,0 +1,160 @@
+"""``adcompiler train SAMPLE.py``: train a model that a Python file describes.
+
+A sample (any ``.py`` file) exposes itself through module-level names:
+
+==================  ========  =================================================================
+name                required  what
+==================  ========  =================================================================
+``loss``            yes       ``loss(<params...>, <data fields...>)``, a scalar mean over the batch
+``init_params``     yes       ``init_params(seed) -> params`` (dict named like loss's arguments)
+``load_data``       yes       ``load_data() -> {"train": (x, y), "validation": ..., "test": ...}``
+                              (validation and test optional; arrays or a data set)
+``metric``          no        ``metric(<same arguments as loss>) -> float``, reported on val/test
+``make_optimizer``  no        ``make_optimizer(lr) -> optimizer`` (else by name: ``--optimizer``)
+``defaults``        no        dict of defaults for the options below, e.g. ``{"epochs": 30}``
+==================  ========  =================================================================
+
+Command-line options override ``defaults``::
+
+    adcompiler train samples/mlp_digits.py --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
+        --checkpoint run.ckpt [--resume run.ckpt] [--plot history.png] [--quiet]
+
+``python samples/mlp_digits.py [options]`` does the same, through :func:`run_module`.
+It prints one line per epoch, then the test loss and metric and the training time.
+Exit status: 0 on success, 1 when training fails (non-finite loss, bad checkpoint),
+2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from types import ModuleType
+
+from adcompiler.train.checkpoint import CheckpointError
+from adcompiler.train.loop import NonFiniteLossError, evaluate, fit
+from adcompiler.train.objective import Objective
+from adcompiler.train.optimizers import make_optimizer
+
+BUILTIN_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0, "optimizer": "adam"}
+
+
+def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
+    """The argument parser; option defaults are ``None`` so a sample's ``defaults`` apply."""
+    parser = argparse.ArgumentParser(prog=prog, description="Train a sample model.")
+    parser.add_argument(
+        "sample", nargs="?", help="a .py file exposing loss, init_params, load_data"
+    )
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--optimizer", help="sgd, momentum, nesterov, adam or adamw")
+    parser.add_argument("--seed", type=int, help="seeds initialization and batch order")
+    parser.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
+    parser.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    parser.add_argument("--resume", help="continue from this checkpoint")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument("--workers", type=int, default=1, help="data-parallel workers")
+    parser.add_argument("--mode", choices=("sync", "async"), default="sync")
+    parser.add_argument("--backend", choices=("local", "mpi"), default="local")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``adcompiler train``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sample is None:
+        parser.error("the sample file is required")
+    try:
+        module = load_sample(args.sample)
+    except (OSError, ImportError, AttributeError) as error:
+        print(f"adcompiler train: {error}", file=sys.stderr)
+        return 2
+    return run(module, args)
+
+
+def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
+    """Train ``module`` (a sample) with command-line ``argv``; for a sample's ``__main__``."""
+    parser = build_parser(prog=os.path.basename(getattr(module, "__file__", "sample")))
+    args = parser.parse_args(argv)
+    if args.sample is not None:
+        parser.error(f"unexpected argument {args.sample!r}")
+    return run(module, args)
+
+
+def load_sample(path: str) -> ModuleType:
+    """Import a sample file as a module and check that it exposes what training needs."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such sample file: {path}")
+    name = "adcompiler_sample_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    missing = [n for n in ("loss", "init_params", "load_data") if not hasattr(module, n)]
+    if missing:
+        raise AttributeError(
+            f"{path} does not define {', '.join(missing)} (see adcompiler.train.cli)"
+        )
+    return module
+
+
+def options(module: ModuleType, args: argparse.Namespace) -> dict:
+    """Built-in defaults, then the sample's ``defaults``, then the command line."""
+    merged = dict(BUILTIN_DEFAULTS)
+    merged.update(getattr(module, "defaults", {}))
+    for key in ("epochs", "batch_size", "lr", "seed", "optimizer", "early_stopping"):
+        if getattr(args, key) is not None:
+            merged[key] = getattr(args, key)
+    return merged
+
+
+def run(module: ModuleType, args: argparse.Namespace) -> int:
+    """Load data, build parameters and optimizer, train, evaluate on the test set, print."""
+    settings = options(module, args)
+    data = module.load_data()
+    params = module.init_params(settings["seed"])
+    if hasattr(module, "make_optimizer"):
+        optimizer = module.make_optimizer(settings["lr"])
+    else:
+        optimizer = make_optimizer(settings["optimizer"], settings["lr"])
+    metric = getattr(module, "metric", None)
+    started = time.perf_counter()
+    try:
+        result = fit(
+            module.loss, params, data["train"], epochs=settings["epochs"],
+            batch_size=settings["batch_size"], optimizer=optimizer,
+            validation=data.get("validation"), metric=metric, seed=settings["seed"],
+            early_stopping=settings.get("early_stopping"), checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every, resume=args.resume, quiet=args.quiet,
+            workers=args.workers, mode=args.mode, backend=args.backend,
+        )  # fmt: skip
+    except (NonFiniteLossError, CheckpointError) as error:
+        print(f"adcompiler train: {error}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - started
+    print(f"trained {result.steps} steps in {seconds:.2f} s"
+          + (" (stopped early)" if result.stopped_early else ""))  # fmt: skip
+    if "test" in data:
+        objective = Objective(module.loss, result.params)
+        scores = evaluate(objective, result.params, data["test"], metric)
+        print(", ".join(f"test {k}: {v:.4f}" for k, v in scores.items()))
+    if args.plot:
+        from adcompiler.train.plot import plot_history
+
+        try:
+            print(f"wrote {plot_history(result.history, args.plot)}")
+        except ImportError as error:
+            print(f"adcompiler train: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
