@@ -1,0 +1,114 @@
+"""What every process of a data-parallel run knows: the same :class:`~adcompiler.train.loop.Run`.
+
+A :class:`Job` wraps the training loop's ``Run`` (objective, data set,
+optimizer, batch order, evaluation, early stopping) with the options of
+parallel training. Every process builds or inherits the same one, so the
+state a run starts from is the loop's own ``TrainState``, fresh or read
+from a checkpoint written by one process; sync-mode checkpoints are
+interchangeable with single-process ones::
+
+    job = Job(Run(loss, params, data, epochs=5, batch_size=64), checkpoint="run.ckpt")
+    state = job.initial_state(resume)          # TrainState(params, opt_state, epoch, batch, ...)
+    job.batches(state.epoch)[state.batch]      # rows of the next global mini-batch
+    loss, grads = job.step(state.params, job.run.dataset.take(rows))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adcompiler.train import tree
+from adcompiler.train.data import batch_order, batch_slices
+from adcompiler.train.loop import NonFiniteLossError, Run, TrainState
+
+
+@dataclass
+class Job:
+    """A training run plus its parallel options; identical in every process.
+
+    Args:
+        run: the loop's ``Run`` (its loss must be a mean over the batch's rows:
+            sync mode weights each shard's gradient by its share of the rows).
+        checkpoint: path the one writing process saves to.
+        checkpoint_every: sync mode: also save every this many steps (async
+            mode saves at the end of every epoch only).
+        max_staleness: async mode: bound on how many updates old an applied gradient may be.
+        quiet: no per-epoch lines on stdout.
+    """
+
+    run: Run
+    checkpoint: str | None = None
+    checkpoint_every: int | None = None
+    max_staleness: int | None = None
+    quiet: bool = True
+    _slices: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def dataset(self):
+        return self.run.dataset
+
+    @property
+    def optimizer(self):
+        return self.run.optimizer
+
+    @property
+    def epochs(self) -> int:
+        return self.run.epochs
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The rows of every global mini-batch of ``epoch`` (a function of seed and epoch)."""
+        if epoch not in self._slices:
+            self._slices.clear()
+            order = batch_order(len(self.dataset), self.run.seed, epoch)
+            self._slices[epoch] = batch_slices(order, self.run.batch_size, self.run.drop_last)
+        return self._slices[epoch]
+
+    def step(self, params: tree.Tree, batch: tuple) -> tuple[float, tree.Tree]:
+        """The loss on ``batch`` and its gradient, laid out like ``params``."""
+        return self.run.objective.value_and_grad(params, batch)
+
+    def initial_state(self, resume=None) -> TrainState:
+        """A fresh state, or the one in checkpoint ``resume``."""
+        return self.run.resume(resume) if resume is not None else self.run.start()
+
+    def save(self, state: TrainState) -> None:
+        """Write ``state`` to the checkpoint (call from exactly one process)."""
+        if self.checkpoint is not None:
+            state.save(self.checkpoint, self.run.identity)
+
+
+def check_finite(value: float, state: TrainState) -> None:
+    """The loop's error for a NaN or infinite loss, naming the step."""
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"the loss became {value} at step {state.step + 1} "
+            f"(epoch {state.epoch + 1}, batch {state.batch + 1}); lower the learning rate "
+            "or check the data and the loss for overflow"
+        )
+
+
+def record_step(state: TrainState, value: float, examples: int) -> None:
+    """The loop's per-step bookkeeping after an update on a batch of ``examples`` rows."""
+    state.step += 1
+    state.batch += 1
+    state.loss_sum += value * examples
+    state.examples += examples
+    state.history.setdefault("step_loss", []).append(value)
+
+
+def skip_epoch_end(state: TrainState) -> None:
+    """What ``Run.end_epoch`` does to the counters, for processes that keep no history."""
+    state.epoch += 1
+    state.batch = 0
+    state.loss_sum = 0.0
+    state.examples = 0
+
+
+def parallel_record(state: TrainState, **info) -> dict:
+    """``history["parallel"]``: how the run was parallelized, and its timings."""
+    record = state.history.setdefault("parallel", {})
+    record.update(info)
+    return record

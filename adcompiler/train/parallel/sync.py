@@ -1,0 +1,92 @@
+"""Synchronous data parallelism: every step, one all-reduce of one packed buffer.
+
+Each of ``N`` workers takes its shard of every global mini-batch
+(``np.array_split(rows, N)[rank]``), so the run visits exactly the batches a
+single process would. With ``n`` rows in the batch and ``n_r`` in shard
+``r``, and the loss a mean over rows::
+
+    buffer = [ (n_r / n) * grads_r  (flattened) ,  (n_r / n) * loss_r ]
+    allreduce_sum(buffer)       ->  [ full-batch mean gradient , full-batch mean loss ]
+
+and every worker applies the same optimizer update to the same bits, so
+the replicas never drift apart. Weighting by ``n_r / n`` is what makes
+uneven shards (and empty ones, when a batch has fewer rows than workers)
+exact. Rank 0 evaluates, keeps the history, decides early stopping (and
+tells the others with a one-number all-reduce) and writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from adcompiler.train import tree
+from adcompiler.train.loop import TrainState
+from adcompiler.train.parallel.job import (
+    Job,
+    check_finite,
+    parallel_record,
+    record_step,
+    skip_epoch_end,
+)
+
+
+def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
+    """Train on this worker's shards until the run ends; returns the final state."""
+    spec = tree.flat_spec(state.params)
+    size = spec.size
+    buffer = np.empty(size + 1, dtype=np.float64)
+    seconds = {"compute": 0.0, "communicate": 0.0, "update": 0.0}
+    while state.epoch < job.epochs and not state.stopped:
+        batches = job.batches(state.epoch)
+        started = time.perf_counter()
+        while state.batch < len(batches):
+            rows = batches[state.batch]
+            clock = time.perf_counter()
+            _contribution(comm, job, state.params, rows, buffer, size)
+            tick = time.perf_counter()
+            comm.allreduce_sum(buffer)
+            tock = time.perf_counter()
+            value = float(buffer[size])
+            check_finite(value, state)
+            grads = tree.unflatten(buffer[:size], spec)
+            state.params, state.opt_state = job.optimizer.update(state.params, grads,
+                                                                 state.opt_state)
+            record_step(state, value, len(rows))
+            comm.progress(state.step)
+            seconds["compute"] += tick - clock
+            seconds["communicate"] += tock - tick
+            seconds["update"] += time.perf_counter() - tock
+            if comm.rank == 0 and job.checkpoint_every and state.step % job.checkpoint_every == 0:
+                job.save(state)
+        _end_epoch(comm, job, state, time.perf_counter() - started)
+    parallel_record(state, mode="sync", backend=backend, workers=comm.size,
+                    seconds={k: round(v, 6) for k, v in seconds.items()})
+    return state
+
+
+def _contribution(comm, job: Job, params, rows: np.ndarray, buffer: np.ndarray, size: int):
+    """Write this worker's weighted gradient and loss into ``buffer``."""
+    shard = np.array_split(rows, comm.size)[comm.rank]
+    if len(shard) == 0:
+        buffer.fill(0.0)
+        return
+    value, grads = job.step(params, job.dataset.take(shard))
+    tree.flatten(grads, out=buffer[:size])
+    weight = len(shard) / len(rows)
+    if weight != 1.0:
+        buffer[:size] *= weight
+    buffer[size] = float(value) * weight
+
+
+def _end_epoch(comm, job: Job, state: TrainState, seconds: float) -> None:
+    """Rank 0 evaluates and records; everyone learns whether early stopping fired."""
+    if comm.rank == 0:
+        job.run.end_epoch(state, seconds, quiet=job.quiet)
+        job.save(state)
+    else:
+        skip_epoch_end(state)
+    flag = np.array([1.0 if (comm.rank == 0 and state.stopped) else 0.0])
+    comm.allreduce_sum(flag)
+    state.stopped = bool(flag[0])
