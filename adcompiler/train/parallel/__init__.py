@@ -81,8 +81,13 @@ def fit_parallel(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if max_staleness is not None and mode != "async":
         raise ValueError("max_staleness applies to mode='async' only")
-    job = Job(Run(loss, params, data, **fit_options), checkpoint=checkpoint,
-              checkpoint_every=checkpoint_every, max_staleness=max_staleness, quiet=quiet)
+    job = Job(
+        Run(loss, params, data, **fit_options),
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        max_staleness=max_staleness,
+        quiet=quiet,
+    )
     if backend == "mpi":
         from adcompiler.train.parallel import mpi
 

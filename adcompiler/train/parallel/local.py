@@ -2,11 +2,11 @@
 
 ::
 
-    parent ──fork──▶ worker 0 … worker N-1            (one SharedMemory segment for all buffers)
+    parent ──fork──▶ worker 0 … worker N-1        (one SharedMemory segment for all buffers)
       │                 │ sync:  slots[t % 2][rank] = contribution; barrier;
-      │                 │        result = slots[t % 2][0] + … + slots[t % 2][N-1]  (same bits on all)
-      │                 │ async: gradient into grads[rank]; 16-byte token up the pipe;
-      │                 │        the parent (parameter server) answers with params[rank] + a token
+      │                 │        result = slots[t % 2][0] + … + slots[t % 2][N-1]  (same bits)
+      │                 │ async: gradient into grads[rank]; a 32-byte token up the pipe;
+      │                 │        the parent (parameter server) answers: params[rank] + a token
       └─ waits on every worker's sentinel and pipe at once: a worker that dies
          sets the abort word and wakes every waiter, so the others raise
          WorkerLostError at once, naming it.
@@ -88,8 +88,12 @@ class Arena:
         return self.arrays[name]
 
     def __getstate__(self):  # only used under spawn/forkserver
-        return {"layout": self.layout, "offsets": self.offsets, "name": self.segment.name,
-                "owner_pid": self.owner_pid}
+        return {
+            "layout": self.layout,
+            "offsets": self.offsets,
+            "name": self.segment.name,
+            "owner_pid": self.owner_pid,
+        }
 
     def __setstate__(self, state):
         self.__dict__.update({k: v for k, v in state.items() if k != "name"})
@@ -441,8 +445,10 @@ def _worker_main(group: LocalGroup, rank: int, pipe, target: Callable, args: tup
     except WorkerLostError:
         os._exit(3)  # another worker's failure, which the parent reports
     except BaseException as error:  # noqa: BLE001 - everything goes back to the parent
-        failure = {"summary": f"{type(error).__name__}: {error}",
-                   "traceback": traceback.format_exc()}
+        failure = {
+            "summary": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
         try:
             failure["exception"] = pickle.loads(pickle.dumps(error))
         except Exception:  # noqa: BLE001 - an unpicklable exception travels as text
@@ -461,4 +467,3 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-

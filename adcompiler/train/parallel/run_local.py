@@ -45,8 +45,10 @@ def _sync_worker(comm, job: Job, state: TrainState) -> dict:
 def fit_async(job: Job, state: TrainState, workers: int, start_method=None) -> TrainState:
     """The parent serves parameters to ``workers`` processes; returns the server's state."""
     spec = tree.flat_spec(state.params)
-    layout = {"params": ((workers, spec.size), "float64"),
-              "grads": ((workers, spec.size), "float64")}
+    layout = {
+        "params": ((workers, spec.size), "float64"),
+        "grads": ((workers, spec.size), "float64"),
+    }
     server = ParameterServer(job, state, workers, "local")
     holder = {}
 
@@ -65,8 +67,15 @@ def fit_async(job: Job, state: TrainState, workers: int, start_method=None) -> T
         grads = holder["group"].arena["grads"][rank]
         send(server.on_gradient(rank, grads, value, version, epoch, index))
 
-    results = local.run(workers, layout, _async_worker, (job, spec), on_message=on_message,
-                        start_method=start_method, on_start=on_start)
+    results = local.run(
+        workers,
+        layout,
+        _async_worker,
+        (job, spec),
+        on_message=on_message,
+        start_method=start_method,
+        on_start=on_start,
+    )
     final = server.result()
     final.history["parallel"]["worker_seconds"] = [r["seconds"] for r in results]
     final.history["parallel"]["computed"] = [r["computed"] for r in results]

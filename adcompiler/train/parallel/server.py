@@ -6,9 +6,9 @@ their version and a mini-batch ``(epoch, index)``; the worker computes the
 gradient of the whole mini-batch and sends it back with the version it
 read. On arrival::
 
-    staleness = v - v_read            (updates applied since the worker read the parameters)
-    staleness <= max_staleness  ->  apply it (v += 1), give the worker fresh parameters and the next batch
-    staleness >  max_staleness  ->  drop it, give the worker fresh parameters and the SAME batch
+    staleness = v - v_read        (updates applied since the worker read the parameters)
+    staleness <= max_staleness  ->  apply it (v += 1); fresh parameters and the next batch
+    staleness >  max_staleness  ->  drop it; fresh parameters and the SAME batch again
 
 so every applied gradient is at most ``max_staleness`` updates old, every
 batch is applied exactly once per epoch, and no worker waits for another
@@ -55,8 +55,9 @@ class ParameterServer:
             raise ValueError(f"max_staleness must be >= 0, got {bound}")
         self.max_staleness = bound
         self.flat, self.spec = tree.flatten(state.params)
-        self.record = parallel_record(state, mode="async", backend=backend, workers=workers,
-                                      max_staleness=bound)
+        self.record = parallel_record(
+            state, mode="async", backend=backend, workers=workers, max_staleness=bound
+        )
         self.record.setdefault("staleness", [])
         self.record.setdefault("rejected", 0)
         self.queue: deque = deque()
@@ -101,8 +102,15 @@ class ParameterServer:
                 self.in_flight += 1
         return replies
 
-    def on_gradient(self, worker: int, grads: np.ndarray, value: float, read_version: int,
-                    epoch: int, index: int) -> list[tuple[int, int, int]]:
+    def on_gradient(
+        self,
+        worker: int,
+        grads: np.ndarray,
+        value: float,
+        read_version: int,
+        epoch: int,
+        index: int,
+    ) -> list[tuple[int, int, int]]:
         """Apply or drop one worker's gradient; returns the replies to send."""
         state = self.state
         staleness = state.step - read_version
@@ -115,8 +123,9 @@ class ParameterServer:
         counts.extend([0] * (staleness + 1 - len(counts)))
         counts[staleness] += 1
         grad_tree = tree.unflatten(grads, self.spec)
-        state.params, state.opt_state = self.job.optimizer.update(state.params, grad_tree,
-                                                                  state.opt_state)
+        state.params, state.opt_state = self.job.optimizer.update(
+            state.params, grad_tree, state.opt_state
+        )
         tree.flatten(state.params, out=self.flat)
         record_step(state, value, len(self.job.batches(epoch)[index]))
         self.in_flight -= 1

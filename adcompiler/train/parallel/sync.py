@@ -51,8 +51,9 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
             value = float(buffer[size])
             check_finite(value, state)
             grads = tree.unflatten(buffer[:size], spec)
-            state.params, state.opt_state = job.optimizer.update(state.params, grads,
-                                                                 state.opt_state)
+            state.params, state.opt_state = job.optimizer.update(
+                state.params, grads, state.opt_state
+            )
             record_step(state, value, len(rows))
             comm.progress(state.step)
             seconds["compute"] += tick - clock
@@ -61,8 +62,13 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
             if comm.rank == 0 and job.checkpoint_every and state.step % job.checkpoint_every == 0:
                 job.save(state)
         _end_epoch(comm, job, state, time.perf_counter() - started)
-    parallel_record(state, mode="sync", backend=backend, workers=comm.size,
-                    seconds={k: round(v, 6) for k, v in seconds.items()})
+    parallel_record(
+        state,
+        mode="sync",
+        backend=backend,
+        workers=comm.size,
+        seconds={k: round(v, 6) for k, v in seconds.items()},
+    )
     return state
 
 
