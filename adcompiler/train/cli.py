@@ -12,6 +12,7 @@ name                required  what
 ``metric``          no        ``metric(<same arguments as loss>) -> float``, reported on val/test
 ``make_optimizer``  no        ``make_optimizer(lr) -> optimizer`` (else by name: ``--optimizer``)
 ``defaults``        no        dict of defaults for the options below, e.g. ``{"epochs": 30}``
+``report``          no        ``report(params, data) -> str``, printed after the test scores
 ==================  ========  =================================================================
 
 Command-line options override ``defaults``::
@@ -59,6 +60,9 @@ def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (default 1: fastest here)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="data-parallel workers")
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--backend", choices=("local", "mpi"), default="local")
@@ -134,6 +138,7 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             early_stopping=settings.get("early_stopping"), checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every, resume=args.resume, quiet=args.quiet,
             workers=args.workers, mode=args.mode, backend=args.backend,
+            blas_threads=args.blas_threads,
         )  # fmt: skip
     except (NonFiniteLossError, CheckpointError) as error:
         print(f"adcompiler train: {error}", file=sys.stderr)
@@ -145,6 +150,8 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
         objective = Objective(module.loss, result.params)
         scores = evaluate(objective, result.params, data["test"], metric)
         print(", ".join(f"test {k}: {v:.4f}" for k, v in scores.items()))
+    if hasattr(module, "report"):
+        print(module.report(result.params, data))
     if args.plot:
         from adcompiler.train.plot import plot_history
 

@@ -29,6 +29,7 @@ from adcompiler.train import checkpoint as checkpoints
 from adcompiler.train.data import as_dataset, batch_order, batch_slices
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import Adam
+from adcompiler.train.threads import set_blas_threads
 from adcompiler.train.tree import Tree, structure, tree_map
 
 
@@ -177,6 +178,7 @@ def fit(
     workers: int = 1,
     mode: str = "sync",
     backend: str = "local",
+    blas_threads: int | None = None,
     **parallel_options,
 ) -> FitResult:
     """Train ``params`` to minimize ``loss`` over mini-batches of ``data``.
@@ -205,6 +207,8 @@ def fit(
         eval_batch_size: rows per evaluation chunk.
         workers, mode, backend: data-parallel training; ``workers > 1`` or
             ``backend="mpi"`` hands the run to :func:`adcompiler.train.parallel.fit_parallel`.
+        blas_threads: run NumPy's BLAS on this many threads during training (1 is
+            fastest for small models, above all on a busy machine); None leaves it alone.
         **parallel_options: passed on to ``fit_parallel`` (e.g. a staleness bound).
 
     Returns:
@@ -215,6 +219,23 @@ def fit(
         NonFiniteLossError: the loss became NaN or infinite (the message names the step).
         CheckpointError: ``resume`` is unreadable, corrupted or from another run.
     """
+    previous = set_blas_threads(blas_threads)
+    try:
+        return _fit(
+            loss, params, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+            lr=lr, validation=validation, metric=metric, seed=seed, drop_last=drop_last,
+            early_stopping=early_stopping, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, resume=resume, quiet=quiet, grad_fn=grad_fn,
+            wrt=wrt, eval_batch_size=eval_batch_size, workers=workers, mode=mode,
+            backend=backend, **parallel_options,
+        )  # fmt: skip
+    finally:
+        set_blas_threads(previous)
+
+
+def _fit(loss, params, data, *, epochs, batch_size, optimizer, lr, validation, metric, seed,
+         drop_last, early_stopping, checkpoint, checkpoint_every, resume, quiet, grad_fn, wrt,
+         eval_batch_size, workers, mode, backend, **parallel_options) -> FitResult:  # fmt: skip
     if workers > 1 or backend != "local" or mode != "sync" or parallel_options:
         from adcompiler.train.parallel import fit_parallel
 
