@@ -75,6 +75,10 @@ def _prepare_adcompiler(workload, args):
     result = gradient(*args)
     t2 = time.perf_counter()
     setup = {"build_s": t1 - t0, "first_call_s": t2 - t1, "first_result": result}
+    try:
+        setup["generated_source"] = adcompiler.source(gradient)
+    except Exception as error:  # the source is for reading, not needed to time
+        setup["generated_source"] = f"unavailable: {error!r}"
     return Prepared(lambda: gradient(*args), _numpy_result, setup)
 
 

@@ -6,8 +6,8 @@ A workload module defines:
 - ``primal``: the function as a user writes it for adcompiler (plain NumPy,
   module level, arrays as separate arguments).
 - ``WRT``: the names of the arguments the gradient is taken with respect to.
-- ``STATIC``: the names of arguments that are Python ints fixing the structure
-  (loop counts); JAX's jit treats them as static.
+- ``STATIC``: the names of arguments that are plain Python numbers (loop counts,
+  constants); JAX's jit treats them as static.
 - ``SIZES``: ``{"small": {...}, "large": {...}}``, the shape parameters.
 - ``make_inputs(size, seed)``: a dict of the primal's arguments, in order.
 - ``value_and_grad``: the hand-written reference, same signature as ``primal``,

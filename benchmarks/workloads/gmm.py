@@ -19,7 +19,7 @@ from scipy.special import multigammaln
 
 NAME = "gmm"
 WRT = ("alphas", "means", "icf")
-STATIC = ()
+STATIC = ("wishart_gamma", "wishart_m")  # plain numbers: static under jax.jit
 SIZES = {"small": {"d": 2, "K": 5, "n": 1000}, "large": {"d": 10, "K": 25, "n": 1000}}
 SIZE_LABELS = {"small": "d=2 K=5 n=1k", "large": "d=10 K=25 n=1k"}
 WISHART_GAMMA = 1.0  # ADBench's data files use gamma = 1, m = 0
