@@ -7,6 +7,14 @@ SPEED_TARGET = 1.1
 COMPILE_TARGET_S = 0.020
 WARM_CACHE_TARGET_S = 0.002
 SLOWER_PEERS = ("autograd", "torch", "jax")
+COLORS = {
+    "primal": "#9e9e9e",
+    "adcompiler": "#d62728",
+    "autograd": "#2ca02c",
+    "jax": "#1f77b4",
+    "jax_jit": "#9467bd",
+    "torch": "#ff7f0e",
+}
 
 
 def index(records):
@@ -244,6 +252,8 @@ def plot_ratios(records, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     rows = index(records)
     methods = [m for m in methods_present(rows) if m != "hand"]
@@ -253,18 +263,24 @@ def plot_ratios(records, path):
     for offset, method in enumerate(methods):
         xs, ys = [], []
         for position, by_method in enumerate(rows.values()):
+            x = position + (offset - (len(methods) - 1) / 2) * width
             ours, hand = median(by_method.get(method)), median(by_method.get("hand"))
             if ours and hand:
-                xs.append(position + (offset - (len(methods) - 1) / 2) * width)
+                xs.append(x)
                 ys.append(ours / hand)
-        axes.bar(xs, ys, width=width, label=method)
+            elif method == "adcompiler" and by_method.get(method):
+                status = by_method[method].get("status", "").split(":", 1)[0]
+                axes.text(x, 1.0, status, rotation=90, ha="center", va="bottom", fontsize=7)
+        axes.bar(xs, ys, width=width, label=method, color=COLORS.get(method))
     axes.axhline(1.0, color="black", linewidth=0.8)
-    axes.axhline(SPEED_TARGET, color="red", linestyle="--", linewidth=0.8, label="1.1x target")
+    axes.axhline(SPEED_TARGET, color="red", linestyle="--", linewidth=0.8)
     axes.set_yscale("log")
     axes.set_xticks(range(len(labels)), labels, fontsize=8)
     axes.set_ylabel("time / hand-written (log scale)")
     axes.set_title("Value-and-gradient time relative to hand-written NumPy (lower is better)")
-    axes.legend(fontsize=8, ncol=4)
+    handles = [Patch(color=COLORS.get(method), label=method) for method in methods]
+    handles.append(Line2D([], [], color="red", linestyle="--", label="1.1x target"))
+    axes.legend(handles=handles, fontsize=8, ncol=4)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
