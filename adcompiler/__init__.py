@@ -1,0 +1,14 @@
+"""adcompiler: source-to-source automatic differentiation for Python and NumPy.
+
+    import adcompiler as ad
+
+    dloss = ad.grad(loss, wrt=("w", "b"))      # a generated Python function
+    print(ad.source(dloss))                    # read it
+"""
+
+from adcompiler.api import grad, ir, source, value_and_grad, vjp
+from adcompiler.check import check_grad
+from adcompiler.errors import UnsupportedSyntaxError
+
+__version__ = "0.1.0"
+__all__ = ["check_grad", "grad", "ir", "source", "value_and_grad", "vjp", "UnsupportedSyntaxError"]

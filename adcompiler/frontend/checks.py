@@ -1,0 +1,124 @@
+"""Find every construct the compiler cannot differentiate, before lowering.
+
+    def f(x):                      model.py:3:5: error: `try` is not supported
+        try:               ──▶         try:
+            ...                        ^
+                                     suggestion: move error handling outside the function ...
+
+`find_unsupported(parsed)` returns all diagnostics in source order; the
+frontend raises them together so the user sees every problem at once.
+"""
+
+from __future__ import annotations
+
+import gast
+
+from adcompiler.errors import Diagnostic
+from adcompiler.frontend.source import ParsedSource
+
+# Statement and expression types refused here, with what to write instead.
+UNSUPPORTED: dict[type, tuple[str, str]] = {
+    gast.Try: ("`try` is not supported", "move error handling to the caller"),
+    gast.With: ("`with` is not supported", "move the context manager to the caller"),
+    gast.AsyncWith: ("`async with` is not supported", "differentiate a synchronous function"),
+    gast.AsyncFor: ("`async for` is not supported", "differentiate a synchronous function"),
+    gast.AsyncFunctionDef: (
+        "`async def` is not supported",
+        "differentiate a synchronous function",
+    ),
+    gast.Await: ("`await` is not supported", "differentiate a synchronous function"),
+    gast.Yield: ("`yield` is not supported", "return a list or an array instead of yielding"),
+    gast.YieldFrom: ("`yield from` is not supported", "return a list or array instead"),
+    gast.Global: (
+        "`global` is not supported",
+        "pass the value in as an argument and return the new value",
+    ),
+    gast.Nonlocal: (
+        "`nonlocal` is not supported",
+        "pass the value in as an argument and return the new value",
+    ),
+    gast.ClassDef: ("class definitions are not supported", "define the class at module level"),
+    gast.Raise: ("`raise` is not supported", "validate inputs before calling the gradient"),
+    gast.Delete: ("`del` is not supported", "drop the `del`; values are freed when unused"),
+    gast.Import: ("`import` inside the function is not supported", "import at module level"),
+    gast.ImportFrom: ("`import` inside the function is not supported", "import at module level"),
+    gast.Set: ("sets are not supported", "use a list or a tuple"),
+    gast.SetComp: ("set comprehensions are not supported", "use a list comprehension"),
+    gast.GeneratorExp: (
+        "generator expressions are not supported",
+        "use a list comprehension: `[... for ...]`",
+    ),
+    gast.NamedExpr: ("`:=` is not supported", "assign on a line of its own"),
+    gast.Starred: ("`*args` unpacking is not supported", "pass the arguments one by one"),
+    gast.JoinedStr: ("f-strings are not supported", "compute values only; format outside"),
+}
+
+# Supported by a later stage of the compiler; refused for now with a rewrite.
+NOT_YET: dict[type, tuple[str, str]] = {
+    gast.If: (
+        "`if` statements are not supported yet",
+        "use `np.where(cond, a, b)` for elementwise choices",
+    ),
+    gast.IfExp: (
+        "conditional expressions are not supported yet",
+        "use `np.where(cond, a, b)`",
+    ),
+    gast.For: (
+        "`for` loops are not supported yet",
+        "vectorize the loop with array operations (sum, @, cumsum)",
+    ),
+    gast.While: (
+        "`while` loops are not supported yet",
+        "vectorize the loop, or unroll a fixed number of steps",
+    ),
+    gast.BoolOp: ("`and`/`or` are not supported yet", "use `np.logical_and` / `np.logical_or`"),
+    gast.Lambda: ("`lambda` is not supported yet", "define a module-level function with `def`"),
+    gast.FunctionDef: (
+        "nested function definitions are not supported yet",
+        "define the helper at module level",
+    ),
+    gast.ListComp: (
+        "list comprehensions are not supported yet",
+        "use array operations (np.stack of a vectorized expression)",
+    ),
+    gast.DictComp: ("dict comprehensions are not supported yet", "build the dict outside"),
+    gast.Dict: ("dicts are not supported yet", "pass the arrays as separate arguments"),
+    gast.Assert: ("`assert` is not supported yet", "check inputs before calling the gradient"),
+    gast.Break: ("`break` is not supported yet", "vectorize the loop"),
+    gast.Continue: ("`continue` is not supported yet", "vectorize the loop"),
+}
+
+
+def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
+    """All unsupported constructs in the body of `parsed`, in source order."""
+    found: list[Diagnostic] = []
+    root = parsed.tree
+    if root.args.vararg or root.args.kwarg:
+        found.append(
+            Diagnostic(
+                parsed.loc(root),
+                "`*args`/`**kwargs` parameters are not supported",
+                "name each parameter",
+            )
+        )
+    for stmt in root.body:
+        for node in gast.walk(stmt):
+            entry = UNSUPPORTED.get(type(node)) or NOT_YET.get(type(node))
+            if entry is None:
+                continue
+            message, suggestion = entry
+            found.append(Diagnostic(parsed.loc(node), message, suggestion))
+    found.sort(key=lambda d: (d.loc.line, d.loc.col))
+    return _one_per_place(found)
+
+
+def _one_per_place(found: list[Diagnostic]) -> list[Diagnostic]:
+    """Keep one diagnostic per place and message."""
+    seen = set()
+    out = []
+    for d in found:
+        key = (d.loc.line, d.loc.col, d.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out

@@ -1,0 +1,531 @@
+"""Lowering a gast function definition to SSA IR.
+
+    def f(x, W):                     function f(%x, %W):
+        z = np.tanh(x @ W)    ──▶      %matmul = matmul(%x, %W)
+        return z.sum()                 %z = tanh(%matmul)
+                                       %sum = sum(%z)
+                                       return %sum
+
+Names are resolved against the function's locals, closure, globals and
+builtins, so NumPy works under any import style. Expressions that are known
+at compile time (literals, module attributes, `-1`, shapes written as tuple
+literals) stay Python objects (`Static`) and become inline constants where an
+operator needs them. Tuples are tracked symbolically: packing, unpacking and
+constant indexing cost nothing at run time. Calls to the user's own
+module-level functions are inlined.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import gast
+import numpy as np
+
+from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
+from adcompiler.frontend import methods
+from adcompiler.frontend.checks import find_unsupported
+from adcompiler.frontend.source import ParsedSource, parse_function
+from adcompiler.ir import Block, Function, Loc, Node, Value
+from adcompiler.ops import lookup
+from adcompiler.ops.core import NO_DEFAULT, Op
+from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
+
+MAX_INLINE_DEPTH = 32
+
+BINOPS = {
+    gast.Add: operator.add,
+    gast.Sub: operator.sub,
+    gast.Mult: operator.mul,
+    gast.Div: operator.truediv,
+    gast.FloorDiv: operator.floordiv,
+    gast.Mod: operator.mod,
+    gast.Pow: operator.pow,
+    gast.MatMult: operator.matmul,
+}
+UNARYOPS = {gast.USub: operator.neg, gast.UAdd: operator.pos, gast.Not: operator.not_}
+CMPOPS = {
+    gast.Lt: operator.lt,
+    gast.LtE: operator.le,
+    gast.Gt: operator.gt,
+    gast.GtE: operator.ge,
+    gast.Eq: operator.eq,
+    gast.NotEq: operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Static:
+    """A value known at compile time: a literal, a module, a function, a global."""
+
+    obj: Any
+    name: str | None = None  # the global or closure variable it was read from
+
+
+class LoweringError(Exception):
+    """One problem in one expression; collected as a diagnostic."""
+
+    def __init__(self, node, message: str, suggestion: str = ""):
+        super().__init__(message)
+        self.node = node
+        self.message = message
+        self.suggestion = suggestion
+
+
+def lower_function(fn) -> Function:
+    """Lower the Python function `fn` to IR, or raise every problem found at once."""
+    parsed = parse_function(fn)
+    problems = find_unsupported(parsed)
+    if problems:
+        raise UnsupportedSyntaxError(problems)
+    lowering = Lowering(fn, parsed, nodes=[], diagnostics=[], depth=0)
+    params = lowering.bind_parameters()
+    results, returns_tuple = lowering.lower_body()
+    if lowering.diagnostics:
+        raise UnsupportedSyntaxError(lowering.diagnostics)
+    out = Function(
+        name=fn.__name__,
+        params=params,
+        body=Block(nodes=lowering.nodes),
+        results=results,
+        source_file=parsed.file,
+        doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+        returns_tuple=returns_tuple,
+    )
+    return out
+
+
+class Lowering:
+    """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
+
+    def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
+        self.fn = fn
+        self.parsed = parsed
+        self.nodes: list[Node] = nodes
+        self.diagnostics: list[Diagnostic] = diagnostics
+        self.depth = depth
+        self.env: dict[str, Any] = {}
+        self.loc: Loc | None = None
+        closure = fn.__closure__ or ()
+        self.closure = {
+            name: cell.cell_contents
+            for name, cell in zip(fn.__code__.co_freevars, closure)
+            if _cell_has_value(cell)
+        }
+
+    # -- entry points ------------------------------------------------------
+
+    def bind_parameters(self) -> list[Value]:
+        params = []
+        for arg in self.parsed.tree.args.args + self.parsed.tree.args.kwonlyargs:
+            value = Value(arg.id, loc=self.parsed.loc(arg))
+            self.env[arg.id] = value
+            params.append(value)
+        return params
+
+    def lower_body(self) -> tuple[list[Value], bool]:
+        """Lower the statements; return the result values and whether they were a tuple."""
+        result: Any = None
+        body = self.parsed.tree.body
+        for i, stmt in enumerate(body):
+            if _is_docstring(stmt, i):
+                continue
+            self.loc = self.parsed.loc(stmt)
+            self.statement_start = len(self.nodes)
+            try:
+                if isinstance(stmt, gast.Return):
+                    if i != len(body) - 1:
+                        raise LoweringError(stmt, "code after `return` never runs", "remove it")
+                    result = self.expr(stmt.value) if stmt.value is not None else Static(None)
+                else:
+                    self.statement(stmt)
+            except LoweringError as err:
+                self.report(err)
+        if result is None:
+            self.report(
+                LoweringError(self.parsed.tree, "the function returns nothing", "add `return`")
+            )
+            return [], False
+        if isinstance(result, tuple):
+            return [self.as_value(r) for r in result], True
+        return [self.as_value(result)], False
+
+    def report(self, err: LoweringError) -> None:
+        self.diagnostics.append(Diagnostic(self.parsed.loc(err.node), err.message, err.suggestion))
+
+    # -- statements --------------------------------------------------------
+
+    def statement(self, stmt) -> None:
+        if isinstance(stmt, gast.Assign):
+            value = self.expr(stmt.value)
+            for target in stmt.targets:
+                self.assign(target, value)
+        elif isinstance(stmt, gast.AugAssign):
+            if not isinstance(stmt.target, gast.Name):
+                raise LoweringError(
+                    stmt, "in-place update of an element is not supported yet", _MUTATION_HINT
+                )
+            current = self.name(stmt.target)
+            value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
+            self.assign(stmt.target, value)
+        elif isinstance(stmt, gast.AnnAssign):
+            if stmt.value is not None:
+                self.assign(stmt.target, self.expr(stmt.value))
+        elif isinstance(stmt, gast.Expr):
+            raise LoweringError(
+                stmt, "an expression whose value is thrown away", "assign it, or remove it"
+            )
+        elif isinstance(stmt, gast.Pass):
+            pass
+        else:
+            raise LoweringError(stmt, f"`{type(stmt).__name__}` statements are not supported")
+
+    def assign(self, target, value) -> None:
+        if isinstance(target, gast.Name):
+            if isinstance(value, Value) and self.made_by_this_statement(value):
+                value.hint, value.role = target.id, "primal"
+            self.env[target.id] = value
+        elif isinstance(target, (gast.Tuple, gast.List)):
+            items = self.unpack(value, len(target.elts), target)
+            for t, v in zip(target.elts, items):
+                self.assign(t, v)
+        elif isinstance(target, gast.Subscript):
+            raise LoweringError(target, "assignment into an array is not supported yet", _MUTATION_HINT)
+        else:
+            raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
+
+    def made_by_this_statement(self, value: Value) -> bool:
+        return any(value in n.outputs for n in self.nodes[self.statement_start :])
+
+    def unpack(self, value, count: int, node) -> list:
+        if isinstance(value, tuple):
+            if len(value) != count:
+                raise LoweringError(node, f"cannot unpack {len(value)} values into {count} names")
+            return list(value)
+        if isinstance(value, Static):
+            items = list(value.obj)
+            return [Static(v) for v in items]
+        return [self.getitem(self.as_value(value), ((i,), True)) for i in range(count)]
+
+    # -- expressions -------------------------------------------------------
+
+    def expr(self, node) -> Any:
+        method = getattr(self, f"expr_{type(node).__name__}", None)
+        if method is None:
+            raise LoweringError(node, f"`{type(node).__name__}` expressions are not supported")
+        return method(node)
+
+    def expr_Constant(self, node):  # noqa: N802 - named after gast's node types
+        return Static(node.value)
+
+    def expr_Name(self, node):  # noqa: N802
+        return self.name(node)
+
+    def name(self, node):
+        name = node.id
+        if name in self.env:
+            return self.env[name]
+        if name in self.closure:
+            return Static(self.closure[name], name)
+        if name in self.fn.__globals__:
+            return Static(self.fn.__globals__[name], name)
+        if hasattr(builtins, name):
+            return Static(getattr(builtins, name))
+        raise LoweringError(node, f"name `{name}` is not defined")
+
+    def expr_Tuple(self, node):  # noqa: N802
+        return tuple(self.expr(e) for e in node.elts)
+
+    expr_List = expr_Tuple  # noqa: N815 - a list literal is only an argument (np.array([...]))
+
+    def expr_BinOp(self, node):  # noqa: N802
+        return self.binop(BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
+
+    def binop(self, fn, left, right, node):
+        if isinstance(left, Static) and isinstance(right, Static):
+            return Static(fn(left.obj, right.obj))
+        if isinstance(left, tuple) or isinstance(right, tuple):
+            if fn is operator.add and isinstance(left, tuple) and isinstance(right, tuple):
+                return left + right
+            raise LoweringError(node, "arithmetic on a tuple is not supported")
+        return self.apply(lookup(fn), [left, right], {}, node)
+
+    def expr_UnaryOp(self, node):  # noqa: N802
+        operand = self.expr(node.operand)
+        fn = UNARYOPS[type(node.op)]
+        if isinstance(operand, Static):
+            return Static(fn(operand.obj))
+        if fn is operator.not_:
+            fn = np.logical_not
+        return self.apply(lookup(fn), [operand], {}, node)
+
+    def expr_Compare(self, node):  # noqa: N802
+        if len(node.ops) != 1:
+            raise LoweringError(node, "chained comparisons are not supported", "write `a < b and b < c`")
+        left, right = self.expr(node.left), self.expr(node.comparators[0])
+        fn = CMPOPS.get(type(node.ops[0]))
+        if fn is None:
+            raise LoweringError(node, "`is`/`in` comparisons are not supported", "use `==`")
+        if isinstance(left, Static) and isinstance(right, Static):
+            return Static(fn(left.obj, right.obj))
+        return self.apply(lookup(fn), [left, right], {}, node)
+
+    def expr_Attribute(self, node):  # noqa: N802
+        base = self.expr(node.value)
+        if isinstance(base, Static):
+            try:
+                return Static(getattr(base.obj, node.attr))
+            except AttributeError:
+                raise LoweringError(node, f"`{node.attr}` is not an attribute of {base.obj!r}") from None
+        if node.attr == "T":
+            return self.apply(lookup(np.transpose), [base], {}, node)
+        if node.attr in ATTRIBUTES:
+            return self.emit(ATTRIBUTES[node.attr], [self.as_value(base)], {}, node.attr)
+        raise LoweringError(
+            node, f"the attribute `.{node.attr}` of an array is not supported", methods.ATTRIBUTE_HINT
+        )
+
+    def expr_Subscript(self, node):  # noqa: N802
+        base = self.expr(node.value)
+        index = self.index(node.slice)
+        if isinstance(base, tuple):
+            if isinstance(index, Static) and isinstance(index.obj, (int, slice)):
+                return base[index.obj]
+            raise LoweringError(node, "a tuple can only be indexed by a constant")
+        if isinstance(base, Static) and isinstance(index, Static):
+            return Static(base.obj[index.obj])
+        template, dyn = self.template(index, node)
+        return self.getitem(self.as_value(base), template, dyn)
+
+    def index(self, node):
+        if isinstance(node, gast.Slice):
+            parts = [None if p is None else self.expr(p) for p in (node.lower, node.upper, node.step)]
+            if all(p is None or isinstance(p, Static) for p in parts):
+                return Static(slice(*(None if p is None else p.obj for p in parts)))
+            return ("slice", parts)
+        if isinstance(node, gast.Tuple):
+            return tuple(self.index(e) for e in node.elts)
+        return self.expr(node)
+
+    def template(self, index, node) -> tuple[tuple, list[Value]]:
+        """Turn a lowered index into ``((items, single), dynamic values)``; `Dyn(k)` marks
+        the k-th run-time part."""
+        dyn: list[Value] = []
+
+        def dynamic(value) -> Dyn:
+            dyn.append(self.as_value(value))
+            return Dyn(len(dyn) - 1)
+
+        def part(p):
+            if isinstance(p, Static):
+                if p.obj is None or p.obj is Ellipsis or isinstance(p.obj, (int, slice)):
+                    return p.obj
+                return dynamic(p)
+            if isinstance(p, tuple) and len(p) == 2 and p[0] == "slice":
+                return slice(*(None if e is None else part(e) for e in p[1]))
+            if isinstance(p, tuple):
+                raise LoweringError(node, "nested tuples in an index are not supported")
+            return dynamic(p)
+
+        if isinstance(index, tuple) and not (len(index) == 2 and index[0] == "slice"):
+            return (tuple(part(p) for p in index), False), dyn
+        return ((part(index),), True), dyn
+
+    def getitem(self, base: Value, template, dyn=()) -> Value:
+        return self.emit(GETITEM, [base, *dyn], {"index": template}, "getitem")
+
+    def expr_Call(self, node):  # noqa: N802
+        args = [self.expr(a) for a in node.args]
+        kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
+        if isinstance(node.func, gast.Attribute):
+            base = self.expr(node.func.value)
+            if not isinstance(base, Static):
+                return self.method_call(self.as_value(base), node.func.attr, args, kwargs, node)
+        func = self.expr(node.func)
+        if not isinstance(func, Static):
+            raise LoweringError(node, "calling a computed value is not supported")
+        return self.call(func.obj, args, kwargs, node)
+
+    def method_call(self, base: Value, name: str, args, kwargs, node):
+        target = methods.METHODS.get(name)
+        if target is None:
+            raise LoweringError(node, f"the array method `.{name}()` is not supported", methods.ATTRIBUTE_HINT)
+        fn, adapt = target
+        args, kwargs = adapt(args, kwargs)
+        return self.call(fn, [base, *args], kwargs, node)
+
+    def call(self, fn, args, kwargs, node):
+        if fn is np.array and len(args) == 1 and isinstance(args[0], tuple) and not kwargs:
+            return self.pack(args[0], node)
+        op = lookup(fn)
+        if op is not None:
+            return self.apply(op, args, kwargs, node)
+        if isinstance(fn, types.FunctionType) and not _is_library(fn):
+            return self.inline(fn, args, kwargs, node)
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise LoweringError(
+            node,
+            f"no derivative rule for `{getattr(fn, '__module__', '') or ''}.{name}`".replace("..", "."),
+            "use a supported NumPy function (see docs/operators.md) or write the helper in Python",
+        )
+
+    def pack(self, items, node) -> Value:
+        leaves: list[Value] = []
+
+        def layout(x):
+            if isinstance(x, tuple):
+                return tuple(layout(e) for e in x)
+            leaves.append(self.as_value(x))
+            return None
+
+        shape = layout(items)
+        return self.emit(PACK, leaves, {"layout": shape}, "array")
+
+    def inline(self, fn, args, kwargs, node):
+        if self.depth >= MAX_INLINE_DEPTH:
+            raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
+        parsed = parse_function(fn)
+        problems = find_unsupported(parsed)
+        if problems:
+            self.diagnostics.extend(problems)
+            raise LoweringError(node, f"the helper `{fn.__name__}` uses unsupported constructs")
+        inner = Lowering(fn, parsed, self.nodes, self.diagnostics, self.depth + 1)
+        names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
+        defaults = _defaults(fn)
+        bound = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise LoweringError(node, f"`{fn.__name__}` has no parameter `{k}`")
+            bound[k] = v
+        for name in names:
+            if name not in bound:
+                if name not in defaults:
+                    raise LoweringError(node, f"missing argument `{name}` in call to `{fn.__name__}`")
+                bound[name] = Static(defaults[name])
+        inner.env.update(bound)
+        before = len(self.diagnostics)
+        results, returns_tuple = inner.lower_body()
+        if len(self.diagnostics) > before:
+            raise LoweringError(node, f"in the call to `{fn.__name__}` (see above)")
+        return tuple(results) if returns_tuple else results[0]
+
+    def apply(self, op: Op, args, kwargs, node) -> Any:
+        """Bind call arguments to `op`'s parameters and emit the node."""
+        inputs: list[Value] = []
+        attrs: dict[str, Any] = {}
+        args = list(args)
+        if op.name == "einsum":
+            if not args or not isinstance(args[0], Static):
+                raise LoweringError(node, "the einsum subscripts must be a string literal")
+            kwargs = {**kwargs, "subscripts": args.pop(0)}
+        for param in op.params:
+            if param.kind == "varargs":
+                inputs.extend(self.as_value(a) for a in args)
+                args = []
+                continue
+            if args:
+                given = args.pop(0)
+            elif param.name in kwargs:
+                given = kwargs.pop(param.name)
+            elif param.default is not NO_DEFAULT:
+                continue
+            else:
+                raise LoweringError(node, f"`{op.name}` needs the argument `{param.name}`")
+            if param.kind == "attr":
+                if not isinstance(given, Static):
+                    raise LoweringError(
+                        node,
+                        f"`{param.name}=` of `{op.name}` must be known when the function is compiled",
+                        "write a literal or a module-level constant",
+                    )
+                attrs[param.name] = _freeze(given.obj)
+            elif param.kind == "seq":
+                items = given if isinstance(given, tuple) else None
+                if items is None:
+                    raise LoweringError(node, f"`{op.name}` takes a list or tuple literal of arrays")
+                inputs.extend(self.as_value(i) for i in items)
+            else:
+                inputs.append(self.as_value(given))
+        if args or kwargs:
+            extra = ", ".join([*(["positional"] if args else []), *kwargs])
+            raise LoweringError(node, f"`{op.name}` does not take the argument(s): {extra}")
+        return self.emit(op, inputs, attrs, op.name)
+
+    # -- building nodes ----------------------------------------------------
+
+    def emit(self, op: Op, inputs, attrs, hint: str) -> Value:
+        full = {**op.attr_defaults(), **attrs}
+        out = Value(hint, role="temp", loc=self.loc)
+        self.nodes.append(Node(op, list(inputs), full, [out], loc=self.loc))
+        return out
+
+    def as_value(self, x) -> Value:
+        if isinstance(x, Value):
+            return x
+        if isinstance(x, tuple):
+            return self.emit(MAKE_TUPLE, [self.as_value(i) for i in x], {}, "tuple")
+        if isinstance(x, Static):
+            obj = x.obj
+            if isinstance(obj, np.generic):
+                obj = obj.item()
+            if _is_literal(obj):
+                out = self.emit(CONST, [], {"value": obj}, "const")
+                out.const = obj
+                return out
+            return self.emit(CONST, [], {"value": obj, "name": x.name or "constant"}, "const")
+        raise TypeError(f"cannot use {x!r} as a value")
+
+
+_MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
+
+
+def _cell_has_value(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+        return True
+    except ValueError:
+        return False
+
+
+def _is_docstring(stmt, index: int) -> bool:
+    return (
+        index == 0
+        and isinstance(stmt, gast.Expr)
+        and isinstance(stmt.value, gast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _is_literal(obj) -> bool:
+    if isinstance(obj, (bool, int, float, complex, str, type(None), slice)) or obj is Ellipsis:
+        return True
+    if isinstance(obj, tuple):
+        return all(_is_literal(o) for o in obj)
+    return False
+
+
+def _freeze(obj):
+    if isinstance(obj, list):
+        return tuple(_freeze(o) for o in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _is_library(fn) -> bool:
+    module = getattr(fn, "__module__", "") or ""
+    return module.split(".")[0] in {"numpy", "scipy", "builtins"}
+
+
+def _defaults(fn) -> dict[str, Any]:
+    import inspect
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }

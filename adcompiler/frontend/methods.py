@@ -1,0 +1,59 @@
+"""Array methods and builtins, mapped onto the NumPy functions the registry knows.
+
+``x.sum(axis=0)`` is lowered as ``np.sum(x, axis=0)``; ``x.reshape(3, -1)``
+as ``np.reshape(x, (3, -1))``. Each entry is ``name: (function, adapt)`` where
+`adapt(args, kwargs)` rewrites the method's arguments (after `self`) into the
+function's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adcompiler import runtime
+
+ATTRIBUTE_HINT = "use the NumPy function instead (see docs/operators.md for the supported ones)"
+
+
+def _same(args, kwargs):
+    return args, kwargs
+
+
+def _shape_from_varargs(args, kwargs):
+    """``x.reshape(3, -1)`` and ``x.reshape((3, -1))`` both mean shape (3, -1)."""
+    if len(args) == 1:
+        return args, kwargs
+    return [tuple(args)], kwargs
+
+
+def _axes_from_varargs(args, kwargs):
+    from adcompiler.frontend.lower import Static
+
+    if not args:
+        return [], kwargs
+    if len(args) == 1:
+        return [], {"axes": args[0], **kwargs}
+    return [], {"axes": Static(tuple(a.obj for a in args)), **kwargs}
+
+
+METHODS = {
+    "sum": (np.sum, _same),
+    "mean": (np.mean, _same),
+    "prod": (np.prod, _same),
+    "max": (np.max, _same),
+    "min": (np.min, _same),
+    "dot": (np.dot, _same),
+    "cumsum": (np.cumsum, _same),
+    "clip": (np.clip, _same),
+    "trace": (np.trace, _same),
+    "repeat": (np.repeat, _same),
+    "squeeze": (np.squeeze, _same),
+    "ravel": (np.ravel, _same),
+    "flatten": (np.ravel, _same),
+    "copy": (np.copy, _same),
+    "astype": (runtime.astype, _same),
+    "reshape": (np.reshape, _shape_from_varargs),
+    "transpose": (np.transpose, _axes_from_varargs),
+    "argmax": (np.argmax, _same),
+    "argmin": (np.argmin, _same),
+}

@@ -1,0 +1,36 @@
+"""Source → callable: compile generated code so that tracebacks, `inspect` and `pdb` see it.
+
+The source is registered in `linecache` under a name like
+``<adcompiler: loss_grad>``, so a traceback through generated code shows the
+generated line, `inspect.getsource` returns it, and `pdb` can step through it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+
+import numpy as np
+
+from adcompiler import runtime
+from adcompiler.codegen.emit import Emitted
+
+_counter = itertools.count(1)
+
+
+def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | None = None):
+    """Compile `emitted` and return the function it defines."""
+    filename = f"<adcompiler-{next(_counter)}: {emitted.name}>"
+    lines = emitted.source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(emitted.source), None, lines, filename)
+    namespace = {"np": np, "__name__": "adcompiler.generated"}
+    namespace.update({h: runtime.HELPERS[h] for h in emitted.helpers})
+    for h in list(emitted.helpers):
+        for dep in runtime.DEPENDS.get(h, ()):
+            namespace[dep] = runtime.HELPERS[dep]
+    namespace.update(emitted.constants)
+    exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
+    fn = namespace[emitted.name]
+    fn.__defaults__ = defaults
+    fn.__kwdefaults__ = kwdefaults
+    return fn

@@ -1,0 +1,294 @@
+"""Operators, the registry, and the builder that rules emit IR through.
+
+An `Op` knows how it evaluates (`impl`), how it is spelled in Python (a
+template such as ``"_0 + _1"`` or a call name such as ``"np.exp"``), which of
+its parameters are array inputs and which are static attributes, and its
+adjoint and tangent rules. The registry maps the Python object a user calls
+(``np.exp``, ``operator.add``) to its `Op`; internal operators that only rules
+emit (``unbroadcast``) are registered under their runtime function.
+
+A rule reads like the math. Its arguments are `Sym`s: handles on IR values
+that build nodes when you compute with them::
+
+    @adjoint(np.multiply)
+    def _(g, ans, x, y):
+        return g * y, g * x
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from adcompiler.ir import Loc, Node, Value
+
+NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an operator as the user calls it.
+
+    kind: "in" (an array input), "attr" (a static attribute, a compile-time
+    constant), "seq" (a list of array inputs, as in np.stack), "varargs" (the
+    remaining positional inputs, as in np.einsum's operands).
+    """
+
+    name: str
+    kind: str = "in"
+    default: Any = NO_DEFAULT
+
+
+@dataclass(eq=False)
+class Op:
+    """An operator of the IR. Identity is the object itself."""
+
+    name: str
+    impl: Callable | None
+    params: tuple[Param, ...]
+    spelling: str | Callable
+    adjoint: Callable | None = None
+    tangent: Callable | None = None
+    nondiff: bool = False
+    broadcasts: bool = False  # inputs broadcast against each other to the output
+    same_shape: bool = False  # output has the shape of its first input
+    inline: bool = False  # cheap and pure: codegen may write it into its consumer
+    structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
+    aliases: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<Op {self.name}>"
+
+    @property
+    def input_params(self) -> list[Param]:
+        return [p for p in self.params if p.kind != "attr"]
+
+    def attr_defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params if p.kind == "attr"}
+
+
+REGISTRY: dict[Any, Op] = {}
+OPS: list[Op] = []
+
+
+def _key(obj: Any) -> Any:
+    # numpy ufuncs and functions are hashable; bound C methods are keyed by identity.
+    return obj
+
+
+def register(op: Op, *keys: Any) -> Op:
+    OPS.append(op)
+    for key in (op.impl, *keys):
+        if key is not None:
+            REGISTRY[_key(key)] = op
+            if key is not op.impl:
+                op.aliases.append(key)
+    return op
+
+
+def lookup(obj: Any) -> Op | None:
+    """The operator registered for a Python object, or None."""
+    try:
+        return REGISTRY.get(_key(obj))
+    except TypeError:  # unhashable
+        return None
+
+
+def op_for(obj: Any) -> Op:
+    op = lookup(obj)
+    if op is None:
+        raise KeyError(f"no operator is registered for {obj!r}")
+    return op
+
+
+def adjoint(obj: Any):
+    """Decorator: set the adjoint rule of the operator registered for `obj`."""
+
+    def deco(rule):
+        op_for(obj).adjoint = rule
+        return rule
+
+    return deco
+
+
+def tangent(obj: Any):
+    """Decorator: set the tangent rule of the operator registered for `obj`."""
+
+    def deco(rule):
+        op_for(obj).tangent = rule
+        return rule
+
+    return deco
+
+
+# ---------------------------------------------------------------------------
+# The builder: rules emit IR through it
+# ---------------------------------------------------------------------------
+
+
+class Builder:
+    """Collects the nodes a rule emits; every node gets `loc` and `role`."""
+
+    def __init__(self, loc: Loc | None = None, role: str = "adjoint"):
+        self.nodes: list[Node] = []
+        self.loc = loc
+        self.role = role
+
+    def emit(self, op: Op, inputs: list[Value], attrs: dict | None = None, hint: str = "") -> Value:
+        attrs = {**op.attr_defaults(), **(attrs or {})}
+        out = Value(hint or op.name, role=self.role, loc=self.loc)
+        node = Node(op, inputs, attrs, [out], loc=self.loc)
+        self.nodes.append(node)
+        return out
+
+    def const(self, value: Any) -> Value:
+        out = self.emit(CONST, [], {"value": value}, hint="const")
+        out.const = value
+        return out
+
+    def sym(self, value: Value) -> Sym:
+        return Sym(self, value)
+
+    def call(self, fn: Any, *args: Any, **attrs: Any) -> Sym:
+        """Apply the operator registered for `fn` to Syms/constants.
+
+        Folds operations on constants and the identities ``x * 1``,
+        ``x + 0``, ``x - 0``, ``x / 1`` and ``x ** 1`` as it goes.
+        """
+        op = op_for(fn)
+        inputs = [self._as_value(a) for a in args]
+        simpler = _simplify(op, inputs)
+        if simpler is not None:
+            return Sym(self, simpler)
+        if inputs and all(v.is_const for v in inputs) and op.impl is not None:
+            folded = op.impl(*(v.const for v in inputs), **attrs)
+            if isinstance(folded, (int, float, bool, np.number)):
+                return Sym(self, self.const(folded.item() if isinstance(folded, np.number) else folded))
+        return Sym(self, self.emit(op, inputs, attrs))
+
+    def emit_sym(self, op: Op, inputs: list, attrs: dict | None = None) -> Sym:
+        """Apply `op` to Syms, Values or constants, with explicit attributes."""
+        return Sym(self, self.emit(op, [self._as_value(a) for a in inputs], attrs))
+
+    def _as_value(self, x: Any) -> Value:
+        if isinstance(x, Sym):
+            return x.value
+        if isinstance(x, Value):
+            return x
+        return self.const(x)
+
+
+class Sym:
+    """A handle on an IR value inside a rule; arithmetic on it emits nodes."""
+
+    __slots__ = ("builder", "value")
+
+    def __init__(self, builder: Builder, value: Value):
+        self.builder = builder
+        self.value = value
+
+    def _bin(self, fn, other, swap=False):
+        a, b = (other, self) if swap else (self, other)
+        return self.builder.call(fn, a, b)
+
+    def __add__(self, o):
+        return self._bin(operator.add, o)
+
+    def __radd__(self, o):
+        return self._bin(operator.add, o, True)
+
+    def __sub__(self, o):
+        return self._bin(operator.sub, o)
+
+    def __rsub__(self, o):
+        return self._bin(operator.sub, o, True)
+
+    def __mul__(self, o):
+        return self._bin(operator.mul, o)
+
+    def __rmul__(self, o):
+        return self._bin(operator.mul, o, True)
+
+    def __truediv__(self, o):
+        return self._bin(operator.truediv, o)
+
+    def __rtruediv__(self, o):
+        return self._bin(operator.truediv, o, True)
+
+    def __pow__(self, o):
+        return self._bin(operator.pow, o)
+
+    def __matmul__(self, o):
+        return self._bin(operator.matmul, o)
+
+    def __neg__(self):
+        return self.builder.call(operator.neg, self)
+
+    def __eq__(self, o):  # type: ignore[override]
+        return self._bin(operator.eq, o)
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._bin(operator.ne, o)
+
+    def __gt__(self, o):
+        return self._bin(operator.gt, o)
+
+    def __lt__(self, o):
+        return self._bin(operator.lt, o)
+
+    def __ge__(self, o):
+        return self._bin(operator.ge, o)
+
+    def __le__(self, o):
+        return self._bin(operator.le, o)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def const(self) -> Any:
+        """The compile-time value, or `ir.NOT_CONST`."""
+        return self.value.const
+
+    @property
+    def is_const(self) -> bool:
+        return self.value.is_const
+
+    @property
+    def T(self) -> Sym:  # noqa: N802 - mirrors ndarray.T
+        import numpy as np
+
+        return self.builder.call(np.transpose, self)
+
+    @property
+    def shape(self) -> Sym:
+        return self.builder.call(SHAPE.impl, self)
+
+    def __getitem__(self, index) -> Sym:
+        return self.builder.getitem(self, index)
+
+
+def _simplify(op: Op, inputs: list[Value]) -> Value | None:
+    """An input that `op(*inputs)` equals by an algebraic identity, if any."""
+    if len(inputs) != 2:
+        return None
+    x, y = inputs
+
+    def is_(v: Value, c: float) -> bool:
+        return v.is_const and isinstance(v.const, (int, float)) and v.const == c
+
+    if op is op_for(operator.mul):
+        return y if is_(x, 1) else x if is_(y, 1) else None
+    if op is op_for(operator.add):
+        return y if is_(x, 0) else x if is_(y, 0) else None
+    if op in (op_for(operator.sub), op_for(operator.truediv), op_for(operator.pow)):
+        return x if is_(y, 0 if op is op_for(operator.sub) else 1) else None
+    return None
+
+
+# Set by adcompiler.ops.structure at import time (they need the Op class).
+CONST: Op
+SHAPE: Op

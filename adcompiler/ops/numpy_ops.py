@@ -1,0 +1,480 @@
+"""NumPy operators and their derivative rules, one rule per operator.
+
+Each operator is declared with `defop(name, fn, signature, spelling)`; its
+adjoint and tangent sit next to it. Rules receive `Sym`s: ``g`` is the
+adjoint of the output (or, in a tangent rule, ``ts`` the input tangents),
+``ans`` the output, then the inputs, then static attributes as keywords.
+
+Families have shortcuts: `defunary` takes the adjoint of an elementwise
+function, ``g * f'(x)``, and derives the tangent from it (the same linear map
+applied to the input tangent); `defbinary` does the same for each input of a
+broadcasting elementwise function. Broadcasting itself is undone by the
+reverse transform through one `unbroadcast` node, never inside a rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+
+import numpy as np
+
+from adcompiler import runtime
+from adcompiler.ops.core import NO_DEFAULT, Op, Param, adjoint, register, tangent
+
+
+def _signature(text: str) -> tuple[Param, ...]:
+    """Parse ``"x, *dyn, [seq], axis=None"``: inputs, varargs, a sequence, attributes."""
+    params = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if item.startswith("*"):
+            params.append(Param(item[1:], "varargs"))
+        elif item.startswith("["):
+            params.append(Param(item[1:-1], "seq"))
+        elif "=" in item:
+            name, default = item.split("=", 1)
+            params.append(Param(name.strip(), "attr", ast.literal_eval(default.strip())))
+        else:
+            params.append(Param(item, "in", NO_DEFAULT))
+    return tuple(params)
+
+
+def defop(name, fn, sig, spelling=None, keys=(), **flags) -> Op:
+    spelling = spelling or f"np.{name}"
+    return register(Op(name, fn, _signature(sig), spelling, **flags), *keys)
+
+
+def defunary(name, fn, rule, spelling=None, keys=()):
+    """An elementwise function given by its adjoint ``rule(g, ans, x) = g * f'(x)``."""
+    defop(name, fn, "x", spelling, keys=keys, same_shape=True)
+    adjoint(fn)(lambda g, ans, x: (rule(g, ans, x),))
+    tangent(fn)(lambda ts, ans, x: rule(ts[0], ans, x))
+
+
+def defbinary(name, fn, rule, spelling=None, keys=()):
+    """A broadcasting elementwise function given by ``rule(g, ans, x, y) = (g*df/dx, g*df/dy)``."""
+    defop(name, fn, "x, y", spelling, keys=keys, broadcasts=True)
+    adjoint(fn)(rule)
+
+    def tangent_rule(ts, ans, x, y):
+        parts = [rule(t, ans, x, y)[i] for i, t in enumerate(ts) if t is not None]
+        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+    tangent(fn)(tangent_rule)
+
+
+def defnondiff(name, fn, sig, spelling=None, keys=(), **flags):
+    return defop(name, fn, sig, spelling, keys=keys, nondiff=True, **flags)
+
+
+def deflinear(name, fn, sig, rule, spelling=None, keys=(), **flags):
+    """An operator linear in its array inputs: the tangent is the operator applied to tangents.
+
+    Only for single-input operators; `rule(g, ans, x, **attrs)` gives the adjoint.
+    """
+    op = defop(name, fn, sig, spelling, keys=keys, **flags)
+    adjoint(fn)(lambda g, ans, x, *rest, **attrs: (rule(g, ans, x, *rest, **attrs),))
+    tangent(fn)(lambda ts, ans, x, *rest, **attrs: ts[0].builder.emit_sym(op, [ts[0], *rest], attrs))
+    return op
+
+
+def _mT(x):  # noqa: N802 - the matrix transpose of the last two axes
+    return x.builder.call(np.swapaxes, x, axis1=-1, axis2=-2)
+
+
+# ---------------------------------------------------------------------------
+# Arithmetic operators
+# ---------------------------------------------------------------------------
+
+defbinary("add", np.add, lambda g, ans, x, y: (g, g), "_0 + _1", keys=[operator.add])
+defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys=[operator.sub])
+defbinary("multiply", np.multiply, lambda g, ans, x, y: (g * y, g * x), "_0 * _1", keys=[operator.mul])
+defbinary(
+    "divide", np.true_divide, lambda g, ans, x, y: (g / y, -g * ans / y), "_0 / _1", keys=[operator.truediv]
+)
+defbinary(
+    "power",
+    np.power,
+    lambda g, ans, x, y: (g * y * x ** (y - 1), g * ans * g.builder.call(np.log, x)),
+    "_0 ** _1",
+    keys=[operator.pow],
+)
+defbinary(
+    "mod",
+    np.mod,
+    lambda g, ans, x, y: (g, -g * g.builder.call(np.floor_divide, x, y)),
+    "_0 % _1",
+    keys=[operator.mod],
+)
+defbinary(
+    "logaddexp",
+    np.logaddexp,
+    lambda g, ans, x, y: (g * g.builder.call(np.exp, x - ans), g * g.builder.call(np.exp, y - ans)),
+)
+defbinary(
+    "maximum",
+    np.maximum,
+    lambda g, ans, x, y: (g * (x >= y), g * (x < y)),
+)
+defbinary(
+    "minimum",
+    np.minimum,
+    lambda g, ans, x, y: (g * (x <= y), g * (x > y)),
+)
+defnondiff("floor_divide", np.floor_divide, "x, y", "_0 // _1", keys=[operator.floordiv])
+
+defunary("negative", np.negative, lambda g, ans, x: -g, "-_0", keys=[operator.neg])
+defunary("positive", np.positive, lambda g, ans, x: g, "+_0", keys=[operator.pos])
+
+
+# ---------------------------------------------------------------------------
+# Elementwise functions
+# ---------------------------------------------------------------------------
+
+
+def _call(fn, *args, **attrs):
+    return args[0].builder.call(fn, *args, **attrs)
+
+
+defunary("exp", np.exp, lambda g, ans, x: g * ans)
+defunary("log", np.log, lambda g, ans, x: g / x)
+defunary("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
+defunary("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
+defunary("sqrt", np.sqrt, lambda g, ans, x: g * 0.5 / ans)
+defunary("square", np.square, lambda g, ans, x: g * 2 * x)
+defunary("reciprocal", np.reciprocal, lambda g, ans, x: -g * ans * ans)
+defunary("abs", np.abs, lambda g, ans, x: g * _call(np.sign, x), keys=[abs, np.absolute])
+defunary("sin", np.sin, lambda g, ans, x: g * _call(np.cos, x))
+defunary("cos", np.cos, lambda g, ans, x: -g * _call(np.sin, x))
+defunary("tan", np.tan, lambda g, ans, x: g * (1 + ans * ans))
+defunary("arcsin", np.arcsin, lambda g, ans, x: g / _call(np.sqrt, 1 - x * x))
+defunary("arccos", np.arccos, lambda g, ans, x: -g / _call(np.sqrt, 1 - x * x))
+defunary("arctan", np.arctan, lambda g, ans, x: g / (1 + x * x))
+defunary("sinh", np.sinh, lambda g, ans, x: g * _call(np.cosh, x))
+defunary("cosh", np.cosh, lambda g, ans, x: g * _call(np.sinh, x))
+defunary("tanh", np.tanh, lambda g, ans, x: g * (1 - ans * ans))
+
+defnondiff("sign", np.sign, "x")
+defnondiff("floor", np.floor, "x")
+defnondiff("ceil", np.ceil, "x")
+defnondiff("rint", np.rint, "x", keys=[np.round])
+defnondiff("isnan", np.isnan, "x")
+defnondiff("isfinite", np.isfinite, "x")
+for _name, _fn, _sym in [
+    ("equal", np.equal, "=="),
+    ("not_equal", np.not_equal, "!="),
+    ("less", np.less, "<"),
+    ("less_equal", np.less_equal, "<="),
+    ("greater", np.greater, ">"),
+    ("greater_equal", np.greater_equal, ">="),
+]:
+    _op = getattr(operator, {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[_sym])
+    defnondiff(_name, _fn, "x, y", f"_0 {_sym} _1", keys=[_op])
+defnondiff("logical_and", np.logical_and, "x, y", keys=[operator.and_])
+defnondiff("logical_or", np.logical_or, "x, y", keys=[operator.or_])
+defnondiff("logical_not", np.logical_not, "x", keys=[operator.invert])
+
+
+def _where_rule(g, ans, c, x, y):
+    return (None, _call(np.where, c, g, 0.0), _call(np.where, c, 0.0, g))
+
+
+defop("where", np.where, "c, x, y", broadcasts=True)
+adjoint(np.where)(_where_rule)
+
+
+@tangent(np.where)
+def _(ts, ans, c, x, y):
+    b = ans.builder
+    tx = ts[1] if ts[1] is not None else b.const(0.0)
+    ty = ts[2] if ts[2] is not None else b.const(0.0)
+    return b.call(np.where, c, tx, ty)
+
+
+def _clip_mask(x, lo, hi):
+    inside = [m for m in (None if lo.const is None else x >= lo, None if hi.const is None else x <= hi) if m is not None]
+    return inside[0] if len(inside) == 1 else _call(np.logical_and, *inside)
+
+
+defop("clip", np.clip, "x, lo, hi", same_shape=True)
+adjoint(np.clip)(lambda g, ans, x, lo, hi: (g * _clip_mask(x, lo, hi), None, None))
+tangent(np.clip)(lambda ts, ans, x, lo, hi: ts[0] * _clip_mask(x, lo, hi))
+
+
+# ---------------------------------------------------------------------------
+# Reductions
+# ---------------------------------------------------------------------------
+
+
+def _unreduce(g, x, axis, keepdims):
+    """Broadcast a reduced adjoint back to the shape of the reduced input."""
+    if axis is not None and not keepdims:
+        g = g.builder.call(np.expand_dims, g, axis=axis)
+    return g.builder.call(np.broadcast_to, g, x.shape)
+
+
+def _count(ans, x):
+    return _call(np.size, x) / _call(np.size, ans)
+
+
+deflinear("sum", np.sum, "x, axis=None, keepdims=False", lambda g, ans, x, axis, keepdims: _unreduce(g, x, axis, keepdims))
+deflinear(
+    "mean",
+    np.mean,
+    "x, axis=None, keepdims=False",
+    lambda g, ans, x, axis, keepdims: _unreduce(g / _count(ans, x), x, axis, keepdims),
+)
+defop("prod", np.prod, "x, axis=None, keepdims=False")
+adjoint(np.prod)(lambda g, ans, x, axis, keepdims: (_unreduce(g * ans, x, axis, keepdims) / x,))
+tangent(np.prod)(
+    lambda ts, ans, x, axis, keepdims: _call(np.sum, ts[0] * _unreduce(ans, x, axis, keepdims) / x, axis=axis, keepdims=keepdims)
+)
+
+for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])]:
+    defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys)
+    adjoint(_fn)(
+        lambda g, ans, x, axis, keepdims: (
+            _call(runtime.max_adjoint, g, ans, x, axis=axis, keepdims=keepdims),
+        )
+    )
+    tangent(_fn)(
+        lambda ts, ans, x, axis, keepdims: _call(
+            np.sum,
+            ts[0] * _call(runtime.max_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims),
+            axis=axis,
+            keepdims=keepdims,
+        )
+    )
+defop("max_adjoint", runtime.max_adjoint, "g, ans, x, axis=None, keepdims=False", "max_adjoint")
+
+deflinear(
+    "cumsum",
+    np.cumsum,
+    "x, axis=None",
+    lambda g, ans, x, axis: _call(runtime.cumsum_adjoint, g, x.shape, axis=axis),
+)
+defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, shape, axis=None", "cumsum_adjoint")
+deflinear("trace", np.trace, "x", lambda g, ans, x: _call(runtime.trace_adjoint, g, x.shape))
+defop("trace_adjoint", runtime.trace_adjoint, "g, shape", "trace_adjoint")
+
+
+# ---------------------------------------------------------------------------
+# Products
+# ---------------------------------------------------------------------------
+
+defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul])
+adjoint(np.matmul)(
+    lambda g, ans, a, b: (_call(runtime.matmul_lhs_adjoint, g, a, b), _call(runtime.matmul_rhs_adjoint, g, a, b))
+)
+defop("dot", np.dot, "a, b")
+adjoint(np.dot)(
+    lambda g, ans, a, b: (_call(runtime.matmul_lhs_adjoint, g, a, b), _call(runtime.matmul_rhs_adjoint, g, a, b))
+)
+for _fn in (np.matmul, np.dot):
+    tangent(_fn)(
+        lambda ts, ans, a, b, _fn=_fn: (
+            _call(_fn, ts[0], b) if ts[1] is None
+            else _call(_fn, a, ts[1]) if ts[0] is None
+            else _call(_fn, ts[0], b) + _call(_fn, a, ts[1])
+        )
+    )
+defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint")
+defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint")
+
+defop("outer", np.outer, "a, b")
+adjoint(np.outer)(
+    lambda g, ans, a, b: (
+        _call(np.reshape, g @ _call(np.ravel, b), a.shape),
+        _call(np.reshape, _call(np.ravel, a) @ g, b.shape),
+    )
+)
+tangent(np.outer)(
+    lambda ts, ans, a, b: (
+        _call(np.outer, ts[0], b) if ts[1] is None
+        else _call(np.outer, a, ts[1]) if ts[0] is None
+        else _call(np.outer, ts[0], b) + _call(np.outer, a, ts[1])
+    )
+)
+
+
+def _einsum_spelling(node, args):
+    fn = ast.Attribute(ast.Name("np", ast.Load()), "einsum", ast.Load())
+    return ast.Call(fn, [ast.Constant(node.attrs["subscripts"]), *args], [])
+
+
+defop("einsum", np.einsum, "*operands, subscripts=''", _einsum_spelling)
+
+
+@adjoint(np.einsum)
+def _(g, ans, *operands, subscripts):
+    return tuple(
+        _call(runtime.einsum_adjoint, g, *operands, subscripts=subscripts, i=i) for i in range(len(operands))
+    )
+
+
+@tangent(np.einsum)
+def _(ts, ans, *operands, subscripts):
+    b = ans.builder
+    parts = []
+    for i, t in enumerate(ts):
+        if t is not None:
+            args = [t if j == i else x for j, x in enumerate(operands)]
+            parts.append(b.emit_sym(_EINSUM, args, {"subscripts": subscripts}))
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+defop("einsum_adjoint", runtime.einsum_adjoint, "g, *operands, subscripts='', i=0", "einsum_adjoint")
+
+
+# ---------------------------------------------------------------------------
+# Shape manipulation
+# ---------------------------------------------------------------------------
+
+
+def _transpose_rule(g, ans, x, axes):
+    inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
+    return g.builder.call(np.transpose, g, axes=inverse)
+
+
+deflinear("transpose", np.transpose, "x, axes=None", _transpose_rule)
+deflinear("swapaxes", np.swapaxes, "x, axis1=0, axis2=1", lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2))
+defop("reshape", np.reshape, "x, shape")
+adjoint(np.reshape)(lambda g, ans, x, shape: (_call(np.reshape, g, x.shape), None))
+tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
+deflinear("ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape))
+deflinear("squeeze", np.squeeze, "x, axis=None", lambda g, ans, x, axis: _call(np.reshape, g, x.shape))
+deflinear("expand_dims", np.expand_dims, "x, axis=0", lambda g, ans, x, axis: _call(np.reshape, g, x.shape))
+defop("broadcast_to", np.broadcast_to, "x, shape")
+adjoint(np.broadcast_to)(lambda g, ans, x, shape: (_call(runtime.unbroadcast, g, x.shape), None))
+tangent(np.broadcast_to)(lambda ts, ans, x, shape: _call(np.broadcast_to, ts[0], shape))
+defop("unbroadcast", runtime.unbroadcast, "g, shape", "unbroadcast")
+adjoint(runtime.unbroadcast)(lambda g, ans, gx, shape: (_call(np.broadcast_to, g, _call(np.shape, gx)), None))
+tangent(runtime.unbroadcast)(lambda ts, ans, gx, shape: _call(runtime.unbroadcast, ts[0], shape))
+
+deflinear("tile", np.tile, "x, reps=1", lambda g, ans, x, reps: _call(runtime.untile, g, x.shape, reps=reps))
+defop("untile", runtime.untile, "g, shape, reps=1", "untile")
+deflinear(
+    "repeat",
+    np.repeat,
+    "x, repeats=1, axis=None",
+    lambda g, ans, x, repeats, axis: _call(runtime.unrepeat, g, x.shape, repeats=repeats, axis=axis),
+)
+defop("unrepeat", runtime.unrepeat, "g, shape, repeats=1, axis=None", "unrepeat")
+deflinear("copy", np.copy, "x", lambda g, ans, x: g)
+def _astype_spelling(node, args):
+    from adcompiler.codegen.emit import constant_ast
+
+    method = ast.Attribute(args[0], "astype", ast.Load())
+    return ast.Call(method, [constant_ast(node.attrs["dtype"])], [])
+
+
+deflinear("astype", runtime.astype, "x, dtype=None", lambda g, ans, x, dtype: g, _astype_spelling)
+
+for _name, _fn, _axis in [
+    ("concatenate", np.concatenate, "axis=0"),
+    ("stack", np.stack, "axis=0"),
+    ("hstack", np.hstack, ""),
+    ("vstack", np.vstack, ""),
+]:
+    defop(_name, _fn, f"[arrays], {_axis}" if _axis else "[arrays]")
+
+    def _join_adjoint(g, ans, *xs, axis=0, _name=_name):
+        return tuple(
+            _call(runtime.unjoin, g, *xs, kind=_name, axis=axis, i=i) for i in range(len(xs))
+        )
+
+    def _join_tangent(ts, ans, *xs, axis=0, _fn=_fn, _name=_name):
+        b = ans.builder
+        filled = [t if t is not None else b.call(np.zeros_like, x) for t, x in zip(ts, xs)]
+        attrs = {} if _name in ("hstack", "vstack") else {"axis": axis}
+        return b.call(_fn, *filled, **attrs)
+
+    adjoint(_fn)(_join_adjoint)
+    tangent(_fn)(_join_tangent)
+defop("unjoin", runtime.unjoin, "g, *xs, kind='', axis=0, i=0", "unjoin")
+
+
+# ---------------------------------------------------------------------------
+# Linear algebra
+# ---------------------------------------------------------------------------
+
+defop("norm", np.linalg.norm, "x, ord=None, axis=None, keepdims=False", "np.linalg.norm")
+adjoint(np.linalg.norm)(
+    lambda g, ans, x, ord, axis, keepdims: (_call(runtime.norm_adjoint, g, ans, x, axis=axis, keepdims=keepdims),)
+)
+tangent(np.linalg.norm)(
+    lambda ts, ans, x, ord, axis, keepdims: _call(
+        np.sum, ts[0] * _call(runtime.norm_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims),
+        axis=axis, keepdims=keepdims,
+    )
+)
+defop("norm_adjoint", runtime.norm_adjoint, "g, ans, x, axis=None, keepdims=False", "norm_adjoint")
+
+defop("inv", np.linalg.inv, "a", "np.linalg.inv")
+adjoint(np.linalg.inv)(lambda g, ans, a: (-(_mT(ans) @ g @ _mT(ans)),))
+tangent(np.linalg.inv)(lambda ts, ans, a: -(ans @ ts[0] @ ans))
+
+defop("det", np.linalg.det, "a", "np.linalg.det")
+adjoint(np.linalg.det)(lambda g, ans, a: (_call(runtime.det_adjoint, g, ans, a),))
+tangent(np.linalg.det)(
+    lambda ts, ans, a: ans * _call(np.trace, _call(np.linalg.solve, a, ts[0]), axis1=-2, axis2=-1)
+)
+defop("det_adjoint", runtime.det_adjoint, "g, ans, a", "det_adjoint")
+
+defop("solve", np.linalg.solve, "a, b", "np.linalg.solve")
+
+
+@adjoint(np.linalg.solve)
+def _(g, ans, a, b):
+    gb = _call(np.linalg.solve, _mT(a), g)
+    return _call(runtime.solve_lhs_adjoint, gb, ans), gb
+
+
+@tangent(np.linalg.solve)
+def _(ts, ans, a, b):
+    rhs = ts[1] if ts[0] is None else (-(ts[0] @ ans) if ts[1] is None else ts[1] - ts[0] @ ans)
+    return _call(np.linalg.solve, a, rhs)
+
+
+defop("solve_lhs_adjoint", runtime.solve_lhs_adjoint, "gb, x", "solve_lhs_adjoint")
+
+
+# ---------------------------------------------------------------------------
+# Constructors: no gradient flows through them
+# ---------------------------------------------------------------------------
+
+defnondiff("zeros", np.zeros, "shape, dtype=None")
+defnondiff("ones", np.ones, "shape, dtype=None")
+defnondiff("full", np.full, "shape, fill_value, dtype=None")
+defnondiff("zeros_like", np.zeros_like, "x, dtype=None")
+defnondiff("ones_like", np.ones_like, "x, dtype=None")
+defnondiff("full_like", np.full_like, "x, fill_value, dtype=None")
+defnondiff("eye", np.eye, "n, m=None, dtype=None")
+defnondiff("arange", np.arange, "start, *rest")
+defnondiff("argmax", np.argmax, "x, axis=None")
+defnondiff("argmin", np.argmin, "x, axis=None")
+defnondiff("argsort", np.argsort, "x, axis=-1")
+
+
+# ---------------------------------------------------------------------------
+# Builtins
+# ---------------------------------------------------------------------------
+
+deflinear("float", float, "x", lambda g, ans, x: g, "float")
+defnondiff("int", int, "x", "int")
+defnondiff("len", len, "x", "len")
+
+_EINSUM = None
+
+
+def _late_bind():
+    global _EINSUM
+    from adcompiler.ops.core import op_for
+
+    _EINSUM = op_for(np.einsum)
+
+
+_late_bind()

@@ -1,0 +1,242 @@
+"""Structural operators: constants, indexing, shapes, attribute reads, tuples.
+
+These are what the frontend lowers Python syntax (``x[1:, None]``,
+``x.shape``, ``n, d = x.shape``, ``np.array([a, b])``) into. Indexing keeps
+the index as a static template in which `Dyn(k)` marks the k-th dynamic
+component, so that codegen writes back exactly what the user wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import numpy as np
+
+from adcompiler import runtime
+from adcompiler.ops import core
+from adcompiler.ops.core import Op, Param, adjoint, register, tangent
+
+
+@dataclass(frozen=True)
+class Dyn:
+    """The k-th dynamic component of an index template (node.inputs[1 + k])."""
+
+    k: int
+
+
+def _const_spelling(node, args):
+    from adcompiler.codegen.emit import constant_ast
+
+    if "name" in node.attrs:  # a global the user's code read: referred to by its name
+        return ast.Name(node.attrs["name"], ast.Load())
+    return constant_ast(node.attrs["value"])
+
+
+CONST = register(Op("const", None, (Param("value", "attr"),), _const_spelling, nondiff=True, inline=True))
+
+
+def shape_of(x):
+    return np.shape(x)
+
+
+SHAPE = register(Op("shape", shape_of, (Param("x"),), "np.shape", nondiff=True, inline=True), np.shape)
+core.CONST = CONST
+core.SHAPE = SHAPE
+
+
+def ndim_of(x):
+    return np.ndim(x)
+
+
+def size_of(x):
+    return np.size(x)
+
+
+def dtype_of(x):
+    return np.result_type(x)
+
+
+NDIM = register(Op("ndim", ndim_of, (Param("x"),), "np.ndim", nondiff=True, inline=True))
+SIZE = register(Op("size", size_of, (Param("x"),), "np.size", nondiff=True, inline=True))
+DTYPE = register(Op("dtype", dtype_of, (Param("x"),), "np.result_type", nondiff=True, inline=True))
+ATTRIBUTES = {"shape": SHAPE, "ndim": NDIM, "size": SIZE, "dtype": DTYPE}
+
+
+# ---------------------------------------------------------------------------
+# Indexing
+# ---------------------------------------------------------------------------
+
+
+def _index_ast(template, dyn_args):
+    """Rebuild the AST of an index from its template and the dynamic parts."""
+
+    def part(p):
+        if isinstance(p, Dyn):
+            return dyn_args[p.k]
+        if isinstance(p, slice):
+            return ast.Slice(*(None if e is None else part(e) for e in (p.start, p.stop, p.step)))
+        if p is Ellipsis:
+            return ast.Constant(Ellipsis)
+        return ast.Constant(p)
+
+    items, single = template
+    if single:
+        return part(items[0])
+    return ast.Tuple([part(p) for p in items], ast.Load())
+
+
+def _getitem_spelling(node, args):
+    return ast.Subscript(args[0], _index_ast(node.attrs["index"], args[1:]), ast.Load())
+
+
+def getitem(x, *dyn, index):
+    return x[build_index(index, dyn)]
+
+
+def build_index(template, dyn):
+    def part(p):
+        if isinstance(p, Dyn):
+            return dyn[p.k]
+        if isinstance(p, slice):
+            return slice(*(None if e is None else part(e) for e in (p.start, p.stop, p.step)))
+        return p
+
+    items, single = template
+    return part(items[0]) if single else tuple(part(p) for p in items)
+
+
+GETITEM = register(
+    Op(
+        "getitem",
+        getitem,
+        (Param("x"), Param("dyn", "varargs"), Param("index", "attr")),
+        _getitem_spelling,
+        inline=True,
+    )
+)
+
+
+def _unindex_spelling(node, args):
+    index = _index_ast(node.attrs["index"], args[2:])
+    return ast.Call(ast.Name("unindex", ast.Load()), [args[0], args[1], index], [])
+
+
+UNINDEX = register(
+    Op(
+        "unindex",
+        runtime.unindex,
+        (Param("g"), Param("shape"), Param("dyn", "varargs"), Param("index", "attr")),
+        _unindex_spelling,
+    )
+)
+
+
+@adjoint(getitem)
+def _(g, ans, x, *dyn, index):
+    return (g.builder.emit_sym(UNINDEX, [g, x.shape, *dyn], {"index": index}),)
+
+
+@tangent(getitem)
+def _(ts, ans, x, *dyn, index):
+    return ts[0].builder.emit_sym(GETITEM, [ts[0], *dyn], {"index": index})
+
+
+@adjoint(runtime.unindex)
+def _(g, ans, gx, shape, *dyn, index):
+    return (g.builder.emit_sym(GETITEM, [g, *dyn], {"index": index}),)
+
+
+@tangent(runtime.unindex)
+def _(ts, ans, gx, shape, *dyn, index):
+    return ts[0].builder.emit_sym(UNINDEX, [ts[0], shape, *dyn], {"index": index})
+
+
+# ---------------------------------------------------------------------------
+# Tuples that exist at run time (shapes), and arrays built from scalars
+# ---------------------------------------------------------------------------
+
+
+def tuple_get(t, *, i):
+    return t[i]
+
+
+def _tuple_get_spelling(node, args):
+    return ast.Subscript(args[0], ast.Constant(node.attrs["i"]), ast.Load())
+
+
+TUPLE_GET = register(
+    Op("tuple_get", tuple_get, (Param("t"), Param("i", "attr")), _tuple_get_spelling, nondiff=True, inline=True)
+)
+
+
+def make_tuple(*items):
+    return tuple(items)
+
+
+def _tuple_spelling(node, args):
+    return ast.Tuple(list(args), ast.Load())
+
+
+MAKE_TUPLE = register(Op("tuple", make_tuple, (Param("items", "varargs"),), _tuple_spelling, inline=True, nondiff=True))
+
+
+def pack(*items, layout):
+    """``np.array(nested list)`` with the leaves given flat and the nesting in `layout`."""
+    return np.array(_unflatten(list(items), layout))
+
+
+def _unflatten(flat, layout):
+    if layout is None:
+        return flat.pop(0)
+    return [_unflatten(flat, sub) for sub in layout]
+
+
+def _pack_spelling(node, args):
+    flat = list(args)
+
+    def build(layout):
+        if layout is None:
+            return flat.pop(0)
+        return ast.List([build(sub) for sub in layout], ast.Load())
+
+    np_array = ast.Attribute(ast.Name("np", ast.Load()), "array", ast.Load())
+    return ast.Call(np_array, [build(node.attrs["layout"])], [])
+
+
+PACK = register(Op("array", pack, (Param("items", "varargs"), Param("layout", "attr")), _pack_spelling))
+
+
+def leaf_positions(layout, prefix=()):
+    """The index tuple of every leaf of a nested-list layout, in order."""
+    if layout is None:
+        return [prefix]
+    out = []
+    for i, sub in enumerate(layout):
+        out.extend(leaf_positions(sub, prefix + (i,)))
+    return out
+
+
+@adjoint(pack)
+def _(g, ans, *items, layout):
+    b = g.builder
+    return tuple(
+        b.emit_sym(GETITEM, [g], {"index": (pos, len(pos) == 1)}) for pos in leaf_positions(layout)
+    )
+
+
+@tangent(pack)
+def _(ts, ans, *items, layout):
+    b = next(t for t in ts if t is not None).builder
+    filled = [t if t is not None else b.const(0.0) for t in ts]
+    return b.emit_sym(PACK, filled, {"layout": layout})
+
+
+def _check_float_spelling(node, args):
+    keywords = [ast.keyword(arg=a.id, value=a) for a in args]
+    return ast.Call(ast.Name("check_float", ast.Load()), [], keywords)
+
+
+CHECK_FLOAT = register(
+    Op("check_float", runtime.check_float, (Param("args", "varargs"),), _check_float_spelling, nondiff=True)
+)
