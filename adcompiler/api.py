@@ -99,6 +99,7 @@ def _build(f: Callable, kind: str, wrt: Any) -> Callable:
     emitted = emit_function(adjoint, f"{f.__name__}_{kind}", doc, tree)
     g = load(emitted, _defaults_for(f, kind), f.__kwdefaults__)
     g.__adcompiler_source__ = emitted.source
+    g.__adcompiler_emitted__ = emitted
     g.__adcompiler_ir__ = adjoint
     g.__wrapped_primal__ = f
     return g

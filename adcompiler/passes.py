@@ -41,7 +41,7 @@ def shape_classes(fn: Function) -> dict[int, int]:
     Everything else starts a class of its own.
     """
     cls: dict[int, int] = {v.id: v.id for v in fn.params}
-    scalar = -1
+    scalar = SCALAR_CLASS
     for node in walk(fn.body):
         if _makes_scalar(node, cls, scalar):
             cls[node.output.id] = scalar
@@ -85,6 +85,7 @@ def _is_shape(value: Value, cls: dict[int, int]) -> bool:
     return cls.get(value.id) == SHAPE_CLASS
 
 
+SCALAR_CLASS = -1
 SHAPE_CLASS = -2
 
 

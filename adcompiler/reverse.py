@@ -25,6 +25,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.ir import Block, Function, Node, Value
 from adcompiler.ops import Builder, Sym, op_for
+from adcompiler.ops.guards import check_scalar
 
 
 class Adjoints:
@@ -76,6 +77,9 @@ def reverse(
             seed.hint, seed.role = r.hint, "adjoint"
         if r.id in active:
             adj.of[r.id] = seed
+    if cotangent == "one" and shapes.get(roots[0].id) != passes.SCALAR_CLASS:
+        guard = Node(op_for(check_scalar), [roots[0]], {"name": fn.name}, outputs=[])
+        primal.append(guard)
     adjoint_nodes: list[Node] = list(seed_builder.nodes)
     for node in reversed(primal):
         adjoint_nodes.extend(_adjoint_of(node, adj, shapes))
@@ -128,13 +132,20 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
 
 
 def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) -> None:
-    """Read a shape from the first value known to have it (often a parameter), so that a
-    value needed only for its shape need not be kept or recomputed."""
-    first = {v.id: v for v in fn.params}
-    for node in fn.body.nodes:
-        first.update((v.id, v) for v in node.outputs)
+    """Read each shape from a value known to have it that the adjoint sweep keeps anyway
+    (a parameter, or the value the adjoint reads most), so that no value is kept or
+    recomputed only for its shape."""
+    members: dict[int, list[Value]] = {}
+    for v in [*fn.params, *(o for n in fn.body.nodes for o in n.outputs)]:
+        members.setdefault(shapes.get(v.id, v.id), []).append(v)
+    reads: dict[int, int] = {}
     for node in nodes:
-        if node.op.name == "shape":
-            rep = first.get(shapes.get(node.inputs[0].id, -1))
-            if rep is not None:
-                node.inputs[0] = rep
+        if node.op.name != "shape":
+            for v in node.inputs:
+                reads[v.id] = reads.get(v.id, 0) + 1
+    params = {p.id for p in fn.params}
+    for node in nodes:
+        if node.op.name == "shape" and shapes.get(node.inputs[0].id, -1) >= 0:
+            group = members.get(shapes[node.inputs[0].id], [])
+            if group:
+                node.inputs[0] = max(group, key=lambda v: (v.id in params, reads.get(v.id, 0)))

@@ -17,7 +17,8 @@ ranks sharing a core do not starve each other. Otherwise the blocking calls
 are used (lowest latency). ``ADCOMPILER_MPI_WAIT=blocking|polite`` overrides.
 Only rank 0 evaluates, keeps the history and writes checkpoints; a rank that
 raises calls ``Abort`` so the others never wait forever, and ``mpiexec``
-stops the whole job when any rank dies (it prints the rank and the signal).
+stops the whole job when any rank dies (it prints the pid and the signal;
+unless ``quiet``, every rank first prints a line mapping its pid to its rank).
 """
 
 from __future__ import annotations
@@ -143,6 +144,13 @@ def fit(job: Job, resume, workers: int | None, mode: str) -> TrainState:
             f"{size}: launch with  mpiexec -n {ranks} python script.py"
         )
     configure_waits(comm)
+    if not job.quiet and size > 1:
+        # mpiexec names a dead process by pid only; this line maps pids to ranks.
+        sys.stderr.write(
+            f"[adcompiler] mpi rank {comm.Get_rank()} of {size}: pid {os.getpid()} "
+            f"on {MPI.Get_processor_name()} ({mode} mode)\n"
+        )
+        sys.stderr.flush()
     try:
         state = job.initial_state(resume)  # every rank reads it: a shared file system
         if mode == "sync":
