@@ -38,6 +38,8 @@ def fit_parallel(
     params,
     data,
     *,
+    epochs: int = 10,
+    batch_size: int = 32,
     workers: int | None = 2,
     mode: str = "sync",
     backend: str = "local",
@@ -53,6 +55,8 @@ def fit_parallel(
 
     Args:
         loss, params, data: as for ``fit``; the loss must be a mean over the batch's rows.
+        epochs, batch_size: as for ``fit`` (``batch_size`` is the global batch, split
+            over the workers in sync mode, whole per worker step in async mode).
         workers: worker processes (``local``); with ``mpi``, ``None`` or the number the
             launch implies (sync: ranks; async: ranks - 1).
         mode: ``"sync"`` (all-reduce every step) or ``"async"`` (parameter server).
@@ -62,8 +66,8 @@ def fit_parallel(
         start_method: ``local`` only: multiprocessing start method (default ``fork`` on Linux).
         checkpoint, checkpoint_every, resume, quiet: as for ``fit``; one process writes
             (sync: rank 0; async: the server); async mode checkpoints at epoch ends only.
-        **fit_options: the rest of ``fit``'s keyword arguments (epochs, batch_size,
-            optimizer, lr, validation, metric, seed, drop_last, early_stopping, grad_fn,
+        **fit_options: the rest of ``fit``'s keyword arguments (optimizer, lr, validation,
+            metric, seed, drop_last, early_stopping, grad_fn,
             wrt, eval_batch_size).
 
     Returns:
@@ -82,7 +86,7 @@ def fit_parallel(
     if max_staleness is not None and mode != "async":
         raise ValueError("max_staleness applies to mode='async' only")
     job = Job(
-        Run(loss, params, data, **fit_options),
+        Run(loss, params, data, epochs=epochs, batch_size=batch_size, **fit_options),
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         max_staleness=max_staleness,
