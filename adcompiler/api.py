@@ -62,7 +62,10 @@ The cotangent has the structure of f's output (one per returned value).
 def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
     """The cached generated function for `f` and this transform."""
     key = (kind, wrt if not isinstance(wrt, list) else tuple(wrt))
-    per_function = _cache.get(f)
+    try:
+        per_function = _cache.get(f)
+    except TypeError:  # not a Python function: let the frontend say so
+        return _build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
     g = _build(f, kind, wrt)

@@ -15,6 +15,8 @@ Statements are grouped under a comment quoting the user's line.
 from __future__ import annotations
 
 import ast
+import functools
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -87,9 +89,21 @@ def _spell(node: Node, args: list[ast.expr]) -> ast.expr:
         elif param.kind == "varargs":
             positional.extend(remaining)
             remaining = []
-        elif param.name in node.attrs and node.attrs[param.name] != param.default:
+        elif param.name in node.attrs and (
+            node.attrs[param.name] != param.default or param.name in _required_keywords(op.impl)
+        ):
             keywords.append(ast.keyword(arg=param.name, value=constant_ast(node.attrs[param.name])))
     return ast.Call(func, positional, keywords)
+
+
+@functools.cache
+def _required_keywords(impl) -> frozenset[str]:
+    """Parameters of a run-time helper that have no default and so must always be written."""
+    try:
+        params = inspect.signature(impl).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return frozenset()
+    return frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
 
 
 class _Substitute(ast.NodeTransformer):

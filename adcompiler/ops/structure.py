@@ -57,8 +57,8 @@ def dtype_of(x):
     return np.result_type(x)
 
 
-NDIM = register(Op("ndim", ndim_of, (Param("x"),), "np.ndim", nondiff=True, inline=True))
-SIZE = register(Op("size", size_of, (Param("x"),), "np.size", nondiff=True, inline=True))
+NDIM = register(Op("ndim", ndim_of, (Param("x"),), "np.ndim", nondiff=True, inline=True), np.ndim)
+SIZE = register(Op("size", size_of, (Param("x"),), "np.size", nondiff=True, inline=True), np.size)
 DTYPE = register(Op("dtype", dtype_of, (Param("x"),), "np.result_type", nondiff=True, inline=True))
 ATTRIBUTES = {"shape": SHAPE, "ndim": NDIM, "size": SIZE, "dtype": DTYPE}
 
@@ -117,8 +117,16 @@ GETITEM = register(
 )
 
 
+class _SlicesAsCalls(ast.NodeTransformer):
+    """``x[1:, ::2]`` indexes with slice syntax; as a call argument it is ``slice(1, None)``."""
+
+    def visit_Slice(self, node):  # noqa: N802
+        parts = [p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)]
+        return ast.Call(ast.Name("slice", ast.Load()), [self.visit(p) for p in parts], [])
+
+
 def _unindex_spelling(node, args):
-    index = _index_ast(node.attrs["index"], args[2:])
+    index = _SlicesAsCalls().visit(_index_ast(node.attrs["index"], args[2:]))
     return ast.Call(ast.Name("unindex", ast.Load()), [args[0], args[1], index], [])
 
 
