@@ -18,7 +18,7 @@ name                required  what
 Command-line options override ``defaults``::
 
     adcompiler train samples/mlp_digits.py --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
-        --checkpoint run.ckpt [--resume run.ckpt] [--plot history.png] [--quiet]
+        --checkpoint run.ckpt [--resume run.ckpt] [--save params.npz] [--plot history.png]
 
 ``python samples/mlp_digits.py [options]`` does the same, through :func:`run_module`.
 It prints one line per epoch, then the test loss and metric and the training time.
@@ -58,6 +58,7 @@ def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     parser.add_argument("--resume", help="continue from this checkpoint")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    parser.add_argument("--save", help="write the trained parameters to this .npz")
     parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     parser.add_argument(
@@ -152,6 +153,9 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
         print(", ".join(f"test {k}: {v:.4f}" for k, v in scores.items()))
     if hasattr(module, "report"):
         print(module.report(result.params, data))
+    if args.save:
+        save_params(args.save, result.params)
+        print(f"wrote {args.save}")
     if args.plot:
         from adcompiler.train.plot import plot_history
 
@@ -161,6 +165,18 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             print(f"adcompiler train: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def save_params(path: str, params) -> None:
+    """Write a parameter tree as an ``.npz`` of arrays named by their tree paths (no pickle)."""
+    import numpy as np
+
+    from adcompiler.train.tree import leaves, paths
+
+    arrays = {name.replace("/", ".") or "params": np.asarray(leaf) for name, leaf in zip(
+        paths(params), leaves(params), strict=True)}  # fmt: skip
+    with open(path, "wb") as file:
+        np.savez(file, allow_pickle=False, **arrays)
 
 
 if __name__ == "__main__":
