@@ -10,6 +10,7 @@ it, which is where a disk cache would pay off.
 
 import argparse
 import json
+import re
 import sys
 import time
 import traceback
@@ -18,8 +19,14 @@ TOLERANCE = 1e-6
 
 
 def first_line(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".strip()
+    """``Type: message`` on one line; a summary line ending in ':' gets its first item."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        detail = lines[1].split(" error: ", 1)[-1]
+        text = f"{text} {detail}"
+    text = re.sub(r" at 0x[0-9a-f]+", "", text)
+    return f"{type(error).__name__}: {text}".strip()
 
 
 def _timing_options(quick):
