@@ -76,7 +76,8 @@ class ShardedDataset:
     Args:
         folder: the folder (layout in the module docstring).
         fields: which fields, in which order ``take`` returns them (default: all, sorted).
-        max_open: how many shards stay mapped at once (least recently used are unmapped).
+        max_open: how many shards of each field stay mapped at once (the least
+            recently used are unmapped).
     """
 
     def __init__(
@@ -97,54 +98,59 @@ class ShardedDataset:
         self._files = [
             [os.path.join(self.folder, found[f][i]) for i in sorted(found[f])] for f in self.fields
         ]
-        self._lengths = self._check_lengths()
+        self._lengths, self._rows = self._inspect()
         self._starts = np.concatenate([[0], np.cumsum(self._lengths)])
         self.max_open = max_open
-        self._open: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._open: list[OrderedDict[int, np.ndarray]] = [OrderedDict() for _ in self.fields]
 
-    def _check_lengths(self) -> np.ndarray:
-        lengths = None
+    def _inspect(self) -> tuple[np.ndarray, list[tuple[tuple[int, ...], np.dtype]]]:
+        """Shard lengths, and each field's row shape and dtype; checks that they agree."""
+        lengths, rows = None, []
         for field, files in zip(self.fields, self._files, strict=True):
-            field_lengths = [len(np.load(f, mmap_mode="r")) for f in files]
+            shards = [np.load(f, mmap_mode="r") for f in files]
+            field_lengths = [len(a) for a in shards]
             if lengths is None:
                 lengths = field_lengths
             elif field_lengths != lengths:
                 raise ValueError(
                     f"field {field!r} has shard lengths {field_lengths}, not {lengths}"
                 )
-        return np.asarray(lengths, dtype=np.int64)
+            if len({(a.shape[1:], a.dtype) for a in shards}) != 1:
+                raise ValueError(f"the shards of field {field!r} differ in dtype or row shape")
+            rows.append((shards[0].shape[1:], shards[0].dtype))
+        return np.asarray(lengths, dtype=np.int64), rows
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
     def _shard(self, field: int, shard: int) -> np.ndarray:
-        key = (field, shard)
-        if key in self._open:
-            self._open.move_to_end(key)
-            return self._open[key]
-        while len(self._open) >= self.max_open * len(self.fields):
-            self._open.popitem(last=False)  # dropping the last reference unmaps it
+        cache = self._open[field]
+        if shard in cache:
+            cache.move_to_end(shard)
+            return cache[shard]
+        while len(cache) >= self.max_open:
+            cache.popitem(last=False)  # dropping the last reference unmaps it
         array = np.load(self._files[field][shard], mmap_mode="r")
-        self._open[key] = array
+        cache[shard] = array
         return array
 
     def take(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
         indices = np.asarray(indices, dtype=np.int64)
         shard_of = np.searchsorted(self._starts, indices, side="right") - 1
+        shards = np.unique(shard_of)
         out = []
-        for field in range(len(self.fields)):
-            first = self._shard(field, 0)
-            column = np.empty((len(indices),) + first.shape[1:], dtype=first.dtype)
-            for shard in np.unique(shard_of):
+        for field, (row_shape, dtype) in enumerate(self._rows):
+            column = np.empty((len(indices),) + row_shape, dtype=dtype)
+            for shard in shards:
                 where = np.flatnonzero(shard_of == shard)
-                local = indices[where] - self._starts[shard]
-                column[where] = self._shard(field, int(shard))[local]
+                column[where] = self._shard(field, int(shard))[indices[where] - self._starts[shard]]
             out.append(column)
         return tuple(out)
 
     def close(self) -> None:
         """Unmap every open shard."""
-        self._open.clear()
+        for cache in self._open:
+            cache.clear()
 
 
 def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard_size: int) -> None:
