@@ -117,7 +117,7 @@ def run_mpi(sample, grad_fn, batch_sizes, steps) -> None:
 
     size = MPI.COMM_WORLD.Get_size()
     for batch in batch_sizes:
-        seconds, result = train(sample, grad_fn, batch, steps, backend="mpi", workers=None)
+        seconds, result = train(sample, grad_fn, batch, steps, backend="mpi")
         if MPI.COMM_WORLD.Get_rank() == 0:
             print(
                 f"mpi sync, {size} rank(s), batch {batch:5d}: {result.steps} steps in "

@@ -30,9 +30,12 @@ def compile_index(records):
     return {(r["workload"], r["size"]): r for r in records if r.get("mode") == "compile"}
 
 
+CLOCK = "cpu"  # which clock the tables use: "cpu" (process CPU time) or "wall"
+
+
 def median(record):
     if record and record.get("status") == "ok" and "timing" in record:
-        return record["timing"]["median_s"]
+        return record["timing"][CLOCK]["median_s"]
     return None
 
 
@@ -109,7 +112,7 @@ def time_table(rows):
             seconds = median(record)
             text = "-"
             if seconds is not None:
-                spread = 100 * record["timing"]["iqr_s"] / seconds
+                spread = 100 * record["timing"][CLOCK]["iqr_s"] / seconds
                 text = f"{format_seconds(seconds)} ±{spread:.0f}%"
             cells.append(_cell_or_status(record, text))
         lines.append(cells)

@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,10 @@ DOCS = ROOT / "docs"
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 RESULTS_BEGIN = "<!-- benchmark results: begin (written by python -m benchmarks.run) -->"
 RESULTS_END = "<!-- benchmark results: end -->"
+CLOCK_WORDS = {
+    "cpu": "CPU time of the worker process (all its threads)",
+    "wall": "wall-clock time",
+}
 
 
 def child_environment(keep_coretype):
@@ -76,25 +81,72 @@ def _failure(workload, size, method, mode, status):
 
 
 def collect(options, env):
+    """Every (workload, size, method) once per round; rounds spread out passing load."""
     records = []
-    for workload in options.workloads:
-        for size in options.sizes:
-            for method in options.methods:
-                record = run_worker(env, workload, size, method, "time", options.quick,
-                                    options.timeout)  # fmt: skip
-                records.append(record)
-                _progress(record)
-            if "adcompiler" in options.methods:
-                record = run_worker(env, workload, size, "adcompiler", "compile",
-                                    options.quick, options.timeout)  # fmt: skip
-                records.append(record)
-                _progress(record)
+    for round_number in range(options.rounds):
+        for workload in options.workloads:
+            for size in options.sizes:
+                runs = [(method, "time") for method in options.methods]
+                if "adcompiler" in options.methods:
+                    runs.append(("adcompiler", "compile"))
+                for method, mode in runs:
+                    record = run_worker(env, workload, size, method, mode, options.quick,
+                                        options.timeout)  # fmt: skip
+                    record["round"] = round_number
+                    records.append(record)
+                    _progress(record)
     return records
+
+
+def merge_rounds(records):
+    """One record per (workload, size, method, mode): medians over the rounds."""
+    groups = {}
+    for record in records:
+        key = (record["workload"], record["size"], record["method"], record.get("mode", "time"))
+        groups.setdefault(key, []).append(record)
+    return [_merge(group) for group in groups.values()]
+
+
+def _merge(group):
+    failed = [record for record in group if record["status"] != "ok"]
+    merged = dict(failed[0] if failed else group[0])
+    merged["rounds"] = len(group)
+    if failed:
+        return merged
+    if "timing" in merged:
+        merged["timing"] = {
+            clock: _median_of(record["timing"][clock] for record in group)
+            | {"round_medians_s": [record["timing"][clock]["median_s"] for record in group]}
+            for clock in ("wall", "cpu")
+        }
+    if "memory" in merged:
+        merged["memory"] = _median_of(record["memory"] for record in group)
+    if "setup" in merged:
+        merged["setup"] = _median_of(record["setup"] for record in group)
+    merged.update(_median_of(group, keys=("process_peak_bytes", "import_s",
+                                          "generate_fresh_process_s")))  # fmt: skip
+    return merged
+
+
+def _median_of(dicts, keys=None):
+    """Per key, the median of the numeric values (the first value for anything else)."""
+    dicts = list(dicts)
+    out = {}
+    for key in keys or dicts[0]:
+        values = [d[key] for d in dicts if key in d]
+        if not values:
+            continue
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        out[key] = statistics.median(values) if numeric else values[0]
+    return out
 
 
 def _progress(record):
     timing = record.get("timing", {})
-    seconds = report.format_seconds(timing.get("median_s")) if timing else ""
+    seconds = ""
+    if timing:
+        wall, cpu = timing["wall"]["median_s"], timing["cpu"]["median_s"]
+        seconds = f"wall {report.format_seconds(wall)} cpu {report.format_seconds(cpu)}"
     print(
         f"  {record['workload']:<12} {record['size']:<6} {record['method']:<11}"
         f" {record.get('mode', 'time'):<8} {record['status'][:70]} {seconds}",
@@ -113,6 +165,8 @@ def configuration(options, env, removed):
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "quick": options.quick,
+        "rounds": options.rounds,
+        "clock": options.clock,
         "machine": measure.machine_report(),
         "child_environment": {
             name: env.get(name)
@@ -150,6 +204,8 @@ def render_configuration(config):
     return "\n".join(
         [
             f"- date: {config['date']}; command: `{config['command']}`",
+            f"- times: {CLOCK_WORDS[config['clock']]}; median over {config['rounds']} round(s)"
+            " of each process's median",
             f"- machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}",
             f"- Python {machine['python']}; {versions}",
             f"- BLAS in the worker processes (threadpoolctl): {blas or 'unknown'}",
@@ -182,6 +238,9 @@ def parse(argv):
     parser.add_argument("--update-docs", type=Path, nargs="?", const=DOCS / "benchmarks.md",
                         help="rewrite the results section of docs/benchmarks.md")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
+    parser.add_argument("--rounds", type=int, help="passes over everything (default 3, quick 1)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="clock for the tables (both are recorded)")  # fmt: skip
     parser.add_argument("--keep-openblas-coretype", action="store_true")
     options = parser.parse_args(argv)
     for name in ("workloads", "sizes", "methods"):
@@ -193,22 +252,26 @@ def parse(argv):
     )
     if unknown:
         parser.error(f"unknown workload, size or method: {', '.join(unknown)}")
+    if options.rounds is None:
+        options.rounds = 1 if options.quick else 3
     return options
 
 
 def main(argv=None):
     options = parse(argv)
     env, removed = child_environment(options.keep_openblas_coretype)
-    print(f"running {len(options.workloads) * len(options.sizes)} rows x "
-          f"{len(options.methods)} methods, one process each", file=sys.stderr)  # fmt: skip
-    options.records = collect(options, env)
+    rows = len(options.workloads) * len(options.sizes)
+    shape = f"{rows} rows x {len(options.methods)} methods x {options.rounds} round(s)"
+    print(f"running {shape}, one process each", file=sys.stderr)
+    report.CLOCK = options.clock
+    raw = collect(options, env)
+    options.records = merge_rounds(raw)
     config = configuration(options, env, removed)
     text = render_configuration(config) + "\n\n" + report.full_report(options.records)
     print(text)
     options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(
-        json.dumps({"config": config, "records": options.records}, indent=1, default=repr)
-    )
+    document = {"config": config, "records": options.records, "raw_records": raw}
+    options.out.write_text(json.dumps(document, indent=1, default=repr))
     if not options.no_plot:
         report.plot_ratios(options.records, options.plot)
         text += f"\n\n![time relative to hand-written]({options.plot.name})"

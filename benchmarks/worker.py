@@ -35,16 +35,23 @@ def _timing_options(quick):
     return {"samples": 25, "min_sample_s": 0.005, "warmup_s": 0.3, "budget_s": 10.0}
 
 
-def _generation_costs(workload, inputs, steady_s):
-    """Build + first call of a second gradient of the same function: the in-process cache."""
+def _generation_costs(workload, inputs, steady_min_s, repeats=5):
+    """Asking again for the same gradient (the in-memory cache): lookup + call - a call.
+
+    The smallest of ``repeats`` tries, against the fastest steady call, so that a
+    stray slow call does not count as cache cost.
+    """
     import adcompiler
     from benchmarks.methods import argument_names
 
     args = tuple(inputs[name] for name in argument_names(workload))
-    t0 = time.perf_counter()
-    gradient = adcompiler.value_and_grad(workload.primal, wrt=workload.WRT)
-    gradient(*args)
-    return time.perf_counter() - t0 - steady_s
+    costs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gradient = adcompiler.value_and_grad(workload.primal, wrt=workload.WRT)
+        gradient(*args)
+        costs.append(time.perf_counter() - t0 - steady_min_s)
+    return min(costs)
 
 
 def measure_time(workload, size, method, quick):
@@ -69,10 +76,10 @@ def measure_time(workload, size, method, quick):
     record["setup"] = prepared.setup
     record["timing"] = measure.time_calls(prepared.run, **_timing_options(quick))
     if method == "adcompiler":
-        steady = record["timing"]["median_s"]
+        wall = record["timing"]["wall"]
         setup = prepared.setup
-        setup["generate_first_s"] = setup["build_s"] + setup["first_call_s"] - steady
-        setup["generate_cached_s"] = _generation_costs(workload, inputs, steady)
+        setup["generate_first_s"] = setup["build_s"] + setup["first_call_s"] - wall["median_s"]
+        setup["generate_cached_s"] = _generation_costs(workload, inputs, wall["min_s"])
     record["memory"] = measure.call_memory(prepared.run)
     return record
 
