@@ -1,9 +1,9 @@
 """adcompiler: source-to-source automatic differentiation for Python and NumPy.
 
-    import adcompiler as ad
+import adcompiler as ad
 
-    dloss = ad.grad(loss, wrt=("w", "b"))      # a generated Python function
-    print(ad.source(dloss))                    # read it
+dloss = ad.grad(loss, wrt=("w", "b"))      # a generated Python function
+print(ad.source(dloss))                    # read it
 """
 
 from adcompiler.api import grad, ir, source, value_and_grad, vjp

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from adcompiler import ir as _ir
+from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, WrtError
 from adcompiler.frontend import lower_function
@@ -147,8 +147,7 @@ def resolve_wrt(f: Callable, primal: _ir.Function, wrt: Any) -> tuple[list[int],
             indices.append(names.index(item))
         else:
             raise WrtError(
-                f"wrt={item!r} is not an argument of {f.__name__}; "
-                f"choose from: {', '.join(names)}"
+                f"wrt={item!r} is not an argument of {f.__name__}; choose from: {', '.join(names)}"
             )
     return indices, single
 

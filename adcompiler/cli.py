@@ -1,8 +1,8 @@
 """The command line: emit gradients, print IR, train samples.
 
-    adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
-    adcompiler ir model.py:loss
-    adcompiler train samples/mlp_digits.py --epochs 10
+adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
+adcompiler ir model.py:loss
+adcompiler train samples/mlp_digits.py --epochs 10
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adcompiler.ir import Loc
+from adcompiler.ssa import Loc
 
 
 @dataclass(frozen=True)

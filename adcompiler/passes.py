@@ -1,18 +1,18 @@
 """Analyses and clean-ups over the IR: activity, shape classes, dead code.
 
-    varied(fn, wrt)   values that depend on a `wrt` parameter
-    useful(fn)        values that reach a result
-    shape_classes(fn) values known to share a shape (so no unbroadcast is needed)
-    dce(fn)           drop nodes whose outputs nobody reads
+varied(fn, wrt)   values that depend on a `wrt` parameter
+useful(fn)        values that reach a result
+shape_classes(fn) values known to share a shape (so no unbroadcast is needed)
+dce(fn)           drop nodes whose outputs nobody reads
 
-    %a = exp(%x)          dce           %a = exp(%x)
-    %b = sin(%x)     ───────────▶       return %a
-    return %a
+%a = exp(%x)          dce           %a = exp(%x)
+%b = sin(%x)     ───────────▶       return %a
+return %a
 """
 
 from __future__ import annotations
 
-from adcompiler.ir import Block, Function, Node, Value, walk
+from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
 def varied(fn: Function, wrt: list[Value]) -> set[int]:

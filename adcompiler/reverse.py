@@ -23,9 +23,9 @@ import operator
 import numpy as np
 
 from adcompiler import passes, runtime
-from adcompiler.ir import Block, Function, Node, Value
 from adcompiler.ops import Builder, Sym, op_for
 from adcompiler.ops.guards import check_scalar
+from adcompiler.ssa import Block, Function, Node, Value
 
 
 class Adjoints:

@@ -41,6 +41,13 @@ def reads_global(x):
     return np.sum(x * SCALE)
 
 
+WEIGHTS = np.array([1.0, -2.0, 0.5])
+
+
+def reads_global_array(x):
+    return np.sum(x * WEIGHTS)
+
+
 def helper(z, power=2):
     return z**power
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from adcompiler import runtime
 from adcompiler.codegen.naming import Namer, base_name
-from adcompiler.ir import Function, Node, Value
 from adcompiler.ops.core import Op
+from adcompiler.ssa import Function, Node, Value
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
 
@@ -126,7 +126,14 @@ class Emitter:
     def __init__(self, fn: Function, name: str, param_names: list[str], reserved: set[str]):
         self.fn = fn
         self.name = name
-        self.namer = Namer(reserved | set(runtime.HELPERS) | {"np"})
+        generated_globals = set(runtime.HELPERS) | {"np", "slice"}
+        for n in param_names:
+            if n in generated_globals:
+                raise ValueError(
+                    f"parameter `{n}` of {fn.name} has the name of a global that generated code "
+                    f"needs; rename the parameter"
+                )
+        self.namer = Namer(reserved - set(param_names) | generated_globals)
         for p, n in zip(fn.params, param_names):
             self.namer.fix(p, n)
         self.out = Emitted("", name)
@@ -177,9 +184,13 @@ class Emitter:
 
     def comment(self, node: Node) -> ast.stmt:
         text = node.loc.text.strip()
-        prefix = f"adjoint of line {node.loc.line}" if _is_adjoint(node) else f"line {node.loc.line}"
+        prefix = (
+            f"adjoint of line {node.loc.line}" if _is_adjoint(node) else f"line {node.loc.line}"
+        )
         self.comments.append(f"{prefix}: {text}")
-        marker = ast.Call(ast.Name("__comment__", ast.Load()), [ast.Constant(len(self.comments) - 1)], [])
+        marker = ast.Call(
+            ast.Name("__comment__", ast.Load()), [ast.Constant(len(self.comments) - 1)], []
+        )
         return ast.Expr(marker)
 
     def result_ast(self, tree) -> ast.expr:
@@ -200,7 +211,7 @@ class Emitter:
         )
         func = ast.FunctionDef(self.name, args, body, [], None, None)
         module = ast.fix_missing_locations(ast.Module([func], []))
-        source = astor.to_source(module)
+        source = astor.to_source(module, pretty_source="".join)  # one line per statement
         source = re.sub(
             r"^(\s*)__comment__\((\d+)\)$",
             lambda m: f"{m.group(1)}# {self.comments[int(m.group(2))]}",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keyword
 
-from adcompiler.ir import Value
+from adcompiler.ssa import Value
 
 SUFFIX = {"adjoint": "_bar", "tangent": "_dot"}
 

@@ -30,10 +30,10 @@ from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.source import ParsedSource, parse_function
-from adcompiler.ir import Block, Function, Loc, Node, Value
 from adcompiler.ops import lookup
 from adcompiler.ops.core import NO_DEFAULT, Op
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
+from adcompiler.ssa import Block, Function, Loc, Node, Value
 
 MAX_INLINE_DEPTH = 32
 
@@ -145,10 +145,12 @@ class Lowering:
                     self.statement(stmt)
             except LoweringError as err:
                 self.report(err)
-        if result is None:
+        if result is None and not any(isinstance(s, gast.Return) for s in body):
             self.report(
                 LoweringError(self.parsed.tree, "the function returns nothing", "add `return`")
             )
+            return [], False
+        if result is None:  # the return expression itself was reported
             return [], False
         if isinstance(result, tuple):
             return [self.as_value(r) for r in result], True
@@ -194,7 +196,9 @@ class Lowering:
             for t, v in zip(target.elts, items):
                 self.assign(t, v)
         elif isinstance(target, gast.Subscript):
-            raise LoweringError(target, "assignment into an array is not supported yet", _MUTATION_HINT)
+            raise LoweringError(
+                target, "assignment into an array is not supported yet", _MUTATION_HINT
+            )
         else:
             raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
 
@@ -265,7 +269,9 @@ class Lowering:
 
     def expr_Compare(self, node):  # noqa: N802
         if len(node.ops) != 1:
-            raise LoweringError(node, "chained comparisons are not supported", "write `a < b and b < c`")
+            raise LoweringError(
+                node, "chained comparisons are not supported", "write `a < b and b < c`"
+            )
         left, right = self.expr(node.left), self.expr(node.comparators[0])
         fn = CMPOPS.get(type(node.ops[0]))
         if fn is None:
@@ -280,13 +286,17 @@ class Lowering:
             try:
                 return Static(getattr(base.obj, node.attr))
             except AttributeError:
-                raise LoweringError(node, f"`{node.attr}` is not an attribute of {base.obj!r}") from None
+                raise LoweringError(
+                    node, f"`{node.attr}` is not an attribute of {base.obj!r}"
+                ) from None
         if node.attr == "T":
             return self.apply(lookup(np.transpose), [base], {}, node)
         if node.attr in ATTRIBUTES:
             return self.emit(ATTRIBUTES[node.attr], [self.as_value(base)], {}, node.attr)
         raise LoweringError(
-            node, f"the attribute `.{node.attr}` of an array is not supported", methods.ATTRIBUTE_HINT
+            node,
+            f"the attribute `.{node.attr}` of an array is not supported",
+            methods.ATTRIBUTE_HINT,
         )
 
     def expr_Subscript(self, node):  # noqa: N802
@@ -303,7 +313,9 @@ class Lowering:
 
     def index(self, node):
         if isinstance(node, gast.Slice):
-            parts = [None if p is None else self.expr(p) for p in (node.lower, node.upper, node.step)]
+            parts = [
+                None if p is None else self.expr(p) for p in (node.lower, node.upper, node.step)
+            ]
             if all(p is None or isinstance(p, Static) for p in parts):
                 return Static(slice(*(None if p is None else p.obj for p in parts)))
             return ("slice", parts)
@@ -353,7 +365,9 @@ class Lowering:
     def method_call(self, base: Value, name: str, args, kwargs, node):
         target = methods.METHODS.get(name)
         if target is None:
-            raise LoweringError(node, f"the array method `.{name}()` is not supported", methods.ATTRIBUTE_HINT)
+            raise LoweringError(
+                node, f"the array method `.{name}()` is not supported", methods.ATTRIBUTE_HINT
+            )
         fn, adapt = target
         args, kwargs = adapt(args, kwargs)
         return self.call(fn, [base, *args], kwargs, node)
@@ -369,7 +383,9 @@ class Lowering:
         name = getattr(fn, "__qualname__", repr(fn))
         raise LoweringError(
             node,
-            f"no derivative rule for `{getattr(fn, '__module__', '') or ''}.{name}`".replace("..", "."),
+            f"no derivative rule for `{getattr(fn, '__module__', '') or ''}.{name}`".replace(
+                "..", "."
+            ),
             "use a supported NumPy function (see docs/operators.md) or write the helper in Python",
         )
 
@@ -404,7 +420,9 @@ class Lowering:
         for name in names:
             if name not in bound:
                 if name not in defaults:
-                    raise LoweringError(node, f"missing argument `{name}` in call to `{fn.__name__}`")
+                    raise LoweringError(
+                        node, f"missing argument `{name}` in call to `{fn.__name__}`"
+                    )
                 bound[name] = Static(defaults[name])
         inner.env.update(bound)
         before = len(self.diagnostics)
@@ -446,7 +464,9 @@ class Lowering:
             elif param.kind == "seq":
                 items = given if isinstance(given, tuple) else None
                 if items is None:
-                    raise LoweringError(node, f"`{op.name}` takes a list or tuple literal of arrays")
+                    raise LoweringError(
+                        node, f"`{op.name}` takes a list or tuple literal of arrays"
+                    )
                 inputs.extend(self.as_value(i) for i in items)
             else:
                 inputs.append(self.as_value(given))
@@ -459,7 +479,7 @@ class Lowering:
 
     def emit(self, op: Op, inputs, attrs, hint: str) -> Value:
         full = {**op.attr_defaults(), **attrs}
-        out = Value(hint, role="temp", loc=self.loc)
+        out = Value(_temp_hint(hint, inputs), role="temp", loc=self.loc)
         self.nodes.append(Node(op, list(inputs), full, [out], loc=self.loc))
         return out
 
@@ -481,6 +501,14 @@ class Lowering:
 
 
 _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
+
+
+def _temp_hint(hint: str, inputs) -> str:
+    """Name a temporary after its operator and what it reads: ``max_logits``, ``sum_exp``."""
+    if not inputs or hint in ("const", "tuple"):
+        return hint
+    first = inputs[0].hint if inputs[0].role != "temp" else inputs[0].hint.split("_")[0]
+    return f"{hint}_{first}" if first.isidentifier() else hint
 
 
 def _cell_has_value(cell) -> bool:

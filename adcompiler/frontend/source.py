@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gast
 
 from adcompiler.errors import SourceUnavailableError
-from adcompiler.ir import Loc
+from adcompiler.ssa import Loc
 
 
 @dataclass
@@ -26,7 +26,9 @@ class ParsedSource:
         line = getattr(node, "lineno", 1)
         col = getattr(node, "col_offset", 0)
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return Loc(self.file, self.first_line + line - 1, col + self.indent, " " * self.indent + text)
+        return Loc(
+            self.file, self.first_line + line - 1, col + self.indent, " " * self.indent + text
+        )
 
 
 def parse_function(fn) -> ParsedSource:

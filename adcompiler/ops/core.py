@@ -18,13 +18,13 @@ that build nodes when you compute with them::
 from __future__ import annotations
 
 import operator
-
-import numpy as np
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adcompiler.ir import Loc, Node, Value
+import numpy as np
+
+from adcompiler.ssa import Loc, Node, Value
 
 NO_DEFAULT = object()
 
@@ -167,7 +167,9 @@ class Builder:
         if inputs and all(v.is_const for v in inputs) and op.impl is not None:
             folded = op.impl(*(v.const for v in inputs), **attrs)
             if isinstance(folded, (int, float, bool, np.number)):
-                return Sym(self, self.const(folded.item() if isinstance(folded, np.number) else folded))
+                return Sym(
+                    self, self.const(folded.item() if isinstance(folded, np.number) else folded)
+                )
         return Sym(self, self.emit(op, inputs, attrs))
 
     def emit_sym(self, op: Op, inputs: list, attrs: dict | None = None) -> Sym:
@@ -290,5 +292,5 @@ def _simplify(op: Op, inputs: list[Value]) -> Value | None:
 
 
 # Set by adcompiler.ops.structure at import time (they need the Op class).
-CONST: Op
-SHAPE: Op
+CONST: Op = None  # type: ignore[assignment]
+SHAPE: Op = None  # type: ignore[assignment]

@@ -20,10 +20,18 @@ def check_scalar(value, name):
 
 
 def _check_scalar_spelling(node, args):
-    return ast.Call(ast.Name("check_scalar", ast.Load()), [args[0], ast.Constant(node.attrs["name"])], [])
+    return ast.Call(
+        ast.Name("check_scalar", ast.Load()), [args[0], ast.Constant(node.attrs["name"])], []
+    )
 
 
 runtime.HELPERS["check_scalar"] = check_scalar
 CHECK_SCALAR = register(
-    Op("check_scalar", check_scalar, (Param("x"), Param("name", "attr")), _check_scalar_spelling, nondiff=True)
+    Op(
+        "check_scalar",
+        check_scalar,
+        (Param("x"), Param("name", "attr")),
+        _check_scalar_spelling,
+        nondiff=True,
+    )
 )

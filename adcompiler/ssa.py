@@ -1,4 +1,4 @@
-"""The IR: structured SSA over operator nodes.
+"""The IR: structured SSA over operator nodes (`adcompiler.ssa`; `adcompiler.ir(f)` prints it).
 
 A `Function` has parameters, a body `Block` and result values. A `Block` is
 a list of `Node`s; a node applies an operator (`adcompiler.ops.Op`) to input
