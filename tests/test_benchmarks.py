@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import methods, report, workloads
+from benchmarks import methods, profile_lines, report, workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +89,17 @@ def test_quick_run_of_one_workload(tmp_path):
     assert records["hand", "time"]["threads"]
     for key in (("adcompiler", "time"), ("adcompiler", "compile")):
         assert not records[key]["status"].startswith("crashed"), records[key]["status"]
+
+
+def test_line_profiler_times_each_statement_and_keeps_results():
+    source = """
+def f(a, b):
+    \"\"\"Doc.\"\"\"
+    c = a * b
+    d = c + 1.0
+    return d, (c, b)
+"""
+    profiled, statements, totals = profile_lines.instrument(source, {}, "f")
+    assert profiled(2.0, 3.0) == (7.0, (6.0, 3.0))
+    assert statements == ["c = a * b", "d = c + 1.0", "return (d, (c, b))"]
+    assert all(total > 0 for total in totals)

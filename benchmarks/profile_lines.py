@@ -1,0 +1,106 @@
+"""Where a value-and-gradient spends its time, statement by statement.
+
+    python -m benchmarks.profile_lines --workload gmm --size large [--top 15]
+
+Profiles adcompiler's generated function and the hand-written one on the same
+inputs: each top-level statement of the function body is wrapped in a timer
+(a loop counts as one statement), the function is run many times, and the
+costliest statements are printed with their share of the total. This is how to
+find which temporaries or which helper calls make generated code slower than
+hand-written code. Run it with ``OPENBLAS_NUM_THREADS=1`` to match the harness.
+"""
+
+import argparse
+import ast
+import inspect
+import sys
+import textwrap
+import time
+
+from benchmarks import workloads
+from benchmarks.methods import argument_names
+
+_TIMER, _TOTALS, _START = "_profile_clock", "_profile_totals", "_profile_start"
+
+
+def instrument(source, namespace, name):
+    """``(function, statements)``: ``name`` from ``source`` with each statement timed."""
+    tree = ast.parse(textwrap.dedent(source))
+    function = next(node for node in tree.body if isinstance(node, ast.FunctionDef))
+    statements = []
+    body = []
+    for statement in function.body:
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # the docstring
+        index = len(statements)
+        statements.append(ast.unparse(statement).splitlines()[0])
+        start = ast.parse(f"{_START} = {_TIMER}()").body
+        stop = ast.parse(f"{_TOTALS}[{index}] += {_TIMER}() - {_START}").body
+        if isinstance(statement, ast.Return):
+            value = ast.parse("_profile_result = 0").body[0]
+            value.value = statement.value
+            body += start + [value] + stop + ast.parse("return _profile_result").body
+        else:
+            body += start + [statement] + stop
+    function.body = body
+    function.decorator_list = []
+    scope = dict(namespace)
+    scope[_TIMER] = time.perf_counter
+    scope[_TOTALS] = [0.0] * len(statements)
+    exec(compile(ast.fix_missing_locations(tree), f"<profiled {name}>", "exec"), scope)
+    return scope[function.name], statements, scope[_TOTALS]
+
+
+def profile(function, source, namespace, args, seconds):
+    profiled, statements, totals = instrument(source, namespace, function.__name__)
+    profiled(*args)
+    for index in range(len(totals)):
+        totals[index] = 0.0
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        profiled(*args)
+        calls += 1
+    batch, batches = max(1, calls // 5), []
+    for _ in range(5):
+        plain_start = time.perf_counter()
+        for _ in range(batch):
+            function(*args)
+        batches.append((time.perf_counter() - plain_start) / batch)
+    plain = min(batches)
+    return [(total / calls, text) for total, text in zip(totals, statements, strict=True)], plain
+
+
+def show(title, rows, plain, top):
+    total = sum(seconds for seconds, _ in rows)
+    print(f"\n{title}: {plain * 1e6:.1f} us per call ({len(rows)} statements; "
+          f"{total * 1e6:.1f} us with timers)")  # fmt: skip
+    for seconds, text in sorted(rows, reverse=True)[:top]:
+        print(f"  {seconds * 1e6:9.1f} us {100 * seconds / total:5.1f}%  {text[:110]}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", required=True, choices=list(workloads.WORKLOADS))
+    parser.add_argument("--size", default="large", choices=workloads.SIZE_NAMES)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    options = parser.parse_args(argv)
+    workload = workloads.get(options.workload)
+    inputs = workload.make_inputs(options.size)
+    args = tuple(inputs[name] for name in argument_names(workload))
+
+    hand = workload.value_and_grad
+    rows, plain = profile(hand, inspect.getsource(hand), hand.__globals__, args, options.seconds)
+    show("hand-written", rows, plain, options.top)
+
+    import adcompiler
+
+    generated = adcompiler.value_and_grad(workload.primal, wrt=workload.WRT)
+    source = adcompiler.source(generated)
+    rows, plain = profile(generated, source, generated.__globals__, args, options.seconds)
+    show("adcompiler", rows, plain, options.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
