@@ -35,7 +35,7 @@ def unindex(g, shape, index):
 
 def matmul_lhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `a`."""
-    if a.ndim == 2 and b.ndim == 2:
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
         return g @ b.T
     if b.ndim == 1:
         ga = np.multiply.outer(g, b)
@@ -48,7 +48,7 @@ def matmul_lhs_adjoint(g, a, b):
 
 def matmul_rhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `b`."""
-    if a.ndim == 2 and b.ndim == 2:
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
         return a.T @ g
     if a.ndim == 1:
         gb = np.multiply.outer(a, g) if b.ndim > 1 else a * g
@@ -61,13 +61,56 @@ def matmul_rhs_adjoint(g, a, b):
     return unbroadcast(gb, b.shape)
 
 
-def max_adjoint(g, ans, x, axis, keepdims):
+def dot_lhs_adjoint(g, a, b):
+    """Adjoint of ``np.dot(a, b)`` with respect to `a`.
+
+    dot(a, b)[i..., j..., k] = sum_m a[i..., m] b[j..., m, k]; a scalar operand scales.
+    """
+    if np.ndim(a) == 0:
+        return np.sum(g * b)
+    if np.ndim(b) == 0:
+        return g * b
+    if a.ndim == 2 and b.ndim == 2:
+        return g @ b.T
+    other_axes_of_b = [k for k in range(b.ndim) if k != max(b.ndim - 2, 0)]
+    return np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)), other_axes_of_b))
+
+
+def dot_rhs_adjoint(g, a, b):
+    """Adjoint of ``np.dot(a, b)`` with respect to `b`."""
+    if np.ndim(b) == 0:
+        return np.sum(g * a)
+    if np.ndim(a) == 0:
+        return g * a
+    if a.ndim == 2 and b.ndim == 2:
+        return a.T @ g
+    lead = list(range(a.ndim - 1))
+    gb = np.tensordot(a, g, axes=(lead, lead))  # (m, j..., k)
+    return np.moveaxis(gb, 0, max(b.ndim - 2, 0))
+
+
+def max_adjoint(g, ans, x, axis=None, keepdims=False):
     """Adjoint of ``np.max``/``np.min``: `g` shared equally among the extremal entries."""
     if axis is not None and not keepdims:
         ans = np.expand_dims(ans, axis)
         g = np.expand_dims(g, axis)
     mask = x == ans
     return mask * (g / np.sum(mask, axis=axis, keepdims=True))
+
+
+def prod_adjoint(g, ans, x, axis=None, keepdims=False):
+    """Adjoint of ``np.prod``: `g` times the product of the other factors, exact at zeros."""
+    x = np.asarray(x)
+    axes = range(x.ndim) if axis is None else [int(a) % x.ndim for a in np.atleast_1d(axis)]
+    kept = [k for k in range(x.ndim) if k not in axes]
+    order = kept + sorted(axes)
+    g = np.reshape(g, [1 if k in axes else n for k, n in enumerate(x.shape)])
+    rows = np.transpose(x, order).reshape([x.shape[k] for k in kept] + [-1])
+    ones = np.ones_like(rows[..., :1])
+    before = np.cumprod(np.concatenate([ones, rows[..., :-1]], -1), -1)
+    after = np.cumprod(np.concatenate([ones, rows[..., :0:-1]], -1), -1)[..., ::-1]
+    others = (before * after).reshape([x.shape[k] for k in order])
+    return g * np.transpose(others, np.argsort(order))
 
 
 def sum_adjoint(g, shape, axis, keepdims):
@@ -89,51 +132,85 @@ def trace_adjoint(g, shape):
     return g * np.eye(shape[0], shape[1])
 
 
-def einsum_adjoint(g, *operands, subscripts, i):
-    """Adjoint of ``np.einsum(subscripts, *operands)`` with respect to operand `i`."""
-    inputs, _, output = subscripts.replace(" ", "").partition("->")
+def einsum_adjoint(g, *operands, subscripts="", i=0):
+    """Adjoint of ``np.einsum(subscripts, *operands)`` with respect to operand `i`.
+
+    The contraction of `g` with the other operands gives the adjoint over the
+    distinct indices of operand i; a repeated index (a diagonal, ``"ii->"``) puts
+    it on the diagonal and an index that no other term has (summed out of
+    operand i alone) spreads it along that axis. Ellipses are spelled out with
+    fresh letters first, and size-1 axes that broadcast are summed back.
+    """
+    inputs, arrow, output = subscripts.replace(" ", "").partition("->")
     terms = inputs.split(",")
-    if not _ and "." not in subscripts:  # implicit output: sorted indices seen once
-        output = "".join(sorted(c for c in set(inputs) - {","} if inputs.count(c) == 1))
+    free = [
+        c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in subscripts
+    ]
+    widths = [np.ndim(x) - len(t.replace("...", "")) for t, x in zip(terms, operands)]
+    width = max([w for t, w in zip(terms, widths) if "..." in t], default=0)
+    batch = "".join(free[:width])
+    free = free[width:]
+    terms = [t.replace("...", batch[width - w :]) for t, w in zip(terms, widths)]
+    if arrow:
+        output = output.replace("...", batch)
+    else:  # implicit output: the broadcast axes, then the indices seen once, sorted
+        letters = "".join(terms).replace(",", "")
+        output = batch + "".join(
+            sorted(c for c in set(letters) - set(batch) if letters.count(c) == 1)
+        )
+    target, shape = terms[i], np.shape(operands[i])
     others = [t for j, t in enumerate(terms) if j != i]
-    target = terms[i]
     known = set(output).union(*others)
-    reduced = "".join(c for c in target if c in known)
-    spec = ",".join([output, *others]) + "->" + reduced
+    distinct = "".join(dict.fromkeys(c for c in target if c in known))
+    spec = ",".join([output, *others]) + "->" + distinct
     part = np.einsum(spec, g, *(x for j, x in enumerate(operands) if j != i))
-    if reduced != target:  # indices only in operand i: the adjoint is constant along them
-        part = np.expand_dims(part, tuple(k for k, c in enumerate(target) if c not in known))
-        part = np.broadcast_to(part, operands[i].shape)
-    return part
+    if distinct != target:  # place it on diagonals and spread it along target-only axes
+        first, spelled, factors, specs = {}, "", [part], [distinct]
+        for k, c in enumerate(target):
+            if c in first:  # a repeated index: on the diagonal with its first occurrence
+                spelled += free.pop()
+                factors.append(np.eye(shape[target.index(c)], shape[k]))
+                specs.append(first[c] + spelled[-1])
+            elif c not in known:  # summed out of operand i alone: constant along it
+                spelled += free.pop()
+                factors.append(np.ones(shape[k]))
+                specs.append(spelled[-1])
+            else:
+                spelled += c
+            first.setdefault(c, spelled[-1])
+        part = np.einsum(",".join(specs) + "->" + spelled, *factors)
+    return unbroadcast(part, shape)
 
 
-def untile(g, shape, reps):
+def untile(g, shape, reps=1):
     """Adjoint of ``np.tile(x, reps)``: sum the tiles."""
     reps = (reps,) if np.isscalar(reps) else tuple(reps)
     ndim = max(len(shape), len(reps))
     base = (1,) * (ndim - len(shape)) + tuple(shape)
     reps = (1,) * (ndim - len(reps)) + reps
     split = [n for pair in zip(reps, base) for n in pair]
-    summed = np.sum(g.reshape(split), axis=tuple(range(0, 2 * ndim, 2)))
+    summed = np.sum(np.reshape(g, split), axis=tuple(range(0, 2 * ndim, 2)))
     return summed.reshape(shape)
 
 
-def unrepeat(g, shape, repeats, axis=None):
-    """Adjoint of ``np.repeat(x, repeats, axis)``: sum each run of repeats."""
-    if axis is None:
-        n = int(np.prod(shape))
-        starts = np.concatenate(([0], np.cumsum(np.broadcast_to(repeats, (n,)))[:-1]))
-        return np.add.reduceat(g.ravel(), starts).reshape(shape) if n else np.zeros(shape)
-    n = shape[axis]
-    starts = np.concatenate(([0], np.cumsum(np.broadcast_to(repeats, (n,)))[:-1]))
-    return np.add.reduceat(g, starts, axis=axis)
+def unrepeat(g, shape, repeats=1, axis=None):
+    """Adjoint of ``np.repeat(x, repeats, axis)``: sum each run of repeats (runs may be empty)."""
+    flat = axis is None
+    g = np.ravel(g) if flat else np.moveaxis(g, axis, 0)
+    n = int(np.prod(shape)) if flat else shape[axis]
+    if np.ndim(repeats) == 0:
+        out = np.sum(np.reshape(g, (n, int(repeats)) + g.shape[1:]), axis=1)
+    else:
+        out = np.zeros((n,) + g.shape[1:], dtype=np.result_type(g, np.float64))
+        np.add.at(out, np.repeat(np.arange(n), repeats), g)
+    return np.reshape(out, shape) if flat else np.moveaxis(out, 0, axis)
 
 
 def astype(x, dtype):
     return x.astype(dtype)
 
 
-def unjoin(g, *xs, kind, axis, i):
+def unjoin(g, *xs, kind="", axis=0, i=0):
     """Adjoint of np.concatenate/stack/hstack/vstack with respect to input `i`."""
     if kind == "stack":
         return np.take(g, i, axis=axis)
@@ -149,11 +226,51 @@ def unjoin(g, *xs, kind, axis, i):
     return part.reshape(np.shape(xs[i]))
 
 
-def norm_adjoint(g, ans, x, axis=None, keepdims=False):
-    """Adjoint of the 2-norm (Frobenius for matrices) ``np.linalg.norm(x, axis=axis)``."""
+def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):  # noqa: A002 - NumPy's name
+    """Adjoint of ``np.linalg.norm(x, ord, axis, keepdims)``.
+
+    Vector norms: 2 (the default) and any p, 1, inf, -inf, 0 (piecewise constant);
+    matrix norms (2-D `x` with axis None, or a pair of axes): 'fro' (the default),
+    'nuc', 2, -2, 1, -1, inf, -inf. At a kink (x = 0, ties of |x|) it picks one
+    subgradient: zero at x = 0, the average over ties.
+    """
+    x = np.asarray(x)
+    matrix = (axis is None and x.ndim == 2 and ord is not None) or np.ndim(axis) == 1
     if axis is not None and not keepdims:
         g, ans = np.expand_dims(g, axis), np.expand_dims(ans, axis)
-    return x * (g / ans)
+    safe = np.where(ans == 0, 1.0, ans)
+    if ord in (None, "fro", 2) and not (matrix and ord == 2):
+        return x * (g / safe)
+    if matrix:
+        return g * matrix_norm_adjoint(x, ord, axis)
+    if ord == 1:
+        return g * np.sign(x)
+    if ord in (np.inf, -np.inf):
+        extreme = np.abs(x) == ans
+        return g * np.sign(x) * extreme / np.sum(extreme, axis=axis, keepdims=True)
+    if ord == 0:
+        return np.zeros_like(x) * g
+    return g * np.sign(x) * (np.abs(x) / safe) ** (ord - 1)
+
+
+def matrix_norm_adjoint(x, ord, axis):  # noqa: A002
+    """d norm(x, ord) / dx for the matrix norms, over the axes `axis` (default the last two)."""
+    rows, cols = (-2, -1) if axis is None else axis
+    x = np.moveaxis(x, (rows, cols), (-2, -1))
+    if ord in ("nuc", 2, -2):
+        u, s, vt = np.linalg.svd(x, full_matrices=False)
+        if ord == "nuc":
+            d = u @ vt
+        else:
+            k = 0 if ord == 2 else -1
+            d = u[..., :, k : k + 1 or None] @ vt[..., k : k + 1 or None, :]
+    else:  # 1, -1: the largest / smallest column sum of |x|; inf, -inf: row sum
+        summed, across = (-2, -1) if ord in (1, -1) else (-1, -2)
+        sums = np.sum(np.abs(x), axis=summed, keepdims=True)
+        best = (np.max if ord > 0 else np.min)(sums, axis=across, keepdims=True)
+        extreme = sums == best
+        d = np.sign(x) * extreme / np.sum(extreme, axis=across, keepdims=True)
+    return np.moveaxis(d, (-2, -1), (rows, cols))
 
 
 def det_adjoint(g, ans, a):
@@ -192,6 +309,10 @@ HELPERS = {
         cumsum_adjoint,
         trace_adjoint,
         einsum_adjoint,
+        dot_lhs_adjoint,
+        dot_rhs_adjoint,
+        prod_adjoint,
+        matrix_norm_adjoint,
         untile,
         unrepeat,
         astype,
@@ -205,4 +326,6 @@ HELPERS = {
 DEPENDS: dict[str, tuple[str, ...]] = {
     "matmul_lhs_adjoint": ("unbroadcast",),
     "matmul_rhs_adjoint": ("unbroadcast",),
+    "einsum_adjoint": ("unbroadcast",),
+    "norm_adjoint": ("matrix_norm_adjoint",),
 }

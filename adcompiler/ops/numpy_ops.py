@@ -74,7 +74,9 @@ def deflinear(name, fn, sig, rule, spelling=None, keys=(), **flags):
     """
     op = defop(name, fn, sig, spelling, keys=keys, **flags)
     adjoint(fn)(lambda g, ans, x, *rest, **attrs: (rule(g, ans, x, *rest, **attrs),))
-    tangent(fn)(lambda ts, ans, x, *rest, **attrs: ts[0].builder.emit_sym(op, [ts[0], *rest], attrs))
+    tangent(fn)(
+        lambda ts, ans, x, *rest, **attrs: ts[0].builder.emit_sym(op, [ts[0], *rest], attrs)
+    )
     return op
 
 
@@ -88,9 +90,15 @@ def _mT(x):  # noqa: N802 - the matrix transpose of the last two axes
 
 defbinary("add", np.add, lambda g, ans, x, y: (g, g), "_0 + _1", keys=[operator.add])
 defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys=[operator.sub])
-defbinary("multiply", np.multiply, lambda g, ans, x, y: (g * y, g * x), "_0 * _1", keys=[operator.mul])
 defbinary(
-    "divide", np.true_divide, lambda g, ans, x, y: (g / y, -g * ans / y), "_0 / _1", keys=[operator.truediv]
+    "multiply", np.multiply, lambda g, ans, x, y: (g * y, g * x), "_0 * _1", keys=[operator.mul]
+)
+defbinary(
+    "divide",
+    np.true_divide,
+    lambda g, ans, x, y: (g / y, -g * ans / y),
+    "_0 / _1",
+    keys=[operator.truediv],
 )
 defbinary(
     "power",
@@ -121,7 +129,9 @@ defbinary(
     np.minimum,
     lambda g, ans, x, y: (g * (x <= y), g * (x > y)),
 )
-defnondiff("floor_divide", np.floor_divide, "x, y", "_0 // _1", keys=[operator.floordiv])
+defnondiff(
+    "floor_divide", np.floor_divide, "x, y", "_0 // _1", keys=[operator.floordiv], broadcasts=True
+)
 
 defunary("negative", np.negative, lambda g, ans, x: -g, "-_0", keys=[operator.neg])
 defunary("positive", np.positive, lambda g, ans, x: g, "+_0", keys=[operator.pos])
@@ -168,10 +178,12 @@ for _name, _fn, _sym in [
     ("greater", np.greater, ">"),
     ("greater_equal", np.greater_equal, ">="),
 ]:
-    _op = getattr(operator, {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[_sym])
-    defnondiff(_name, _fn, "x, y", f"_0 {_sym} _1", keys=[_op])
-defnondiff("logical_and", np.logical_and, "x, y", keys=[operator.and_])
-defnondiff("logical_or", np.logical_or, "x, y", keys=[operator.or_])
+    _op = getattr(
+        operator, {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[_sym]
+    )
+    defnondiff(_name, _fn, "x, y", f"_0 {_sym} _1", keys=[_op], broadcasts=True)
+defnondiff("logical_and", np.logical_and, "x, y", keys=[operator.and_], broadcasts=True)
+defnondiff("logical_or", np.logical_or, "x, y", keys=[operator.or_], broadcasts=True)
 defnondiff("logical_not", np.logical_not, "x", keys=[operator.invert])
 
 
@@ -191,14 +203,33 @@ def _(ts, ans, c, x, y):
     return b.call(np.where, c, tx, ty)
 
 
-def _clip_mask(x, lo, hi):
-    inside = [m for m in (None if lo.const is None else x >= lo, None if hi.const is None else x <= hi) if m is not None]
-    return inside[0] if len(inside) == 1 else _call(np.logical_and, *inside)
+def _clip_masks(x, lo, hi):
+    """Where clip(x, lo, hi) = minimum(maximum(x, lo), hi) takes x, lo and hi (None: no bound)."""
+    bounded_lo, bounded_hi = lo.const is not None, hi.const is not None
+    take_x = [m for m in (bounded_lo and x >= lo, bounded_hi and x <= hi) if m]
+    take_x = take_x[0] if len(take_x) == 1 else _call(np.logical_and, *take_x)
+    take_lo = bounded_lo and (x < lo if not bounded_hi else _call(np.logical_and, x < lo, lo <= hi))
+    take_hi = bounded_hi and (x > hi if not bounded_lo else _call(np.logical_or, x > hi, lo > hi))
+    return take_x, take_lo, take_hi
 
 
-defop("clip", np.clip, "x, lo, hi", same_shape=True)
-adjoint(np.clip)(lambda g, ans, x, lo, hi: (g * _clip_mask(x, lo, hi), None, None))
-tangent(np.clip)(lambda ts, ans, x, lo, hi: ts[0] * _clip_mask(x, lo, hi))
+defop("clip", np.clip, "x, lo, hi", broadcasts=True)
+adjoint(np.clip)(
+    lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
+)
+tangent(np.clip)(
+    lambda ts, ans, x, lo, hi: _sum_parts(
+        t * m for t, m in zip(ts, _clip_masks(x, lo, hi)) if t is not None
+    )
+)
+
+
+def _sum_parts(parts):
+    parts = list(parts)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -217,18 +248,35 @@ def _count(ans, x):
     return _call(np.size, x) / _call(np.size, ans)
 
 
-deflinear("sum", np.sum, "x, axis=None, keepdims=False", lambda g, ans, x, axis, keepdims: _unreduce(g, x, axis, keepdims))
+deflinear(
+    "sum",
+    np.sum,
+    "x, axis=None, keepdims=False",
+    lambda g, ans, x, axis, keepdims: _unreduce(g, x, axis, keepdims),
+)
 deflinear(
     "mean",
     np.mean,
     "x, axis=None, keepdims=False",
-    lambda g, ans, x, axis, keepdims: _unreduce(g / _count(ans, x), x, axis, keepdims),
+    lambda g, ans, x, axis, keepdims: _unreduce(
+        g / (_call(np.size, x) if axis is None else _count(ans, x)), x, axis, keepdims
+    ),
 )
 defop("prod", np.prod, "x, axis=None, keepdims=False")
-adjoint(np.prod)(lambda g, ans, x, axis, keepdims: (_unreduce(g * ans, x, axis, keepdims) / x,))
-tangent(np.prod)(
-    lambda ts, ans, x, axis, keepdims: _call(np.sum, ts[0] * _unreduce(ans, x, axis, keepdims) / x, axis=axis, keepdims=keepdims)
+adjoint(np.prod)(
+    lambda g, ans, x, axis, keepdims: (
+        _call(runtime.prod_adjoint, g, ans, x, axis=axis, keepdims=keepdims),
+    )
 )
+tangent(np.prod)(
+    lambda ts, ans, x, axis, keepdims: _call(
+        np.sum,
+        ts[0] * _call(runtime.prod_adjoint, 1.0, ans, x, axis=axis, keepdims=keepdims),
+        axis=axis,
+        keepdims=keepdims,
+    )
+)
+defop("prod_adjoint", runtime.prod_adjoint, "g, ans, x, axis=None, keepdims=False", "prod_adjoint")
 
 for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])]:
     defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys)
@@ -240,7 +288,10 @@ for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])
     tangent(_fn)(
         lambda ts, ans, x, axis, keepdims: _call(
             np.sum,
-            ts[0] * _call(runtime.max_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims),
+            ts[0]
+            * _call(
+                runtime.max_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims
+            ),
             axis=axis,
             keepdims=keepdims,
         )
@@ -264,22 +315,32 @@ defop("trace_adjoint", runtime.trace_adjoint, "g, shape", "trace_adjoint")
 
 defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul])
 adjoint(np.matmul)(
-    lambda g, ans, a, b: (_call(runtime.matmul_lhs_adjoint, g, a, b), _call(runtime.matmul_rhs_adjoint, g, a, b))
+    lambda g, ans, a, b: (
+        _call(runtime.matmul_lhs_adjoint, g, a, b),
+        _call(runtime.matmul_rhs_adjoint, g, a, b),
+    )
 )
 defop("dot", np.dot, "a, b")
 adjoint(np.dot)(
-    lambda g, ans, a, b: (_call(runtime.matmul_lhs_adjoint, g, a, b), _call(runtime.matmul_rhs_adjoint, g, a, b))
+    lambda g, ans, a, b: (
+        _call(runtime.dot_lhs_adjoint, g, a, b),
+        _call(runtime.dot_rhs_adjoint, g, a, b),
+    )
 )
 for _fn in (np.matmul, np.dot):
     tangent(_fn)(
         lambda ts, ans, a, b, _fn=_fn: (
-            _call(_fn, ts[0], b) if ts[1] is None
-            else _call(_fn, a, ts[1]) if ts[0] is None
+            _call(_fn, ts[0], b)
+            if ts[1] is None
+            else _call(_fn, a, ts[1])
+            if ts[0] is None
             else _call(_fn, ts[0], b) + _call(_fn, a, ts[1])
         )
     )
 defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint")
 defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint")
+defop("dot_lhs_adjoint", runtime.dot_lhs_adjoint, "g, a, b", "dot_lhs_adjoint")
+defop("dot_rhs_adjoint", runtime.dot_rhs_adjoint, "g, a, b", "dot_rhs_adjoint")
 
 defop("outer", np.outer, "a, b")
 adjoint(np.outer)(
@@ -290,8 +351,10 @@ adjoint(np.outer)(
 )
 tangent(np.outer)(
     lambda ts, ans, a, b: (
-        _call(np.outer, ts[0], b) if ts[1] is None
-        else _call(np.outer, a, ts[1]) if ts[0] is None
+        _call(np.outer, ts[0], b)
+        if ts[1] is None
+        else _call(np.outer, a, ts[1])
+        if ts[0] is None
         else _call(np.outer, ts[0], b) + _call(np.outer, a, ts[1])
     )
 )
@@ -308,7 +371,8 @@ defop("einsum", np.einsum, "*operands, subscripts=''", _einsum_spelling)
 @adjoint(np.einsum)
 def _(g, ans, *operands, subscripts):
     return tuple(
-        _call(runtime.einsum_adjoint, g, *operands, subscripts=subscripts, i=i) for i in range(len(operands))
+        _call(runtime.einsum_adjoint, g, *operands, subscripts=subscripts, i=i)
+        for i in range(len(operands))
     )
 
 
@@ -326,7 +390,9 @@ def _(ts, ans, *operands, subscripts):
     return total
 
 
-defop("einsum_adjoint", runtime.einsum_adjoint, "g, *operands, subscripts='', i=0", "einsum_adjoint")
+defop(
+    "einsum_adjoint", runtime.einsum_adjoint, "g, *operands, subscripts='', i=0", "einsum_adjoint"
+)
 
 
 # ---------------------------------------------------------------------------
@@ -335,35 +401,58 @@ defop("einsum_adjoint", runtime.einsum_adjoint, "g, *operands, subscripts='', i=
 
 
 def _transpose_rule(g, ans, x, axes):
-    inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
+    inverse = None if axes is None else tuple(int(i) for i in np.argsort(np.mod(axes, len(axes))))
     return g.builder.call(np.transpose, g, axes=inverse)
 
 
 deflinear("transpose", np.transpose, "x, axes=None", _transpose_rule)
-deflinear("swapaxes", np.swapaxes, "x, axis1=0, axis2=1", lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2))
+deflinear(
+    "swapaxes",
+    np.swapaxes,
+    "x, axis1=0, axis2=1",
+    lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2),
+)
 defop("reshape", np.reshape, "x, shape")
 adjoint(np.reshape)(lambda g, ans, x, shape: (_call(np.reshape, g, x.shape), None))
 tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
 deflinear("ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape))
-deflinear("squeeze", np.squeeze, "x, axis=None", lambda g, ans, x, axis: _call(np.reshape, g, x.shape))
-deflinear("expand_dims", np.expand_dims, "x, axis=0", lambda g, ans, x, axis: _call(np.reshape, g, x.shape))
+deflinear(
+    "squeeze", np.squeeze, "x, axis=None", lambda g, ans, x, axis: _call(np.reshape, g, x.shape)
+)
+deflinear(
+    "expand_dims",
+    np.expand_dims,
+    "x, axis=0",
+    lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
+)
 defop("broadcast_to", np.broadcast_to, "x, shape")
 adjoint(np.broadcast_to)(lambda g, ans, x, shape: (_call(runtime.unbroadcast, g, x.shape), None))
 tangent(np.broadcast_to)(lambda ts, ans, x, shape: _call(np.broadcast_to, ts[0], shape))
 defop("unbroadcast", runtime.unbroadcast, "g, shape", "unbroadcast")
-adjoint(runtime.unbroadcast)(lambda g, ans, gx, shape: (_call(np.broadcast_to, g, _call(np.shape, gx)), None))
+adjoint(runtime.unbroadcast)(
+    lambda g, ans, gx, shape: (_call(np.broadcast_to, g, _call(np.shape, gx)), None)
+)
 tangent(runtime.unbroadcast)(lambda ts, ans, gx, shape: _call(runtime.unbroadcast, ts[0], shape))
 
-deflinear("tile", np.tile, "x, reps=1", lambda g, ans, x, reps: _call(runtime.untile, g, x.shape, reps=reps))
+deflinear(
+    "tile",
+    np.tile,
+    "x, reps=1",
+    lambda g, ans, x, reps: _call(runtime.untile, g, x.shape, reps=reps),
+)
 defop("untile", runtime.untile, "g, shape, reps=1", "untile")
 deflinear(
     "repeat",
     np.repeat,
     "x, repeats=1, axis=None",
-    lambda g, ans, x, repeats, axis: _call(runtime.unrepeat, g, x.shape, repeats=repeats, axis=axis),
+    lambda g, ans, x, repeats, axis: _call(
+        runtime.unrepeat, g, x.shape, repeats=repeats, axis=axis
+    ),
 )
 defop("unrepeat", runtime.unrepeat, "g, shape, repeats=1, axis=None", "unrepeat")
 deflinear("copy", np.copy, "x", lambda g, ans, x: g)
+
+
 def _astype_spelling(node, args):
     from adcompiler.codegen.emit import constant_ast
 
@@ -401,17 +490,27 @@ defop("unjoin", runtime.unjoin, "g, *xs, kind='', axis=0, i=0", "unjoin")
 # Linear algebra
 # ---------------------------------------------------------------------------
 
+
+def _norm_adjoint(g, ans, x, ord, axis, keepdims):  # noqa: A002 - NumPy's name
+    return _call(runtime.norm_adjoint, g, ans, x, ord=ord, axis=axis, keepdims=keepdims)
+
+
 defop("norm", np.linalg.norm, "x, ord=None, axis=None, keepdims=False", "np.linalg.norm")
-adjoint(np.linalg.norm)(
-    lambda g, ans, x, ord, axis, keepdims: (_call(runtime.norm_adjoint, g, ans, x, axis=axis, keepdims=keepdims),)
-)
+adjoint(np.linalg.norm)(lambda g, ans, x, **attrs: (_norm_adjoint(g, ans, x, **attrs),))
 tangent(np.linalg.norm)(
-    lambda ts, ans, x, ord, axis, keepdims: _call(
-        np.sum, ts[0] * _call(runtime.norm_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims),
-        axis=axis, keepdims=keepdims,
+    lambda ts, ans, x, **attrs: _call(
+        np.sum,
+        ts[0] * _norm_adjoint(ans.builder.const(1.0), ans, x, **attrs),
+        axis=attrs["axis"],
+        keepdims=attrs["keepdims"],
     )
 )
-defop("norm_adjoint", runtime.norm_adjoint, "g, ans, x, axis=None, keepdims=False", "norm_adjoint")
+defop(
+    "norm_adjoint",
+    runtime.norm_adjoint,
+    "g, ans, x, ord=None, axis=None, keepdims=False",
+    "norm_adjoint",
+)
 
 defop("inv", np.linalg.inv, "a", "np.linalg.inv")
 adjoint(np.linalg.inv)(lambda g, ans, a: (-(_mT(ans) @ g @ _mT(ans)),))

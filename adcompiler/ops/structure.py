@@ -33,14 +33,18 @@ def _const_spelling(node, args):
     return constant_ast(node.attrs["value"])
 
 
-CONST = register(Op("const", None, (Param("value", "attr"),), _const_spelling, nondiff=True, inline=True))
+CONST = register(
+    Op("const", None, (Param("value", "attr"),), _const_spelling, nondiff=True, inline=True)
+)
 
 
 def shape_of(x):
     return np.shape(x)
 
 
-SHAPE = register(Op("shape", shape_of, (Param("x"),), "np.shape", nondiff=True, inline=True), np.shape)
+SHAPE = register(
+    Op("shape", shape_of, (Param("x"),), "np.shape", nondiff=True, inline=True), np.shape
+)
 core.CONST = CONST
 core.SHAPE = SHAPE
 
@@ -121,7 +125,9 @@ class _SlicesAsCalls(ast.NodeTransformer):
     """``x[1:, ::2]`` indexes with slice syntax; as a call argument it is ``slice(1, None)``."""
 
     def visit_Slice(self, node):  # noqa: N802
-        parts = [p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)]
+        parts = [
+            p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)
+        ]
         return ast.Call(ast.Name("slice", ast.Load()), [self.visit(p) for p in parts], [])
 
 
@@ -174,7 +180,14 @@ def _tuple_get_spelling(node, args):
 
 
 TUPLE_GET = register(
-    Op("tuple_get", tuple_get, (Param("t"), Param("i", "attr")), _tuple_get_spelling, nondiff=True, inline=True)
+    Op(
+        "tuple_get",
+        tuple_get,
+        (Param("t"), Param("i", "attr")),
+        _tuple_get_spelling,
+        nondiff=True,
+        inline=True,
+    )
 )
 
 
@@ -186,7 +199,16 @@ def _tuple_spelling(node, args):
     return ast.Tuple(list(args), ast.Load())
 
 
-MAKE_TUPLE = register(Op("tuple", make_tuple, (Param("items", "varargs"),), _tuple_spelling, inline=True, nondiff=True))
+MAKE_TUPLE = register(
+    Op(
+        "tuple",
+        make_tuple,
+        (Param("items", "varargs"),),
+        _tuple_spelling,
+        inline=True,
+        nondiff=True,
+    )
+)
 
 
 def pack(*items, layout):
@@ -212,7 +234,9 @@ def _pack_spelling(node, args):
     return ast.Call(np_array, [build(node.attrs["layout"])], [])
 
 
-PACK = register(Op("array", pack, (Param("items", "varargs"), Param("layout", "attr")), _pack_spelling))
+PACK = register(
+    Op("array", pack, (Param("items", "varargs"), Param("layout", "attr")), _pack_spelling)
+)
 
 
 def leaf_positions(layout, prefix=()):
@@ -246,5 +270,11 @@ def _check_float_spelling(node, args):
 
 
 CHECK_FLOAT = register(
-    Op("check_float", runtime.check_float, (Param("args", "varargs"),), _check_float_spelling, nondiff=True)
+    Op(
+        "check_float",
+        runtime.check_float,
+        (Param("args", "varargs"),),
+        _check_float_spelling,
+        nondiff=True,
+    )
 )

@@ -1,0 +1,487 @@
+"""Every derivative rule in the registry, checked against central finite differences.
+
+Two parts:
+
+- a walk over `adcompiler.ops.OPS`: every operator has an adjoint and a tangent
+  rule or is marked non-differentiable, except the internal helpers listed in
+  `INTERNAL_WITHOUT_RULES`; and every other differentiable operator is used by
+  some function of the corpus;
+- one test per function of `tests/corpus_ops.py` (and per broadcasting pair for
+  binary operators): `adcompiler.check_grad` at random float64 inputs.
+
+An argument is described by a small spec: ``"n,m"`` is an array whose sizes are
+drawn per case (letters) or fixed (digits), ``""`` a Python float; a suffix
+says where to draw the values: ``:pos`` (0.5 to 2), ``:unit`` (-0.8 to 0.8),
+``:mat`` (a well-conditioned square matrix, or a batch of them), ``:modx`` and
+``:mody`` (x % y away from its jumps). The weights `w` of the output are drawn
+to match the output's shape, found by running the function once on a probe.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import adcompiler as ad
+from adcompiler import ops
+from adcompiler.frontend import lower_function
+from tests import corpus_ops as C
+
+# Operators that only adjoint rules emit. Their own rules matter only for
+# second derivatives (grad of grad), which a later issue adds.
+INTERNAL_WITHOUT_RULES = {
+    "matmul_lhs_adjoint",
+    "matmul_rhs_adjoint",
+    "dot_lhs_adjoint",
+    "dot_rhs_adjoint",
+    "max_adjoint",
+    "prod_adjoint",
+    "cumsum_adjoint",
+    "trace_adjoint",
+    "einsum_adjoint",
+    "untile",
+    "unrepeat",
+    "unjoin",
+    "norm_adjoint",
+    "det_adjoint",
+    "solve_lhs_adjoint",
+}
+
+
+# ---------------------------------------------------------------------------
+# The registry walk
+# ---------------------------------------------------------------------------
+
+
+def test_every_operator_has_an_adjoint_or_is_nondiff():
+    missing = [
+        op.name
+        for op in ops.OPS
+        if not op.nondiff and op.adjoint is None and op.name not in INTERNAL_WITHOUT_RULES
+    ]
+    assert not missing, f"operators without an adjoint rule: {missing}"
+
+
+def test_every_operator_has_a_tangent_or_is_nondiff():
+    missing = [
+        op.name
+        for op in ops.OPS
+        if not op.nondiff and op.tangent is None and op.name not in INTERNAL_WITHOUT_RULES
+    ]
+    assert not missing, f"operators without a tangent rule: {missing}"
+
+
+def test_internal_operators_are_registered_helpers():
+    by_name = {op.name: op for op in ops.OPS}
+    assert INTERNAL_WITHOUT_RULES <= set(by_name), INTERNAL_WITHOUT_RULES - set(by_name)
+    from adcompiler import runtime
+
+    for name in INTERNAL_WITHOUT_RULES:
+        assert by_name[name].impl is runtime.HELPERS[name], name
+
+
+def test_every_differentiable_operator_is_in_the_corpus():
+    used = set()
+    for fn in {c.fn for c in CASES if not c.xfail}:
+        used |= {node.op.name for node in lower_function(fn).body.nodes}
+    differentiable = {
+        op.name for op in ops.OPS if not op.nondiff and op.name not in INTERNAL_WITHOUT_RULES
+    }
+    # `unbroadcast` and `unindex` are emitted by the reverse transform, not written by users.
+    untested = differentiable - used - {"unbroadcast", "unindex"}
+    assert not untested, f"operators no corpus function uses: {sorted(untested)}"
+
+
+# ---------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    id: str
+    fn: object
+    args: dict[str, str]
+    wrt: tuple[str, ...]
+    tol: dict = field(default_factory=dict)
+    xfail: str = ""
+
+    def param(self):
+        marks = [pytest.mark.xfail(strict=True, reason=self.xfail)] if self.xfail else []
+        return pytest.param(self, id=self.id, marks=marks)
+
+
+def case(fn, *, wrt=None, id=None, tol=None, xfail="", **args) -> Case:
+    return Case(id or fn.__name__, fn, args, tuple(wrt or args), tol or {}, xfail)
+
+
+# Known bugs outside the rules (frontend), tracked as strict xfails.
+TUPLE_ATTR = (
+    "frontend: a tuple/list literal passed as a static argument (axis=(0, 2), reps=(2, 3)) "
+    "lowers to a Python tuple of Static, not a Static, so apply() rejects it as not known "
+    "when the function is compiled; a module-level constant works"
+)
+LIST_INDEX = (
+    "frontend: x[[0, 2, 0]] lowers the list literal like a tuple, so it indexes x[0, 2, 0] "
+    "(IndexError) instead of selecting rows 0, 2, 0"
+)
+
+BROADCAST_PAIRS = [
+    ("n,m", "n,m"),
+    ("n,m", "m"),
+    ("m", "n,m"),
+    ("n,m", "n,1"),
+    ("1,m", "n,m"),
+    ("n,1", "1,m"),
+    ("n,m", ""),
+    ("", "n,m"),
+    ("", ""),
+    ("k,1,m", "n,1"),
+]
+
+BINARY = [
+    (C.add, "", ""),
+    (C.sub, "", ""),
+    (C.mul, "", ""),
+    (C.div, "", ":pos"),
+    (C.pow_, ":pos", ""),
+    (C.mod, ":modx", ":mody"),
+    (C.np_add, "", ""),
+    (C.np_subtract, "", ""),
+    (C.np_multiply, "", ""),
+    (C.np_divide, "", ":pos"),
+    (C.np_power, ":pos", ""),
+    (C.maximum, "", ""),
+    (C.minimum, "", ""),
+    (C.logaddexp, "", ""),
+    (C.where, "", ""),
+]
+
+
+def _binary_cases():
+    for fn, xkind, ykind in BINARY:
+        for xs, ys in BROADCAST_PAIRS:
+            yield case(
+                fn,
+                id=f"{fn.__name__}[{xs or 'scalar'}|{ys or 'scalar'}]",
+                x=xs + xkind,
+                y=ys + ykind,
+            )
+
+
+UNARY = [
+    (C.exp, ""),
+    (C.log, ":pos"),
+    (C.log1p, ":pos"),
+    (C.expm1, ""),
+    (C.sqrt, ":pos"),
+    (C.square, ""),
+    (C.reciprocal, ":pos"),
+    (C.abs_, ""),
+    (C.absolute, ""),
+    (C.builtin_abs, ""),
+    (C.sin, ""),
+    (C.cos, ""),
+    (C.tan, ":unit"),
+    (C.arcsin, ":unit"),
+    (C.arccos, ":unit"),
+    (C.arctan, ""),
+    (C.sinh, ""),
+    (C.cosh, ""),
+    (C.tanh, ""),
+    (C.negative, ""),
+    (C.neg, ""),
+    (C.pos, ""),
+    (C.pow_const, ":pos"),
+    (C.pow_const_base, ""),
+    (C.mod_const, ":modx"),
+    (C.rsub_rdiv, ":pos"),
+    (C.floordiv, ":modx"),
+    (C.nondiff_mix, ""),
+    (C.where_scalar, ""),
+    (C.clip, ""),
+    (C.clip_lower, ""),
+    (C.clip_upper, ""),
+]
+
+
+def _unary_cases():
+    for fn, kind in UNARY:
+        yield case(fn, id=f"{fn.__name__}[n,m]", x="n,m" + kind)
+        yield case(fn, id=f"{fn.__name__}[scalar]", x=kind)
+
+
+REDUCTIONS_3D = [
+    C.sum_all, C.sum_axis0, C.sum_axis1_keep, C.sum_axis_neg, C.sum_axes_tuple,
+    C.sum_axes_tuple_keep, C.mean_all, C.mean_axis0, C.mean_axis_neg_keep, C.mean_axes_tuple,
+    C.prod_all, C.prod_axis0, C.prod_axis_neg_keep, C.prod_axes_tuple, C.prod_with_zero,
+    C.max_all, C.max_axis0, C.max_axis_neg_keep, C.max_axes_tuple, C.amax, C.min_all,
+    C.min_axis1, C.min_axes_tuple_keep, C.amin, C.cumsum_flat, C.cumsum_axis0,
+    C.cumsum_axis_neg,
+]  # fmt: skip
+
+
+def _reduction_cases():
+    for fn in REDUCTIONS_3D:
+        yield case(fn, id=f"{fn.__name__}[k,n,m]", x="k,n,m")
+        if "tuple" not in fn.__name__ and "axis1" not in fn.__name__ and fn is not C.amax:
+            yield case(fn, id=f"{fn.__name__}[n]", x="n")
+        if "tuple" not in fn.__name__:
+            yield case(fn, id=f"{fn.__name__}[n,m]", x="n,m")
+
+
+DOT_RANKS = ["", "n", "n,m"]
+
+
+def _dot_cases():
+    shape = {"": "", "n": "m", "n,m": "m,k"}
+    for a in DOT_RANKS:
+        for b in DOT_RANKS:
+            left = {"": "", "n": "m", "n,m": "n,m"}[a]
+            right = shape[b] if a else {"": "", "n": "m", "n,m": "m,k"}[b]
+            yield case(C.dot, id=f"dot[{left or 'scalar'}|{right or 'scalar'}]", x=left, y=right)
+            yield case(
+                C.method_dot,
+                id=f"method_dot[{left or 'scalar'}|{right or 'scalar'}]",
+                x=left or "m",
+                y=right,
+            )
+
+
+MATMUL_PAIRS = [
+    ("m", "m"),
+    ("m", "m,k"),
+    ("n,m", "m"),
+    ("n,m", "m,k"),
+    ("b,n,m", "b,m,k"),
+    ("b,n,m", "m,k"),
+    ("n,m", "b,m,k"),
+    ("2,1,n,m", "b,m,k"),
+    ("m", "b,m,k"),
+    ("b,n,m", "m"),
+]
+
+
+def _matmul_cases():
+    for fn in (C.matmul_op, C.einsum_ellipsis):
+        for xs, ys in MATMUL_PAIRS:
+            if fn is C.einsum_ellipsis and (len(xs) < 3 or len(ys) < 3):
+                continue
+            yield case(fn, id=f"{fn.__name__}[{xs}|{ys}]", x=xs, y=ys)
+
+
+OTHER = [
+    case(C.where, id="where[cond scalar-only]", x="n,m", y="n,m"),
+    case(C.where_cond_only, x="n,m", y="n,m"),
+    case(C.where_cond_only, id="where_cond_only[broadcast]", x="m", y="n,m"),
+    case(C.clip_arrays, x="n,m", lo="n,m", hi="n,m", id="clip_arrays[same]"),
+    case(C.clip_arrays, x="n,m", lo="m", hi="n,1", id="clip_arrays[broadcast]"),
+    case(C.clip_arrays, x="m", lo="n,m", hi="", id="clip_arrays[x broadcast]"),
+    case(C.trace, x="n,n"),
+    case(C.trace, id="trace[n,m]", x="n,m"),
+    case(C.trace_nonsquare, x="n,m"),
+    case(C.outer, x="n", y="m"),
+    case(C.outer, id="outer[2d]", x="n,2", y="m"),
+    case(C.outer, id="outer[scalar]", x="", y="m"),
+    case(C.einsum_matmul, x="n,m", y="m,k"),
+    case(C.einsum_implicit, x="n,m", y="m,k"),
+    case(C.einsum_implicit_transpose, x="n,m"),
+    case(C.einsum_inner, x="n,m", y="n,m"),
+    case(C.einsum_batched, x="b,n,m", y="b,m,k"),
+    case(C.einsum_outer, x="n", y="m,k"),
+    case(C.einsum_only_in_one, x="n,m", y="m,k"),
+    case(C.einsum_trace, x="n,n"),
+    case(C.einsum_diag, x="n,n"),
+    case(C.einsum_three, x="n,m", y="m,k", z="k"),
+    case(C.transpose, x="n,m"),
+    case(C.transpose, id="transpose[k,n,m]", x="k,n,m"),
+    case(C.transpose_axes, x="k,n,m"),
+    case(C.transpose_axes_kw, x="k,n,m"),
+    case(C.swapaxes, x="k,n,m"),
+    case(C.reshape, x="2,3,m"),
+    case(C.reshape_flat, x="n,m"),
+    case(C.ravel, x="n,m"),
+    case(C.squeeze, x="n,1,m,1"),
+    case(C.squeeze_axis, x="n,1,m"),
+    case(C.expand_dims, x="n,m"),
+    case(C.expand_dims_neg, x="n"),
+    case(C.expand_dims_tuple, x="n,m"),
+    case(C.concatenate, x="n,m", y="k,m"),
+    case(C.concatenate, id="concatenate[1d]", x="n", y="m"),
+    case(C.concatenate_axis1, x="n,m", y="n,k"),
+    case(C.concatenate_axis_neg, x="k,n,m", y="k,n,2"),
+    case(C.stack, x="n,m", y="n,m"),
+    case(C.stack, id="stack[1d]", x="n", y="n"),
+    case(C.stack, id="stack[scalars]", x="", y=""),
+    case(C.stack_axis1, x="n,m", y="n,m"),
+    case(C.stack_axis_neg, x="n,m", y="n,m"),
+    case(C.hstack, x="n", y="m"),
+    case(C.hstack, id="hstack[2d]", x="n,m", y="n,k"),
+    case(C.hstack, id="hstack[scalars]", x="", y=""),
+    case(C.vstack, x="m", y="m"),
+    case(C.vstack, id="vstack[2d]", x="n,m", y="k,m"),
+    case(C.vstack, id="vstack[1d and 2d]", x="m", y="k,m"),
+    case(C.broadcast_to, x="4"),
+    case(C.broadcast_to, id="broadcast_to[3,1]", x="3,1"),
+    case(C.broadcast_to, id="broadcast_to[scalar]", x=""),
+    case(C.tile, x="n"),
+    case(C.tile, id="tile[n,m]", x="n,m"),
+    case(C.tile_tuple, x="n"),
+    case(C.tile_tuple, id="tile_tuple[n,m]", x="n,m"),
+    case(C.tile_more_reps, x="n,m"),
+    case(C.repeat_flat, x="n,m"),
+    case(C.repeat_axis0, x="n,m"),
+    case(C.repeat_axis_neg, x="n,m"),
+    case(C.repeat_counts, x="3,m"),
+    case(C.copy, x="n,m"),
+    case(C.norm, x="n"),
+    case(C.norm, id="norm[n,m]", x="n,m"),
+    case(C.norm_axis0, x="n,m"),
+    case(C.norm_axis_neg_keep, x="k,n,m"),
+    case(C.norm_ord2_vector, x="n"),
+    case(C.norm_ord1_vector, x="n"),
+    case(C.norm_ord3_vector, x="n"),
+    case(C.norm_inf_vector, x="n"),
+    case(C.norm_fro, x="n,m"),
+    case(C.norm_nuc, x="n,m"),
+    case(C.norm_ord2_matrix, x="n,m"),
+    case(C.norm_ord1_axis, x="n,m"),
+    case(C.inv, x="n,n:mat"),
+    case(C.inv_batched, x="b,n,n:mat"),
+    case(C.det, x="n,n:mat"),
+    case(C.det_batched, x="b,n,n:mat"),
+    case(C.solve, id="solve[vector]", a="n,n:mat", b="n"),
+    case(C.solve, id="solve[matrix]", a="n,n:mat", b="n,k"),
+    case(C.array_from_scalars, a="", b=""),
+    case(C.array_nested, a="", b=""),
+    case(C.array_from_elements, x="n"),
+    case(C.index_int, x="n,m"),
+    case(C.index_int, id="index_int[n]", x="n"),
+    case(C.index_negative, x="n,m"),
+    case(C.index_two_ints, x="n,m"),
+    case(C.index_slice, x="4,m"),
+    case(C.index_slice_step, x="5,m"),
+    case(C.index_slice_reverse, x="n,m"),
+    case(C.index_slice_tuple, x="n,5"),
+    case(C.index_slice_negative_step, x="5,m"),
+    case(C.index_none, x="n,m"),
+    case(C.index_newaxis, x="n,m"),
+    case(C.index_newaxis_imported, x="n,m"),
+    case(C.index_ellipsis, x="k,n,m"),
+    case(C.index_int_array, x="3,m"),
+    case(C.index_int_array, id="index_int_array[1d]", x="3"),
+    case(C.index_int_array_2d, x="2,m"),
+    case(C.index_int_list, x="3,m", xfail=LIST_INDEX),
+    case(C.index_int_array_and_slice, x="3,m"),
+    case(C.index_int_array_column, x="n,3"),
+    case(C.index_bool_mask, x="n,m"),
+    case(C.index_bool_mask_rows, x="5,m"),
+    case(C.index_dynamic_int, x="n,m"),
+    case(C.method_sum, x="n,m"),
+    case(C.method_T, x="n,m"),
+    case(C.method_reshape_varargs, x="3,n,2"),
+    case(C.method_reshape_tuple, x="n,2"),
+    case(C.method_transpose, x="k,n,m"),
+    case(C.method_transpose_axes, x="k,n,m"),
+    case(C.method_astype, x="n,m"),
+    case(C.method_astype_float64, x="n,m"),
+    case(C.method_copy, x="n,m"),
+    case(C.method_mean, x="n,m"),
+    case(C.method_max, x="n,m"),
+    case(C.method_min_axis, x="n,m"),
+    case(C.method_prod, x="n,m"),
+    case(C.method_cumsum, x="n,m"),
+    case(C.method_ravel, x="n,m"),
+    case(C.method_flatten, x="n,m"),
+    case(C.method_squeeze, x="1,n"),
+    case(C.method_clip, x="n,m"),
+    case(C.method_trace, x="n,n"),
+    case(C.method_repeat, x="n,m"),
+    case(C.builtin_float, x="n,m"),
+    case(C.builtin_float_element, x="n"),
+    case(C.constructors, x="n,3"),
+    case(C.constructor_only, x="n,m"),
+    case(C.constructor_dtype, x="n,m"),
+]
+
+LITERALS = [
+    case(C.sum_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
+    case(C.max_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
+    case(C.transpose_axes_literal, x="k,n,m", xfail=TUPLE_ATTR),
+    case(C.expand_dims_tuple_literal, x="n,m", xfail=TUPLE_ATTR),
+    case(C.tile_tuple_literal, x="n,m", xfail=TUPLE_ATTR),
+    case(C.repeat_counts_literal, x="3,m", xfail=TUPLE_ATTR),
+]
+
+CASES = [
+    *_binary_cases(),
+    *_unary_cases(),
+    *_reduction_cases(),
+    *_dot_cases(),
+    *_matmul_cases(),
+    *OTHER,
+    *LITERALS,
+]
+
+
+# ---------------------------------------------------------------------------
+# Drawing inputs
+# ---------------------------------------------------------------------------
+
+
+def draw(spec: str, dims: dict[str, int], rng: np.random.Generator):
+    """An input for `spec` (see the module docstring)."""
+    text, _, kind = spec.partition(":")
+    shape = tuple(dims[d] if d.isalpha() else int(d) for d in text.split(",") if d)
+    if kind == "mat":
+        x = rng.normal(size=shape) + shape[-1] * np.eye(shape[-1])
+    elif kind == "pos":
+        x = rng.uniform(0.5, 2.0, size=shape)
+    elif kind == "unit":
+        x = rng.uniform(-0.8, 0.8, size=shape)
+    elif kind == "modx":
+        x = rng.uniform(2.2, 2.8, size=shape)
+    elif kind == "mody":
+        x = rng.uniform(0.97, 1.03, size=shape)
+    else:
+        x = rng.normal(size=shape)
+    return float(x) if shape == () else x
+
+
+class ShapeProbe:
+    """Stands in for the weights: records the shape of what it multiplies."""
+
+    __array_ufunc__ = None  # NumPy defers `array * probe` to `probe.__rmul__`
+
+    def __init__(self):
+        self.shape = None
+
+    def __mul__(self, other):
+        self.shape = np.shape(other)
+        return other
+
+    __rmul__ = __mul__
+
+
+def inputs(c: Case):
+    rng = np.random.default_rng(zlib.crc32(c.id.encode()))
+    dims = dict(zip("nmkb", rng.integers(2, 5, size=4).tolist()))
+    args = [draw(spec, dims, rng) for spec in c.args.values()]
+    probe = ShapeProbe()
+    c.fn(*args, probe)
+    assert probe.shape is not None, f"{c.fn.__name__} never multiplies by w"
+    w = rng.normal(size=probe.shape)
+    return [*args, float(w) if probe.shape == () else w]
+
+
+@pytest.mark.parametrize("c", [c.param() for c in CASES])
+def test_adjoint_matches_finite_differences(c: Case):
+    ad.check_grad(c.fn, inputs(c), wrt=c.wrt, **c.tol)
+
+
+def test_case_ids_are_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), {i for i in ids if ids.count(i) > 1}
