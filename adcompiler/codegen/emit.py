@@ -18,6 +18,7 @@ import ast
 import functools
 import inspect
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,9 +185,10 @@ class Emitter:
 
     def comment(self, node: Node) -> ast.stmt:
         text = node.loc.text.strip()
-        prefix = (
-            f"adjoint of line {node.loc.line}" if _is_adjoint(node) else f"line {node.loc.line}"
-        )
+        where = f"line {node.loc.line}"
+        if node.loc.file != self.fn.source_file:  # inlined from a helper in another file
+            where = f"{os.path.basename(node.loc.file)}:{node.loc.line}"
+        prefix = f"adjoint of {where}" if _is_adjoint(node) else where
         self.comments.append(f"{prefix}: {text}")
         marker = ast.Call(
             ast.Name("__comment__", ast.Load()), [ast.Constant(len(self.comments) - 1)], []
