@@ -156,11 +156,10 @@ def _progress(record):
 
 
 def configuration(options, env, removed):
-    sample = {}
+    pools = {}
     for record in options.records:
-        if record.get("threads"):
-            sample = record
-            break
+        for pool in record.get("threads") or []:
+            pools.setdefault((pool["library"], pool["num_threads"]), pool)
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
@@ -173,7 +172,7 @@ def configuration(options, env, removed):
             for name in (*measure.THREAD_VARIABLES, *ALLOCATOR, "XLA_FLAGS", "JAX_PLATFORMS")
         },
         "removed_from_child_environment": removed,
-        "numpy_threadpools_in_child": sample.get("threads"),
+        "threadpools_in_workers": list(pools.values()),
         "versions": _versions(),
     }
 
@@ -191,10 +190,11 @@ def _versions():
 
 
 def render_configuration(config):
-    pools = config.get("numpy_threadpools_in_child") or []
-    blas = ", ".join(
-        f"{p['internal_api']} {p.get('version')} kernel {p.get('architecture')}"
-        f" threads={p['num_threads']}"
+    pools = config.get("threadpools_in_workers") or []
+    blas = "; ".join(
+        f"{p['library']} ({p['internal_api']} {p.get('version') or ''}"
+        + (f", kernel {p['architecture']}" if p.get("architecture") else "")
+        + f"): {p['num_threads']} thread(s)"
         for p in pools
     )
     versions = ", ".join(f"{k} {v}" for k, v in config["versions"].items() if v)
@@ -208,7 +208,7 @@ def render_configuration(config):
             " of each process's median",
             f"- machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}",
             f"- Python {machine['python']}; {versions}",
-            f"- BLAS in the worker processes (threadpoolctl): {blas or 'unknown'}",
+            f"- native thread pools in the workers (threadpoolctl): {blas or 'unknown'}",
             f"- worker environment: {env}",
             f"- removed from the worker environment: {removed or 'nothing (none was set)'}",
         ]
