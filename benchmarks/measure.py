@@ -117,7 +117,10 @@ def process_peak_bytes():
 
 def thread_report():
     """What threadpoolctl sees: each native pool, its threads and (BLAS) kernel."""
-    from threadpoolctl import threadpool_info
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"library": "threadpoolctl not installed", "num_threads": None}]
 
     return [
         {

@@ -12,13 +12,14 @@ microsoft/ADBench, src/cpp/shared/gmm.h and src/python/modules/PyTorch/gmm_objec
 ``Q_k = diag(exp(q_k)) + L_k`` is the inverse-covariance factor: ``icf[k]`` holds the
 ``d`` log-diagonal entries ``q_k`` and then the strictly lower entries ``l_k`` of
 ``L_k``, column by column. The Wishart term is written exactly as ADBench writes it.
-``log Gamma_d(n_w / 2)`` does not depend on the parameters: it is computed once with
-SciPy by ``make_inputs`` and passed in as ``log_multigamma``, as a user writing for a
+``log Gamma_d(n_w / 2)`` does not depend on the parameters: it is computed once by
+``make_inputs`` and passed in as ``log_multigamma``, as a user writing for a
 NumPy-only compiler would do.
 """
 
+import math
+
 import numpy as np
-from scipy.special import multigammaln
 
 NAME = "gmm"
 WRT = ("alphas", "means", "icf")
@@ -66,8 +67,14 @@ def make_inputs(size, seed=0):
         "x": rng.standard_normal((n, d)),
         "wishart_gamma": WISHART_GAMMA,
         "wishart_m": WISHART_M,
-        "log_multigamma": float(multigammaln(0.5 * (d + WISHART_M + 1), d)),
+        "log_multigamma": log_multigamma(0.5 * (d + WISHART_M + 1), d),
     }
+
+
+def log_multigamma(a, d):
+    """log Gamma_d(a), the multivariate gamma function (scipy.special.multigammaln)."""
+    terms = sum(math.lgamma(a - 0.5 * j) for j in range(d))
+    return 0.25 * d * (d - 1) * math.log(math.pi) + terms
 
 
 def lower_indices(d):
