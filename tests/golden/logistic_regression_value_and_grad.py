@@ -19,7 +19,7 @@ def logistic_regression_value_and_grad(w, b, x, y):
     w_bar_1 = multiply_w_bar * w
     w_bar = w_bar + w_bar_1
     # adjoint of line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
-    subtract_logaddexp_bar = np.broadcast_to(1.0 / (np.size(subtract_logaddexp) / np.size(loss)), np.shape(subtract_logaddexp))
+    subtract_logaddexp_bar = np.broadcast_to(1.0 / np.size(subtract_logaddexp), np.shape(subtract_logaddexp))
     logaddexp_const_bar = unbroadcast(subtract_logaddexp_bar, np.shape(logits))
     multiply_y_bar = unbroadcast(-subtract_logaddexp_bar, np.shape(multiply_y))
     logits_bar = unbroadcast(multiply_y_bar * y, np.shape(logits))
