@@ -16,6 +16,7 @@ interchangeable with single-process ones::
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from adcompiler.train import tree
 from adcompiler.train.data import batch_order, batch_slices
 from adcompiler.train.loop import NonFiniteLossError, Run, TrainState
+from adcompiler.train.threads import blas_threads, set_blas_threads
 
 
 @dataclass
@@ -112,3 +114,15 @@ def parallel_record(state: TrainState, **info) -> dict:
     record = state.history.setdefault("parallel", {})
     record.update(info)
     return record
+
+
+def share_cores(processes: int) -> None:
+    """Cap BLAS threads so that ``processes`` on this machine do not oversubscribe its cores.
+
+    OpenBLAS threads spin while they wait, so two workers with two threads each
+    on two cores run many times slower than with one each.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    current = blas_threads()
+    if current and current * processes > (cores or 1):
+        set_blas_threads(max(1, (cores or 1) // processes))

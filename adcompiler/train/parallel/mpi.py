@@ -33,7 +33,7 @@ import numpy as np
 
 from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
-from adcompiler.train.parallel.job import Job
+from adcompiler.train.parallel.job import Job, share_cores
 from adcompiler.train.parallel.server import STOP, ParameterServer, run_async_worker
 from adcompiler.train.parallel.sync import run_sync
 
@@ -55,16 +55,21 @@ def _mpi():
 
 
 def configure_waits(comm) -> bool:
-    """Choose polite waits if this node has more ranks than cores; returns the choice."""
+    """Choose polite waits if this node has more ranks than cores; returns the choice.
+
+    Also caps BLAS threads so the ranks on this node share its cores.
+    """
     global _polite
+    MPI = _mpi()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    local_ranks = node.Get_size()
+    node.Free()
+    share_cores(local_ranks)
     choice = os.environ.get("ADCOMPILER_MPI_WAIT", "")
     if choice in ("blocking", "polite"):
         _polite = choice == "polite"
     else:
-        MPI = _mpi()
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        _polite = node.Get_size() > len(os.sched_getaffinity(0))
-        node.Free()
+        _polite = local_ranks > len(os.sched_getaffinity(0))
     return _polite
 
 

@@ -17,7 +17,7 @@ import struct
 from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
 from adcompiler.train.parallel import local
-from adcompiler.train.parallel.job import Job
+from adcompiler.train.parallel.job import Job, share_cores
 from adcompiler.train.parallel.server import ParameterServer, run_async_worker
 from adcompiler.train.parallel.sync import run_sync
 
@@ -37,6 +37,7 @@ def fit_sync(job: Job, state: TrainState, workers: int, start_method=None) -> Tr
 
 
 def _sync_worker(comm, job: Job, state: TrainState) -> dict:
+    share_cores(comm.size)
     final = run_sync(comm, job, state, "local")
     digest = hashlib.sha256(tree.flatten(final.params)[0].tobytes()).hexdigest()
     return {"digest": digest, "state": final if comm.rank == 0 else None}
@@ -99,6 +100,7 @@ class _WorkerTransport:
 
 
 def _async_worker(comm, job: Job, spec: tree.FlatSpec) -> dict:
+    share_cores(comm.size)
     stats = run_async_worker(_WorkerTransport(comm), job, spec)
     stats.pop("flat")
     return stats
