@@ -457,7 +457,8 @@ class Lowering:
                 if not isinstance(given, Static):
                     raise LoweringError(
                         node,
-                        f"`{param.name}=` of `{op.name}` must be known when the function is compiled",
+                        f"`{param.name}=` of `{op.name}` must be known when the function "
+                        "is compiled",
                         "write a literal or a module-level constant",
                     )
                 attrs[param.name] = _freeze(given.obj)
