@@ -63,7 +63,7 @@ def save(path: str | os.PathLike, state: trees.Tree, meta: dict | None = None) -
 def _encode(state: trees.Tree, meta: dict) -> list[tuple[str, bytes]]:
     descriptors, arrays = [], []
     for leaf in trees.leaves(state):
-        if isinstance(leaf, _JSON_LEAF):
+        if isinstance(leaf, _JSON_LEAF) and not isinstance(leaf, np.generic):
             descriptors.append({"json": leaf})
         else:
             descriptors.append({"array": len(arrays)})

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adcompiler.train.schedules import as_schedule
-from adcompiler.train.tree import Tree, tree_map
+from adcompiler.train.tree import Tree, build, leaves, structure, tree_map
 
 
 def _zeros(tree: Tree) -> Tree:
@@ -92,19 +92,35 @@ class Adam:
         b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
         step = state["step"] + 1
         lr = self.learning_rate(step - 1)
-        if wd and not self.decoupled:
-            grads = tree_map(lambda g, p: g + wd * p, grads, params)
-        m = tree_map(lambda m, g: b1 * m + (1.0 - b1) * g, state["m"], grads)
-        v = tree_map(lambda v, g: b2 * v + (1.0 - b2) * (g * g), state["v"], grads)
+        l2 = wd if wd and not self.decoupled else 0.0
         # lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into scalars.
         step_size = lr / (1.0 - b1**step)
         root_correction = np.sqrt(1.0 - b2**step)
-        decay = lr * wd if self.decoupled else 0.0
+        keep = 1.0 - lr * wd if self.decoupled else 1.0
 
-        def apply(p, m, v):
-            return p - decay * p - step_size * m / (np.sqrt(v) / root_correction + eps)
+        def leaf(p, g, m, v):
+            # The same arithmetic as the formulas above, written into fresh arrays in place
+            # to save temporaries (this update is a large part of a small model's step).
+            if l2:
+                g = g + l2 * p
+            m = m * b1
+            m += (1.0 - b1) * g
+            v = v * b2
+            v += (1.0 - b2) * (g * g)
+            update = np.sqrt(v)
+            update /= root_correction
+            update += eps
+            update = m / update
+            update *= step_size
+            return (p * keep if keep != 1.0 else p) - update, m, v
 
-        return tree_map(apply, params, m, v), {"step": step, "m": m, "v": v}
+        layout = structure(params)
+        for tree in (grads, state["m"], state["v"]):
+            if structure(tree) != layout:
+                raise ValueError("gradients or optimizer state do not match the parameters' layout")
+        columns = zip(*(leaves(t) for t in (params, grads, state["m"], state["v"])), strict=True)
+        new, m, v = zip(*(leaf(*column) for column in columns), strict=True)
+        return build(layout, new), {"step": step, "m": build(layout, m), "v": build(layout, v)}
 
 
 @dataclass(frozen=True)
