@@ -127,9 +127,11 @@ def cumsum_adjoint(g, shape, axis=None):
     return np.flip(np.cumsum(np.flip(g, axis), axis), axis)
 
 
-def trace_adjoint(g, shape):
-    """Adjoint of ``np.trace(x)`` for a matrix `x`."""
-    return g * np.eye(shape[0], shape[1])
+def trace_adjoint(g, shape, offset=0, axis1=0, axis2=1):
+    """Adjoint of ``np.trace(x, offset, axis1, axis2)``: `g` on the chosen diagonal."""
+    diagonal = np.eye(shape[axis1], shape[axis2], k=offset)
+    out = np.expand_dims(g, (-2, -1)) * diagonal
+    return np.moveaxis(out, (-2, -1), (axis1, axis2))
 
 
 def einsum_adjoint(g, *operands, subscripts="", i=0):

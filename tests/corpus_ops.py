@@ -353,6 +353,14 @@ def trace(x, w):
     return np.trace(x) * w
 
 
+def trace_axes(x, w):
+    return np.sum(np.trace(x, 1, axis1=2, axis2=0) * w)
+
+
+def trace_offset(x, w):
+    return np.trace(x, offset=-1) * w
+
+
 def trace_nonsquare(x, w):
     return np.trace(x @ x.T + x[:, :1]) * w
 

@@ -237,6 +237,12 @@ def _sum_parts(parts):
 # ---------------------------------------------------------------------------
 
 
+def _ones(ans):
+    """Ones shaped like a reduction's result: the seed for the tangent of a reduction
+    given through its adjoint, sum(dx * adjoint(ones))."""
+    return _call(np.ones_like, ans)
+
+
 def _unreduce(g, x, axis, keepdims):
     """Broadcast a reduced adjoint back to the shape of the reduced input."""
     if axis is not None and not keepdims:
@@ -271,7 +277,7 @@ adjoint(np.prod)(
 tangent(np.prod)(
     lambda ts, ans, x, axis, keepdims: _call(
         np.sum,
-        ts[0] * _call(runtime.prod_adjoint, 1.0, ans, x, axis=axis, keepdims=keepdims),
+        ts[0] * _call(runtime.prod_adjoint, _ones(ans), ans, x, axis=axis, keepdims=keepdims),
         axis=axis,
         keepdims=keepdims,
     )
@@ -288,10 +294,7 @@ for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])
     tangent(_fn)(
         lambda ts, ans, x, axis, keepdims: _call(
             np.sum,
-            ts[0]
-            * _call(
-                runtime.max_adjoint, ans.builder.const(1.0), ans, x, axis=axis, keepdims=keepdims
-            ),
+            ts[0] * _call(runtime.max_adjoint, _ones(ans), ans, x, axis=axis, keepdims=keepdims),
             axis=axis,
             keepdims=keepdims,
         )
@@ -305,8 +308,15 @@ deflinear(
     lambda g, ans, x, axis: _call(runtime.cumsum_adjoint, g, x.shape, axis=axis),
 )
 defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, shape, axis=None", "cumsum_adjoint")
-deflinear("trace", np.trace, "x", lambda g, ans, x: _call(runtime.trace_adjoint, g, x.shape))
-defop("trace_adjoint", runtime.trace_adjoint, "g, shape", "trace_adjoint")
+deflinear(
+    "trace",
+    np.trace,
+    "x, offset=0, axis1=0, axis2=1",
+    lambda g, ans, x, **attrs: _call(runtime.trace_adjoint, g, x.shape, **attrs),
+)
+defop(
+    "trace_adjoint", runtime.trace_adjoint, "g, shape, offset=0, axis1=0, axis2=1", "trace_adjoint"
+)
 
 
 # ---------------------------------------------------------------------------
@@ -500,7 +510,7 @@ adjoint(np.linalg.norm)(lambda g, ans, x, **attrs: (_norm_adjoint(g, ans, x, **a
 tangent(np.linalg.norm)(
     lambda ts, ans, x, **attrs: _call(
         np.sum,
-        ts[0] * _norm_adjoint(ans.builder.const(1.0), ans, x, **attrs),
+        ts[0] * _norm_adjoint(_ones(ans), ans, x, **attrs),
         axis=attrs["axis"],
         keepdims=attrs["keepdims"],
     )
