@@ -221,3 +221,20 @@ def test_fit_on_the_generated_gradient():
                  quiet=True)  # fmt: skip
     reference = train(epochs=20)
     np.testing.assert_allclose(result.params["w"], reference.params["w"], rtol=1e-10)
+
+
+def test_blas_threads_are_set_during_fit_and_restored():
+    from adcompiler.train import threads
+
+    before = threads.blas_threads()
+    if before is None:
+        pytest.skip("NumPy is not linked against OpenBLAS here")
+    seen = []
+
+    def recording(*args):
+        seen.append(threads.blas_threads())
+        return linear_value_and_grad(*args)
+
+    train(grad_fn=recording, epochs=1, blas_threads=1)
+    assert set(seen) == {1}
+    assert threads.blas_threads() == before
