@@ -154,6 +154,16 @@ def test_sync_checkpoint_resume_gives_the_uninterrupted_parameters(tmp_path):
     assert resumed.history["loss"] == whole.history["loss"]
 
 
+def test_spawned_workers_give_the_same_result_when_everything_pickles():
+    params, data = linear_problem()
+    options = dict(
+        epochs=2, batch_size=32, optimizer=SGD(0.05), seed=1, quiet=True, grad_fn=linear_grad
+    )
+    single = fit(linear_loss, params, data, **options)
+    spawned = fit_parallel(linear_loss, params, data, workers=2, start_method="spawn", **options)
+    assert relative_difference(spawned.params, single.params) < 1e-12
+
+
 # ---------------------------------------------------------------- errors in workers
 
 

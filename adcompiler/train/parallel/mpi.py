@@ -197,6 +197,7 @@ def _fit_async(job: Job, state: TrainState, comm) -> TrainState:
         return _serve(job, state, comm, spec)
     stats = run_async_worker(_WorkerTransport(comm, spec.size), job, spec)
     state.params = tree.tree_map(np.copy, tree.unflatten(stats.pop("flat"), spec))
+    state.step = stats.pop("version")  # the server's final version: updates applied
     state.history = {
         "parallel": {"mode": "async", "backend": "mpi", "rank": comm.Get_rank(), **stats}
     }

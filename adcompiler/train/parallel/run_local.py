@@ -102,5 +102,5 @@ class _WorkerTransport:
 def _async_worker(comm, job: Job, spec: tree.FlatSpec) -> dict:
     share_cores(comm.size)
     stats = run_async_worker(_WorkerTransport(comm), job, spec)
-    stats.pop("flat")
+    del stats["flat"], stats["version"]
     return stats

@@ -150,7 +150,7 @@ def run_async_worker(transport, job: Job, spec: tree.FlatSpec) -> dict:
         tick = time.perf_counter()
         seconds["communicate"] += tick - clock
         if index == STOP:
-            return {"computed": computed, "seconds": seconds, "flat": flat}
+            return {"computed": computed, "seconds": seconds, "flat": flat, "version": version}
         params = tree.unflatten(flat, spec)
         value, grads = job.step(params, job.dataset.take(job.batches(epoch)[index]))
         tree.flatten(grads, out=buffer)
