@@ -72,3 +72,16 @@ def test_as_dataset():
         as_dataset((np.zeros(3), np.ones(4)))
     with pytest.raises(TypeError):
         as_dataset("data")
+
+
+def test_sharded_dataset_reads_headers_only_and_fortran_order(tmp_path):
+    x = np.asfortranarray(np.arange(40.0).reshape(10, 4))
+    np.save(tmp_path / "x.00000.npy", x[:6])
+    np.save(tmp_path / "x.00001.npy", np.asfortranarray(x[6:]))
+    sharded = ShardedDataset(tmp_path)
+    assert all(len(cache) == 0 for cache in sharded._open)  # nothing mapped until take()
+    (rows,) = sharded.take(np.array([9, 0, 7, 5]))
+    np.testing.assert_array_equal(rows, x[[9, 0, 7, 5]])
+    np.save(tmp_path / "x.00002.npy", np.zeros((2, 4), dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="Python objects"):
+        ShardedDataset(tmp_path)

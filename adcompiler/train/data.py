@@ -104,20 +104,25 @@ class ShardedDataset:
         self._open: list[OrderedDict[int, np.ndarray]] = [OrderedDict() for _ in self.fields]
 
     def _inspect(self) -> tuple[np.ndarray, list[tuple[tuple[int, ...], np.dtype]]]:
-        """Shard lengths, and each field's row shape and dtype; checks that they agree."""
+        """Shard lengths, and each field's row shape and dtype; checks that they agree.
+
+        Reads only the ``.npy`` headers (nothing is mapped) and keeps where each
+        shard's data starts, so that opening a shard later is one ``mmap``.
+        """
+        self._headers = [[_npy_header(f) for f in files] for files in self._files]
         lengths, rows = None, []
-        for field, files in zip(self.fields, self._files, strict=True):
-            shards = [np.load(f, mmap_mode="r") for f in files]
-            field_lengths = [len(a) for a in shards]
+        for field, headers in zip(self.fields, self._headers, strict=True):
+            field_lengths = [shape[0] if shape else 0 for shape, _, _, _ in headers]
             if lengths is None:
                 lengths = field_lengths
             elif field_lengths != lengths:
                 raise ValueError(
                     f"field {field!r} has shard lengths {field_lengths}, not {lengths}"
                 )
-            if len({(a.shape[1:], a.dtype) for a in shards}) != 1:
+            if len({(shape[1:], dtype) for shape, _, dtype, _ in headers}) != 1:
                 raise ValueError(f"the shards of field {field!r} differ in dtype or row shape")
-            rows.append((shards[0].shape[1:], shards[0].dtype))
+            shape, _, dtype, _ = headers[0]
+            rows.append((shape[1:], dtype))
         return np.asarray(lengths, dtype=np.int64), rows
 
     def __len__(self) -> int:
@@ -130,7 +135,12 @@ class ShardedDataset:
             return cache[shard]
         while len(cache) >= self.max_open:
             cache.popitem(last=False)  # dropping the last reference unmaps it
-        array = np.load(self._files[field][shard], mmap_mode="r")
+        shape, fortran_order, dtype, offset = self._headers[field][shard]
+        if shape[0] == 0:
+            array = np.empty(shape, dtype=dtype)  # an empty file region cannot be mapped
+        else:
+            array = np.memmap(self._files[field][shard], dtype=dtype, mode="r", offset=offset,
+                              shape=shape, order="F" if fortran_order else "C")  # fmt: skip
         cache[shard] = array
         return array
 
@@ -151,6 +161,20 @@ class ShardedDataset:
         """Unmap every open shard."""
         for cache in self._open:
             cache.clear()
+
+
+def _npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, without reading data."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(file)
+        else:
+            header = np.lib.format.read_array_header_2_0(file)
+        shape, fortran_order, dtype = header
+        if dtype.hasobject:
+            raise ValueError(f"{path} holds Python objects; shards must be plain arrays")
+        return tuple(shape), fortran_order, dtype, file.tell()
 
 
 def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard_size: int) -> None:
