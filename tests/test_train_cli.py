@@ -38,11 +38,13 @@ def load_data():
 @needs_compiler
 def test_cli_trains_and_reports_test_metric(tmp_path, capsys):
     args = [LOGISTIC, "--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--seed", "2",
-            "--optimizer", "nesterov", "--quiet", "--save", str(tmp_path / "p.npz")]  # fmt: skip
+            "--optimizer", "nesterov", "--quiet", "--save", str(tmp_path / "p.npz"),
+            "--emit", str(tmp_path / "grad.py")]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "trained 42 steps" in out  # 214 training images / 16 -> 14 batches x 3 epochs
     assert "test accuracy:" in out
+    assert "def loss_value_and_grad(w, b, x, y):" in (tmp_path / "grad.py").read_text()
     saved = np.load(tmp_path / "p.npz", allow_pickle=False)
     assert saved["w"].shape == (64,) and saved["b"].shape == ()
 

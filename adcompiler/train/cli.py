@@ -18,7 +18,8 @@ name                required  what
 Command-line options override ``defaults``::
 
     adcompiler train samples/mlp_digits.py --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
-        --checkpoint run.ckpt [--resume run.ckpt] [--save params.npz] [--plot history.png]
+        --checkpoint run.ckpt [--resume run.ckpt] [--save params.npz] [--plot history.png] \\
+        [--emit loss_grad.py]
 
 ``python samples/mlp_digits.py [options]`` does the same, through :func:`run_module`.
 It prints one line per epoch, then the test loss and metric and the training time.
@@ -58,6 +59,7 @@ def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     parser.add_argument("--resume", help="continue from this checkpoint")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    parser.add_argument("--emit", help="write the generated gradient's source to this file")
     parser.add_argument("--save", help="write the trained parameters to this .npz")
     parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -130,6 +132,9 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
     else:
         optimizer = make_optimizer(settings["optimizer"], settings["lr"])
     metric = getattr(module, "metric", None)
+    if args.emit:
+        emit_gradient(module.loss, params, args.emit)
+        print(f"wrote the generated gradient to {args.emit}")
     started = time.perf_counter()
     try:
         result = fit(
@@ -165,6 +170,15 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             print(f"adcompiler train: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def emit_gradient(loss, params, path: str) -> None:
+    """Write the source of the ``value_and_grad`` that training uses (compiling it now)."""
+    import adcompiler
+
+    grad_fn = Objective(loss, params).grad_fn
+    with open(path, "w") as file:
+        file.write(adcompiler.source(grad_fn))
 
 
 def save_params(path: str, params) -> None:
