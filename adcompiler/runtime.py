@@ -221,6 +221,8 @@ def unjoin(g, *xs, kind="", axis=0, i=0):
     elif kind == "hstack":
         pieces = [np.atleast_1d(x) for x in xs]
         axis = 0 if pieces[0].ndim == 1 else 1
+    elif axis is None:  # np.concatenate(..., axis=None) joins the flattened inputs
+        pieces, axis = [np.ravel(x) for x in xs], 0
     else:
         pieces = xs
     start = sum(np.shape(x)[axis] for x in pieces[:i])

@@ -20,6 +20,7 @@ PERM_2_0_1 = (2, 0, 1)
 REPS_2_3 = (2, 3)
 REPS_2_1_2 = (2, 1, 2)
 COUNTS = [1, 0, 2]
+AXES_1_2_PAIR = (2, 1)
 
 # ---------------------------------------------------------------------------
 # Arithmetic operators (binary ones are checked with every broadcasting pair)
@@ -593,6 +594,42 @@ def norm_ord1_axis(x, w):
     return np.sum(np.linalg.norm(x, ord=1, axis=1) * w)
 
 
+def norm_ord1_matrix(x, w):
+    return np.linalg.norm(x, ord=1) * w
+
+
+def norm_inf_matrix(x, w):
+    return np.linalg.norm(x, np.inf) * w
+
+
+def norm_neg_inf_matrix(x, w):
+    return np.linalg.norm(x, -np.inf) * w
+
+
+def norm_neg2_matrix(x, w):
+    return np.linalg.norm(x, -2) * w
+
+
+def norm_nuc_axis_pair(x, w):
+    return np.sum(np.linalg.norm(x, "nuc", axis=AXES_1_2_PAIR) * w)
+
+
+def norm_fro_axis_pair(x, w):
+    return np.sum(np.linalg.norm(x, axis=AXES_1_2_PAIR, keepdims=True) * w)
+
+
+def norm_neg_inf_vector(x, w):
+    return np.linalg.norm(x, -np.inf) * w
+
+
+def norm_ord0_vector(x, w):
+    return np.linalg.norm(x, 0) * w + np.sum(x * x)
+
+
+def norm_at_zero(x, w):
+    return np.linalg.norm(x - x) * w + np.sum(x)
+
+
 def inv(x, w):
     return np.sum(np.linalg.inv(x) * w)
 
@@ -858,3 +895,101 @@ def tile_tuple_literal(x, w):
 
 def repeat_counts_literal(x, w):
     return np.sum(np.repeat(x, [1, 0, 2], axis=0) * w)
+
+
+# ---------------------------------------------------------------------------
+# Common idioms and corners
+# ---------------------------------------------------------------------------
+
+
+def relu(x, w):
+    return np.sum(np.maximum(x, 0.0) * w)
+
+
+def softplus(x, w):
+    return np.sum(np.logaddexp(0.0, x) * w)
+
+
+def where_broadcast_cond(c, x, y, w):
+    return np.sum(np.where(c > 0, x, y) * w)
+
+
+def sum_keepdims_all(x, w):
+    return np.sum(np.sum(x, keepdims=True) * w)
+
+
+def mean_keepdims_all(x, w):
+    return np.sum(np.mean(x, keepdims=True) * w)
+
+
+def max_keepdims_all(x, w):
+    return np.sum(np.max(x, keepdims=True) * w)
+
+
+def sum_axis_neg2(x, w):
+    return np.sum(np.sum(x, axis=-2) * w)
+
+
+def reduce_scalar(a, w):
+    return (np.sum(a) + np.mean(a) + np.max(a) + np.prod(a)) * w
+
+
+def reshape_like(x, y, w):
+    return np.sum(np.reshape(x, y.shape) * y * w)
+
+
+def squeeze_expand(x, w):
+    return np.sum(np.squeeze(np.expand_dims(x, 0), axis=0) * w)
+
+
+def concatenate_flat(x, y, w):
+    return np.sum(np.concatenate([x, y], axis=None) * w)
+
+
+def vstack_scalars(a, b, w):
+    return np.sum(np.vstack([a, b]) * w)
+
+
+def dot_nd(x, y, w):
+    return np.sum(np.dot(x, y) * w)
+
+
+def einsum_repeated_other(x, y, w):
+    return np.sum(np.einsum("ii,j->j", x, y) * w)
+
+
+def einsum_scalar_operand(a, x, w):
+    return np.sum(np.einsum(",ij->ij", a, x) * w)
+
+
+def einsum_spaces(x, y, w):
+    return np.sum(np.einsum("ij, jk -> ki", x, y) * w)
+
+
+def solve_batched(a, b, w):
+    return np.sum(np.linalg.solve(a, b) * w)
+
+
+def index_dynamic_slice(x, w):
+    n = x.shape[0] // 2
+    return np.sum(x[:n, n - 1 :] * w)
+
+
+def transpose_1d(x, w):
+    return np.sum(x.T * w)
+
+
+def int_exponent_array(x, w):
+    return np.sum(x ** np.arange(x.shape[-1]) * w)
+
+
+def chain(x, y, w):
+    h = np.tanh(x @ y + 1.0)
+    z = np.exp(-h) / (1.0 + np.sum(h**2, axis=1, keepdims=True))
+    return np.sum(z * w) + np.max(np.abs(h)) * np.mean(y)
+
+
+def reuse(x, w):
+    # one value read by many operators: contributions add up
+    y = x * x
+    return np.sum((y + np.sin(y) * y - y / (1.0 + y)) * w)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,6 +356,15 @@ OTHER = [
     case(C.norm_nuc, x="n,m"),
     case(C.norm_ord2_matrix, x="n,m"),
     case(C.norm_ord1_axis, x="n,m"),
+    case(C.norm_ord1_matrix, x="n,m"),
+    case(C.norm_inf_matrix, x="n,m"),
+    case(C.norm_neg_inf_matrix, x="n,m"),
+    case(C.norm_neg2_matrix, x="n,m"),
+    case(C.norm_nuc_axis_pair, x="k,n,m"),
+    case(C.norm_fro_axis_pair, x="k,n,m"),
+    case(C.norm_neg_inf_vector, x="n"),
+    case(C.norm_ord0_vector, x="n"),
+    case(C.norm_at_zero, x="n"),
     case(C.inv, x="n,n:mat"),
     case(C.inv_batched, x="b,n,n:mat"),
     case(C.det, x="n,n:mat"),
@@ -413,6 +423,35 @@ OTHER = [
     case(C.constructor_dtype, x="n,m"),
 ]
 
+CORNERS = [
+    case(C.relu, x="n,m"),
+    case(C.softplus, x="n,m"),
+    case(C.where_broadcast_cond, c="n,1", x="m", y=""),
+    case(C.sum_keepdims_all, x="n,m"),
+    case(C.mean_keepdims_all, x="n,m"),
+    case(C.max_keepdims_all, x="n,m"),
+    case(C.sum_axis_neg2, x="k,n,m"),
+    case(C.reduce_scalar, a=""),
+    case(C.reshape_like, x="n,m", y="m,n"),
+    case(C.squeeze_expand, x="n,m"),
+    case(C.concatenate_flat, x="n,m", y="k"),
+    case(C.vstack_scalars, a="", b=""),
+    case(C.dot_nd, id="dot_nd[b,n,m|m,k]", x="b,n,m", y="m,k"),
+    case(C.dot_nd, id="dot_nd[n,m|b,m,k]", x="n,m", y="b,m,k"),
+    case(C.dot_nd, id="dot_nd[b,n,m|k,m,2]", x="b,n,m", y="k,m,2"),
+    case(C.dot_nd, id="dot_nd[m|b,m,k]", x="m", y="b,m,k"),
+    case(C.dot_nd, id="dot_nd[b,n,m|m]", x="b,n,m", y="m"),
+    case(C.einsum_repeated_other, x="n,n", y="m"),
+    case(C.einsum_scalar_operand, a="", x="n,m"),
+    case(C.einsum_spaces, x="n,m", y="m,k"),
+    case(C.solve_batched, a="b,n,n:mat", b="b,n,k"),
+    case(C.index_dynamic_slice, x="4,m"),
+    case(C.transpose_1d, x="n"),
+    case(C.int_exponent_array, x="n,m"),
+    case(C.chain, x="n,m", y="m,k"),
+    case(C.reuse, x="n,m"),
+]
+
 LITERALS = [
     case(C.sum_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
     case(C.max_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
@@ -429,6 +468,7 @@ CASES = [
     *_dot_cases(),
     *_matmul_cases(),
     *OTHER,
+    *CORNERS,
     *LITERALS,
 ]
 
@@ -587,6 +627,17 @@ def test_tangent_matches_finite_differences(c: Case):
     expected = (shifted(1) - shifted(-1)) / (2 * eps)
     assert np.shape(got) == (), f"tangent of a scalar output has shape {np.shape(got)}"
     assert np.isclose(got, expected, rtol=1e-5, atol=1e-6), (got, expected)
+
+
+STRUCTURAL = {"const", "tuple", "tuple_get", "check_float", "check_scalar"}
+
+
+def test_docs_list_every_operator():
+    docs = (Path(__file__).parent.parent / "docs" / "operators.md").read_text()
+    missing = [
+        op.name for op in ops.OPS if op.name not in STRUCTURAL and f"`{op.name}`" not in docs
+    ]
+    assert not missing, f"docs/operators.md does not mention: {missing}"
 
 
 def test_case_ids_are_unique():
