@@ -100,3 +100,18 @@ def test_object_arrays_are_refused_and_never_unpickled(tmp_path):
         checkpoint.save(tmp_path / "bad.ckpt", {"x": np.array([{"a": 1}], dtype=object)})
     assert not (tmp_path / "bad.ckpt").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    checkpoint.save(path, state(), {"n": 1})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        checkpoint.save(path, state(), {"n": 2})
+    monkeypatch.undo()
+    assert checkpoint.load(path)[1] == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
