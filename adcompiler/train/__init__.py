@@ -32,8 +32,10 @@ The interface other engines build on (``adcompiler.train.parallel``):
 * The gradient -- ``objective.Objective(loss, params, grad_fn=None, wrt=None)``
   binds parameters and batch fields to the loss's arguments;
   ``objective.value_and_grad(params, batch) -> (value, grads like params)``.
-* The loop -- ``loop.Run(...)`` holds a run's fixed parts (same keyword
-  arguments as ``fit``); ``run.start()`` / ``run.resume(path)`` give a
+* The loop -- ``loop.Run(loss, params, data, epochs=, batch_size=, ...)``
+  holds a run's fixed parts (``fit``'s arguments that describe the problem:
+  optimizer, lr, validation, metric, seed, drop_last, early_stopping,
+  grad_fn, wrt, eval_batch_size); ``run.start()`` / ``run.resume(path)`` give a
   ``loop.TrainState``; ``run.step(state, batch)`` applies one update;
   ``run.end_epoch(state, seconds)`` evaluates, records history and applies
   early stopping; ``state.save(path, run.identity)`` writes a checkpoint
