@@ -189,8 +189,9 @@ def test_progress_and_epoch_lines_unless_quiet(capsys):
     train(epochs=2, quiet=False)
     captured = capsys.readouterr()
     assert "epoch 2/2: loss" in captured.out
+    assert "epoch 2/2: 0%| | 0/13" in " ".join(captured.err.split())  # the tqdm bar
     train(epochs=2, quiet=True)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr() == ("", "")
 
 
 def test_parallel_arguments_go_to_fit_parallel(monkeypatch):
