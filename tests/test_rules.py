@@ -420,6 +420,7 @@ OTHER = [
     case(C.builtin_float_element, x="n"),
     case(C.constructors, x="n,3"),
     case(C.constructor_only, x="n,m"),
+    case(C.constructor_eye, x="m,m"),
     case(C.constructor_dtype, x="n,m"),
 ]
 

@@ -146,6 +146,15 @@ def _call(fn, *args, **attrs):
     return args[0].builder.call(fn, *args, **attrs)
 
 
+def _sum_parts(parts):
+    """The sum of the tangent contributions of several inputs."""
+    parts = list(parts)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
 defunary("exp", np.exp, lambda g, ans, x: g * ans)
 defunary("log", np.log, lambda g, ans, x: g / x)
 defunary("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
@@ -222,14 +231,6 @@ tangent(np.clip)(
         t * m for t, m in zip(ts, _clip_masks(x, lo, hi)) if t is not None
     )
 )
-
-
-def _sum_parts(parts):
-    parts = list(parts)
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return total
 
 
 # ---------------------------------------------------------------------------
@@ -394,10 +395,7 @@ def _(ts, ans, *operands, subscripts):
         if t is not None:
             args = [t if j == i else x for j, x in enumerate(operands)]
             parts.append(b.emit_sym(_EINSUM, args, {"subscripts": subscripts}))
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return total
+    return _sum_parts(parts)
 
 
 defop(
@@ -561,7 +559,7 @@ defnondiff("full", np.full, "shape, fill_value, dtype=None")
 defnondiff("zeros_like", np.zeros_like, "x, dtype=None")
 defnondiff("ones_like", np.ones_like, "x, dtype=None")
 defnondiff("full_like", np.full_like, "x, fill_value, dtype=None")
-defnondiff("eye", np.eye, "n, m=None, dtype=None")
+defnondiff("eye", np.eye, "N, *rest, k=0, dtype=None")  # rest: M, given by position
 defnondiff("arange", np.arange, "start, *rest")
 defnondiff("argmax", np.argmax, "x, axis=None")
 defnondiff("argmin", np.argmin, "x, axis=None")
