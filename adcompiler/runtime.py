@@ -230,7 +230,7 @@ def unjoin(g, *xs, kind="", axis=0, i=0):
     return part.reshape(np.shape(xs[i]))
 
 
-def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):  # noqa: A002 - NumPy's name
+def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):
     """Adjoint of ``np.linalg.norm(x, ord, axis, keepdims)``.
 
     Vector norms: 2 (the default) and any p, 1, inf, -inf, 0 (piecewise constant);
@@ -257,12 +257,12 @@ def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):  # noqa: A002 
     return g * np.sign(x) * (np.abs(x) / safe) ** (ord - 1)
 
 
-def matrix_norm_adjoint(x, ord, axis):  # noqa: A002
+def matrix_norm_adjoint(x, ord, axis):
     """d norm(x, ord) / dx for the matrix norms, over the axes `axis` (default the last two)."""
     rows, cols = (-2, -1) if axis is None else axis
     x = np.moveaxis(x, (rows, cols), (-2, -1))
     if ord in ("nuc", 2, -2):
-        u, s, vt = np.linalg.svd(x, full_matrices=False)
+        u, _, vt = np.linalg.svd(x, full_matrices=False)
         if ord == "nuc":
             d = u @ vt
         else:

@@ -499,7 +499,7 @@ defop("unjoin", runtime.unjoin, "g, *xs, kind='', axis=0, i=0", "unjoin")
 # ---------------------------------------------------------------------------
 
 
-def _norm_adjoint(g, ans, x, ord, axis, keepdims):  # noqa: A002 - NumPy's name
+def _norm_adjoint(g, ans, x, ord, axis, keepdims):
     return _call(runtime.norm_adjoint, g, ans, x, ord=ord, axis=axis, keepdims=keepdims)
 
 
