@@ -126,3 +126,42 @@ def share_cores(processes: int) -> None:
     current = blas_threads()
     if current and current * processes > (cores or 1):
         set_blas_threads(max(1, (cores or 1) // processes))
+
+
+class Packer:
+    """A tree laid out in one flat float64 buffer, with the views computed once.
+
+    ``tree.flatten``/``tree.unflatten`` rebuild their layout on every call;
+    a training step packs and unpacks the same layout thousands of times::
+
+        packer = Packer(params, buffer)     # buffer: float64, at least spec.size long
+        packer.pack(grads, scale=0.5)       # buffer[:size] = 0.5 * grads, leaf by leaf
+        packer.unpack()                     # a tree of views into buffer (float64 leaves)
+    """
+
+    def __init__(self, template: tree.Tree, buffer: np.ndarray):
+        self.spec = tree.flat_spec(template)
+        self.buffer = buffer[: self.spec.size]
+        self.views, start = [], 0
+        for shape, size in zip(self.spec.shapes, self.spec.sizes, strict=True):
+            self.views.append(self.buffer[start : start + size].reshape(shape))
+            start += size
+        all_float64 = all(np.dtype(d) == np.float64 for d in self.spec.dtypes)
+        self._tree = tree.build(self.spec.structure, self.views) if all_float64 else None
+
+    def pack(self, values: tree.Tree, scale: float = 1.0) -> None:
+        leaves = tree.leaves(values)
+        if len(leaves) != len(self.views):
+            raise ValueError(
+                f"gradients have {len(leaves)} arrays, the parameters {len(self.views)}"
+            )
+        for view, leaf in zip(self.views, leaves, strict=True):
+            if scale == 1.0:
+                np.copyto(view, leaf)
+            else:
+                np.multiply(leaf, scale, out=view)
+
+    def unpack(self) -> tree.Tree:
+        if self._tree is not None:
+            return self._tree
+        return tree.unflatten(self.buffer, self.spec)

@@ -32,7 +32,13 @@ import numpy as np
 
 from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
-from adcompiler.train.parallel.job import Job, check_finite, parallel_record, record_step
+from adcompiler.train.parallel.job import (
+    Job,
+    Packer,
+    check_finite,
+    parallel_record,
+    record_step,
+)
 
 STOP = -1  # batch index that tells a worker to finish
 
@@ -143,6 +149,7 @@ class ParameterServer:
 def run_async_worker(transport, job: Job, spec: tree.FlatSpec) -> dict:
     """A worker: pull parameters and a batch, push the gradient, until told to stop."""
     buffer = np.empty(spec.size, dtype=np.float64)
+    packer = None
     computed, seconds = 0, {"compute": 0.0, "communicate": 0.0}
     clock = time.perf_counter()
     while True:
@@ -153,7 +160,9 @@ def run_async_worker(transport, job: Job, spec: tree.FlatSpec) -> dict:
             return {"computed": computed, "seconds": seconds, "flat": flat, "version": version}
         params = tree.unflatten(flat, spec)
         value, grads = job.step(params, job.dataset.take(job.batches(epoch)[index]))
-        tree.flatten(grads, out=buffer)
+        if packer is None:
+            packer = Packer(params, buffer)
+        packer.pack(grads)
         clock = time.perf_counter()
         seconds["compute"] += clock - tick
         transport.push(buffer, float(value), version, epoch, index)

@@ -25,6 +25,7 @@ from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
 from adcompiler.train.parallel.job import (
     Job,
+    Packer,
     check_finite,
     parallel_record,
     record_step,
@@ -34,9 +35,9 @@ from adcompiler.train.parallel.job import (
 
 def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
     """Train on this worker's shards until the run ends; returns the final state."""
-    spec = tree.flat_spec(state.params)
-    size = spec.size
+    size = tree.flat_spec(state.params).size
     buffer = np.empty(size + 1, dtype=np.float64)
+    packer = Packer(state.params, buffer)
     seconds = {"compute": 0.0, "communicate": 0.0, "update": 0.0}
     while state.epoch < job.epochs and not state.stopped:
         batches = job.batches(state.epoch)
@@ -44,13 +45,13 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
         while state.batch < len(batches):
             rows = batches[state.batch]
             clock = time.perf_counter()
-            _contribution(comm, job, state.params, rows, buffer, size)
+            _contribution(comm, job, state.params, rows, packer, buffer)
             tick = time.perf_counter()
             comm.allreduce_sum(buffer)
             tock = time.perf_counter()
             value = float(buffer[size])
             check_finite(value, state)
-            grads = tree.unflatten(buffer[:size], spec)
+            grads = packer.unpack()
             state.params, state.opt_state = job.optimizer.update(
                 state.params, grads, state.opt_state
             )
@@ -72,18 +73,16 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
     return state
 
 
-def _contribution(comm, job: Job, params, rows: np.ndarray, buffer: np.ndarray, size: int):
-    """Write this worker's weighted gradient and loss into ``buffer``."""
+def _contribution(comm, job: Job, params, rows, packer: Packer, buffer: np.ndarray) -> None:
+    """Write this worker's weighted gradient (through ``packer``) and loss into ``buffer``."""
     shard = np.array_split(rows, comm.size)[comm.rank]
     if len(shard) == 0:
         buffer.fill(0.0)
         return
     value, grads = job.step(params, job.dataset.take(shard))
-    tree.flatten(grads, out=buffer[:size])
     weight = len(shard) / len(rows)
-    if weight != 1.0:
-        buffer[:size] *= weight
-    buffer[size] = float(value) * weight
+    packer.pack(grads, scale=weight)
+    buffer[-1] = float(value) * weight
 
 
 def _end_epoch(comm, job: Job, state: TrainState, seconds: float) -> None:
