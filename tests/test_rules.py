@@ -630,6 +630,31 @@ def test_tangent_matches_finite_differences(c: Case):
     assert np.isclose(got, expected, rtol=1e-5, atol=1e-6), (got, expected)
 
 
+def test_runtime_helpers_are_self_contained():
+    """Emitted files copy helpers by source: a helper may use only NumPy and its DEPENDS."""
+    from adcompiler import runtime
+
+    for name, helper in runtime.HELPERS.items():
+        used = _free_names(helper) - {"np"}
+        assert used <= set(runtime.DEPENDS.get(name, ())), (name, used)
+        for dep in runtime.DEPENDS.get(name, ()):
+            assert dep in runtime.HELPERS, (name, dep)
+
+
+def _free_names(fn) -> set[str]:
+    """Names `fn` reads that are neither its locals nor builtins."""
+    import ast
+    import builtins
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    bound = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+    bound |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    read = {n.id for n in names if isinstance(n.ctx, ast.Load)}
+    return read - bound - set(dir(builtins))
+
+
 STRUCTURAL = {"const", "tuple", "tuple_get", "check_float", "check_scalar"}
 
 
