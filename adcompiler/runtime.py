@@ -98,7 +98,7 @@ def max_adjoint(g, ans, x, axis=None, keepdims=False):
     return mask * (g / np.sum(mask, axis=axis, keepdims=True))
 
 
-def prod_adjoint(g, ans, x, axis=None, keepdims=False):
+def prod_adjoint(g, x, axis=None, keepdims=False):
     """Adjoint of ``np.prod``: `g` times the product of the other factors, exact at zeros."""
     x = np.asarray(x)
     axes = range(x.ndim) if axis is None else [int(a) % x.ndim for a in np.atleast_1d(axis)]

@@ -272,18 +272,18 @@ deflinear(
 defop("prod", np.prod, "x, axis=None, keepdims=False")
 adjoint(np.prod)(
     lambda g, ans, x, axis, keepdims: (
-        _call(runtime.prod_adjoint, g, ans, x, axis=axis, keepdims=keepdims),
+        _call(runtime.prod_adjoint, g, x, axis=axis, keepdims=keepdims),
     )
 )
 tangent(np.prod)(
     lambda ts, ans, x, axis, keepdims: _call(
         np.sum,
-        ts[0] * _call(runtime.prod_adjoint, _ones(ans), ans, x, axis=axis, keepdims=keepdims),
+        ts[0] * _call(runtime.prod_adjoint, _ones(ans), x, axis=axis, keepdims=keepdims),
         axis=axis,
         keepdims=keepdims,
     )
 )
-defop("prod_adjoint", runtime.prod_adjoint, "g, ans, x, axis=None, keepdims=False", "prod_adjoint")
+defop("prod_adjoint", runtime.prod_adjoint, "g, x, axis=None, keepdims=False", "prod_adjoint")
 
 for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])]:
     defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys)
