@@ -207,6 +207,15 @@ def nondiff_mix(x, w):
     return np.sum(s * x * w)
 
 
+def nondiff_all(x, w):
+    # every non-differentiable operator, inside a differentiated function
+    m = np.ceil(x) + np.rint(x) + np.round(x) + np.isnan(x) + np.isfinite(x) + x // 0.7
+    m = m + (x == 0.5) + (x != 0.5) + (x < 0.5) + (x <= 0.5) + (x >= 0.5)
+    m = m + np.logical_and(x > 0, x < 1) + np.logical_or(x > 1, x < -1) + np.logical_not(x > 0)
+    m = m + np.argmin(x) + np.argsort(x, axis=-1) + int(x.shape[0]) + len(x) + x.ndim + x.size
+    return np.sum(m * x * w)
+
+
 def where(x, y, w):
     return np.sum(np.where(x > 0.1, x, y) * w)
 

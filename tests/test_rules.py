@@ -425,6 +425,7 @@ OTHER = [
 ]
 
 CORNERS = [
+    case(C.nondiff_all, x="n,m"),
     case(C.relu, x="n,m"),
     case(C.softplus, x="n,m"),
     case(C.where_broadcast_cond, c="n,1", x="m", y=""),
