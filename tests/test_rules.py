@@ -123,17 +123,6 @@ def case(fn, *, wrt=None, id=None, tol=None, xfail="", **args) -> Case:
     return Case(id or fn.__name__, fn, args, tuple(wrt or args), tol or {}, xfail)
 
 
-# Known bugs outside the rules (frontend), tracked as strict xfails.
-TUPLE_ATTR = (
-    "frontend: a tuple/list literal passed as a static argument (axis=(0, 2), reps=(2, 3)) "
-    "lowers to a Python tuple of Static, not a Static, so apply() rejects it as not known "
-    "when the function is compiled; a module-level constant works"
-)
-LIST_INDEX = (
-    "frontend: x[[0, 2, 0]] lowers the list literal like a tuple, so it indexes x[0, 2, 0] "
-    "(IndexError) instead of selecting rows 0, 2, 0"
-)
-
 BROADCAST_PAIRS = [
     ("n,m", "n,m"),
     ("n,m", "m"),
@@ -390,7 +379,7 @@ OTHER = [
     case(C.index_int_array, x="3,m"),
     case(C.index_int_array, id="index_int_array[1d]", x="3"),
     case(C.index_int_array_2d, x="2,m"),
-    case(C.index_int_list, x="3,m", xfail=LIST_INDEX),
+    case(C.index_int_list, x="3,m"),
     case(C.index_int_array_and_slice, x="3,m"),
     case(C.index_int_array_column, x="n,3"),
     case(C.index_bool_mask, x="n,m"),
@@ -455,12 +444,12 @@ CORNERS = [
 ]
 
 LITERALS = [
-    case(C.sum_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
-    case(C.max_axes_tuple_literal, x="k,n,m", xfail=TUPLE_ATTR),
-    case(C.transpose_axes_literal, x="k,n,m", xfail=TUPLE_ATTR),
-    case(C.expand_dims_tuple_literal, x="n,m", xfail=TUPLE_ATTR),
-    case(C.tile_tuple_literal, x="n,m", xfail=TUPLE_ATTR),
-    case(C.repeat_counts_literal, x="3,m", xfail=TUPLE_ATTR),
+    case(C.sum_axes_tuple_literal, x="k,n,m"),
+    case(C.max_axes_tuple_literal, x="k,n,m"),
+    case(C.transpose_axes_literal, x="k,n,m"),
+    case(C.expand_dims_tuple_literal, x="n,m"),
+    case(C.tile_tuple_literal, x="n,m"),
+    case(C.repeat_counts_literal, x="3,m"),
 ]
 
 CASES = [
@@ -670,3 +659,39 @@ def test_docs_list_every_operator():
 def test_case_ids_are_unique():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)), {i for i in ids if ids.count(i) > 1}
+
+
+# ---------------------------------------------------------------------------
+# Kinks: the subgradient each rule picks (docs/operators.md)
+# ---------------------------------------------------------------------------
+
+
+def test_max_and_min_share_the_adjoint_among_ties():
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]])
+    w = np.array([[1.0], [2.0]])
+    ad.check_grad(C.max_axis_neg_keep, [x, w])  # a two-way tie: central differences give 1/2
+    got = ad.grad(C.min_all)(np.array([1.0, 1.0, 1.0, 2.0]), 3.0)
+    np.testing.assert_allclose(got, [1.0, 1.0, 1.0, 0.0])
+
+
+def test_prod_is_exact_at_zeros():
+    x = np.array([[0.0, 2.0], [0.0, 3.0], [5.0, 0.0]])
+    ad.check_grad(C.prod_axis0, [x, np.array([1.5, -2.0])])
+    ad.check_grad(C.prod_all, [x, 1.0])  # two zeros: the gradient is zero everywhere
+    np.testing.assert_array_equal(ad.grad(C.prod_all)(x, 1.0), np.zeros_like(x))
+
+
+def test_kinks_at_zero_pick_zero():
+    x = np.array([0.0, 1.0, -2.0])
+    np.testing.assert_array_equal(ad.grad(C.abs_)(x, np.ones(3)), [0.0, 1.0, -1.0])
+    np.testing.assert_array_equal(ad.grad(C.norm)(np.zeros(3), 1.0), np.zeros(3))
+
+
+def test_maximum_and_minimum_give_ties_to_the_first_argument():
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 4.0])
+    gx, gy = ad.grad(C.maximum, wrt=("x", "y"))(x, y, np.ones(3))
+    np.testing.assert_array_equal(gx, [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(gy, [0.0, 0.0, 1.0])
+    gx, gy = ad.grad(C.minimum, wrt=("x", "y"))(x, y, np.ones(3))
+    np.testing.assert_array_equal(gx, [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(gy, [0.0, 1.0, 0.0])

@@ -321,6 +321,8 @@ class Lowering:
             return ("slice", parts)
         if isinstance(node, gast.Tuple):
             return tuple(self.index(e) for e in node.elts)
+        if isinstance(node, gast.List):  # x[[0, 2, 0]] selects rows, as np.array([0, 2, 0])
+            return self.pack(tuple(self.expr(e) for e in node.elts), node)
         return self.expr(node)
 
     def template(self, index, node) -> tuple[tuple, list[Value]]:
@@ -454,6 +456,8 @@ class Lowering:
             else:
                 raise LoweringError(node, f"`{op.name}` needs the argument `{param.name}`")
             if param.kind == "attr":
+                if isinstance(given, tuple) and all(isinstance(g, Static) for g in given):
+                    given = Static(tuple(g.obj for g in given))  # axis=(0, 2)
                 if not isinstance(given, Static):
                     raise LoweringError(
                         node,
