@@ -8,6 +8,8 @@ output's shape), so that every element of the output reaches the gradient.
 import numpy as np
 from numpy import newaxis
 
+from adcompiler.runtime import unbroadcast
+
 IDX = np.array([0, 2, 2, 1])  # an integer-array index that repeats an element
 IDX2 = np.array([[1, 0], [1, 1]])
 # Tuple-valued static arguments, as module-level constants (see the *_literal functions)
@@ -1007,3 +1009,8 @@ def reuse(x, w):
     # one value read by many operators: contributions add up
     y = x * x
     return np.sum((y + np.sin(y) * y - y / (1.0 + y)) * w)
+
+
+def unbroadcast_op(x, y, w):
+    # the reverse transform's own operator, called directly: its rules matter for grad of grad
+    return np.sum(unbroadcast(x * y, y.shape) * w)

@@ -32,7 +32,7 @@ from adcompiler import ops
 from adcompiler.frontend import lower_function
 from adcompiler.ops import Builder, Sym
 from adcompiler.ops.structure import build_index
-from adcompiler.ssa import Value
+from adcompiler.ssa import Node, Value
 from tests import corpus_ops as C
 
 # Operators that only adjoint rules emit. Their own rules matter only for
@@ -95,8 +95,8 @@ def test_every_differentiable_operator_is_in_the_corpus():
     differentiable = {
         op.name for op in ops.OPS if not op.nondiff and op.name not in INTERNAL_WITHOUT_RULES
     }
-    # `unbroadcast` and `unindex` are emitted by the reverse transform, not written by users.
-    untested = differentiable - used - {"unbroadcast", "unindex"}
+    # `unindex` is emitted by the reverse transform, not written by users.
+    untested = differentiable - used - {"unindex"}
     assert not untested, f"operators no corpus function uses: {sorted(untested)}"
 
 
@@ -414,6 +414,8 @@ OTHER = [
 ]
 
 CORNERS = [
+    case(C.unbroadcast_op, x="k,n,m", y="n,1"),
+    case(C.unbroadcast_op, id="unbroadcast_op[same]", x="n,m", y="n,m"),
     case(C.nondiff_all, x="n,m"),
     case(C.relu, x="n,m"),
     case(C.softplus, x="n,m"),
@@ -695,3 +697,49 @@ def test_maximum_and_minimum_give_ties_to_the_first_argument():
     gx, gy = ad.grad(C.minimum, wrt=("x", "y"))(x, y, np.ones(3))
     np.testing.assert_array_equal(gx, [1.0, 0.0, 1.0])
     np.testing.assert_array_equal(gy, [0.0, 1.0, 0.0])
+
+
+# ---------------------------------------------------------------------------
+# Rules of operators that no user writes, checked one node at a time
+# ---------------------------------------------------------------------------
+
+
+def rule_outputs(node, env, ts=None, g=None):
+    """Run `node`'s adjoint (given `g`) or tangent (given `ts`) rule on the values in `env`."""
+    b = Builder()
+    env[node.output.id] = evaluate(node, env)
+    ins = [Sym(b, v) for v in node.inputs]
+    if g is not None:
+        g_value = Value("g")
+        env[g_value.id] = g
+        outs = node.op.adjoint(Sym(b, g_value), Sym(b, node.output), *ins, **node.attrs)
+    else:
+        t_values = [None if t is None else Value("t") for t in ts]
+        env.update({v.id: t for v, t in zip(t_values, ts) if v is not None})
+        syms = [None if v is None else Sym(b, v) for v in t_values]
+        outs = [node.op.tangent(syms, Sym(b, node.output), *ins, **node.attrs)]
+    emitted = {n.output.id: n for n in b.nodes}
+    return [None if o is None else demand(o.value, emitted, env) for o in outs]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [((1,), True), ((slice(None, None, 2), 0), False), ((np.array([0, 2, 2]),), True)],
+    ids=["int", "slice-int", "int-array"],
+)
+def test_unindex_rules(index):
+    from adcompiler.ops.structure import UNINDEX
+
+    rng = np.random.default_rng(3)
+    shape = (3, 4)
+    part = np.zeros(shape)[build_index(index, [])]
+    gx = rng.normal(size=part.shape)
+    x_value, shape_value = Value("gx"), Value("shape")
+    node = Node(UNINDEX, [x_value, shape_value], {"index": index})
+    env = {x_value.id: gx, shape_value.id: shape}
+    g = rng.normal(size=shape)  # unindex is linear: its adjoint is the transposed map
+    (adjoint,) = rule_outputs(node, dict(env), g=g)
+    np.testing.assert_allclose(np.sum(adjoint * gx), np.sum(g * evaluate(node, env)))
+    t = rng.normal(size=gx.shape)
+    (tangent,) = rule_outputs(node, dict(env), ts=[t, None])
+    np.testing.assert_allclose(tangent, evaluate(node, {**env, x_value.id: t}))
