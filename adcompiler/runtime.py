@@ -113,13 +113,6 @@ def prod_adjoint(g, x, axis=None, keepdims=False):
     return g * np.transpose(others, np.argsort(order))
 
 
-def sum_adjoint(g, shape, axis, keepdims):
-    """Adjoint of ``np.sum(x, axis, keepdims)``: broadcast `g` back to x's shape."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return np.broadcast_to(g, shape)
-
-
 def cumsum_adjoint(g, shape, axis=None):
     """Adjoint of ``np.cumsum(x, axis)``: a cumulative sum from the end."""
     if axis is None:
@@ -309,7 +302,6 @@ HELPERS = {
         matmul_lhs_adjoint,
         matmul_rhs_adjoint,
         max_adjoint,
-        sum_adjoint,
         cumsum_adjoint,
         trace_adjoint,
         einsum_adjoint,
