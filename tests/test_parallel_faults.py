@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def start(tmp_path, mode="sync", resume=None, delay=0.02, every=5):
+def start(tmp_path, mode="sync", resume=None, delay=0.05, every=5):
     script = tmp_path / f"train_{mode}.py"
     script.write_text(
         SCRIPT.format(
@@ -159,7 +159,7 @@ def test_resume_after_a_killed_worker_gives_the_uninterrupted_parameters(tmp_pat
         np.testing.assert_array_equal(final[key], value)
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_killing_the_run_removes_its_workers_and_shared_memory(tmp_path, how):
     process = start(tmp_path)
     workers = running_with_checkpoint(process, tmp_path)
