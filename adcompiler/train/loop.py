@@ -85,6 +85,7 @@ class TrainState:
             "opt_state": self.opt_state,
             "best_params": self.best_params,
             "order": batch_order(run["examples"], run["seed"], self.epoch),
+            "history": {k: np.asarray(v) for k, v in self.history.items() if _numbers(v)},
         }
         meta = {
             "run": run,
@@ -93,7 +94,8 @@ class TrainState:
             "step": self.step,
             "loss_sum": self.loss_sum,
             "examples": self.examples,
-            "history": self.history,
+            "history": {k: v for k, v in self.history.items() if not _numbers(v)},
+            "history_order": list(self.history),
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "waited": self.waited,
@@ -123,6 +125,8 @@ class TrainState:
         expected = batch_order(run["examples"], run["seed"], meta["epoch"])
         if not np.array_equal(arrays["order"], expected):
             raise checkpoints.CheckpointError(f"checkpoint {path}: the data order does not match")
+        history = {**meta["history"], **{k: v.tolist() for k, v in arrays["history"].items()}}
+        meta["history"] = {k: history[k] for k in meta["history_order"]}
         fields = (
             "epoch",
             "batch",
@@ -141,6 +145,15 @@ class TrainState:
             best_params=arrays["best_params"],
             **{k: meta[k] for k in fields},
         )
+
+
+def _numbers(values) -> bool:
+    """A history list of plain numbers, stored as an array in checkpoints rather than JSON."""
+    return (
+        isinstance(values, list)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        and len({type(v) for v in values}) <= 1
+    )
 
 
 @dataclass
