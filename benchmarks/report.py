@@ -42,7 +42,7 @@ def median(record):
 def format_seconds(seconds):
     if seconds is None:
         return "-"
-    if seconds < 1e-6:
+    if seconds <= 0:
         return "~0 (within noise)"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:

@@ -128,6 +128,17 @@ def _merge(group):
     return merged
 
 
+def _slim(records):
+    """The per-round records without what the merged records already carry in full."""
+    slim = []
+    for record in records:
+        record = {key: value for key, value in record.items() if key != "traceback"}
+        if "setup" in record:
+            record["setup"] = {k: v for k, v in record["setup"].items() if k != "generated_source"}
+        slim.append(record)
+    return slim
+
+
 def _median_of(dicts, keys=None):
     """Per key, the median of the numeric values (the first value for anything else)."""
     dicts = list(dicts)
@@ -270,7 +281,7 @@ def main(argv=None):
     text = render_configuration(config) + "\n\n" + report.full_report(options.records)
     print(text)
     options.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"config": config, "records": options.records, "raw_records": raw}
+    document = {"config": config, "records": options.records, "raw_records": _slim(raw)}
     options.out.write_text(json.dumps(document, indent=1, default=repr))
     if not options.no_plot:
         report.plot_ratios(options.records, options.plot)
