@@ -70,6 +70,10 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
         workers=comm.size,
         seconds={k: round(v, 6) for k, v in seconds.items()},
     )
+    if hasattr(comm, "seconds"):  # local backend: communicate = barrier wait + copy and sum
+        state.history["parallel"]["allreduce_seconds"] = {
+            k: round(v, 6) for k, v in comm.seconds.items()
+        }
     return state
 
 
