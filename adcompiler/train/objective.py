@@ -86,7 +86,7 @@ class Objective:
     def value_and_grad(self, params: Tree, batch: Sequence) -> tuple[float, Tree]:
         """The loss on a batch and its gradient, laid out like ``params``."""
         value, grads = self.grad_fn(*self.arguments(params, batch))
-        if self.spread:
+        if self.spread and not isinstance(grads, dict):
             grads = dict(zip(self.param_names, grads, strict=True))
         return value, grads
 
