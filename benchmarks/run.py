@@ -128,11 +128,27 @@ def _merge(group):
     return merged
 
 
+_NOT_PER_ROUND = ("traceback", "threads", "environment")
+
+
+def write_results(path, config, records, raw_records):
+    """JSON with one record per line: small, and readable in a diff."""
+
+    def lines(items):
+        return ",\n".join(json.dumps(item, default=repr) for item in items)
+
+    path.write_text(
+        f'{{"config": {json.dumps(config, indent=1, default=repr)},\n'
+        f'"records": [\n{lines(records)}\n],\n'
+        f'"raw_records": [\n{lines(raw_records)}\n]}}\n'
+    )
+
+
 def _slim(records):
     """The per-round records without what the merged records already carry in full."""
     slim = []
     for record in records:
-        record = {key: value for key, value in record.items() if key != "traceback"}
+        record = {key: value for key, value in record.items() if key not in _NOT_PER_ROUND}
         if "setup" in record:
             record["setup"] = {k: v for k, v in record["setup"].items() if k != "generated_source"}
         slim.append(record)
@@ -281,8 +297,7 @@ def main(argv=None):
     text = render_configuration(config) + "\n\n" + report.full_report(options.records)
     print(text)
     options.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"config": config, "records": options.records, "raw_records": _slim(raw)}
-    options.out.write_text(json.dumps(document, indent=1, default=repr))
+    write_results(options.out, config, options.records, _slim(raw))
     if not options.no_plot:
         report.plot_ratios(options.records, options.plot)
         text += f"\n\n![time relative to hand-written]({options.plot.name})"
