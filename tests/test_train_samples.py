@@ -89,3 +89,16 @@ def test_sample_script_prints_its_result():
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert "test accuracy:" in completed.stdout
+
+
+def test_rnn_sequence_beats_predicting_zero():
+    import adcompiler
+
+    sample = load_sample("rnn_sequence")
+    params = sample.init_params(0)
+    try:
+        adcompiler.value_and_grad(sample.loss, wrt=tuple(params))
+    except adcompiler.UnsupportedSyntaxError as error:
+        pytest.skip(f"the RNN needs loop support in the compiler: {str(error).splitlines()[1]}")
+    _, data, _, scores = train_sample("rnn_sequence", epochs=5)
+    assert scores["loss"] < 0.1 * np.mean(data["test"][1] ** 2)
