@@ -118,7 +118,7 @@ def _jax_gradient(workload, args, jit):
     jax_args = tuple(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
     t0 = time.perf_counter()
     jax.block_until_ready(gradient(*jax_args))
-    setup = {"first_call_s": time.perf_counter() - t0}
+    setup = {"first_call_s": time.perf_counter() - t0, "jax_devices": str(jax.devices())}
     return Prepared(
         lambda: jax.block_until_ready(gradient(*jax_args)),
         lambda result: _numpy_result((result[0], tuple(np.asarray(g) for g in result[1]))),
@@ -161,7 +161,14 @@ def _prepare_torch(workload, args):
         value, grads = result
         return float(value.detach()), tuple(g.detach().numpy() for g in grads)
 
-    return Prepared(run, to_numpy)
+    return Prepared(run, to_numpy, {"torch": _torch_facts(torch)})
+
+
+def _torch_facts(torch):
+    """Threads and BLAS of PyTorch, which threadpoolctl cannot see (MKL is linked in)."""
+    words = torch.__config__.show().replace(",", " ").split()
+    blas = next((word.split("=", 1)[1] for word in words if "BLAS_INFO=" in word), "unknown")
+    return {"threads": torch.get_num_threads(), "blas": blas, "version": torch.__version__}
 
 
 _PREPARE = {

@@ -187,7 +187,11 @@ def configuration(options, env, removed):
     for record in options.records:
         for pool in record.get("threads") or []:
             pools.setdefault((pool["library"], pool["num_threads"]), pool)
+    torch = next(
+        (r["setup"]["torch"] for r in options.records if "torch" in r.get("setup", {})), None
+    )
     return {
+        "torch": torch,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "quick": options.quick,
@@ -237,8 +241,18 @@ def render_configuration(config):
             f"- Python {machine['python']}; {versions}",
             f"- native thread pools in the workers (threadpoolctl): {blas or 'unknown'}",
             f"- worker environment: {env}",
+            f"- PyTorch: {_torch_words(config.get('torch'))}",
             f"- removed from the worker environment: {removed or 'nothing (none was set)'}",
         ]
+    )
+
+
+def _torch_words(torch):
+    if not torch:
+        return "not run"
+    return (
+        f"{torch['version']}, BLAS {torch['blas']} (linked into PyTorch, invisible to"
+        f" threadpoolctl), torch.get_num_threads() = {torch['threads']}"
     )
 
 
