@@ -132,10 +132,13 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
 
 
 def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) -> None:
-    """Read each shape from a value known to have it that the adjoint sweep keeps anyway
-    (a parameter, or the value the adjoint reads most), so that no value is kept or
-    recomputed only for its shape."""
+    """Read each shape from a value the adjoint sweep keeps anyway (a parameter, or the
+    value the adjoint reads most), or compute it from the shapes of a broadcasting
+    operator's inputs, so that no value is kept or recomputed only for its shape."""
     members: dict[int, list[Value]] = {}
+    defs: dict[int, Node] = {}
+    for node in fn.body.nodes:
+        defs.update((v.id, node) for v in node.outputs)
     for v in [*fn.params, *(o for n in fn.body.nodes for o in n.outputs)]:
         members.setdefault(shapes.get(v.id, v.id), []).append(v)
     reads: dict[int, int] = {}
@@ -144,8 +147,32 @@ def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) 
             for v in node.inputs:
                 reads[v.id] = reads.get(v.id, 0) + 1
     params = {p.id for p in fn.params}
-    for node in nodes:
-        if node.op.name == "shape" and shapes.get(node.inputs[0].id, -1) >= 0:
-            group = members.get(shapes[node.inputs[0].id], [])
-            if group:
-                node.inputs[0] = max(group, key=lambda v: (v.id in params, reads.get(v.id, 0)))
+
+    def kept(v: Value) -> bool:
+        return v.id in params or reads.get(v.id, 0) > 0
+
+    def best(v: Value) -> Value:
+        group = members.get(shapes.get(v.id, -1), [v]) if shapes.get(v.id, -1) >= 0 else [v]
+        return max(group, key=lambda u: (u.id in params, reads.get(u.id, 0)))
+
+    def rewrite(node: Node) -> list[Node]:
+        """Point `node` (a shape read) at a kept value; return the nodes to put before it."""
+        source = best(node.inputs[0])
+        node.inputs[0] = source
+        producer = defs.get(source.id)
+        if kept(source) or producer is None or not producer.op.broadcasts:
+            return []
+        b = Builder(loc=node.loc, role="adjoint_temp")
+        operands = [Sym(b, x).shape.value for x in producer.inputs if not x.is_const]
+        before = [n for shape_node in b.nodes for n in [*rewrite(shape_node), shape_node]]
+        node.op, node.inputs, node.attrs = op_for(np.broadcast_shapes), operands, {}
+        return before
+
+    position = 0
+    while position < len(nodes):
+        node = nodes[position]
+        if node.op.name == "shape":
+            before = rewrite(node)
+            nodes[position:position] = before
+            position += len(before)
+        position += 1

@@ -8,8 +8,7 @@ def logistic_regression_value_and_grad(w, b, x, y):
     logits = matmul_x + b
     # line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
     logaddexp_const = np.logaddexp(0.0, logits)
-    multiply_y = y * logits
-    subtract_logaddexp = logaddexp_const - multiply_y
+    subtract_logaddexp = logaddexp_const - y * logits
     loss = np.mean(subtract_logaddexp)
     # line 12: return loss + 0.01 * np.sum(w * w)
     add_loss = loss + 0.01 * np.sum(w * w)
@@ -21,7 +20,7 @@ def logistic_regression_value_and_grad(w, b, x, y):
     # adjoint of line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
     subtract_logaddexp_bar = np.broadcast_to(1.0 / np.size(subtract_logaddexp), np.shape(subtract_logaddexp))
     logaddexp_const_bar = unbroadcast(subtract_logaddexp_bar, np.shape(logits))
-    multiply_y_bar = unbroadcast(-subtract_logaddexp_bar, np.shape(multiply_y))
+    multiply_y_bar = unbroadcast(-subtract_logaddexp_bar, np.broadcast_shapes(np.shape(y), np.shape(logits)))
     logits_bar = unbroadcast(multiply_y_bar * y, np.shape(logits))
     logits_bar_1 = logaddexp_const_bar * np.exp(logits - logaddexp_const)
     logits_bar = logits_bar + logits_bar_1
