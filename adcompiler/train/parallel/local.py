@@ -49,6 +49,7 @@ from adcompiler.train.parallel.errors import WorkerError, WorkerLostError
 
 SEGMENT_PREFIX = "adc_"
 POLL_SECONDS = 0.05  # how often a blocked wait looks at the abort word and the parent
+SPIN_SECONDS = 200e-6  # how long a barrier polls before it sleeps (when workers <= cores)
 
 # Control words at the start of the segment.
 _ABORT, _DEAD_RANK, _DEAD_CODE, _PROGRESS = 0, 1, 2, 3
@@ -161,11 +162,14 @@ class Barrier:
         self.rounds = max(0, (parties - 1).bit_length())
         self.sems = [[context.Semaphore(0) for _ in range(parties)] for _ in range(self.rounds)]
         self.control = control
+        # Spinning briefly before sleeping saves the wake-up latency of a blocked
+        # process, but only pays when every worker has a core of its own.
+        self.spin = SPIN_SECONDS if parties <= _cores() else 0.0
 
     def wait(self, rank: int, parent_pid: int) -> None:
         for k in range(self.rounds):
             self.sems[k][(rank + (1 << k)) % self.parties].release()
-            acquire(self.sems[k][rank], self.control, parent_pid)
+            acquire(self.sems[k][rank], self.control, parent_pid, self.spin)
 
     def break_all(self) -> None:
         """Wake every waiter (they then see the abort word)."""
@@ -175,8 +179,17 @@ class Barrier:
                     sem.release()
 
 
-def acquire(sem, control: np.ndarray, parent_pid: int) -> None:
-    """Acquire ``sem``, raising WorkerLostError if the run was aborted or the parent died."""
+def acquire(sem, control: np.ndarray, parent_pid: int, spin: float = 0.0) -> None:
+    """Acquire ``sem``, raising WorkerLostError if the run was aborted or the parent died.
+
+    Tries without blocking for ``spin`` seconds first, then blocks.
+    """
+    if spin:
+        deadline = time.perf_counter() + spin
+        while time.perf_counter() < deadline:
+            if sem.acquire(False):
+                check_abort(control, parent_pid)
+                return
     while True:
         got = sem.acquire(timeout=POLL_SECONDS)
         check_abort(control, parent_pid)
@@ -335,6 +348,12 @@ class LocalGroup:
         for pipe in self.pipes:
             pipe.close()
         self.arena.release()
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _default_start_method() -> str:
