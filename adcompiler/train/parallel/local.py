@@ -162,14 +162,14 @@ class Barrier:
         self.rounds = max(0, (parties - 1).bit_length())
         self.sems = [[context.Semaphore(0) for _ in range(parties)] for _ in range(self.rounds)]
         self.control = control
-        # Spinning briefly before sleeping saves the wake-up latency of a blocked
-        # process, but only pays when every worker has a core of its own.
-        self.spin = SPIN_SECONDS if parties <= _cores() else 0.0
+        # Polling briefly before sleeping saves the wake-up latency of a blocked
+        # process; when workers share cores, each poll yields the core first.
+        self.yields = parties > _cores()
 
     def wait(self, rank: int, parent_pid: int) -> None:
         for k in range(self.rounds):
             self.sems[k][(rank + (1 << k)) % self.parties].release()
-            acquire(self.sems[k][rank], self.control, parent_pid, self.spin)
+            acquire(self.sems[k][rank], self.control, parent_pid, SPIN_SECONDS, self.yields)
 
     def break_all(self) -> None:
         """Wake every waiter (they then see the abort word)."""
@@ -179,10 +179,13 @@ class Barrier:
                     sem.release()
 
 
-def acquire(sem, control: np.ndarray, parent_pid: int, spin: float = 0.0) -> None:
+def acquire(
+    sem, control: np.ndarray, parent_pid: int, spin: float = 0.0, yields: bool = False
+) -> None:
     """Acquire ``sem``, raising WorkerLostError if the run was aborted or the parent died.
 
-    Tries without blocking for ``spin`` seconds first, then blocks.
+    Polls for ``spin`` seconds first (yielding the core between polls if
+    ``yields``), then blocks.
     """
     if spin:
         deadline = time.perf_counter() + spin
@@ -190,6 +193,8 @@ def acquire(sem, control: np.ndarray, parent_pid: int, spin: float = 0.0) -> Non
             if sem.acquire(False):
                 check_abort(control, parent_pid)
                 return
+            if yields:
+                os.sched_yield()
     while True:
         got = sem.acquire(timeout=POLL_SECONDS)
         check_abort(control, parent_pid)

@@ -11,9 +11,10 @@
             the server keeps one Irecv posted per worker and serves whichever completes.
 
 When this node runs more ranks than it has cores (``-n 3`` on 2 cores),
-waits are "polite": a request is tested in a short spin and then with
-sleeps that grow to a millisecond, instead of MPICH's busy polling, so that
-ranks sharing a core do not starve each other. Otherwise the blocking calls
+waits are "polite": a request is tested, yielding the core to other
+processes between tests (``sched_yield``), and after 20 ms with sleeps that
+grow to a millisecond, instead of MPICH's busy polling, so that ranks
+sharing a core do not starve each other. Otherwise the blocking calls
 are used (lowest latency). ``ADCOMPILER_MPI_WAIT=blocking|polite`` overrides.
 Only rank 0 evaluates, keeps the history and writes checkpoints; a rank that
 raises calls ``Abort`` so the others never wait forever, and ``mpiexec``
@@ -38,7 +39,7 @@ from adcompiler.train.parallel.server import STOP, ParameterServer, run_async_wo
 from adcompiler.train.parallel.sync import run_sync
 
 GRADIENT, PARAMS = 11, 12
-SPIN_SECONDS = 50e-6
+YIELD_SECONDS = 0.02
 MAX_SLEEP = 1e-3
 _polite = False  # set by configure_waits()
 
@@ -78,14 +79,7 @@ def wait(request) -> None:
     if not _polite:
         request.Wait()
         return
-    deadline = time.perf_counter() + SPIN_SECONDS
-    while time.perf_counter() < deadline:
-        if request.Test():
-            return
-    pause = 10e-6
-    while not request.Test():
-        time.sleep(pause)
-        pause = min(pause * 2, MAX_SLEEP)
+    _politely(lambda: True if request.Test() else None)
 
 
 def wait_any(requests) -> int:
@@ -93,14 +87,27 @@ def wait_any(requests) -> int:
     MPI = _mpi()
     if not _polite:
         return MPI.Request.Waitany(requests)
-    pause, deadline = 0.0, time.perf_counter() + SPIN_SECONDS
-    while True:
+
+    def test():
         index, done = MPI.Request.Testany(requests)
-        if done and index != MPI.UNDEFINED:
-            return index
-        if time.perf_counter() > deadline:
+        return index if done and index != MPI.UNDEFINED else None
+
+    return _politely(test)
+
+
+def _politely(test):
+    """Call ``test`` until it returns something: yielding the core between calls, and
+    after ``YIELD_SECONDS`` sleeping between them (up to ``MAX_SLEEP``)."""
+    started, pause = time.perf_counter(), 0.0
+    while True:
+        result = test()
+        if result is not None:
+            return result
+        if time.perf_counter() - started < YIELD_SECONDS:
+            os.sched_yield()
+        else:
             time.sleep(pause)
-            pause = min(max(pause * 2, 10e-6), MAX_SLEEP)
+            pause = min(max(2 * pause, 20e-6), MAX_SLEEP)
 
 
 class MPIComm:
