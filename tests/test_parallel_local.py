@@ -164,6 +164,20 @@ def test_spawned_workers_give_the_same_result_when_everything_pickles():
     assert relative_difference(spawned.params, single.params) < 1e-12
 
 
+def test_sync_on_a_memory_mapped_sharded_data_set(tmp_path):
+    from adcompiler.train import ShardedDataset, write_shards
+
+    params, (x, y) = mlp_problem()
+    write_shards(tmp_path, {"x": x, "y": y}, shard_size=40)
+    dataset = ShardedDataset(tmp_path, fields=("x", "y"), max_open=1)
+    options = dict(
+        epochs=2, batch_size=16, optimizer=Adam(0.02), seed=3, quiet=True, grad_fn=mlp_grad
+    )
+    single = fit(mlp_loss, params, (x, y), **options)
+    parallel = fit_parallel(mlp_loss, params, dataset, workers=2, **options)
+    assert relative_difference(parallel.params, single.params) < 1e-12
+
+
 # ---------------------------------------------------------------- errors in workers
 
 
