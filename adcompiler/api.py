@@ -19,6 +19,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, WrtError
@@ -74,7 +76,7 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
 
 
 def _build(f: Callable, kind: str, wrt: Any) -> Callable:
-    primal = _ir.verify(lower_function(f))
+    primal = primal_ir(f)  # a generated function's own IR: grad of grad
     indices, single = resolve_wrt(f, primal, wrt)
     if kind in ("grad", "value_and_grad") and primal.returns_tuple:
         raise DifferentiationTypeError(
@@ -104,6 +106,7 @@ def _build(f: Callable, kind: str, wrt: Any) -> Callable:
     g.__adcompiler_source__ = emitted.source
     g.__adcompiler_emitted__ = emitted
     g.__adcompiler_ir__ = adjoint
+    g.__adcompiler_result_tree__ = tree
     g.__wrapped_primal__ = f
     return g
 
@@ -168,3 +171,277 @@ def ir(f: Callable) -> str:
 
 def signature_of(f: Callable) -> inspect.Signature:
     return inspect.signature(f)
+
+
+# ---------------------------------------------------------------------------
+# Forward mode and higher order: jvp, hvp, hessian, jacobian
+# ---------------------------------------------------------------------------
+# Each is a composition of the two IR transforms: jvp = forward(f); hvp =
+# forward(reverse(f)) (forward over reverse); hessian and jacobian call those
+# generated functions once per basis vector. grad(grad(f)) differentiates the
+# IR that the inner `grad` generated (kept as `__adcompiler_ir__`), not its
+# source: generated code is plain Python too, but its IR is already at hand.
+
+
+def primal_ir(f: Callable) -> _ir.Function:
+    """The IR of `f`: lowered from its source, or, for a function adcompiler generated,
+    the IR it was generated from (so that transforms compose: grad of grad)."""
+    fn = getattr(f, "__adcompiler_ir__", None)
+    if fn is None:
+        return _ir.verify(lower_function(f))
+    tree = getattr(f, "__adcompiler_result_tree__", 0)
+    results = list(fn.results)
+    if isinstance(tree, tuple):  # keep the returned structure: a tuple of results
+        order = list(_leaves(tree))
+        results = [fn.results[i] for i in order]
+    return _ir.Function(
+        name=f.__name__,
+        params=list(fn.params),
+        body=fn.body,
+        results=results,
+        source_file=fn.source_file,
+        doc=fn.doc,
+        returns_tuple=isinstance(tree, tuple),
+    )
+
+
+def _leaves(tree):
+    if isinstance(tree, tuple):
+        for t in tree:
+            yield from _leaves(t)
+    else:
+        yield tree
+
+
+def _forward_transform(kind: str):
+    def public(f: Callable | None = None, wrt: Any = None) -> Callable:
+        if f is None:
+            return functools.partial(public, wrt=wrt)
+        return compiled_forward(f, kind, wrt)
+
+    return public
+
+
+jvp = _forward_transform("jvp")
+jvp.__doc__ = """A Jacobian-vector product, by forward mode.
+
+The generated function maps ``(*args, tangent)`` to ``(f(*args), J·tangent)``.
+
+Args:
+    f: a Python function over NumPy arrays (any output: scalar, array or tuple).
+    wrt: an argument name or position, or a tuple of them; default: the first.
+
+Returns:
+    A generated function taking f's arguments and then the tangent: an array shaped
+    like the `wrt` argument, or a tuple of them for a tuple `wrt`. It returns f's
+    value and its directional derivative, with the structure of f's output.
+"""
+hvp = _forward_transform("hvp")
+hvp.__doc__ = """A Hessian-vector product by forward over reverse: ``(*args, v) -> H·v``.
+
+`f` must return a scalar. For a tuple `wrt`, `v` is a tuple with one array per
+argument and so is the result (the blocks of H·v).
+"""
+
+
+def compiled_forward(f: Callable, kind: str, wrt: Any = None) -> Callable:
+    """The cached generated function for `f` and a forward-mode transform."""
+    return _cached(f, kind, wrt, _build_forward)
+
+
+def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
+    key = (kind, wrt if not isinstance(wrt, list) else tuple(wrt))
+    try:
+        per_function = _cache.get(f)
+    except TypeError:
+        return build(f, kind, wrt)
+    if per_function is not None and key in per_function:
+        return per_function[key]
+    g = build(f, kind, wrt)
+    _cache.setdefault(f, {})[key] = g
+    return g
+
+
+def _build_forward(f: Callable, kind: str, wrt: Any) -> Callable:
+    from adcompiler.forward import forward
+
+    primal = primal_ir(f)
+    indices, single = resolve_wrt(f, primal, wrt)
+    n_out = len(primal.results)
+    if kind == "hvp":
+        if primal.returns_tuple:
+            raise DifferentiationTypeError(
+                f"hvp needs {f.__name__} to return one scalar, but it returns a tuple"
+            )
+        gradient = _ir.verify(reverse(primal, indices, cotangent="one"))
+        fn = _ir.verify(forward(gradient, indices, return_value=False))
+        n = len(indices)
+        tree = 0 if single else tuple(range(n))
+    else:
+        fn = _ir.verify(forward(primal, indices))
+        value = tuple(range(n_out)) if primal.returns_tuple else 0
+        tangents = tuple(range(n_out, 2 * n_out)) if primal.returns_tuple else n_out
+        tree = (value, tangents)
+    if not single:
+        fn = _tangents_as_one_parameter(fn, len(primal.params), kind)
+    names = [primal.params[i].hint for i in indices]
+    doc = (
+        f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
+        f"Generated by adcompiler from {primal.source_file}"
+        f"{_first_line(f)}."
+    )
+    emitted = emit_function(fn, f"{f.__name__}_{kind}", doc, tree)
+    g = load(emitted, None, getattr(f, "__kwdefaults__", None))
+    g.__adcompiler_source__ = emitted.source
+    g.__adcompiler_emitted__ = emitted
+    g.__adcompiler_ir__ = fn
+    g.__adcompiler_result_tree__ = tree
+    g.__wrapped_primal__ = f
+    return g
+
+
+_DESCRIPTION.update(
+    jvp="Value and Jacobian-vector product (forward mode) of",
+    hvp="Hessian-vector product (forward over reverse) of",
+)
+
+
+def _first_line(f: Callable) -> str:
+    code = getattr(f, "__code__", None)
+    return f":{code.co_firstlineno}" if code is not None and code.co_firstlineno > 1 else ""
+
+
+def _tangents_as_one_parameter(fn: _ir.Function, n_params: int, kind: str) -> _ir.Function:
+    """Replace the trailing tangent parameters by one tuple parameter that they are read from."""
+    from adcompiler.ops.structure import TUPLE_GET
+
+    tangents = fn.params[n_params:]
+    taken = {p.hint for p in fn.params[:n_params]}
+    name = "v" if kind == "hvp" else "tangent"
+    while name in taken:
+        name += "_"
+    packed = _ir.Value(name)
+    reads = [_ir.Node(TUPLE_GET, [packed], {"i": i}, outputs=[t]) for i, t in enumerate(tangents)]
+    body = _ir.Block(nodes=[*reads, *fn.body.nodes])
+    return _ir.Function(
+        fn.name, fn.params[:n_params] + [packed], body, fn.results, fn.source_file, fn.doc
+    )
+
+
+def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
+    """The Hessian of scalar-valued `f`, one Hessian-vector product per input element.
+
+    Returns a function with f's signature. For one `wrt` argument of shape s the
+    Hessian has shape s + s; for a tuple `wrt`, it is a tuple of tuples of blocks,
+    ``H[i][j]`` of shape s_i + s_j.
+    """
+    if f is None:
+        return functools.partial(hessian, wrt=wrt)
+    product = hvp(f, wrt=wrt)
+    indices, single = resolve_wrt(f, primal_ir(f), wrt)
+
+    def hessian_of(*args, **kwargs):
+        args = _bind(f, args, kwargs)
+        xs = [args[i] for i in indices]
+        columns = []  # columns[j][k]: H·e_k for the k-th element of argument j
+        for j, x in enumerate(xs):
+            per_element = []
+            for e in _basis(x):
+                v = (
+                    e
+                    if single
+                    else tuple(e if m == j else np.zeros_like(y) for m, y in enumerate(xs))
+                )
+                hv = product(*args, v)
+                per_element.append([hv] if single else list(hv))
+            columns.append(per_element)
+        blocks = [
+            [
+                _stack_columns([col[i] for col in columns[j]], np.shape(xs[j]))
+                for j in range(len(xs))
+            ]
+            for i in range(len(xs))
+        ]
+        return blocks[0][0] if single else tuple(tuple(row) for row in blocks)
+
+    hessian_of.__name__ = f"{getattr(f, '__name__', 'f')}_hessian"
+    hessian_of.__doc__ = f"Hessian of {getattr(f, '__name__', 'f')} (by Hessian-vector products)."
+    return hessian_of
+
+
+def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") -> Callable:
+    """The Jacobian of array-valued `f`: ``J[i..., j...] = d f(...)[i...] / d x[j...]``.
+
+    mode="forward" runs one Jacobian-vector product per input element (best for
+    few inputs); mode="reverse" one vector-Jacobian product per output element
+    (best for few outputs). For a tuple `wrt`, a tuple of Jacobians.
+    """
+    if f is None:
+        return functools.partial(jacobian, wrt=wrt, mode=mode)
+    if mode not in ("forward", "reverse"):
+        raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
+    primal = primal_ir(f)
+    if primal.returns_tuple:
+        raise DifferentiationTypeError(
+            f"jacobian needs {getattr(f, '__name__', f)} to return one array, but it returns a "
+            f"tuple; take the Jacobian of each output separately"
+        )
+    indices, single = resolve_wrt(f, primal, wrt)
+    product = (jvp if mode == "forward" else vjp)(f, wrt=wrt)
+
+    def jacobian_of(*args, **kwargs):
+        args = _bind(f, args, kwargs)
+        xs = [args[i] for i in indices]
+        if mode == "forward":
+            out = []
+            for j, x in enumerate(xs):
+                cols = []
+                for e in _basis(x):
+                    v = (
+                        e
+                        if single
+                        else tuple(e if m == j else np.zeros_like(y) for m, y in enumerate(xs))
+                    )
+                    cols.append(product(*args, v)[1])
+                out.append(_stack_columns(cols, np.shape(x)))
+        else:
+            value = f(*args)
+            rows = [product(*args, e)[1] for e in _basis(value)]
+            rows = [[r] if single else list(r) for r in rows]
+            out = [_stack_rows([r[j] for r in rows], np.shape(value)) for j in range(len(xs))]
+        return out[0] if single else tuple(out)
+
+    jacobian_of.__name__ = f"{getattr(f, '__name__', 'f')}_jacobian"
+    jacobian_of.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} ({mode} mode)."
+    return jacobian_of
+
+
+def _bind(f: Callable, args: tuple, kwargs: dict) -> list:
+    """f's arguments by position, with its defaults filled in."""
+    bound = inspect.signature(f).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return list(bound.args)
+
+
+def _basis(x):
+    """The unit vectors shaped like `x`, one per element (a float for a scalar)."""
+    shape = np.shape(x)
+    if shape == ():
+        yield 1.0
+        return
+    for k in range(int(np.prod(shape))):
+        e = np.zeros(shape)
+        e.flat[k] = 1.0
+        yield e
+
+
+def _stack_columns(columns: list, in_shape: tuple) -> np.ndarray:
+    """``J[..., k] = columns[k]``, with the last axis unflattened to `in_shape`."""
+    stacked = np.stack([np.asarray(c, dtype=float) for c in columns], axis=-1)
+    return stacked.reshape(stacked.shape[:-1] + in_shape)
+
+
+def _stack_rows(rows: list, out_shape: tuple) -> np.ndarray:
+    """``J[k, ...] = rows[k]``, with the first axis unflattened to `out_shape`."""
+    stacked = np.stack([np.asarray(r, dtype=float) for r in rows], axis=0)
+    return stacked.reshape(out_shape + stacked.shape[1:])

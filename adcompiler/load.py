@@ -28,6 +28,7 @@ def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | Non
     for h in list(emitted.helpers):
         for dep in runtime.DEPENDS.get(h, ()):
             namespace[dep] = runtime.HELPERS[dep]
+    namespace.update(runtime.EXTERNAL)  # functions with custom rules (adcompiler.custom)
     namespace.update(emitted.constants)
     exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
     fn = namespace[emitted.name]

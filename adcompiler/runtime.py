@@ -113,6 +113,15 @@ def prod_adjoint(g, x, axis=None, keepdims=False):
     return g * np.transpose(others, np.argsort(order))
 
 
+def prod_adjoint_tangent(g, x, x_dot, axis=None, keepdims=False):
+    """Tangent of ``prod_adjoint(g, x)`` along `x_dot` (and, the Hessian of a product being
+    symmetric, its adjoint in x). The product of the other factors is a polynomial in x,
+    so a complex step gives its directional derivative exactly, up to rounding."""
+    step = 1e-20
+    moved = np.asarray(x, dtype=np.result_type(x, 1j)) + 1j * step * np.asarray(x_dot)
+    return prod_adjoint(g, moved, axis, keepdims).imag / step
+
+
 def cumsum_adjoint(g, shape, axis=None):
     """Adjoint of ``np.cumsum(x, axis)``: a cumulative sum from the end."""
     if axis is None:
@@ -283,6 +292,11 @@ def solve_lhs_adjoint(gb, x):
     return -(gb @ np.swapaxes(x, -1, -2))
 
 
+def stop_gradient(x):
+    """The identity, through which no derivative flows (`adcompiler.stop_gradient`)."""
+    return x
+
+
 def check_float(**args):
     """Refuse integer inputs to differentiate with respect to, naming the argument."""
     for name, x in args.items():
@@ -308,6 +322,7 @@ HELPERS = {
         dot_lhs_adjoint,
         dot_rhs_adjoint,
         prod_adjoint,
+        prod_adjoint_tangent,
         matrix_norm_adjoint,
         untile,
         unrepeat,
@@ -316,6 +331,7 @@ HELPERS = {
         norm_adjoint,
         det_adjoint,
         solve_lhs_adjoint,
+        stop_gradient,
         check_float,
     )
 }
@@ -324,4 +340,8 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "matmul_rhs_adjoint": ("unbroadcast",),
     "einsum_adjoint": ("unbroadcast",),
     "norm_adjoint": ("matrix_norm_adjoint",),
+    "prod_adjoint_tangent": ("prod_adjoint",),
 }
+# Functions from outside adcompiler that generated code calls by name: those given
+# their own rules with `adcompiler.custom` (``expit`` → scipy.special.expit).
+EXTERNAL: dict[str, object] = {}

@@ -127,7 +127,7 @@ class Emitter:
     def __init__(self, fn: Function, name: str, param_names: list[str], reserved: set[str]):
         self.fn = fn
         self.name = name
-        generated_globals = set(runtime.HELPERS) | {"np", "slice"}
+        generated_globals = set(runtime.HELPERS) | set(runtime.EXTERNAL) | {"np", "slice"}
         for n in param_names:
             if n in generated_globals:
                 raise ValueError(

@@ -90,6 +90,9 @@ def _mT(x):  # noqa: N802 - the matrix transpose of the last two axes
 
 defbinary("add", np.add, lambda g, ans, x, y: (g, g), "_0 + _1", keys=[operator.add])
 defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys=[operator.sub])
+tangent(np.subtract)(
+    lambda ts, ans, x, y: ts[0] if ts[1] is None else -ts[1] if ts[0] is None else ts[0] - ts[1]
+)
 defbinary(
     "multiply", np.multiply, lambda g, ans, x, y: (g * y, g * x), "_0 * _1", keys=[operator.mul]
 )
@@ -573,6 +576,244 @@ defnondiff("argsort", np.argsort, "x, axis=-1")
 deflinear("float", float, "x", lambda g, ans, x: g, "float")
 defnondiff("int", int, "x", "int")
 defnondiff("len", len, "x", "len")
+# adcompiler.stop_gradient: the value passes, its derivative does not
+defnondiff("stop_gradient", runtime.stop_gradient, "x", "stop_gradient", same_shape=True)
+
+# ---------------------------------------------------------------------------
+# Rules of the helpers that adjoint rules emit (second derivatives)
+# ---------------------------------------------------------------------------
+# Closure: grad of grad and forward-over-reverse differentiate these too. Most
+# are linear in the adjoint `g` and in some operands, and read other operands
+# only for a shape or a mask; their tangent is the helper applied to each
+# varied linear operand's tangent in turn. The adjoint of a helper that is
+# itself the adjoint of a linear map x ↦ L(x) at g is L applied to G.
+
+
+def _multilinear_tangent(fn, linear):
+    """The tangent of `fn`, linear in each input whose position `linear(n)` lists (n: the
+    number of inputs) and locally constant in the others: the sum over the varied linear
+    inputs of `fn` with that input replaced by its tangent."""
+
+    def rule(ts, ans, *args, **attrs):
+        parts = [
+            _call(fn, *args[:i], ts[i], *args[i + 1 :], **attrs)
+            for i in linear(len(args))
+            if ts[i] is not None
+        ]
+        return _sum_parts(parts) if parts else None
+
+    return rule
+
+
+def _first(n):
+    return [0]
+
+
+for _fn, _linear in [
+    (runtime.matmul_lhs_adjoint, lambda n: [0, 2]),
+    (runtime.matmul_rhs_adjoint, lambda n: [0, 1]),
+    (runtime.dot_lhs_adjoint, lambda n: [0, 2]),
+    (runtime.dot_rhs_adjoint, lambda n: [0, 1]),
+    (runtime.max_adjoint, _first),
+    (runtime.cumsum_adjoint, _first),
+    (runtime.trace_adjoint, _first),
+    (runtime.untile, _first),
+    (runtime.unrepeat, _first),
+    (runtime.unjoin, _first),
+    (runtime.solve_lhs_adjoint, lambda n: [0, 1]),
+]:
+    tangent(_fn)(_multilinear_tangent(_fn, _linear))
+
+# <G, lhs(g, a, b)> = <G @ b, g>  and  <G, rhs(g, a, b)> = <a @ G, g>
+adjoint(runtime.matmul_lhs_adjoint)(
+    lambda G, ans, g, a, b: (G @ b, None, _call(runtime.matmul_rhs_adjoint, g, G, b))
+)
+adjoint(runtime.matmul_rhs_adjoint)(
+    lambda G, ans, g, a, b: (a @ G, _call(runtime.matmul_lhs_adjoint, g, a, G), None)
+)
+adjoint(runtime.dot_lhs_adjoint)(
+    lambda G, ans, g, a, b: (_call(np.dot, G, b), None, _call(runtime.dot_rhs_adjoint, g, G, b))
+)
+adjoint(runtime.dot_rhs_adjoint)(
+    lambda G, ans, g, a, b: (_call(np.dot, a, G), _call(runtime.dot_lhs_adjoint, g, a, G), None)
+)
+adjoint(runtime.max_adjoint)(
+    lambda G, ans, g, m, x, axis, keepdims: (
+        _call(
+            np.sum,
+            G * _call(runtime.max_adjoint, _ones(g), m, x, axis=axis, keepdims=keepdims),
+            axis=axis,
+            keepdims=keepdims,
+        ),
+        None,
+        None,
+    )
+)
+adjoint(runtime.cumsum_adjoint)(
+    lambda G, ans, g, shape, axis: (_call(np.cumsum, G, axis=axis), None)
+)
+adjoint(runtime.trace_adjoint)(
+    lambda G, ans, g, shape, **attrs: (_call(np.trace, G, **attrs), None)
+)
+adjoint(runtime.untile)(lambda G, ans, g, shape, reps: (_call(np.tile, G, reps=reps), None))
+adjoint(runtime.unrepeat)(
+    lambda G, ans, g, shape, repeats, axis: (
+        _call(np.repeat, G, repeats=repeats, axis=axis),
+        None,
+    )
+)
+_JOINS = {
+    "concatenate": np.concatenate,
+    "stack": np.stack,
+    "hstack": np.hstack,
+    "vstack": np.vstack,
+}
+
+
+@adjoint(runtime.unjoin)
+def _(G, ans, g, *xs, kind, axis, i):
+    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
+    attrs = {} if kind in ("hstack", "vstack") else {"axis": axis}
+    return (_call(_JOINS[kind], *parts, **attrs), *(None for _ in xs))
+
+
+# solve_lhs_adjoint(gb, x) = -gb xᵀ
+adjoint(runtime.solve_lhs_adjoint)(lambda G, ans, gb, x: (-(G @ x), -(_mT(G) @ gb)))
+
+
+@tangent(runtime.einsum_adjoint)
+def _(ts, ans, g, *operands, subscripts, i):
+    parts = [
+        _call(runtime.einsum_adjoint, *(t if k == j else a for k, a in enumerate([g, *operands])),
+              subscripts=subscripts, i=i)
+        for j, t in enumerate(ts)
+        if t is not None and j != i + 1
+    ]  # fmt: skip
+    return _sum_parts(parts) if parts else None
+
+
+@adjoint(runtime.einsum_adjoint)
+def _(G, ans, g, *operands, subscripts, i):
+    # <G, einsum_adjoint_i(g, ops)> = <g, einsum(ops with operand i replaced by G)>
+    ops = [G if k == i else x for k, x in enumerate(operands)]
+    g_part = _call(np.einsum, *ops, subscripts=subscripts)
+    rest = [
+        None if j == i else _call(runtime.einsum_adjoint, g, *ops, subscripts=subscripts, i=j)
+        for j in range(len(operands))
+    ]
+    return (g_part, *rest)
+
+
+# prod_adjoint(g, x): linear in g; the product of the other factors is a polynomial in x,
+# whose Hessian is symmetric, so one helper gives both its tangent and its adjoint in x.
+@tangent(runtime.prod_adjoint)
+def _(ts, ans, g, x, axis, keepdims):
+    parts = []
+    if ts[0] is not None:
+        parts.append(_call(runtime.prod_adjoint, ts[0], x, axis=axis, keepdims=keepdims))
+    if ts[1] is not None:
+        parts.append(_call(runtime.prod_adjoint_tangent, g, x, ts[1], axis=axis, keepdims=keepdims))
+    return _sum_parts(parts)
+
+
+adjoint(runtime.prod_adjoint)(
+    lambda G, ans, g, x, axis, keepdims: (
+        _call(
+            np.sum,
+            G * _call(runtime.prod_adjoint, _ones(g), x, axis=axis, keepdims=keepdims),
+            axis=axis,
+            keepdims=keepdims,
+        ),
+        _call(runtime.prod_adjoint_tangent, g, x, G, axis=axis, keepdims=keepdims),
+    )
+)
+defop(
+    "prod_adjoint_tangent",
+    runtime.prod_adjoint_tangent,
+    "g, x, x_dot, axis=None, keepdims=False",
+    "prod_adjoint_tangent",
+)
+
+
+@tangent(runtime.prod_adjoint_tangent)
+def _(ts, ans, g, x, x_dot, axis, keepdims):
+    if ts[1] is not None:
+        raise NotImplementedError("third derivatives of np.prod are not implemented")
+    return _multilinear_tangent(runtime.prod_adjoint_tangent, lambda n: [0, 2])(
+        ts, ans, g, x, x_dot, axis=axis, keepdims=keepdims
+    )
+
+
+@adjoint(runtime.prod_adjoint_tangent)
+def _(G, ans, g, x, x_dot, axis, keepdims):
+    # symmetric in x_dot and G; sum(G * g-part) for g
+    attrs = {"axis": axis, "keepdims": keepdims}
+    g_part = _call(
+        np.sum, G * _call(runtime.prod_adjoint_tangent, _ones(g), x, x_dot, **attrs), **attrs
+    )
+    return g_part, None, _call(runtime.prod_adjoint_tangent, g, x, G, **attrs)
+
+
+# norm_adjoint(g, ans, x) = x g / ans for the 2-norm and Frobenius norm; the other norms it
+# handles to second order (1, inf, -inf, 0) are piecewise linear, so it is constant in x, ans.
+_SMOOTH_NORMS = (None, "fro")
+_PIECEWISE_LINEAR_NORMS = (1, np.inf, -np.inf, 0)
+
+
+def _norm_order(ord, axis):
+    if ord in _SMOOTH_NORMS or (ord == 2 and isinstance(axis, int)):
+        return "smooth"
+    if ord in _PIECEWISE_LINEAR_NORMS:
+        return "piecewise"
+    raise NotImplementedError(
+        f"second derivatives of np.linalg.norm with ord={ord!r} are not implemented"
+    )
+
+
+@tangent(runtime.norm_adjoint)
+def _(ts, ans, g, m, x, ord, axis, keepdims):
+    attrs = {"ord": ord, "axis": axis, "keepdims": keepdims}
+    smooth = _norm_order(ord, axis) == "smooth"
+    parts = [] if ts[0] is None else [_call(runtime.norm_adjoint, ts[0], m, x, **attrs)]
+    if smooth and ts[2] is not None:
+        parts.append(_call(runtime.norm_adjoint, g, m, ts[2], **attrs))
+    if smooth and ts[1] is not None:
+        parts.append(-_call(runtime.norm_adjoint, g * ts[1] / m, m, x, **attrs))
+    return _sum_parts(parts) if parts else None
+
+
+@adjoint(runtime.norm_adjoint)
+def _(G, ans, g, m, x, ord, axis, keepdims):
+    attrs = {"ord": ord, "axis": axis, "keepdims": keepdims}
+    reduce = {"axis": axis, "keepdims": keepdims}
+    g_part = _call(np.sum, G * _call(runtime.norm_adjoint, _ones(g), m, x, **attrs), **reduce)
+    if _norm_order(ord, axis) != "smooth":
+        return g_part, None, None
+    m_part = -(_call(np.sum, G * ans, **reduce) / m)
+    return g_part, m_part, _call(runtime.norm_adjoint, g, m, G, **attrs)
+
+
+# det_adjoint(g, d, a) = g d inv(a)ᵀ: linear in g and d; d(inv(a)ᵀ) = -inv(a)ᵀ ȧᵀ inv(a)ᵀ
+@tangent(runtime.det_adjoint)
+def _(ts, ans, g, d, a):
+    parts = _multilinear_tangent(runtime.det_adjoint, lambda n: [0, 1])(ts, ans, g, d, a)
+    parts = [] if parts is None else [parts]
+    if ts[2] is not None:
+        parts.append(-(ans @ _mT(ts[2]) @ _mT(_call(np.linalg.inv, a))))
+    return _sum_parts(parts) if parts else None
+
+
+@adjoint(runtime.det_adjoint)
+def _(G, ans, g, d, a):
+    def over_matrix(x):
+        return _call(np.sum, x, axis=(-2, -1))
+
+    return (
+        over_matrix(G * _call(runtime.det_adjoint, _ones(g), d, a)),
+        over_matrix(G * _call(runtime.det_adjoint, g, _ones(d), a)),
+        -(ans @ _mT(G) @ _mT(_call(np.linalg.inv, a))),
+    )
+
 
 _EINSUM = None
 
