@@ -6,9 +6,35 @@ dloss = ad.grad(loss, wrt=("w", "b"))      # a generated Python function
 print(ad.source(dloss))                    # read it
 """
 
-from adcompiler.api import grad, ir, source, value_and_grad, vjp
+from adcompiler.api import (
+    grad,
+    hessian,
+    hvp,
+    ir,
+    jacobian,
+    jvp,
+    source,
+    value_and_grad,
+    vjp,
+)
 from adcompiler.check import check_grad
+from adcompiler.custom import defrule, nondifferentiable, stop_gradient
 from adcompiler.errors import UnsupportedSyntaxError
 
 __version__ = "0.1.0"
-__all__ = ["check_grad", "grad", "ir", "source", "value_and_grad", "vjp", "UnsupportedSyntaxError"]
+__all__ = [
+    "check_grad",
+    "defrule",
+    "grad",
+    "hessian",
+    "hvp",
+    "ir",
+    "jacobian",
+    "jvp",
+    "nondifferentiable",
+    "source",
+    "stop_gradient",
+    "value_and_grad",
+    "vjp",
+    "UnsupportedSyntaxError",
+]
