@@ -122,10 +122,17 @@ def share_cores(processes: int) -> None:
     OpenBLAS threads spin while they wait, so two workers with two threads each
     on two cores run many times slower than with one each.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = available_cores()
     current = blas_threads()
-    if current and current * processes > (cores or 1):
-        set_blas_threads(max(1, (cores or 1) // processes))
+    if current and current * processes > cores:
+        set_blas_threads(max(1, cores // processes))
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class Packer:

@@ -46,6 +46,7 @@ from multiprocessing import connection, shared_memory
 import numpy as np
 
 from adcompiler.train.parallel.errors import WorkerError, WorkerLostError
+from adcompiler.train.parallel.job import available_cores
 
 SEGMENT_PREFIX = "adc_"
 POLL_SECONDS = 0.05  # how often a blocked wait looks at the abort word and the parent
@@ -164,7 +165,7 @@ class Barrier:
         self.control = control
         # Polling briefly before sleeping saves the wake-up latency of a blocked
         # process; when workers share cores, each poll yields the core first.
-        self.yields = parties > _cores()
+        self.yields = parties > available_cores()
 
     def wait(self, rank: int, parent_pid: int) -> None:
         for k in range(self.rounds):
@@ -353,12 +354,6 @@ class LocalGroup:
         for pipe in self.pipes:
             pipe.close()
         self.arena.release()
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _default_start_method() -> str:

@@ -34,7 +34,7 @@ import numpy as np
 
 from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
-from adcompiler.train.parallel.job import Job, share_cores
+from adcompiler.train.parallel.job import Job, available_cores, share_cores
 from adcompiler.train.parallel.server import STOP, ParameterServer, run_async_worker
 from adcompiler.train.parallel.sync import run_sync
 
@@ -70,7 +70,7 @@ def configure_waits(comm) -> bool:
     if choice in ("blocking", "polite"):
         _polite = choice == "polite"
     else:
-        _polite = local_ranks > len(os.sched_getaffinity(0))
+        _polite = local_ranks > available_cores()
     return _polite
 
 
