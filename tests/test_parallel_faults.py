@@ -23,6 +23,9 @@ from adcompiler.train.parallel import fit_parallel, local
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="finds worker processes through /proc"
+)
 OPTIONS = dict(epochs=4, batch_size=16, optimizer=Adam(0.02), seed=3, quiet=True)
 
 SCRIPT = textwrap.dedent(
