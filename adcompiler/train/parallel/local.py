@@ -286,37 +286,42 @@ class LocalGroup:
         result (the async parameter server uses this); it runs in the parent.
         """
         results: dict[int, object] = {}
-        waiting = {p.sentinel: r for r, p in enumerate(self.processes)}
+        exits = {p.sentinel: r for r, p in enumerate(self.processes)}
         readers = {c: r for r, c in enumerate(self.pipes)}
         while len(results) < self.workers:
-            ready = connection.wait(list(waiting) + list(readers))
-            for handle in ready:
+            for handle in connection.wait(list(exits) + list(readers)):
                 if handle in readers:
-                    rank = readers[handle]
-                    try:
-                        message = handle.recv_bytes()
-                    except (EOFError, OSError):
-                        del readers[handle]
-                        continue
-                    if message[:1] == b"R":
-                        results[rank] = pickle.loads(message[1:])
-                        del readers[handle]
-                    elif message[:1] == b"E":
-                        self._fail_with(rank, pickle.loads(message[1:]))
-                    elif on_message is not None:
-                        on_message(rank, message)
-                elif handle in waiting:
-                    rank = waiting.pop(handle)
-                    self.processes[rank].join()
-                    if rank not in results and not self._drain_result(rank, results):
-                        code = self.processes[rank].exitcode
-                        self.abort(rank, code)
-                        raise WorkerLostError(
-                            f"worker {rank} (pid {self.processes[rank].pid}) {exit_reason(code)}"
-                            f" at step {int(self.control[_PROGRESS + rank])}; "
-                            f"the other workers were stopped"
-                        )
+                    self._read(readers, handle, results, on_message)
+                elif handle in exits:
+                    self._exited(exits.pop(handle), results)
         return [results[r] for r in range(self.workers)]
+
+    def _read(self, readers: dict, handle, results: dict, on_message) -> None:
+        rank = readers[handle]
+        try:
+            message = handle.recv_bytes()
+        except (EOFError, OSError):
+            del readers[handle]
+            return
+        if message[:1] == b"R":
+            results[rank] = pickle.loads(message[1:])
+            del readers[handle]
+        elif message[:1] == b"E":
+            self._fail_with(rank, pickle.loads(message[1:]))
+        elif on_message is not None:
+            on_message(rank, message)
+
+    def _exited(self, rank: int, results: dict) -> None:
+        """A worker process ended: fine if it reported its result, else stop the run."""
+        process = self.processes[rank]
+        process.join()
+        if rank in results or self._drain_result(rank, results):
+            return
+        self.abort(rank, process.exitcode)
+        raise WorkerLostError(
+            f"worker {rank} (pid {process.pid}) {exit_reason(process.exitcode)}"
+            f" at step {int(self.control[_PROGRESS + rank])}; the other workers were stopped"
+        )
 
     def _drain_result(self, rank: int, results: dict) -> bool:
         """A worker that exited may still have its result in the pipe."""
