@@ -188,16 +188,25 @@ def prepare(method, workload, inputs):
     return _PREPARE[method](workload, args)
 
 
-def compare(result, reference):
-    """Largest relative error of ``result`` against ``reference`` (both from ``to_numpy``)."""
+def compare(result, reference, names=None):
+    """Largest relative error of ``result`` against ``reference`` (both from ``to_numpy``).
+
+    With ``names`` (the ``WRT`` names), returns ``(error, what)`` where ``what`` says
+    which part was worst: ``"value"`` or ``"gradient for <name>"``.
+    """
     value, grads = result
     ref_value, ref_grads = reference
-    if len(grads) not in (0, len(ref_grads)):
-        return float("inf")
+    labels = ["value"] + [f"gradient for {name}" for name in names or range(len(ref_grads))]
     errors = [abs(value - ref_value) / max(abs(ref_value), 1e-12)]
-    for grad, ref in zip(grads, ref_grads, strict=False):
-        if np.shape(grad) != np.shape(ref):
-            return float("inf")
-        scale = max(float(np.max(np.abs(ref))), 1e-12)
-        errors.append(float(np.max(np.abs(grad - ref))) / scale)
-    return max(errors)
+    if len(grads) not in (0, len(ref_grads)):
+        errors.append(float("inf"))
+        labels[1] = f"{len(grads)} gradients instead of {len(ref_grads)}"
+    else:
+        for grad, ref in zip(grads, ref_grads, strict=False):
+            if np.shape(grad) != np.shape(ref):
+                errors.append(float("inf"))
+                continue
+            scale = max(float(np.max(np.abs(ref))), 1e-12)
+            errors.append(float(np.max(np.abs(grad - ref))) / scale)
+    worst = max(range(len(errors)), key=errors.__getitem__)
+    return (errors[worst], labels[worst]) if names is not None else errors[worst]

@@ -191,6 +191,7 @@ def configuration(options, env, removed):
         (r["setup"]["torch"] for r in options.records if "torch" in r.get("setup", {})), None
     )
     return {
+        "adcompiler_tree": _adcompiler_tree(),
         "torch": torch,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
@@ -206,6 +207,18 @@ def configuration(options, env, removed):
         "threadpools_in_workers": list(pools.values()),
         "versions": _versions(),
     }
+
+
+def _adcompiler_tree():
+    """The commit the run measured, and whether adcompiler/ had uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "adcompiler"], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit}" + (" with uncommitted changes in adcompiler/" if changed.strip() else "")
 
 
 def _versions():
@@ -239,6 +252,7 @@ def render_configuration(config):
             " of each process's median",
             f"- machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}",
             f"- Python {machine['python']}; {versions}",
+            f"- adcompiler measured at commit {config['adcompiler_tree']}",
             f"- native thread pools in the workers (threadpoolctl): {blas or 'unknown'}",
             f"- worker environment: {env}",
             f"- PyTorch: {_torch_words(config.get('torch'))}",

@@ -69,9 +69,10 @@ def measure_time(workload, size, method, quick):
     except Exception as error:  # the compiler's diagnostics are data here, not crashes
         label = "unsupported" if method == "adcompiler" else "failed"
         return {"status": f"{label}: {first_line(error)}", "traceback": traceback.format_exc()}
-    record["max_rel_error"] = error = methods.compare(result, reference)
+    error, worst = methods.compare(result, reference, workload.WRT)
+    record["max_rel_error"] = error
     if not error <= TOLERANCE:
-        record["status"] = f"wrong: max relative error {error:.2e} against hand-written"
+        record["status"] = f"wrong: {worst} off by {error:.2e} (relative) from hand-written"
         return record
     record["setup"] = prepared.setup
     record["timing"] = measure.time_calls(prepared.run, **_timing_options(quick))

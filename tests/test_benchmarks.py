@@ -57,6 +57,9 @@ def test_compare_flags_a_wrong_gradient():
     assert methods.compare((1.0, (np.array([1.0, 2.0]),)), reference) == 0.0
     assert methods.compare((1.0, (np.array([1.0, 2.5]),)), reference) == pytest.approx(0.25)
     assert methods.compare((1.0, (np.array([1.0]),)), reference) == float("inf")
+    assert methods.compare((2.0, (np.array([1.0, 2.0]),)), reference, ("w",)) == (1.0, "value")
+    worst = methods.compare((1.0, (np.array([1.0, 3.0]),)), reference, ("w",))
+    assert worst == (0.5, "gradient for w")
 
 
 def test_report_lists_failures_as_notes_not_numbers():
