@@ -211,14 +211,17 @@ def configuration(options, env, removed):
 
 def _adcompiler_tree():
     """The commit the run measured, and whether adcompiler/ had uncommitted changes."""
+
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "adcompiler"], cwd=ROOT,
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", "adcompiler")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return f"{commit}" + (" with uncommitted changes in adcompiler/" if changed.strip() else "")
+    return commit + (" with uncommitted changes in adcompiler/" if changed else "")
 
 
 def _versions():
