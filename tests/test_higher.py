@@ -1,0 +1,210 @@
+"""Higher order as composition: hvp, hessian, jacobian, grad of grad.
+
+Second derivatives are checked against central differences of the first
+derivative (which tests/test_rules.py checks against differences of f):
+
+- forward over reverse (`ad.hvp`) on every operator case of tests/test_rules.py,
+  which runs the tangent rule of every helper that an adjoint rule emits;
+- reverse over reverse (`ad.vjp` of `ad.grad`) on the same cases, which runs
+  the adjoint rule of every such helper;
+- `ad.hessian`, `ad.jacobian` in both modes, and `ad.grad(ad.grad(f))`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import adcompiler as ad
+from adcompiler import ops, runtime
+from tests import corpus_models as m
+from tests.test_forward import MODELS, directions, model_args
+from tests.test_rules import CASES, inputs
+
+# The differentiable helpers that rules emit (astype is what users' `x.astype` becomes).
+INTERNAL = {
+    op.name
+    for op in ops.OPS
+    if not op.nondiff and runtime.HELPERS.get(op.name) is op.impl and op.name != "astype"
+}
+
+# Second derivatives that are not implemented: the helper's rule says so at compile time.
+NOT_TWICE = {
+    "norm_nuc": "nuclear norm",
+    "norm_ord2_matrix": "spectral norm",
+    "norm_neg2_matrix": "spectral norm",
+    "norm_nuc_axis_pair": "nuclear norm",
+    "norm_ord3_vector": "p-norm",
+    "norm_ord2_vector": "ord=2 with axis None may be a matrix norm",
+}
+# Kinks that a central difference of the gradient straddles (the gradient jumps there),
+# and the norm at zero, where no second derivative exists.
+KINKED = {"mod", "mod_const", "floordiv", "norm_at_zero"}
+
+
+def grad_along(f, args, wrt, vs, eps=1e-5):
+    """Central difference of the gradient of f along vs: H·v, by finite differences."""
+    names = list(inspect.signature(f).parameters)
+    g = ad.grad(f, wrt=tuple(wrt))
+
+    def moved(sign):
+        a = list(args)
+        for w, v in zip(wrt, vs):
+            i = names.index(w)
+            a[i] = a[i] + sign * eps * v
+        return g(*a)
+
+    return [(np.asarray(u) - np.asarray(d)) / (2 * eps) for u, d in zip(moved(1), moved(-1))]
+
+
+def second_order_params():
+    out = []
+    for c in CASES:
+        marks = list(c.param().marks)
+        reason = NOT_TWICE.get(c.fn.__name__)
+        if reason:
+            marks.append(pytest.mark.xfail(raises=NotImplementedError, strict=True, reason=reason))
+        if c.fn.__name__ in KINKED:
+            continue
+        out.append(pytest.param(c, id=c.id, marks=marks))
+    return out
+
+
+def check_hvp(f, args, wrt, rtol=1e-4, atol=1e-6):
+    wrt = tuple(wrt)
+    vs = directions(f, args, wrt, seed=3)
+    single = len(wrt) == 1
+    hv = ad.hvp(f, wrt=wrt[0] if single else wrt)(*args, vs[0] if single else tuple(vs))
+    hv = [hv] if single else list(hv)
+    for got, expected in zip(hv, grad_along(f, args, wrt, vs)):
+        assert np.shape(got) == np.shape(expected)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    return hv
+
+
+def check_grad_of_grad(f, args, wrt, rtol=1e-4, atol=1e-6):
+    """Reverse over reverse: the vjp of the gradient along v is H·v (H is symmetric)."""
+    wrt = tuple(wrt)
+    vs = directions(f, args, wrt, seed=3)
+    single = len(wrt) == 1
+    g = ad.grad(f, wrt=wrt[0] if single else wrt)
+    _, hv = ad.vjp(g, wrt=wrt[0] if single else wrt)(*args, *vs)
+    hv = [hv] if single else list(hv)
+    for got, expected in zip(hv, grad_along(f, args, wrt, vs)):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("c", second_order_params())
+def test_hvp_of_every_operator(c):
+    check_hvp(c.fn, inputs(c), c.wrt)
+
+
+@pytest.mark.parametrize("c", second_order_params())
+def test_grad_of_grad_of_every_operator(c):
+    check_grad_of_grad(c.fn, inputs(c), c.wrt)
+
+
+def test_every_helper_that_rules_emit_is_differentiated_by_the_cases():
+    """The cases above reach every helper, so each one's rules were run."""
+    reached = set()
+    for c in CASES:
+        if c.xfail or c.fn.__name__ in NOT_TWICE:
+            continue
+        g = ad.grad(c.fn, wrt=c.wrt)
+        reached |= {n.op.name for n in g.__adcompiler_ir__.body.nodes}
+    by_name = {op.name: op for op in ops.OPS}
+    assert INTERNAL - reached <= {"prod_adjoint_tangent"}  # only second derivatives emit it
+    for name in INTERNAL:
+        assert by_name[name].adjoint is not None and by_name[name].tangent is not None, name
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_hvp_of_every_model(name):
+    fn, wrt, _ = MODELS[name]
+    check_hvp(fn, model_args(name), wrt)
+    check_grad_of_grad(fn, model_args(name), wrt)
+
+
+def test_hessian_matches_finite_differences():
+    name = "broadcast_reduce"
+    fn, _, _ = MODELS[name]
+    args = model_args(name)
+    h = ad.hessian(fn, wrt="a")(*args)
+    assert h.shape == (3, 4, 3, 4)
+    eps = 1e-5
+    g = ad.grad(fn, wrt="a")
+    for k in range(12):
+        e = np.zeros(12)
+        e[k] = 1.0
+        e = e.reshape(3, 4)
+        column = (g(args[0] + eps * e, *args[1:]) - g(args[0] - eps * e, *args[1:])) / (2 * eps)
+        np.testing.assert_allclose(h[..., k // 4, k % 4], column, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(h.reshape(12, 12), h.reshape(12, 12).T, atol=1e-10)
+
+
+def test_hessian_blocks_for_a_tuple_wrt():
+    args = model_args("logistic_regression")
+    (hww, hwb), (hbw, hbb) = ad.hessian(m.logistic_regression, wrt=("w", "b"))(*args)
+    assert hww.shape == (3, 3) and hwb.shape == (3,) and hbw.shape == (3,) and hbb.shape == ()
+    np.testing.assert_allclose(hwb, hbw, atol=1e-12)
+    x = args[2]
+    p = 1 / (1 + np.exp(-(x @ args[0] + args[1])))
+    expected = x.T @ (x * (p * (1 - p))[:, None]) / len(x) + 0.02 * np.eye(3)
+    np.testing.assert_allclose(hww, expected, rtol=1e-10)
+
+
+def matrix_function(a, b):
+    return np.tanh(a @ b) * np.sum(a, axis=1, keepdims=True)
+
+
+def test_jacobian_forward_and_reverse_agree_with_finite_differences():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(3, 2)), rng.normal(size=(2, 4))
+    jf = ad.jacobian(matrix_function, wrt=("a", "b"), mode="forward")(a, b)
+    jr = ad.jacobian(matrix_function, wrt=("a", "b"), mode="reverse")(a, b)
+    assert jf[0].shape == (3, 4, 3, 2) and jf[1].shape == (3, 4, 2, 4)
+    eps = 1e-6
+    for x_index, (jfx, jrx) in enumerate(zip(jf, jr)):
+        np.testing.assert_allclose(jfx, jrx, rtol=1e-10, atol=1e-12)
+        x = (a, b)[x_index]
+        for k in range(x.size):
+            e = np.zeros(x.size)
+            e[k] = eps
+            moved = [list((a, b)), list((a, b))]
+            moved[0][x_index] = x + e.reshape(x.shape)
+            moved[1][x_index] = x - e.reshape(x.shape)
+            column = (matrix_function(*moved[0]) - matrix_function(*moved[1])) / (2 * eps)
+            np.testing.assert_allclose(
+                jfx[..., *np.unravel_index(k, x.shape)], column, rtol=1e-5, atol=1e-8
+            )
+
+
+def test_jacobian_of_a_vector_function():
+    x = np.array([0.1, -0.7, 1.3])
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(ad.jacobian(m.vector_output, mode=mode)(x), np.diag(np.cos(x)))
+    with pytest.raises(ValueError, match="mode"):
+        ad.jacobian(m.vector_output, mode="sideways")
+
+
+def scalar_function(x):
+    return np.sin(x) * x**3
+
+
+def test_grad_of_grad():
+    d2 = ad.grad(ad.grad(scalar_function))
+    x = 0.7
+    expected = -np.sin(x) * x**3 + 6 * np.cos(x) * x**2 + 6 * np.sin(x) * x
+    assert d2(x) == pytest.approx(expected, rel=1e-12)
+    d3 = ad.grad(d2)
+    eps = 1e-5
+    assert d3(x) == pytest.approx((d2(x + eps) - d2(x - eps)) / (2 * eps), rel=1e-6)
+    assert "def scalar_function_grad_grad(x):" in ad.source(d2)
+
+
+def test_hvp_source_names_tangents_of_adjoints():
+    source = ad.source(ad.hvp(m.mlp, wrt="W1"))
+    assert "def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):" in source
+    assert "h_bar_dot = " in source and "return W1_bar_dot" in source
