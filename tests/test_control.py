@@ -256,6 +256,30 @@ def test_long_loop_saves_per_step_state_not_constants(wrt):
     assert peak < 8 * per_step_state + 4 * W.nbytes, f"peak {peak / 1e6:.1f} MB"
 
 
+@pending
+def test_long_rnn_saves_overwritten_rows_not_the_state_array():
+    """`H[t + 1] = ...` for 1,000 steps: save a row per step, not a copy of H per step."""
+    steps, hidden, inputs = 1000, 16, 4
+    rng = np.random.default_rng(1)
+    Wh = rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+    Wx = rng.standard_normal((hidden, inputs)) / np.sqrt(inputs)
+    b = 0.1 * rng.standard_normal(hidden)
+    xs = rng.standard_normal((steps, inputs))
+    h0 = 0.1 * rng.standard_normal(hidden)
+    g = ad.grad(C.rnn_prealloc, wrt=("Wh", "Wx", "b"))
+    g(Wh, Wx, b, xs, h0)
+    tracemalloc.start()
+    try:
+        g(Wh, Wx, b, xs, h0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    H_nbytes = (steps + 1) * hidden * 8  # 128 kB
+    rows = steps * hidden * 8  # one row per step
+    assert peak < steps * H_nbytes / 50, f"peak {peak / 1e6:.1f} MB: H is copied per step?"
+    assert peak < 4 * H_nbytes + 16 * rows, f"peak {peak / 1e6:.1f} MB"
+
+
 # ---------------------------------------------------------------------------
 # Generated code stays readable: loops stay loops, branches stay branches
 # ---------------------------------------------------------------------------
