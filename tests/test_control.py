@@ -274,10 +274,9 @@ def test_long_rnn_saves_overwritten_rows_not_the_state_array():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    H_nbytes = (steps + 1) * hidden * 8  # 128 kB
-    rows = steps * hidden * 8  # one row per step
-    assert peak < steps * H_nbytes / 50, f"peak {peak / 1e6:.1f} MB: H is copied per step?"
-    assert peak < 4 * H_nbytes + 16 * rows, f"peak {peak / 1e6:.1f} MB"
+    H_nbytes = (steps + 1) * hidden * 8  # 128 kB; a copy of H per step would be 128 MB
+    rows = steps * hidden * 8  # one row per step: 128 kB (small arrays cost ~2x with headers)
+    assert peak < 4 * H_nbytes + 32 * rows, f"peak {peak / 1e6:.1f} MB: H is copied per step?"
 
 
 # ---------------------------------------------------------------------------
