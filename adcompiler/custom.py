@@ -87,14 +87,14 @@ def defrule(
     if derivative is not None:
         if adjoint is not None or tangent is not None:
             raise TypeError("give either `derivative`, or `adjoint` and `tangent`, not both")
+        if sum(p.kind == "in" for p in _parameters(fn)) != 1:
+            raise TypeError(f"`derivative` is for functions of one array; {fn!r} takes more")
         adjoint = lambda g, ans, *xs: g * derivative(ans, *xs)  # noqa: E731
         tangent = lambda ts, ans, *xs: ts[0] * derivative(ans, *xs)  # noqa: E731
         elementwise = True if elementwise is None else elementwise
     if adjoint is None and tangent is None:
         raise TypeError("defrule needs `derivative`, or `adjoint` and/or `tangent`")
     op = _register(fn, name, elementwise=elementwise, nondiff=False)
-    if derivative is not None and len(op.input_params) != 1:
-        raise TypeError(f"`derivative` is for functions of one array; {op.name} takes more")
     op.adjoint = _adjoint_rule(adjoint, len(op.input_params), op) if adjoint else None
     op.tangent = _tangent_rule(tangent) if tangent else None
     return fn
@@ -107,6 +107,16 @@ def nondifferentiable(fn: Callable | None = None, *, name: str | None = None):
         return lambda f: nondifferentiable(f, name=name)
     _register(fn, name, elementwise=False, nondiff=True)
     return fn
+
+
+def remove_rules(fn: Callable) -> None:
+    """Undo `defrule`/`nondifferentiable` for `fn` (functions compiled since keep theirs)."""
+    op = REGISTRY.get(fn)
+    if op is None or op not in CUSTOM_OPS:
+        raise ValueError(f"{fn!r} has no custom rules")
+    CUSTOM_OPS.remove(op)
+    del REGISTRY[fn]
+    del runtime.EXTERNAL[op.name]
 
 
 # ---------------------------------------------------------------------------

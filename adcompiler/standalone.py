@@ -47,9 +47,48 @@ def module_source(emitted: list[Emitted], doc: str, origin: str, command: str) -
     if problems:
         raise ValueError("; ".join(problems))
     parts = [HEADER.format(doc=doc, version=__version__, origin=origin, command=command)]
+    parts[0] += "".join(external_imports(emitted))
     helpers = helper_closure(set().union(*(e.helpers for e in emitted)))
     for name in helpers:
         parts.append("\n" + inspect.getsource(runtime.HELPERS[name]))
     for e in emitted:
         parts.append("\n" + e.source)
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)
+
+
+def external_imports(emitted: list[Emitted]) -> list[str]:
+    """Import lines for the functions with custom rules (`adcompiler.defrule`) that the
+    generated code calls: each must be importable from a module (``scipy.special``)."""
+    import re
+
+    lines = []
+    for name, fn in runtime.EXTERNAL.items():
+        if not any(re.search(rf"\b{name}\(", e.source) for e in emitted):
+            continue
+        attr = getattr(fn, "__name__", name)
+        module = _home_module(fn, attr)
+        if module is None:
+            raise ValueError(
+                f"the generated code calls {name} (it has custom rules), which a stand-alone "
+                f"file cannot import; define it in an importable module"
+            )
+        alias = "" if attr == name else f" as {name}"
+        lines.append(f"from {module} import {attr}{alias}\n")
+    return lines
+
+
+def _home_module(fn, attr: str) -> str | None:
+    """The public module, among those imported, that `fn` can be imported from by `attr`."""
+    import sys
+
+    own = getattr(fn, "__module__", None)  # ufuncs have none: look for a module that has it
+    candidates = [own] if own else []
+    candidates += sorted(
+        (m for m in list(sys.modules) if not any(p.startswith("_") for p in m.split("."))),
+        key=lambda m: (m.count("."), len(m)),
+    )
+    for module in candidates:
+        if module in sys.modules and getattr(sys.modules[module], attr, None) is fn:
+            if module != "__main__" and not module.startswith("_adcompiler_target_"):
+                return module
+    return None
