@@ -204,6 +204,23 @@ def test_value_and_grad(case):
     assert_same_tree(grads, expected, "value_and_grad's gradient vs grad's", rtol=1e-12, atol=0)
 
 
+@pending
+def test_assert_still_checks_in_the_gradient():
+    """An `assert` in differentiated code still raises, with the user's message."""
+    with pytest.raises(AssertionError, match="expects 4 values"):
+        ad.grad(C.assert_shape)(np.ones(5))
+
+
+@pending
+def test_print_runs_once_per_call(capsys):
+    """`print` in the primal runs as often as in the function: once per call."""
+    x = np.array([0.1, 0.2, 0.3])
+    C.print_value(x)
+    expected = capsys.readouterr().out
+    ad.grad(C.print_value)(x)
+    assert capsys.readouterr().out == expected
+
+
 # ---------------------------------------------------------------------------
 # Mutating an argument the caller passed in
 # ---------------------------------------------------------------------------
