@@ -322,7 +322,11 @@ def _tangents_as_one_parameter(fn: _ir.Function, n_params: int, kind: str) -> _i
         name += "_"
     packed = _ir.Value(name)
     reads = [_ir.Node(TUPLE_GET, [packed], {"i": i}, outputs=[t]) for i, t in enumerate(tangents)]
-    body = _ir.Block(nodes=[*reads, *fn.body.nodes])
+    nodes = list(fn.body.nodes)
+    checks = 0  # read the tangents after the argument checks
+    while checks < len(nodes) and not nodes[checks].outputs:
+        checks += 1
+    body = _ir.Block(nodes=[*nodes[:checks], *reads, *nodes[checks:]])
     return _ir.Function(
         fn.name, fn.params[:n_params] + [packed], body, fn.results, fn.source_file, fn.doc
     )
