@@ -1646,6 +1646,18 @@ def nested_def_default(x):
 
 
 @spec(x=A(3))
+def nested_def_late_binding(x):
+    """A closure reads the variable's value at call time, not at `def` time."""
+    w = x * 2.0
+
+    def scale(z):
+        return z * w
+
+    w = np.sin(x)
+    return np.sum(scale(x))
+
+
+@spec(x=A(3))
 def lambda_basic(x):
     """A lambda bound to a name."""
     square = lambda z: z * z  # noqa: E731
@@ -2006,15 +2018,6 @@ def mutation_in_helper(x):
 
 
 @spec(x=A(3))
-def alias_then_iadd(x):
-    """`z = y; z += v` changes y too (they are one array)."""
-    y = x * 1.0
-    z = y
-    z += np.exp(x)
-    return np.sum(y * x)
-
-
-@spec(x=A(3))
 def setitem_then_read_slice(x):
     """A write followed by a read of a slice that contains it."""
     y = np.zeros(4)
@@ -2032,6 +2035,66 @@ def matrix_rows_rewritten(x, n):
         S[0] = np.tanh(S[0] + S[1])
         S[1] = S[1] * S[0]
     return np.sum(S)
+
+
+# ===========================================================================
+# Aliasing: two names for one array, and NumPy views (Python semantics)
+# ===========================================================================
+category("aliasing")
+
+
+@spec(x=A(3))
+def alias_then_iadd(x):
+    """`z = y; z += v` changes y too (they are one array)."""
+    y = x * 1.0
+    z = y
+    z += np.exp(x)
+    return np.sum(y * x)
+
+
+@spec(x=A(4))
+def view_then_write(x):
+    """A slice is a view: a later write into the base shows through it."""
+    y = x.copy()
+    v = y[1:3]
+    y[1] = y[0] * 2.0
+    return np.sum(v * x[1:3])
+
+
+@spec(x=A(2, 3))
+def row_view_then_row_write(x):
+    """`r = H[0]` is a view of the row; `H[0] = ...` changes what r reads."""
+    H = x.copy()
+    r = H[0]
+    H[0] = np.tanh(H[1]) * H[0]
+    return np.sum(r * r) + np.sum(H)
+
+
+@spec(x=A(4))
+def iadd_through_view(x):
+    """`v = y[2:]; v *= 3` writes into y."""
+    y = x * 1.0
+    v = y[2:]
+    v *= np.cos(x[:2])
+    return np.sum(y * y)
+
+
+@spec(x=A(3))
+def list_alias_append(x):
+    """`b = a; b.append(...)`: a sees the new element."""
+    a = [x]
+    b = a
+    b.append(np.sin(x))
+    return np.sum(np.stack(a) ** 2)
+
+
+@spec(x=A(3))
+def dict_alias_setitem(x):
+    """`e = d; e["k"] = ...`: d sees the new entry."""
+    d = {"k": x}
+    e = d
+    e["k"] = d["k"] * np.exp(x)
+    return np.sum(d["k"])
 
 
 # ===========================================================================

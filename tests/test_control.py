@@ -15,7 +15,12 @@
 
 While issue 3 is in progress, ``PENDING = True`` marks every compiler test
 ``xfail(strict=False)``: they all run (xpasses show progress), none fails the
-suite. Set it to False when the feature lands.
+suite. Set it to False when the feature lands. ``ARGUMENT_MUTATION_LIKE_PYTHON``
+says which policy `test_argument_mutation` checks.
+
+    pytest tests/test_control.py                 # everything (about 20 s)
+    pytest tests/test_control.py -k mutation     # one category (ids: category-function[label])
+    pytest tests/test_control.py --runxfail -x   # the real errors while PENDING is True
 """
 
 from __future__ import annotations
@@ -52,8 +57,13 @@ def pending(test):
     return pytest.mark.xfail(strict=False, reason="issue 3 in progress")(test) if PENDING else test
 
 
+def _id(case) -> str:
+    """`category-function[label]`, so that ``-k mutation`` selects a category."""
+    return f"{case.category}-{case.id}"
+
+
 def _params(cases):
-    return [pytest.param(c, id=c.id, marks=_pending) for c in cases]
+    return [pytest.param(c, id=_id(c), marks=_pending) for c in cases]
 
 
 def _fresh(args):
@@ -173,7 +183,7 @@ def test_corpus_size_and_categories():
     assert len(categories) >= 20, categories
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_corpus_is_well_conditioned(case):
     """Plain Python: a finite scalar, deterministic, and no kink within 1e-4 of the input."""
     args = C.build(case)
