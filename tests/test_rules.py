@@ -3,8 +3,8 @@
 Two parts:
 
 - a walk over `adcompiler.ops.OPS`: every operator has an adjoint and a tangent
-  rule or is marked non-differentiable, except the internal helpers listed in
-  `INTERNAL_WITHOUT_RULES`; and every other differentiable operator is used by
+  rule or is marked non-differentiable; and every differentiable operator but the
+  internal helpers listed in `INTERNAL` is used by
   some function of the corpus;
 - one test per function of `tests/corpus_ops.py` (and per broadcasting pair for
   binary operators): `adcompiler.check_grad` at random float64 inputs.
@@ -35,9 +35,11 @@ from adcompiler.ops.structure import build_index
 from adcompiler.ssa import Node, Value
 from tests import corpus_ops as C
 
-# Operators that only adjoint rules emit. Their own rules matter only for
-# second derivatives (grad of grad), which a later issue adds.
-INTERNAL_WITHOUT_RULES = {
+# Operators that only rules emit (no user writes them), so no corpus function
+# uses them. Their own rules give second derivatives; tests/test_higher.py
+# checks those against finite differences of the first derivative.
+INTERNAL = {
+    "prod_adjoint_tangent",
     "matmul_lhs_adjoint",
     "matmul_rhs_adjoint",
     "dot_lhs_adjoint",
@@ -65,7 +67,7 @@ def test_every_operator_has_an_adjoint_or_is_nondiff():
     missing = [
         op.name
         for op in ops.OPS
-        if not op.nondiff and op.adjoint is None and op.name not in INTERNAL_WITHOUT_RULES
+        if not op.nondiff and op.adjoint is None
     ]
     assert not missing, f"operators without an adjoint rule: {missing}"
 
@@ -74,17 +76,17 @@ def test_every_operator_has_a_tangent_or_is_nondiff():
     missing = [
         op.name
         for op in ops.OPS
-        if not op.nondiff and op.tangent is None and op.name not in INTERNAL_WITHOUT_RULES
+        if not op.nondiff and op.tangent is None
     ]
     assert not missing, f"operators without a tangent rule: {missing}"
 
 
 def test_internal_operators_are_registered_helpers():
     by_name = {op.name: op for op in ops.OPS}
-    assert INTERNAL_WITHOUT_RULES <= set(by_name), INTERNAL_WITHOUT_RULES - set(by_name)
+    assert INTERNAL <= set(by_name), INTERNAL - set(by_name)
     from adcompiler import runtime
 
-    for name in INTERNAL_WITHOUT_RULES:
+    for name in INTERNAL:
         assert by_name[name].impl is runtime.HELPERS[name], name
 
 
@@ -93,7 +95,7 @@ def test_every_differentiable_operator_is_in_the_corpus():
     for fn in {c.fn for c in CASES if not c.xfail}:
         used |= {node.op.name for node in lower_function(fn).body.nodes}
     differentiable = {
-        op.name for op in ops.OPS if not op.nondiff and op.name not in INTERNAL_WITHOUT_RULES
+        op.name for op in ops.OPS if not op.nondiff and op.name not in INTERNAL
     }
     # `unindex` is emitted by the reverse transform, not written by users.
     untested = differentiable - used - {"unindex"}
