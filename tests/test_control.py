@@ -261,7 +261,9 @@ def test_argument_mutation():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("wrt", [pytest.param(w, marks=_pending) for w in ("h", ("h", "W"))])
+@pytest.mark.parametrize(
+    "wrt", [pytest.param(w, id="-".join(w), marks=_pending) for w in (("h",), ("h", "W"))]
+)
 def test_long_loop_saves_per_step_state_not_constants(wrt):
     """Saved per step: O(hidden) floats (the state), never a copy of the 100x100 W."""
     steps, hidden = 1000, 100
