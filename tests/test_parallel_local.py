@@ -78,12 +78,14 @@ def no_leaked_segments():
     assert set(shared_segments()) - before == set(), "a shared-memory segment was left behind"
 
 
-def shared_segments():
+def shared_segments(pid=None):
+    """This process's segments (other processes may be training at the same time)."""
     import os
 
     if not os.path.isdir("/dev/shm"):
         return []
-    return [n for n in os.listdir("/dev/shm") if n.startswith(local.SEGMENT_PREFIX)]
+    prefix = f"{local.SEGMENT_PREFIX}{os.getpid() if pid is None else pid}_"
+    return [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
 
 
 # ---------------------------------------------------------------- sync
@@ -101,6 +103,38 @@ def test_sync_matches_a_single_process_on_the_same_global_batches(workers):
     assert relative_difference(parallel.params, single.params) < 1e-12
     np.testing.assert_allclose(parallel.history["loss"], single.history["loss"], rtol=1e-12)
     assert parallel.history["parallel"]["workers"] == workers
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sharded_optimizer_update_gives_the_whole_optimizer_state(workers):
+    params, data = mlp_problem()
+    options = dict(
+        epochs=2, batch_size=16, optimizer=Adam(0.02), seed=3, quiet=True, grad_fn=mlp_grad
+    )
+    single = fit(mlp_loss, params, data, **options)
+    parallel = fit_parallel(mlp_loss, params, data, workers=workers, **options)
+    assert parallel.history["parallel"]["sharded_update"]
+    assert parallel.opt_state["step"] == single.opt_state["step"]
+    for key in ("m", "v"):
+        assert relative_difference(parallel.opt_state[key], single.opt_state[key]) < 1e-12
+
+
+class HalvingSGD(SGD):
+    """A subclass: the engine cannot know it is elementwise, so it updates whole trees."""
+
+    def update(self, params, grads, state):
+        return super().update(params, {k: g / 2 for k, g in grads.items()}, state)
+
+
+def test_other_optimizers_update_the_whole_tree_in_every_worker():
+    params, data = mlp_problem()
+    options = dict(
+        epochs=2, batch_size=16, optimizer=HalvingSGD(0.1), seed=3, quiet=True, grad_fn=mlp_grad
+    )
+    single = fit(mlp_loss, params, data, **options)
+    parallel = fit_parallel(mlp_loss, params, data, workers=2, **options)
+    assert not parallel.history["parallel"]["sharded_update"]
+    assert relative_difference(parallel.params, single.params) < 1e-12
 
 
 def test_uneven_and_empty_shards_are_weighted_by_their_rows():
@@ -341,4 +375,4 @@ def test_stale_segments_of_dead_processes_are_reaped():
     resource_tracker.unregister(segment._name, "shared_memory")
     segment.close()
     assert name in local.reap_stale_segments()
-    assert name not in shared_segments()
+    assert name not in shared_segments(pid=999999999)

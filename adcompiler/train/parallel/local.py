@@ -421,7 +421,7 @@ class LocalComm:
         self.group, self.rank, self.size, self.pipe = group, rank, group.workers, pipe
         self.control = group.control
         self.parent_pid = group.parent_pid
-        self._calls = 0
+        self._calls = self._gathers = 0
         self.seconds = {"barrier": 0.0, "reduce": 0.0}  # inside allreduce_sum
 
     def progress(self, step: int) -> None:
@@ -453,6 +453,16 @@ class LocalComm:
         self.seconds["barrier"] += passed - arrived
         self.seconds["reduce"] += (arrived - start) + (time.perf_counter() - passed)
         return buffer
+
+    def allgather(self, piece: np.ndarray, out: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Join every worker's ``piece`` (``counts[r]`` values from rank r) into ``out``."""
+        area = self.group.arena["gathered"][self._gathers % 2]  # double-buffered like slots
+        self._gathers += 1
+        start = int(np.sum(counts[: self.rank]))
+        area[start : start + piece.size] = piece
+        self.barrier()
+        np.copyto(out, area[: out.size])
+        return out
 
     # -- messages to and from the parent (async mode): small tokens, never arrays
 

@@ -117,7 +117,7 @@ class MPIComm:
         MPI = _mpi()
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self._sum, self._in_place = MPI.SUM, MPI.IN_PLACE
+        self._sum, self._in_place, self._double = MPI.SUM, MPI.IN_PLACE, MPI.DOUBLE
 
     def allreduce_sum(self, buffer: np.ndarray) -> np.ndarray:
         if self.size == 1:
@@ -127,6 +127,19 @@ class MPIComm:
         else:
             self.comm.Allreduce(self._in_place, buffer, op=self._sum)
         return buffer
+
+    def allgather(self, piece: np.ndarray, out: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Join every rank's ``piece`` (``counts[r]`` values from rank r) into ``out``."""
+        if self.size == 1:
+            np.copyto(out, piece)
+            return out
+        displacements = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        receive = [out, counts, displacements, self._double]
+        if _polite:
+            wait(self.comm.Iallgatherv(piece, receive))
+        else:
+            self.comm.Allgatherv(piece, receive)
+        return out
 
     def barrier(self) -> None:
         if _polite:

@@ -28,7 +28,7 @@ _DOWN = struct.Struct("<qqq")  # version, epoch, batch index (or STOP)
 def fit_sync(job: Job, state: TrainState, workers: int, start_method=None) -> TrainState:
     """``workers`` processes, one all-reduce per step; returns rank 0's final state."""
     size = tree.flat_spec(state.params).size
-    layout = {"slots": ((2, workers, size + 1), "float64")}
+    layout = {"slots": ((2, workers, size + 1), "float64"), "gathered": ((2, size), "float64")}
     results = local.run(workers, layout, _sync_worker, (job, state), start_method=start_method)
     digests = {r["digest"] for r in results}
     if len(digests) != 1:

@@ -9,10 +9,12 @@ single process would. With ``n`` rows in the batch and ``n_r`` in shard
     allreduce_sum(buffer)       ->  [ full-batch mean gradient , full-batch mean loss ]
 
 and every worker applies the same optimizer update to the same bits, so
-the replicas never drift apart. Weighting by ``n_r / n`` is what makes
-uneven shards (and empty ones, when a batch has fewer rows than workers)
-exact. Rank 0 evaluates, keeps the history, decides early stopping (and
-tells the others with a one-number all-reduce) and writes the checkpoints.
+the replicas never drift apart (for elementwise optimizers each worker
+updates a slice and the slices are all-gathered: :mod:`.update`).
+Weighting by ``n_r / n`` is what makes uneven shards (and empty ones, when
+a batch has fewer rows than workers) exact. Rank 0 evaluates, keeps the
+history, decides early stopping (and tells the others with a one-number
+all-reduce) and writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from adcompiler.train.parallel.job import (
     record_step,
     skip_epoch_end,
 )
+from adcompiler.train.parallel.update import make_update
 
 
 def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
@@ -38,6 +41,7 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
     size = tree.flat_spec(state.params).size
     buffer = np.empty(size + 1, dtype=np.float64)
     packer = Packer(state.params, buffer)
+    update = make_update(comm, job.optimizer, state, packer)
     seconds = {"compute": 0.0, "communicate": 0.0, "update": 0.0}
     while state.epoch < job.epochs and not state.stopped:
         batches = job.batches(state.epoch)
@@ -51,23 +55,26 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
             tock = time.perf_counter()
             value = float(buffer[size])
             check_finite(value, state)
-            grads = packer.unpack()
-            state.params, state.opt_state = job.optimizer.update(
-                state.params, grads, state.opt_state
-            )
+            gathering = update.gather_seconds
+            update.apply(buffer[:size])
             record_step(state, value, len(rows))
             comm.progress(state.step)
+            gathered = update.gather_seconds - gathering  # the all-gather is communication
             seconds["compute"] += tick - clock
-            seconds["communicate"] += tock - tick
-            seconds["update"] += time.perf_counter() - tock
-            if comm.rank == 0 and job.checkpoint_every and state.step % job.checkpoint_every == 0:
-                job.save(state)
-        _end_epoch(comm, job, state, time.perf_counter() - started)
+            seconds["communicate"] += tock - tick + gathered
+            seconds["update"] += time.perf_counter() - tock - gathered
+            if job.checkpoint and job.checkpoint_every and state.step % job.checkpoint_every == 0:
+                update.gather_state()
+                if comm.rank == 0:
+                    job.save(state)
+        _end_epoch(comm, job, state, update, time.perf_counter() - started)
+    update.gather_state()
     parallel_record(
         state,
         mode="sync",
         backend=backend,
         workers=comm.size,
+        sharded_update=update.sharded,
         seconds={k: round(v, 6) for k, v in seconds.items()},
     )
     if hasattr(comm, "seconds"):  # local backend: communicate = barrier wait + copy and sum
@@ -89,8 +96,10 @@ def _contribution(comm, job: Job, params, rows, packer: Packer, buffer: np.ndarr
     buffer[-1] = float(value) * weight
 
 
-def _end_epoch(comm, job: Job, state: TrainState, seconds: float) -> None:
+def _end_epoch(comm, job: Job, state: TrainState, update, seconds: float) -> None:
     """Rank 0 evaluates and records; everyone learns whether early stopping fired."""
+    if job.checkpoint:
+        update.gather_state()
     if comm.rank == 0:
         job.run.end_epoch(state, seconds, quiet=job.quiet)
         job.save(state)
