@@ -18,19 +18,97 @@ from adcompiler.ssa import Block, Function, Node, Value, walk
 def varied(fn: Function, wrt: list[Value]) -> set[int]:
     """Ids of values that depend on one of `wrt` through differentiable operators."""
     out = {v.id for v in wrt}
-    for node in walk(fn.body):
-        if not node.op.nondiff and any(v.id in out for v in node.inputs):
-            out.update(v.id for v in node.outputs)
+    _varied_block(fn.body, out)
     return out
+
+
+def _varied_block(block: Block, out: set[int]) -> None:
+    for node in block.nodes:
+        if node.regions:
+            _varied_region_node(node, out)
+        elif not node.op.nondiff and any(v.id in out for v in node.inputs):
+            out.update(v.id for v in node.outputs)
+
+
+def _varied_region_node(node: Node, out: set[int]) -> None:
+    """Outputs of if/for/while vary if a yield does; loop-carried values to a fixpoint."""
+    inits = carried_inits(node)
+    while True:
+        for region in node.regions:
+            for param, init, output in zip(carried_params(node, region), inits, node.outputs):
+                if init.id in out or output.id in out:
+                    out.add(param.id)
+            _varied_block(region, out)
+        changed = False
+        for region in yielding_regions(node):
+            for y, output in zip(region.yields, node.outputs):
+                if y.id in out and output.id not in out:
+                    out.add(output.id)
+                    changed = True
+        if not changed:
+            return
+
+
+def yielding_regions(node: Node) -> list[Block]:
+    """The regions whose yields become the node's outputs (not a `while`'s condition)."""
+    return node.regions[1:] if node.op.name == "while" else node.regions
+
+
+def carried_inits(node: Node) -> list[Value]:
+    """The initial values of a loop's carried slots ([] for an `if`)."""
+    if node.op.name == "for":
+        return node.inputs[3:]
+    if node.op.name == "while":
+        return node.inputs
+    return []
+
+
+def carried_params(node: Node, region: Block) -> list[Value]:
+    """A region's parameters for the carried slots (a `for` body's index excluded)."""
+    if node.op.name == "for":
+        return region.params[1:]
+    return region.params
 
 
 def useful(fn: Function, roots: list[Value]) -> set[int]:
     """Ids of values that some root depends on."""
     out = {v.id for v in roots}
-    for node in reversed(list(walk(fn.body))):
-        if any(v.id in out for v in node.outputs):
-            out.update(v.id for v in node.inputs)
+    _useful_block(fn.body, out)
     return out
+
+
+def _useful_block(block: Block, out: set[int]) -> None:
+    for node in reversed(block.nodes):
+        if node.regions:
+            _useful_region_node(node, out)
+        elif any(v.id in out for v in node.outputs):
+            out.update(v.id for v in node.inputs)
+
+
+def _useful_region_node(node: Node, out: set[int]) -> None:
+    inits = carried_inits(node)
+    while True:
+        before = len(out)
+        if node.op.name == "while":
+            out.update(v.id for v in node.regions[0].yields)
+        for region in node.regions:
+            params = carried_params(node, region)
+            for k, y in enumerate(region.yields):
+                if k < len(node.outputs) and node.outputs[k].id in out:
+                    out.add(y.id)
+                if node.op.name != "if" and k < len(params) and params[k].id in out:
+                    out.add(y.id)
+            _useful_block(region, out)
+            for k, p in enumerate(params):
+                if p.id in out:
+                    if k < len(inits):
+                        out.add(inits[k].id)
+                    if k < len(node.outputs):
+                        out.add(node.outputs[k].id)
+        if any(o.id in out for o in node.outputs):
+            out.update(v.id for v in node.inputs[: len(node.inputs) - len(inits)])
+        if len(out) == before:
+            return
 
 
 def shape_classes(fn: Function) -> dict[int, int]:
@@ -49,6 +127,8 @@ def shape_classes(fn: Function) -> dict[int, int]:
         if node.op.name == "shape":
             cls[node.output.id] = SHAPE_CLASS
             continue
+        if node.op.name == "if":  # classified after its regions, below
+            continue
         classes = {cls.get(v.id, v.id) for v in node.inputs} - {scalar}
         if node.op.same_shape and node.inputs:
             own = cls.get(node.inputs[0].id, node.inputs[0].id)
@@ -60,6 +140,11 @@ def shape_classes(fn: Function) -> dict[int, int]:
             own = None
         for out in node.outputs:
             cls[out.id] = out.id if own is None else own
+    for node in reversed(list(walk(fn.body))):  # inner ifs first
+        if node.op.name == "if":  # an output shares the class its yields share
+            for k, out in enumerate(node.outputs):
+                yielded = {cls.get(r.yields[k].id, r.yields[k].id) for r in node.regions}
+                cls[out.id] = yielded.pop() if len(yielded) == 1 else out.id
     return cls
 
 
@@ -90,23 +175,39 @@ SHAPE_CLASS = -2
 
 
 def dce(fn: Function) -> Function:
-    """Remove nodes whose outputs are never read (nodes with no outputs have effects: kept)."""
+    """Remove nodes whose outputs are never read; nodes with no outputs are effects: kept."""
     live = {v.id for v in fn.results}
-    _dce_block(fn.body, live)
+    dce_block(fn.body, live)
     return fn
 
 
-def _dce_block(block: Block, live: set[int]) -> None:
+def dce_block(block: Block, live: set[int]) -> None:
     live.update(v.id for v in block.yields)
     kept: list[Node] = []
     for node in reversed(block.nodes):
-        if node.outputs and not any(v.id in live for v in node.outputs):
+        if not has_effects(node) and not any(v.id in live for v in node.outputs):
             continue
-        for region in node.regions:
-            _dce_block(region, live)
+        if node.regions:
+            _dce_region_node(node, live)
         live.update(v.id for v in node.inputs)
         kept.append(node)
     block.nodes = kept[::-1]
+
+
+def _dce_region_node(node: Node, live: set[int]) -> None:
+    # Every slot of a kept if/for/while stays: its yields are read by the next
+    # iteration or by the outputs. Only the nodes inside each region are pruned.
+    for region in node.regions:
+        inner = set(live)
+        dce_block(region, inner)
+        live.update(inner)
+
+
+def has_effects(node: Node) -> bool:
+    """True for a node with no outputs (print, assert, a tape write) or one containing such."""
+    if not node.outputs:
+        return True
+    return any(has_effects(n) for region in node.regions for n in region.nodes)
 
 
 def uses(fn: Function) -> dict[int, int]:

@@ -24,28 +24,59 @@ import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.ops import Builder, Sym, op_for
+from adcompiler.ops.control import FOR, IF, TAPE_APPEND, TAPE_GET, TAPE_LIST, TAPE_NEW, TAPE_SET
 from adcompiler.ops.guards import check_scalar
-from adcompiler.ssa import Block, Function, Node, Value
+from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
 class Adjoints:
-    """The adjoint of each value so far: `add` records a contribution, `get` reads the sum."""
+    """The adjoint of each value so far: `add` records a contribution, `get` reads the sum.
 
-    def __init__(self, active: set[int]):
+    Inside a region, a child `Adjoints` starts from its parent's: a branch of an
+    `if` sees the adjoints made so far; a loop body sees none, and the first
+    contribution to a value from outside the loop creates an accumulator (a
+    parameter of the adjoint loop, carried from iteration to iteration).
+    """
+
+    def __init__(
+        self,
+        active: set[int],
+        parent: Adjoints | None = None,
+        mode: str = "top",
+        local: set[int] | None = None,
+    ):
         self.active = active
-        self.of: dict[int, Value] = {}
+        self.parent = parent
+        self.mode = mode
+        self.local = local or set()
+        self.of: dict[int, Value] = dict(parent.of) if mode == "branch" else {}
+        self.primal: dict[int, Value] = dict(parent.primal) if parent else {}  # id -> value
+        self.accumulators: dict[int, tuple[Value, Value]] = {}
 
     def add(self, b: Builder, x: Value, contribution: Value, fresh: set[int]) -> None:
         if x.id not in self.active:
             return
         if contribution.id in fresh:
             contribution.hint, contribution.role = x.hint, "adjoint"
-        if x.id in self.of:
-            total = b.call(operator.add, self.of[x.id], contribution)
+        self.primal[x.id] = x
+        current = self.current(x)
+        if current is not None:
+            total = b.call(operator.add, current, contribution)
             total.value.hint, total.value.role = x.hint, "adjoint"
             self.of[x.id] = total.value
         else:
             self.of[x.id] = contribution
+
+    def current(self, x: Value) -> Value | None:
+        """The adjoint of `x` so far; in a loop body, an accumulator for an outer value."""
+        if x.id in self.of:
+            return self.of[x.id]
+        if self.mode == "loop" and x.id not in self.local:
+            acc = Value(x.hint, role="adjoint", loc=x.loc)
+            self.accumulators[x.id] = (x, acc)
+            self.of[x.id] = acc
+            return acc
+        return None
 
     def get(self, x: Value) -> Value | None:
         return self.of.get(x.id)
@@ -63,6 +94,8 @@ def reverse(
     roots = fn.results if cotangent == "param" else fn.results[:1]
     active = passes.varied(fn, wrt_values) & passes.useful(fn, roots)
     shapes = passes.shape_classes(fn)
+    _PARAMETER_OF_CLASS.clear()
+    _PARAMETER_OF_CLASS.update((shapes.get(p.id, p.id), p) for p in reversed(fn.params))
     adj = Adjoints(active)
     primal = list(fn.body.nodes)
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
@@ -80,9 +113,10 @@ def reverse(
     if cotangent == "one" and shapes.get(roots[0].id) != passes.SCALAR_CLASS:
         guard = Node(op_for(check_scalar), [roots[0]], {"name": fn.name}, outputs=[])
         primal.append(guard)
+    body = Block(nodes=primal)
     adjoint_nodes: list[Node] = list(seed_builder.nodes)
-    for node in reversed(primal):
-        adjoint_nodes.extend(_adjoint_of(node, adj, shapes))
+    adjoint_nodes.extend(Sweep(active, shapes).block(body, adj))
+    primal = body.nodes
     _read_shapes_early(fn, adjoint_nodes, shapes)
     tail = Builder(loc=None, role="adjoint")
     grads = []
@@ -119,6 +153,7 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
         Sym(b, g), Sym(b, node.output), *(Sym(b, v) for v in node.inputs), **attrs
     )
     fresh = {n.output.id for n in b.nodes if n.outputs}
+    _shapes_from_parameters(b.nodes, shapes)
     out_class = shapes.get(node.output.id)
     for x, c in zip(node.inputs, contributions):
         if c is None or x.id not in adj.active:
@@ -129,6 +164,369 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
             fresh.add(c.id)
         adj.add(b, x, c, fresh)
     return b.nodes
+
+
+def _shapes_from_parameters(nodes: list[Node], shapes: dict[int, int]) -> None:
+    """Read a shape from a function parameter of the same shape class where there is one:
+    parameters are visible everywhere, so no region has to keep a value for its shape."""
+    for node in nodes:
+        if node.op.name == "shape":
+            rep = _PARAMETER_OF_CLASS.get(shapes.get(node.inputs[0].id, -1))
+            if rep is not None:
+                node.inputs[0] = rep
+
+
+_PARAMETER_OF_CLASS: dict[int, Value] = {}
+
+
+class Sweep:
+    """The adjoint sweep over a block, with handlers for the nodes that own regions."""
+
+    def __init__(self, active: set[int], shapes: dict[int, int]):
+        self.active = active
+        self.shapes = shapes
+
+    def block(self, primal: Block, adj: Adjoints) -> list[Node]:
+        """Adjoint nodes for `primal`'s nodes in reverse order (tapes go into `primal`)."""
+        out: list[Node] = []
+        for node in reversed(list(primal.nodes)):
+            if node.op.name == "if":
+                out.extend(self.if_adjoint(node, adj))
+            elif node.op.name in ("for", "while"):
+                out.extend(self.loop_adjoint(node, adj, primal))
+            else:
+                out.extend(_adjoint_of(node, adj, self.shapes))
+        return out
+
+    def touches_active(self, node: Node) -> bool:
+        return any(v.id in self.active for n in walk(Block(nodes=[node])) for v in n.outputs)
+
+    # -- if ------------------------------------------------------------------
+
+    def if_adjoint(self, node: Node, adj: Adjoints) -> list[Node]:
+        if not self.touches_active(node):
+            return []
+        branches = []
+        for region in node.regions:
+            inner = Adjoints(self.active, adj, "branch")
+            b = Builder(loc=node.loc, role="adjoint")
+            for out, y in zip(node.outputs, region.yields):
+                g = adj.get(out)
+                if g is not None:
+                    inner.add(b, y, g, set())
+            branches.append((region, inner, b.nodes + self.block(region, inner)))
+        changed: dict[int, Value] = {}
+        for region, inner, _ in branches:
+            local = defined_ids(region)
+            for vid, value in inner.of.items():
+                if vid not in local and value is not adj.of.get(vid):
+                    changed.setdefault(vid, inner.primal[vid])
+        regions = []
+        for region, inner, nodes in branches:
+            b = Builder(loc=node.loc, role="adjoint")
+            yields = []
+            for vid, x in changed.items():
+                value = inner.of.get(vid)
+                if value is None:  # this branch adds nothing and no adjoint exists yet
+                    value = b.call(np.zeros_like, x).value
+                yields.append(value)
+            block = Block(nodes=nodes + b.nodes, yields=yields)
+            passes.dce_block(block, set())
+            self.export_from_branch(node, region, block)
+            regions.append(block)
+        outputs = [Value(x.hint, role="adjoint", loc=node.loc) for x in changed.values()]
+        result = [Node(IF, [node.inputs[0]], {}, outputs, regions, node.loc)]
+        post = Builder(loc=node.loc, role="adjoint")
+        for (vid, x), out in zip(changed.items(), outputs):
+            if vid in adj.of:
+                adj.of[vid] = out
+            else:
+                adj.add(post, x, out, {out.id})
+        return result + post.nodes
+
+    def export_from_branch(self, node: Node, primal: Block, adjoint: Block) -> None:
+        """Primal values of a branch that its adjoint reads become outputs of the `if`."""
+        local = defined_ids(primal)
+        other = node.regions[1] if primal is node.regions[0] else node.regions[0]
+        replace: dict[int, Value] = {}
+        copies = Builder(loc=node.loc, role="temp")
+        for v in referenced(adjoint):
+            if v.id in local and v.is_const and "name" not in _const_attrs(primal, v):
+                replace[v.id] = copies.const(v.const)  # a literal: write it again, not export
+            elif v.id in local and v.id not in replace:
+                exported = Value(v.hint, role=v.role if v.role != "temp" else "primal", loc=v.loc)
+                primal.yields.append(v)
+                b = Builder(loc=node.loc, role="temp")
+                other.yields.append(b.const(None))
+                other.nodes.extend(b.nodes)
+                node.outputs.append(exported)
+                replace[v.id] = exported
+        adjoint.nodes[0:0] = copies.nodes
+        substitute(adjoint, replace)
+
+    # -- loops ---------------------------------------------------------------
+
+    def loop_adjoint(self, node: Node, adj: Adjoints, enclosing: Block) -> list[Node]:
+        if not self.touches_active(node) and not any(o.id in self.active for o in node.outputs):
+            return []
+        is_for = node.op.name == "for"
+        body = node.regions[-1]
+        carried = passes.carried_params(node, body)
+        inits = passes.carried_inits(node)
+        if not is_for:
+            trip = _count_iterations(node, enclosing)
+        slots = [
+            k
+            for k, c in enumerate(carried)
+            if c.id in self.active or node.outputs[k].id in self.active
+        ]
+        index = Value(body.params[0].hint if is_for else "k", role="primal", loc=node.loc)
+        slot_params = [Value(carried[k].hint, role="adjoint", loc=node.loc) for k in slots]
+        inner = Adjoints(self.active, adj, "loop", defined_ids(body))
+        seed = Builder(loc=node.loc, role="adjoint")
+        for k, p in zip(slots, slot_params):
+            inner.add(seed, body.yields[k], p, set())
+        nodes = seed.nodes + self.block(body, inner)
+        tail = Builder(loc=node.loc, role="adjoint")
+        next_slots = []
+        for k, p in zip(slots, slot_params):
+            g = inner.get(carried[k])
+            next_slots.append(g if g is not None else tail.call(np.zeros_like, p).value)
+        accs = list(inner.accumulators.values())
+        ab = Block(
+            params=[index, *slot_params, *(acc for _, acc in accs)],
+            nodes=nodes + tail.nodes,
+            yields=next_slots + [inner.of[x.id] for x, _ in accs],
+        )
+        passes.dce_block(ab, set())
+        pre = Builder(loc=node.loc, role="adjoint")
+        bounds = node.inputs[:3] if is_for else [pre.const(0), trip, pre.const(1)]
+        self.record(node, enclosing, ab, index)
+        slot_inits = [
+            adj.get(node.outputs[k]) or _zeros_like(pre, node.outputs[k], carried[k].hint)
+            for k in slots
+        ]
+        acc_inits = [adj.current(x) or _zeros_like(pre, x, x.hint) for x, _ in accs]
+        outputs = [Value(carried[k].hint, role="adjoint", loc=node.loc) for k in slots]
+        outputs += [Value(x.hint, role="adjoint", loc=node.loc) for x, _ in accs]
+        loop = Node(
+            FOR, [*bounds, *slot_inits, *acc_inits], {"reverse": True}, outputs, [ab], node.loc
+        )
+        post = Builder(loc=node.loc, role="adjoint")
+        for k, out in zip(slots, outputs):
+            adj.add(post, inits[k], out, set())
+        for (x, _), out in zip(accs, outputs[len(slots) :]):
+            adj.of[x.id] = out
+        return pre.nodes + [loop] + post.nodes
+
+    def saved_values(self, body: Block, ab: Block) -> list[tuple[Value, bool, list[int]]]:
+        """What the adjoint body reads of the primal loop body (the index aside), as
+        (primal value, whether only its shape is read, ids the restored value replaces).
+        A value read only for its shape has just its shape saved."""
+        local = defined_ids(body)
+        shape_reads: dict[int, list[Node]] = {}
+        other_reads: set[int] = {v.id for v in ab.yields}
+        for n in walk(ab):
+            for v in n.inputs:
+                if v.id in local:
+                    if n.op.name == "shape":
+                        shape_reads.setdefault(v.id, []).append(n)
+                    else:
+                        other_reads.add(v.id)
+        saved = []
+        index = body.params[0] if body.params and node_is_for(body) else None
+        for v in referenced(ab):
+            if v.id not in local or v is index or _is_literal(v, body):
+                continue
+            if v.id in other_reads:
+                saved.append((v, False, [v.id]))
+            else:
+                saved.append((v, True, [r.output.id for r in shape_reads[v.id]]))
+        return saved
+
+    def record(self, node: Node, enclosing: Block, ab: Block, index: Value) -> None:
+        """Save what the adjoint body reads: into lists preallocated for the trip count
+        (`for`), or lists that grow as the loop runs (`while`)."""
+        is_for = node.op.name == "for"
+        body = node.regions[-1]
+        _LOOP_KIND[id(body)] = is_for
+        _copy_literals(body, ab)
+        saved = self.saved_values(body, ab)
+        replace = {body.params[0].id: index} if is_for else {}
+        if not saved:
+            substitute(ab, replace)
+            return
+        b = Builder(loc=node.loc, role="temp")
+        if is_for:
+            start, stop, step = node.inputs[:3]
+            trip = _trip_count(b, start, stop, step)
+            tapes = [b.emit_sym(TAPE_NEW, [trip]).value for _ in saved]
+        else:
+            tapes = [b.emit_sym(TAPE_LIST, []).value for _ in saved]
+        for tape, (v, shape_only, _) in zip(tapes, saved):
+            tape.hint = f"{v.hint}_shape" if shape_only else f"{v.hint}_saved"
+        at = enclosing.nodes.index(node)
+        enclosing.nodes[at:at] = b.nodes
+        forward = Builder(loc=node.loc, role="temp")
+        backward = Builder(loc=node.loc, role="temp")
+        if is_for:
+            j = _iteration(forward, body.params[0], start, step)
+            j_back = _iteration(backward, index, start, step)
+
+            def write(tape, v, loc):
+                return Node(TAPE_SET, [tape, j, v], {}, [], loc=loc)
+        else:
+            j_back = index
+
+            def write(tape, v, loc):
+                return Node(TAPE_APPEND, [tape, v], {}, [], loc=loc)
+
+        self.insert_writes(body, saved, tapes, write, forward.nodes, node.loc)
+        for tape, (v, shape_only, ids) in zip(tapes, saved):
+            restored = backward.emit_sym(TAPE_GET, [tape, j_back]).value
+            restored.hint = f"{v.hint}_shape" if shape_only else v.hint
+            restored.role = "temp" if shape_only else v.role
+            replace.update((vid, restored) for vid in ids)
+        ab.nodes[0:0] = backward.nodes
+        substitute(ab, replace)
+        passes.dce_block(ab, set())
+
+    def insert_writes(self, body: Block, saved, tapes, write, prologue, loc) -> None:
+        """Put a tape write right after each saved value is defined in the primal body."""
+        position = {id(n): i for i, n in enumerate(body.nodes)}
+        defined_at = {v.id: (position[id(n)], n.loc) for n in body.nodes for v in n.outputs}
+        after: dict[int, list[Node]] = {}
+        first: list[Node] = list(prologue)
+        for tape, (v, shape_only, _) in zip(tapes, saved):
+            i, where = defined_at.get(v.id, (None, loc))
+            b = Builder(loc=where, role="temp")
+            written = b.call(np.shape, v).value if shape_only else v
+            if shape_only:
+                written.hint = f"{v.hint}_shape"
+            writes = [*b.nodes, write(tape, written, where)]
+            if i is None:  # a loop-carried parameter: its value as the iteration starts
+                first.extend(writes)
+            else:
+                after.setdefault(i, []).extend(writes)
+        nodes = list(first)
+        for i, n in enumerate(body.nodes):
+            nodes.append(n)
+            nodes.extend(after.get(i, []))
+        body.nodes = nodes
+
+
+_LOOP_KIND: dict[int, bool] = {}
+
+
+def node_is_for(body: Block) -> bool:
+    return _LOOP_KIND.get(id(body), False)
+
+
+def _is_literal(v: Value, block: Block) -> bool:
+    return v.is_const and "name" not in _const_attrs(block, v)
+
+
+def _copy_literals(primal: Block, adjoint: Block) -> None:
+    """Literal constants of the primal region that the adjoint reads are written again."""
+    local = defined_ids(primal)
+    b = Builder(loc=None, role="temp")
+    replace = {
+        v.id: b.const(v.const)
+        for v in referenced(adjoint)
+        if v.id in local and _is_literal(v, primal)
+    }
+    adjoint.nodes[0:0] = b.nodes
+    substitute(adjoint, replace)
+
+
+def _zeros_like(b: Builder, x: Value, hint: str) -> Value:
+    """A zero adjoint for `x`, where a loop needs one to start from."""
+    zeros = b.call(np.zeros_like, x).value
+    zeros.hint, zeros.role = hint, "adjoint"
+    return zeros
+
+
+def _const_attrs(block: Block, v: Value) -> dict:
+    for node in walk(block):
+        if v in node.outputs:
+            return node.attrs
+    return {}
+
+
+def defined_ids(block: Block) -> set[int]:
+    """Ids of every value a block defines: its parameters and all values in nested regions."""
+    ids = {p.id for p in block.params}
+    for node in walk(block):
+        ids.update(v.id for v in node.outputs)
+        for region in node.regions:
+            ids.update(p.id for p in region.params)
+    return ids
+
+
+def referenced(block: Block) -> list[Value]:
+    """Every value a block reads, in order of first use, without duplicates."""
+    seen: dict[int, Value] = {}
+
+    def visit(b: Block) -> None:
+        for node in b.nodes:
+            for v in node.inputs:
+                seen.setdefault(v.id, v)
+            for region in node.regions:
+                visit(region)
+        for v in b.yields:
+            seen.setdefault(v.id, v)
+
+    visit(block)
+    return list(seen.values())
+
+
+def substitute(block: Block, replace: dict[int, Value]) -> None:
+    """Replace reads of values in `block` (and nested regions) by `replace[id]`."""
+    if not replace:
+        return
+    for node in walk(block):
+        node.inputs = [replace.get(v.id, v) for v in node.inputs]
+        for region in node.regions:
+            region.yields = [replace.get(v.id, v) for v in region.yields]
+    block.yields = [replace.get(v.id, v) for v in block.yields]
+
+
+def _trip_count(b: Builder, start: Value, stop: Value, step: Value) -> Value:
+    if start.const == 0 and step.const == 1:
+        return stop
+    return b.call(_range_length, start, stop, step).value
+
+
+def _range_length(start, stop, step):
+    return len(range(start, stop, step))
+
+
+def _iteration(b: Builder, i: Value, start: Value, step: Value) -> Value:
+    """The iteration number of index `i` in range(start, _, step)."""
+    if start.const == 0 and step.const == 1:
+        return i
+    return b.call(operator.floordiv, b.call(operator.sub, i, start), step).value
+
+
+def _count_iterations(node: Node, enclosing: Block) -> Value:
+    """Give a `while` a carried counter; return the output that holds its trip count."""
+    cond, body = node.regions
+    b = Builder(loc=node.loc, role="temp")
+    zero = b.const(0)
+    at = enclosing.nodes.index(node)
+    enclosing.nodes[at:at] = b.nodes
+    node.inputs.append(zero)
+    cond.params.append(Value("iterations", loc=node.loc))
+    count = Value("iterations", loc=node.loc)
+    body.params.append(count)
+    step = Builder(loc=node.loc, role="primal")
+    following = step.call(operator.add, count, 1).value
+    following.hint = "iterations"
+    body.nodes.extend(step.nodes)
+    body.yields.append(following)
+    trip = Value("iterations", loc=node.loc)
+    node.outputs.append(trip)
+    return trip
 
 
 def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) -> None:

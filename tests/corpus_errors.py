@@ -8,8 +8,7 @@ def many_problems(x):
         y = x * 2
     except ValueError:
         y = x
-    while np.sum(y) > 1:
-        y = y / 2
+    del x
     with open("f") as fh:
         fh.read()
     return np.sum(y)

@@ -18,7 +18,7 @@ def test_every_problem_is_reported_at_once_with_place_caret_and_suggestion():
         ad.grad(e.many_problems)
     err = info.value
     assert isinstance(err, SyntaxError)
-    assert [d.message.split()[0] for d in err.diagnostics] == ["`try`", "`while`", "`with`"]
+    assert [d.message.split()[0] for d in err.diagnostics] == ["`try`", "`del`", "`with`"]
     text = str(err)
     line = inspect.getsourcelines(e.many_problems)[1]
     assert f"corpus_errors.py:{line + 1}:5: error: `try` is not supported" in text

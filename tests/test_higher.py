@@ -27,7 +27,8 @@ from tests.test_rules import CASES, inputs
 INTERNAL = {
     op.name
     for op in ops.OPS
-    if not op.nondiff and runtime.HELPERS.get(op.name) is op.impl and op.name != "astype"
+    if not op.nondiff and not op.regions and runtime.HELPERS.get(op.name) is op.impl
+    and op.name != "astype"
 }
 
 # Second derivatives that are not implemented: the helper's rule says so at compile time.

@@ -33,10 +33,11 @@ def train_sample(name, **overrides):
         sample.loss, sample.init_params(0), data["train"], epochs=settings["epochs"],
         batch_size=settings["batch_size"],
         optimizer=make_optimizer(settings["optimizer"], settings["lr"]),
-        validation=data["validation"], metric=sample.metric, quiet=True, blas_threads=1,
+        validation=data["validation"], metric=getattr(sample, "metric", None), quiet=True,
+        blas_threads=1,
     )  # fmt: skip
     scores = evaluate(Objective(sample.loss, result.params), result.params, data["test"],
-                      sample.metric)  # fmt: skip
+                      getattr(sample, "metric", None))  # fmt: skip
     return sample, data, result, scores
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from adcompiler import runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.ops.core import Op
-from adcompiler.ssa import Function, Node, Value
+from adcompiler.ssa import Block, Function, Node, Value
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
 
@@ -142,38 +142,134 @@ class Emitter:
         self.comments: list[str] = []
 
     def emit(self, doc: str, result_tree: Any) -> Emitted:
-        nodes = self.fn.body.nodes
-        uses = _use_counts(self.fn)
-        inlined = {
-            n.output.id
-            for n in nodes
-            if len(n.outputs) == 1
-            and (
-                _is_literal_const(n)
-                or uses.get(n.output.id, 0) == 1
-                and (n.op.inline or n.output.role in INLINE_ROLES)
-            )
-        }
-        self.inline_defs = {n.output.id: n for n in nodes if n.outputs and n.output.id in inlined}
-        last_use = _last_uses(self.fn, inlined)
+        plan = Plan(self.fn)
+        self.plan = plan
+        self.inline_defs = plan.inline_defs
+        self.line = None
         body: list[ast.stmt] = [ast.Expr(ast.Constant(doc.replace("\n", "\n    ")))]
-        line = None
-        for i, node in enumerate(nodes):
-            if node.outputs and node.output.id in inlined:
-                continue
-            expr = self.expression(node)
-            for vid in last_use.get(i, ()):
-                self.namer.kill(vid)
-            if node.loc is not None and (node.loc.line, _is_adjoint(node)) != line:
-                line = (node.loc.line, _is_adjoint(node))
-                body.append(self.comment(node))
-            if not node.outputs:
-                body.append(ast.Expr(expr))
-                continue
-            target = ast.Name(self.namer.name(node.output), ast.Store())
-            body.append(ast.Assign([target], expr))
+        body.extend(self.block(self.fn.body))
+        self.advance(plan.final)
         body.append(ast.Return(self.result_ast(result_tree)))
         return self.finish(body)
+
+    def advance(self, position: int) -> None:
+        """Free the names of values read for the last time at or before `position`."""
+        for vid in self.plan.dying_until(position):
+            self.namer.kill(vid)
+
+    def block(self, block: Block) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for node in block.nodes:
+            if node.outputs and node.outputs[0].id in self.inline_defs:
+                continue
+            start, _ = self.plan.span[id(node)]
+            if node.loc is not None and (node.loc.line, _is_adjoint(node)) != self.line:
+                self.line = (node.loc.line, _is_adjoint(node))
+                out.append(self.comment(node))
+            if node.op.name == "if":
+                out.extend(self.if_statement(node))
+            elif node.op.name == "for":
+                out.extend(self.for_statement(node))
+            elif node.op.name == "while":
+                out.extend(self.while_statement(node))
+            else:
+                out.append(self.simple_statement(node, start))
+        return out
+
+    def simple_statement(self, node: Node, position: int) -> ast.stmt:
+        expr = self.expression(node)
+        self.advance(position)
+        if isinstance(expr, ast.stmt):
+            return expr
+        if not node.outputs:
+            return ast.Expr(expr)
+        if node.op.name == "assert":
+            return ast.Assert(
+                expr.args[0] if isinstance(expr, ast.Call) else expr,
+                ast.Constant(node.attrs["message"]),
+            )
+        target = ast.Name(self.namer.name(node.output), ast.Store())
+        return ast.Assign([target], expr)
+
+    def assign_all(self, names: list[str], values: list[ast.expr]) -> list[ast.stmt]:
+        """``a, b = x, y`` for the pairs whose name differs from the value written."""
+        pairs = [
+            (n, v) for n, v in zip(names, values) if not (isinstance(v, ast.Name) and v.id == n)
+        ]
+        if not pairs:
+            return []
+        if len(pairs) == 1:
+            return [ast.Assign([ast.Name(pairs[0][0], ast.Store())], pairs[0][1])]
+        targets = ast.Tuple([ast.Name(n, ast.Store()) for n, _ in pairs], ast.Store())
+        return [ast.Assign([targets], ast.Tuple([v for _, v in pairs], ast.Load()))]
+
+    def region_body(self, region: Block, names: list[str]) -> list[ast.stmt]:
+        """A region's statements, then assignment of its yields to `names`."""
+        stmts = self.block(region)
+        values = [self.read(v) for v in region.yields]
+        self.advance(self.plan.region_end[id(region)])
+        stmts.extend(self.assign_all(names, values))
+        return stmts or [ast.Pass()]
+
+    def if_statement(self, node: Node) -> list[ast.stmt]:
+        test = self.read(node.inputs[0])
+        start, end = self.plan.span[id(node)]
+        self.advance(start)
+        then_stmts = self.block(node.regions[0])
+        then_values = [self.read(v) for v in node.regions[0].yields]
+        self.advance(self.plan.region_end[id(node.regions[0])])
+        else_stmts = self.block(node.regions[1])
+        else_values = [self.read(v) for v in node.regions[1].yields]
+        self.advance(end)
+        names = [self.namer.name(o) for o in node.outputs]
+        then_stmts += self.assign_all(names, then_values)
+        else_stmts += self.assign_all(names, else_values)
+        return [ast.If(test, then_stmts or [ast.Pass()], else_stmts)]
+
+    def slot_names(self, node: Node, params_per_region: list[list[Value]]) -> list[str]:
+        """Name a loop's carried slots: one name for init, parameters, yields and output."""
+        names = []
+        for k, out in enumerate(node.outputs):
+            name = self.namer.name(out)
+            for params in params_per_region:
+                self.namer.fix(params[k], name)
+            names.append(name)
+        return names
+
+    def for_statement(self, node: Node) -> list[ast.stmt]:
+        body = node.regions[0]
+        start, stop, step, *inits = node.inputs
+        bounds = [self.read(v) for v in (start, stop, step)]
+        init_values = [self.read(v) for v in inits]
+        begin, end = self.plan.span[id(node)]
+        self.advance(begin)
+        names = self.slot_names(node, [body.params[1:]])
+        index = self.namer.name(body.params[0])
+        before = self.assign_all(names, init_values)
+        stmts = self.region_body(body, names)
+        self.advance(end)
+        iterator = _range_call(bounds, reverse=node.attrs.get("reverse", False))
+        loop = ast.For(ast.Name(index, ast.Store()), iterator, stmts, [], None)
+        return before + [loop]
+
+    def while_statement(self, node: Node) -> list[ast.stmt]:
+        cond, body = node.regions
+        init_values = [self.read(v) for v in node.inputs]
+        begin, end = self.plan.span[id(node)]
+        self.advance(begin)
+        names = self.slot_names(node, [cond.params, body.params])
+        before = self.assign_all(names, init_values)
+        cond_stmts = self.block(cond)
+        flag = self.read(cond.yields[0])
+        self.advance(self.plan.region_end[id(cond)])
+        stmts = self.region_body(body, names)
+        self.advance(end)
+        if cond_stmts:  # the condition needs statements: test it inside the loop
+            stop = ast.If(ast.UnaryOp(ast.Not(), flag), [ast.Break()], [])
+            loop = ast.While(ast.Constant(True), cond_stmts + [stop] + stmts, [])
+        else:
+            loop = ast.While(flag, stmts, [])
+        return before + [loop]
 
     def expression(self, node: Node) -> ast.expr:
         return _spell(node, [self.read(v) for v in node.inputs])
@@ -233,39 +329,127 @@ def _is_adjoint(node: Node) -> bool:
     return any(v.role.startswith("adjoint") for v in node.outputs)
 
 
-def _use_counts(fn: Function) -> dict[int, int]:
-    count: dict[int, int] = {}
-    for node in fn.body.nodes:
-        for v in node.inputs:
-            count[v.id] = count.get(v.id, 0) + 1
-    for v in fn.results:
-        count[v.id] = count.get(v.id, 2) + 2  # results are always named
-    return count
+class Plan:
+    """Where every statement goes, which values are written inline, and when each dies.
+
+    Statements are numbered in the order they are written (a region's statements
+    inside their node's span). A value read inside a loop that it was defined
+    outside of lives until the loop ends.
+    """
+
+    def __init__(self, fn: Function):
+        self.span: dict[int, tuple[int, int]] = {}
+        self.region_end: dict[int, int] = {}
+        self.block_of: dict[int, int] = {}  # value id -> id of the block defining it
+        self.uses: dict[int, list[tuple[int, int]]] = {}  # value id -> [(block id, position)]
+        self.loops: list[tuple[int, int, set[int]]] = []  # (start, end, ids defined inside)
+        self.counter = 0
+        self.defs: dict[int, Node] = {}
+        self.readers: list[tuple[Node, int]] = []  # (node, position)
+        self.tail_reads: list[tuple[int, int]] = []  # (value id, position): yields, results
+        for p in fn.params:
+            self.block_of[p.id] = id(fn.body)
+        self.number(fn.body)
+        self.final = self.counter
+        for v in fn.results:
+            self.use(v, id(fn.body), self.final, inline=False)
+            self.tail_reads.append((v.id, self.final))
+        self.inline_defs = self.choose_inline()
+        self.reads: dict[int, list[int]] = {}
+        for node, position in self.readers:
+            if not (node.outputs and node.outputs[0].id in self.inline_defs):
+                for v in node.inputs:
+                    self.reads.setdefault(v.id, []).append(position)
+        for vid, position in self.tail_reads:
+            self.reads.setdefault(vid, []).append(position)
+        self.last = self.last_uses()
+        self.order = sorted(self.last.items(), key=lambda item: item[1])
+        self.cursor = 0
+
+    def number(self, block: Block) -> None:
+        for p in block.params:
+            self.block_of[p.id] = id(block)
+        for node in block.nodes:
+            start = self.counter
+            self.counter += 1
+            self.readers.append((node, start))
+            for v in node.inputs:
+                self.use(v, id(block), start)
+            inside: set[int] = set()
+            for region in node.regions:
+                before = set(self.block_of)
+                self.number(region)
+                for v in region.yields:
+                    self.use(v, id(region), self.counter)
+                    self.tail_reads.append((v.id, self.counter))
+                self.region_end[id(region)] = self.counter
+                self.counter += 1
+                inside |= set(self.block_of) - before
+            end = self.counter
+            self.counter += 1
+            self.span[id(node)] = (start, end)
+            if node.op.name in ("for", "while"):
+                self.loops.append((start, end, inside))
+            for v in node.outputs:
+                self.block_of[v.id] = id(block)
+                self.defs[v.id] = node
+
+    def use(self, v: Value, block: int, position: int, inline: bool = True) -> None:
+        self.uses.setdefault(v.id, []).append((block if inline else -1, position))
+
+    def choose_inline(self) -> dict[int, Node]:
+        chosen = {}
+        for vid, node in self.defs.items():
+            if len(node.outputs) != 1 or node.regions:
+                continue
+            uses = self.uses.get(vid, [])
+            if _is_literal_const(node):
+                chosen[vid] = node
+            elif (
+                len(uses) == 1
+                and uses[0][0] == self.block_of[vid]
+                and (node.op.inline or node.outputs[0].role in INLINE_ROLES)
+            ):
+                chosen[vid] = node
+        return chosen
+
+    def last_uses(self) -> dict[int, int]:
+        """The position after which each named value is read no more. A value read by
+        an inlined expression is read where that expression is written."""
+        last: dict[int, int] = {}
+
+        def note(vid: int, position: int) -> None:
+            if vid in self.inline_defs:
+                for w in self.defs[vid].inputs:
+                    note(w.id, position)
+                return
+            for start, end, inside in self.loops:
+                if start < position < end and vid not in inside:
+                    position = max(position, end)
+            last[vid] = max(last.get(vid, -1), position)
+
+        for vid, reads in self.reads.items():
+            for position in reads:
+                note(vid, position)
+        return last
+
+    def dying_until(self, position: int) -> list[int]:
+        out = []
+        while self.cursor < len(self.order) and self.order[self.cursor][1] <= position:
+            out.append(self.order[self.cursor][0])
+            self.cursor += 1
+        return out
 
 
-def _last_uses(fn: Function, inlined: set[int]) -> dict[int, list[int]]:
-    """For each statement index, the values read there for the last time."""
-    reads: dict[int, int] = {}
-    by_id = {n.output.id: n for n in fn.body.nodes if n.outputs}
-
-    def note(v: Value, i: int) -> None:
-        if v.id in inlined:
-            for w in by_id[v.id].inputs:
-                note(w, i)
-        else:
-            reads[v.id] = i
-
-    for i, node in enumerate(fn.body.nodes):
-        if node.outputs and node.output.id in inlined:
-            continue
-        for v in node.inputs:
-            note(v, i)
-    result_ids = {v.id for v in fn.results}
-    out: dict[int, list[int]] = {}
-    for vid, i in reads.items():
-        if vid not in result_ids:
-            out.setdefault(i, []).append(vid)
-    return out
+def _range_call(bounds: list[ast.expr], reverse: bool) -> ast.expr:
+    start, stop, step = bounds
+    args = [stop]
+    is_zero = isinstance(start, ast.Constant) and start.value == 0
+    is_one = isinstance(step, ast.Constant) and step.value == 1
+    if not is_zero or not is_one:
+        args = [start, stop] if is_one else [start, stop, step]
+    call = ast.Call(ast.Name("range", ast.Load()), args, [])
+    return ast.Call(ast.Name("reversed", ast.Load()), [call], []) if reverse else call
 
 
 def _helpers_used(source: str) -> set[str]:

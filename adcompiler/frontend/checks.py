@@ -55,23 +55,6 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
 
 # Supported by a later stage of the compiler; refused for now with a rewrite.
 NOT_YET: dict[type, tuple[str, str]] = {
-    gast.If: (
-        "`if` statements are not supported yet",
-        "use `np.where(cond, a, b)` for elementwise choices",
-    ),
-    gast.IfExp: (
-        "conditional expressions are not supported yet",
-        "use `np.where(cond, a, b)`",
-    ),
-    gast.For: (
-        "`for` loops are not supported yet",
-        "vectorize the loop with array operations (sum, @, cumsum)",
-    ),
-    gast.While: (
-        "`while` loops are not supported yet",
-        "vectorize the loop, or unroll a fixed number of steps",
-    ),
-    gast.BoolOp: ("`and`/`or` are not supported yet", "use `np.logical_and` / `np.logical_or`"),
     gast.Lambda: ("`lambda` is not supported yet", "define a module-level function with `def`"),
     gast.FunctionDef: (
         "nested function definitions are not supported yet",
@@ -83,9 +66,6 @@ NOT_YET: dict[type, tuple[str, str]] = {
     ),
     gast.DictComp: ("dict comprehensions are not supported yet", "build the dict outside"),
     gast.Dict: ("dicts are not supported yet", "pass the arrays as separate arguments"),
-    gast.Assert: ("`assert` is not supported yet", "check inputs before calling the gradient"),
-    gast.Break: ("`break` is not supported yet", "vectorize the loop"),
-    gast.Continue: ("`continue` is not supported yet", "vectorize the loop"),
 }
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
+from adcompiler.frontend.control import RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.core import NO_DEFAULT, Op
@@ -99,7 +100,7 @@ def lower_function(fn) -> Function:
     return out
 
 
-class Lowering:
+class Lowering(ControlFlow):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
@@ -129,35 +130,29 @@ class Lowering:
 
     def lower_body(self) -> tuple[list[Value], bool]:
         """Lower the statements; return the result values and whether they were a tuple."""
-        result: Any = None
-        body = self.parsed.tree.body
-        for i, stmt in enumerate(body):
-            if _is_docstring(stmt, i):
-                continue
-            self.loc = self.parsed.loc(stmt)
-            self.statement_start = len(self.nodes)
-            try:
-                if isinstance(stmt, gast.Return):
-                    if i != len(body) - 1:
-                        raise LoweringError(stmt, "code after `return` never runs", "remove it")
-                    result = self.expr(stmt.value) if stmt.value is not None else Static(None)
-                else:
-                    self.statement(stmt)
-            except LoweringError as err:
-                self.report(err)
-        if result is None and not any(isinstance(s, gast.Return) for s in body):
+        body = [s for i, s in enumerate(self.parsed.tree.body) if not _is_docstring(s, i)]
+        errors_before = len(self.diagnostics)
+        self.lower_stmts(body)
+        result = self.env.get(RESULT)
+        if len(self.diagnostics) > errors_before:
+            return [], False
+        if result is None or isinstance(result, Static) and result.obj is None:
             self.report(
                 LoweringError(self.parsed.tree, "the function returns nothing", "add `return`")
             )
             return [], False
-        if result is None:  # the return expression itself was reported
+        if result is UNDEFINED:
+            self.report(
+                LoweringError(self.parsed.tree, "not every path returns a value", "add `return`")
+            )
             return [], False
         if isinstance(result, tuple):
             return [self.as_value(r) for r in result], True
         return [self.as_value(result)], False
 
     def report(self, err: LoweringError) -> None:
-        self.diagnostics.append(Diagnostic(self.parsed.loc(err.node), err.message, err.suggestion))
+        loc = self.parsed.loc(err.node) if err.node is not None else self.loc
+        self.diagnostics.append(Diagnostic(loc, err.message, err.suggestion))
 
     # -- statements --------------------------------------------------------
 
@@ -232,6 +227,12 @@ class Lowering:
     def name(self, node):
         name = node.id
         if name in self.env:
+            if self.env[name] is UNDEFINED:
+                raise LoweringError(
+                    node,
+                    f"`{name}` may be undefined here (assigned on some paths or only in a loop)",
+                    f"assign `{name}` before the `if` or loop",
+                )
             return self.env[name]
         if name in self.closure:
             return Static(self.closure[name], name)

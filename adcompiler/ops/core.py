@@ -58,6 +58,7 @@ class Op:
     same_shape: bool = False  # output has the shape of its first input
     inline: bool = False  # cheap and pure: codegen may write it into its consumer
     structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
+    regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:

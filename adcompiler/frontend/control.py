@@ -1,0 +1,552 @@
+"""Lowering statements and control flow into structured regions.
+
+    if c:                        %x_1 = if(%c)
+        x = x * 2      ──▶         then: %x_2 = mul(%x, 2); yield %x_2
+    return x                       else: yield %x
+                                 return %x_1
+
+`break`, `continue` and `return` are lowered without jumps: the statements
+after an `if` that may leave the block are lowered into the branch that does
+not leave it (so a guard clause stays an if/else), `break` sets a loop-carried
+flag that the loop condition reads (a `for` with a `break` becomes a `while`),
+and a `return` inside a loop sets a flag and the value, which the code after
+the loop reads.
+
+Environment keys starting with "." are the compiler's own variables: ".result"
+(the value being returned), ".returned" and ".broke" (flags).
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+
+import gast
+import numpy as np
+
+from adcompiler.ops import lookup
+from adcompiler.ops.control import AND, ASSERT, FOR, IF, NOT, OR, PRINT, WHILE
+from adcompiler.ssa import Block, Node, Value
+
+RESULT, RETURNED, BROKE = ".result", ".returned", ".broke"
+FLAG_DEFAULTS = {RETURNED: False, BROKE: False}
+
+
+class Undefined:
+    """A variable assigned on some paths only."""
+
+    def __repr__(self) -> str:
+        return "<undefined>"
+
+
+UNDEFINED = Undefined()
+
+
+def leaves_block(stmt, kinds=(gast.Return, gast.Break, gast.Continue)) -> bool:
+    """True if `stmt` contains a statement of `kinds` that leaves the enclosing block
+    (a `break`/`continue` inside a nested loop leaves only that loop)."""
+    if isinstance(stmt, kinds):
+        return True
+    if isinstance(stmt, (gast.For, gast.While)):
+        inner = tuple(k for k in kinds if k is gast.Return)
+        return bool(inner) and any(leaves_block(s, inner) for s in stmt.body + stmt.orelse)
+    if isinstance(stmt, (gast.FunctionDef, gast.Lambda)):
+        return False
+    if isinstance(stmt, gast.If):
+        return any(leaves_block(s, kinds) for s in stmt.body + stmt.orelse)
+    return False
+
+
+def assigned_names(stmts) -> set[str]:
+    """Names a list of statements may assign (targets, loop variables, augmented assignment)."""
+    names: set[str] = set()
+    for stmt in stmts:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+                names.add(node.id)
+            elif isinstance(node, gast.Return):
+                names.update((RESULT, RETURNED))
+            elif isinstance(node, gast.Break):
+                names.add(BROKE)
+    return names
+
+
+class ControlFlow:
+    """The statement-level half of `Lowering` (mixed into it)."""
+
+    # -- statement lists -----------------------------------------------------
+
+    def lower_stmts(self, stmts) -> str:
+        """Lower `stmts` into the current block; return "exit" if every path leaves it."""
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        for i, stmt in enumerate(stmts):
+            self.loc = self.parsed.loc(stmt)
+            self.statement_start = len(self.nodes)
+            rest = stmts[i + 1 :]
+            try:
+                if isinstance(stmt, gast.Return):
+                    value = self.expr(stmt.value) if stmt.value is not None else Static(None)
+                    self.env[RESULT] = value
+                    self.env[RETURNED] = Static(True)
+                    return "exit"
+                if isinstance(stmt, gast.Break):
+                    self.env[BROKE] = Static(True)
+                    return "exit"
+                if isinstance(stmt, gast.Continue):
+                    return "exit"
+                if isinstance(stmt, gast.If):
+                    if leaves_block(stmt):
+                        return self.lower_if(stmt.test, stmt.body + rest, stmt.orelse + rest)
+                    self.lower_if(stmt.test, stmt.body, stmt.orelse)
+                elif isinstance(stmt, (gast.For, gast.While)):
+                    if stmt.orelse:
+                        raise LoweringError(stmt, "`else` on a loop is not supported", "use a flag")
+                    self.lower_loop(stmt)
+                    if self._may_have_returned():
+                        return self.after_return_flag(rest)
+                elif isinstance(stmt, gast.Expr) and _is_call_to(stmt.value, "print"):
+                    self.lower_print(stmt.value)
+                elif isinstance(stmt, gast.Assert):
+                    self.lower_assert(stmt)
+                else:
+                    self.statement(stmt)
+            except LoweringError as err:
+                self.report(err)
+        return "fall"
+
+    def _may_have_returned(self) -> bool:
+        from adcompiler.frontend.lower import Static
+
+        flag = self.env.get(RETURNED, Static(False))
+        return not (isinstance(flag, Static) and flag.obj is False)
+
+    def after_return_flag(self, rest) -> str:
+        """After a loop that may have returned: the rest runs only if it did not."""
+        flag = self.env[RETURNED]
+        then_env = dict(self.env)
+        return self.branch(self.as_value(flag), ([], then_env, "exit"), rest)
+
+    def region(self, stmts, env=None, params=()) -> tuple[Block, dict, str]:
+        """Lower `stmts` into a new block starting from `env`; return it, the env after, status."""
+        outer = (self.nodes, self.env, getattr(self, "statement_start", 0))
+        self.nodes, self.env = [], dict(self.env if env is None else env)
+        try:
+            status = self.lower_stmts(stmts)
+            return Block(params=list(params), nodes=self.nodes), self.env, status
+        finally:
+            self.nodes, self.env, self.statement_start = outer
+
+    # -- if ------------------------------------------------------------------
+
+    def lower_if(self, test, body, orelse) -> str:
+        from adcompiler.frontend.lower import Static
+
+        cond = self.expr(test)
+        if isinstance(cond, Static):  # decided when compiling: lower the branch taken
+            return self.lower_stmts(body if cond.obj else orelse)
+        return self.branch(self.as_value(self.truth(cond)), body, orelse)
+
+    def branch(self, cond: Value, then_part, else_part) -> str:
+        """Emit an `if` node; each part is a statement list or (nodes, env, status)."""
+        loc = self.loc
+        then_block, then_env, then_status = self._part(then_part)
+        else_block, else_env, else_status = self._part(else_part)
+        merged = self.merge(
+            [(then_block, then_env, then_status), (else_block, else_env, else_status)]
+        )
+        outputs = []
+        for name, (values, hint) in merged.items():
+            then_block.yields.append(values[0])
+            else_block.yields.append(values[1])
+            outputs.append((name, Value(hint, loc=loc)))
+        outs = [v for _, v in outputs]
+        node = Node(IF, [cond], {}, outs, [then_block, else_block], loc)
+        self.nodes.append(node)
+        self.loc = loc
+        self.bind_merged(merged, outputs)
+        return "exit" if then_status == else_status == "exit" else "fall"
+
+    def _part(self, part):
+        if isinstance(part, tuple):
+            nodes, env, status = part
+            return Block(nodes=list(nodes)), env, status
+        return self.region(part)
+
+    def merge(self, parts) -> dict[str, tuple[list[Value], str]]:
+        """Variables that differ between the parts: name -> (value in each part, hint).
+
+        Symbolic tuples merge element by element (their names get "#i" suffixes).
+        A variable assigned in some parts only becomes undefined after the merge.
+        """
+        names = set().union(*(env.keys() for _, env, _ in parts))
+        merged: dict[str, tuple[list[Value], str]] = {}
+        for name in sorted(names):
+            values = [env.get(name, _default(name)) for _, env, _ in parts]
+            if all(_same(v, values[0]) for v in values):
+                self.env[name] = values[0]
+            elif any(v is UNDEFINED for v in values):
+                self.env[name] = UNDEFINED
+            else:
+                self._merge_into(merged, name, values, parts)
+        return merged
+
+    def _merge_into(self, merged, name, values, parts) -> None:
+        if all(isinstance(v, tuple) for v in values) and len({len(v) for v in values}) == 1:
+            for i in range(len(values[0])):
+                self._merge_into(merged, f"{name}#{i}", [v[i] for v in values], parts)
+            return
+        converted = [
+            v if isinstance(v, Value) else self.value_in(block, v)
+            for v, (block, _, _) in zip(values, parts)
+        ]
+        merged[name] = (converted, name.lstrip(".").split("#")[0])
+
+    def value_in(self, block: Block, x) -> Value:
+        """`as_value(x)`, with any nodes it needs emitted at the end of `block`."""
+        outer = self.nodes
+        self.nodes = block.nodes
+        try:
+            return self.as_value(x)
+        finally:
+            self.nodes = outer
+
+    def bind_merged(self, merged, outputs) -> None:
+        """Set each merged variable (or tuple element) to its new output value."""
+        by_name = dict(outputs)
+        tuples: dict[str, dict[int, Value]] = {}
+        for name in merged:
+            base, _, index = name.partition("#")
+            if index:
+                tuples.setdefault(base, {})[int(index)] = by_name[name]
+            else:
+                self.env[name] = by_name[name]
+        for base, items in tuples.items():
+            current = list(self.env.get(base, ()))
+            for i, v in items.items():
+                current[i] = v
+            self.env[base] = tuple(current)
+
+    def truth(self, cond):
+        """A condition as the user meant it: `if x:` on a scalar."""
+        return cond
+
+    # -- loops ---------------------------------------------------------------
+
+    def lower_loop(self, stmt) -> None:
+        from adcompiler.frontend.lower import LoweringError
+
+        carried = [
+            n
+            for n in sorted(assigned_names(stmt.body))
+            if n in self.env and self.env[n] is not UNDEFINED or n in (RESULT, RETURNED, BROKE)
+        ]
+        if isinstance(stmt, gast.For):
+            start, stop, step, item = self.loop_range(stmt)
+            if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
+                self.lower_for_as_while(stmt, carried, start, stop, step, item)
+            else:
+                self.lower_for(stmt, carried, start, stop, step, item)
+            self.forget_loop_locals(stmt, carried)
+        elif isinstance(stmt, gast.While):
+            self.lower_while(stmt, carried)
+        else:
+            raise LoweringError(stmt, "unsupported loop")
+
+    def forget_loop_locals(self, stmt, carried) -> None:
+        """A name first assigned inside a loop is undefined after it (assign it before)."""
+        for name in assigned_names(
+            stmt.body + [stmt.target] if isinstance(stmt, gast.For) else stmt.body
+        ):
+            if name not in carried and not name.startswith("."):
+                self.env[name] = UNDEFINED
+
+    def loop_range(self, stmt):
+        """(start, stop, step, item) where item(i) gives the loop target's value at index i."""
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        it = stmt.iter
+        if isinstance(it, gast.Call):
+            fn = self.expr(it.func)
+            args = [self.expr(a) for a in it.args]
+            if isinstance(fn, Static) and fn.obj is builtins.range:
+                if len(args) == 1:
+                    args = [Static(0), args[0], Static(1)]
+                elif len(args) == 2:
+                    args = [*args, Static(1)]
+                return (*args, lambda i: i)
+            if isinstance(fn, Static) and fn.obj is builtins.enumerate:
+                seq = args[0]
+                return (
+                    Static(0),
+                    self.length(seq, it),
+                    Static(1),
+                    lambda i: (i, self.index_of(seq, i)),
+                )
+            if isinstance(fn, Static) and fn.obj is builtins.zip:
+                lengths = [self.length(a, it) for a in args]
+                stop = lengths[0]
+                for n in lengths[1:]:
+                    stop = self.call(builtins.min, [stop, n], {}, it)
+                return (
+                    Static(0),
+                    stop,
+                    Static(1),
+                    lambda i: tuple(self.index_of(a, i) for a in args),
+                )
+        seq = self.expr(it)
+        if isinstance(seq, Static) and not isinstance(seq.obj, np.ndarray):
+            raise LoweringError(it, "iterating over a compile-time constant is not supported")
+        return (Static(0), self.length(seq, it), Static(1), lambda i: self.index_of(seq, i))
+
+    def length(self, seq, node):
+        if isinstance(seq, tuple):
+            from adcompiler.frontend.lower import Static
+
+            return Static(len(seq))
+        return self.apply(lookup(builtins.len), [seq], {}, node)
+
+    def index_of(self, seq, i):
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        if isinstance(seq, tuple):
+            raise LoweringError(None, "a loop over a tuple needs a constant index")
+        value = self.as_value(seq)
+        if isinstance(i, Static):
+            return self.getitem(value, ((i.obj,), True))
+        from adcompiler.ops.structure import Dyn
+
+        return self.getitem(value, ((Dyn(0),), True), [self.as_value(i)])
+
+    def _carried_inits(self, carried) -> list[Value]:
+        from adcompiler.frontend.lower import LoweringError
+
+        inits = []
+        for name in carried:
+            value = self.env.get(name, _default(name))
+            if isinstance(value, tuple):
+                raise LoweringError(
+                    self.current,
+                    f"`{name}` holds a tuple that changes in the loop",
+                    "unpack it into separate names before the loop",
+                )
+            inits.append(self.as_value(value))
+        return inits
+
+    def loop_body(self, carried, params, prefix, body, suffix) -> Block:
+        """Lower a loop body with `carried` bound to `params`; yields their next values."""
+        saved_env, saved_nodes = self.env, self.nodes
+        self.env = {**saved_env, **dict(zip(carried, params))}
+        self.nodes = []
+        try:
+            prefix()
+            self.lower_stmts(body)
+            self.statement_start = len(self.nodes)
+            suffix()
+            yields = [self.as_value(self.env.get(n, _default(n))) for n in carried]
+            return Block(params=list(params), nodes=self.nodes, yields=yields)
+        finally:
+            self.env, self.nodes = saved_env, saved_nodes
+
+    def lower_for(self, stmt, carried, start, stop, step, item) -> None:
+        loc = self.loc
+        inits = self._carried_inits(carried)
+        index = Value(_index_hint(stmt), loc=loc)
+        params = [Value(n.lstrip("."), loc=loc) for n in carried]
+
+        def prefix():
+            self.statement_start = 0
+            self.assign(stmt.target, item(index))
+
+        block = self.loop_body(carried, params, prefix, stmt.body, lambda: None)
+        block.params.insert(0, index)
+        bounds = [self.as_value(b) for b in (start, stop, step)]
+        outputs = [Value(n.lstrip("."), loc=loc) for n in carried]
+        self.nodes.append(Node(FOR, [*bounds, *inits], {}, outputs, [block], loc))
+        self.env.update(zip(carried, outputs))
+
+    def lower_for_as_while(self, stmt, carried, start, stop, step, item) -> None:
+        """A `for` that may `break` or `return`: a `while` over an explicit counter."""
+        from adcompiler.frontend.lower import Static
+
+        counter = ".i"
+        self.env[counter] = start
+        self.env.setdefault(BROKE, Static(False))
+        carried = [counter, *carried]
+        if BROKE not in carried:
+            carried.append(BROKE)
+
+        def condition():
+            more = self.binop(_lt_or_gt(step), self.env[counter], stop, stmt)
+            for flag_name in (BROKE, RETURNED):
+                flag = self.env.get(flag_name, Static(False))
+                if not (isinstance(flag, Static) and flag.obj is False):
+                    more = self.boolean(AND, self.negate(flag), more)
+            return more
+
+        def prefix():
+            self.statement_start = 0
+            self.assign(stmt.target, item(self.env[counter]))
+
+        def suffix():
+            self.env[counter] = self.binop(operator.add, self.env[counter], step, stmt)
+
+        self.emit_while(carried, condition, stmt.body, prefix, suffix)
+        self.env.pop(counter, None)
+        self.env[BROKE] = Static(False)
+
+    def lower_while(self, stmt, carried) -> None:
+        from adcompiler.frontend.lower import Static
+
+        if any(leaves_block(s, (gast.Break,)) for s in stmt.body) and BROKE not in carried:
+            self.env.setdefault(BROKE, Static(False))
+            carried.append(BROKE)
+
+        def condition():
+            test = self.expr(stmt.test)
+            for flag_name in (BROKE, RETURNED):
+                flag = self.env.get(flag_name, Static(False))
+                if not (isinstance(flag, Static) and flag.obj is False):
+                    test = self.boolean(AND, self.negate(flag), test)
+            return test
+
+        self.emit_while(carried, condition, stmt.body, lambda: None, lambda: None)
+        self.env[BROKE] = Static(False)
+
+    def emit_while(self, carried, condition, body, prefix, suffix) -> None:
+        loc = self.loc
+        inits = self._carried_inits(carried)
+        cond_params = [Value(n.lstrip("."), loc=loc) for n in carried]
+        body_params = [Value(n.lstrip("."), loc=loc) for n in carried]
+        saved_env, saved_nodes = self.env, self.nodes
+        self.env = {**saved_env, **dict(zip(carried, cond_params))}
+        self.nodes = []
+        try:
+            flag = self.as_value(condition())
+            cond_block = Block(params=cond_params, nodes=self.nodes, yields=[flag])
+        finally:
+            self.env, self.nodes = saved_env, saved_nodes
+        body_block = self.loop_body(carried, body_params, prefix, body, suffix)
+        outputs = [Value(n.lstrip("."), loc=loc) for n in carried]
+        self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))
+        self.env.update(zip(carried, outputs))
+
+    # -- expressions with control flow ----------------------------------------
+
+    def boolean(self, op, a, b):
+        return self.emit(op, [self.as_value(a), self.as_value(b)], {}, op.name)
+
+    def negate(self, a):
+        from adcompiler.frontend.lower import Static
+
+        if isinstance(a, Static):
+            return Static(not a.obj)
+        return self.emit(NOT, [self.as_value(a)], {}, "not")
+
+    def expr_IfExp(self, node):  # noqa: N802 - named after gast's node type
+        from adcompiler.frontend.lower import Static
+
+        cond = self.expr(node.test)
+        if isinstance(cond, Static):
+            return self.expr(node.body if cond.obj else node.orelse)
+        then_env = {**self.env, ".value": None}
+        parts = []
+        for branch in (node.body, node.orelse):
+            outer_nodes, outer_env = self.nodes, self.env
+            self.nodes, self.env = [], dict(then_env)
+            self.env[".value"] = self.expr(branch)
+            parts.append((self.nodes, self.env, "fall"))
+            self.nodes, self.env = outer_nodes, outer_env
+        self.branch(self.as_value(cond), parts[0], parts[1])
+        value = self.env.pop(".value")
+        return value
+
+    def expr_BoolOp(self, node):  # noqa: N802
+        from adcompiler.frontend.lower import Static
+
+        is_and = isinstance(node.op, gast.And)
+        result = self.expr(node.values[0])
+        for operand in node.values[1:]:
+            value = self.expr(operand)
+            if isinstance(result, Static):
+                if bool(result.obj) != is_and:  # `False and x`, `True or x`
+                    continue
+                result = value
+                continue
+            result = self.boolean(AND if is_and else OR, result, value)
+        return result
+
+    def lower_print(self, call) -> None:
+        args = [self.as_value(self.expr(a)) for a in call.args]
+        keywords = tuple(
+            (k.arg, self.expr(k.value).obj) for k in call.keywords if k.arg in ("sep", "end")
+        )
+        self.nodes.append(Node(PRINT, args, {"keywords": keywords}, [], loc=self.loc))
+
+    def lower_assert(self, stmt) -> None:
+        from adcompiler.frontend.lower import Static
+
+        test = self.expr(stmt.test)
+        message = self.expr(stmt.msg).obj if stmt.msg is not None else "assertion failed"
+        if isinstance(test, Static):
+            if not test.obj:
+                from adcompiler.frontend.lower import LoweringError
+
+                raise LoweringError(stmt, "this assert always fails")
+            return
+        self.nodes.append(
+            Node(ASSERT, [self.as_value(test)], {"message": str(message)}, [], loc=self.loc)
+        )
+
+
+_FLOWING = {RESULT, RETURNED, BROKE}
+
+
+def _default(name):
+    from adcompiler.frontend.lower import Static
+
+    if name in FLAG_DEFAULTS:
+        return Static(FLAG_DEFAULTS[name])
+    if name == RESULT:
+        return Static(None)
+    return UNDEFINED
+
+
+def _same(a, b) -> bool:
+    from adcompiler.frontend.lower import Static
+
+    if a is b:
+        return True
+    if isinstance(a, Static) and isinstance(b, Static):
+        try:
+            return type(a.obj) is type(b.obj) and bool(a.obj == b.obj)
+        except (ValueError, TypeError):
+            return False
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return False
+
+
+def _is_call_to(expr, name: str) -> bool:
+    return isinstance(expr, gast.Call) and isinstance(expr.func, gast.Name) and expr.func.id == name
+
+
+def _index_hint(stmt) -> str:
+    """The loop index is named after the target of `for t in range(...)`, else `i`."""
+    it = stmt.iter
+    is_range = (
+        isinstance(it, gast.Call) and isinstance(it.func, gast.Name) and it.func.id == "range"
+    )
+    if is_range and isinstance(stmt.target, gast.Name):
+        return stmt.target.id
+    return "i"
+
+
+def _lt_or_gt(step):
+    import operator
+
+    from adcompiler.frontend.lower import Static
+
+    if isinstance(step, Static) and step.obj < 0:
+        return operator.gt
+    return operator.lt

@@ -1,0 +1,121 @@
+"""Structured control flow, boolean logic, effects, and the tapes of the reverse sweep.
+
+Control-flow operators own regions (`ssa.Block`s), in the style of MLIR's
+`scf` dialect; their derivatives are not rules but handlers in the transforms.
+
+    if:     inputs [cond]; regions [then, else], each yielding the outputs
+    for:    inputs [start, stop, step, *inits]; region body(i, *carried) yielding the
+            next carried values; outputs the final carried values
+    while:  inputs [*inits]; regions cond(*carried) yielding [flag] and
+            body(*carried) yielding the next carried values; outputs the final ones
+
+Tapes are what the reverse sweep saves per loop iteration: a list made before
+the loop (`tape_new(n)` preallocated where the trip count is known, `tape_list()`
+otherwise), written in the primal loop and read in the adjoint loop.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from adcompiler.ops.core import Op, Param, register
+
+
+def _region_op(name: str) -> Op:
+    return register(Op(name, None, (Param("inputs", "varargs"),), name, regions=True))
+
+
+IF = _region_op("if")
+FOR = _region_op("for")
+WHILE = _region_op("while")
+REGION_OPS = (IF, FOR, WHILE)
+
+
+def and_(a, b):
+    return a and b
+
+
+def or_(a, b):
+    return a or b
+
+
+def not_(a):
+    return not a
+
+
+AND = register(Op("and", and_, (Param("a"), Param("b")), "_0 and _1", nondiff=True, inline=True))
+OR = register(Op("or", or_, (Param("a"), Param("b")), "_0 or _1", nondiff=True, inline=True))
+NOT = register(Op("not", not_, (Param("a"),), "not _0", nondiff=True, inline=True))
+
+
+def _print_spelling(node, args):
+    keywords = [ast.keyword(arg=k, value=ast.Constant(v)) for k, v in node.attrs["keywords"]]
+    return ast.Call(ast.Name("print", ast.Load()), list(args), keywords)
+
+
+PRINT = register(
+    Op(
+        "print",
+        print,
+        (Param("args", "varargs"), Param("keywords", "attr", ())),
+        _print_spelling,
+        nondiff=True,
+    )
+)
+
+
+def check(condition, message):
+    """`assert` as a call, so that it is an effect of the IR like any other."""
+    if not condition:
+        raise AssertionError(message)
+
+
+ASSERT = register(
+    Op("assert", check, (Param("condition"), Param("message", "attr", "")), "assert", nondiff=True)
+)
+
+
+# ---------------------------------------------------------------------------
+# Tapes
+# ---------------------------------------------------------------------------
+
+
+def tape_new(n):
+    return [None] * n
+
+
+def tape_list():
+    return []
+
+
+def _tape_new_spelling(node, args):
+    return ast.BinOp(ast.List([ast.Constant(None)], ast.Load()), ast.Mult(), args[0])
+
+
+def _tape_set_spelling(node, args):
+    target = ast.Subscript(args[0], args[1], ast.Store())
+    return ast.Assign([target], args[2])
+
+
+def _tape_append_spelling(node, args):
+    return ast.Expr(ast.Call(ast.Attribute(args[0], "append", ast.Load()), [args[1]], []))
+
+
+def _tape_get_spelling(node, args):
+    return ast.Subscript(args[0], args[1], ast.Load())
+
+
+TAPE_NEW = register(Op("tape_new", tape_new, (Param("n"),), _tape_new_spelling, nondiff=True))
+TAPE_LIST = register(
+    Op("tape_list", tape_list, (), lambda node, args: ast.List([], ast.Load()), nondiff=True)
+)
+TAPE_SET = register(
+    Op("tape_set", None, (Param("tape"), Param("k"), Param("v")), _tape_set_spelling, nondiff=True)
+)
+TAPE_APPEND = register(
+    Op("tape_append", None, (Param("tape"), Param("v")), _tape_append_spelling, nondiff=True)
+)
+TAPE_GET = register(
+    Op("tape_get", None, (Param("tape"), Param("k")), _tape_get_spelling, nondiff=True)
+)
+STATEMENT_OPS = {"tape_set", "tape_append"}  # spelled as statements, not expressions
