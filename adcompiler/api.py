@@ -197,12 +197,24 @@ def primal_ir(f: Callable) -> _ir.Function:
     return _ir.Function(
         name=f.__name__,
         params=list(fn.params),
-        body=fn.body,
+        body=_copy_block(fn.body),  # transforms may edit blocks in place (tapes in loops)
         results=results,
         source_file=fn.source_file,
         doc=fn.doc,
         returns_tuple=isinstance(tree, tuple),
     )
+
+
+def _copy_block(block: _ir.Block) -> _ir.Block:
+    """A copy of `block`'s structure (nodes, regions, lists); the values are shared."""
+    nodes = [
+        _ir.Node(
+            n.op, list(n.inputs), dict(n.attrs), list(n.outputs),
+            [_copy_block(r) for r in n.regions], n.loc,
+        )
+        for n in block.nodes
+    ]  # fmt: skip
+    return _ir.Block(list(block.params), nodes, list(block.yields))
 
 
 def _leaves(tree):

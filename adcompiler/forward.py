@@ -14,7 +14,8 @@ value with no tangent has a zero one. Where a broadcasting operator's output
 may be larger than the tangent its rule gives (``x + b`` with only ``b``
 varied), the tangent goes through one `np.broadcast_to` node, the mirror of
 reverse mode's `unbroadcast`. Nodes that own regions (``if``/``for``/``while``)
-are handed to the transform registered for their operator in `REGION_TANGENTS`.
+and the tapes of a reverse sweep (forward over reverse) are handed to the
+transform registered for their operator in `HANDLERS`.
 """
 
 from __future__ import annotations
@@ -25,14 +26,29 @@ import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.ops import Builder, Sym, op_for
-from adcompiler.ssa import Block, Function, Node, Value
+from adcompiler.ops.control import (
+    FOR,
+    IF,
+    TAPE_APPEND,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+    WHILE,
+)
+from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
 class Tangents:
-    """The tangent of each value: `set` records it, `get` reads it (None: zero)."""
+    """The tangent of each value: `set` records it, `get` reads it (None: zero).
 
-    def __init__(self, varied: set[int]):
+    `tapes` are the ids of tapes (forward over reverse) that store varied values:
+    each gets a tangent tape that stores their tangents.
+    """
+
+    def __init__(self, varied: set[int], tapes: set[int] = frozenset()):
         self.varied = varied
+        self.tapes = tapes
         self.of: dict[int, Value] = {}
 
     def set(self, y: Value, tangent: Value, fresh: set[int]) -> None:
@@ -63,16 +79,19 @@ def _temp_role(node: Node) -> str:
     return "adjoint_temp" if in_adjoint_sweep else "tangent_temp"
 
 
-# A transform per region-owning operator: (node, tangents, shapes) -> the nodes replacing it.
-REGION_TANGENTS: dict[object, Callable[[Node, Tangents, dict[int, int]], list[Node]]] = {}
+# Operators whose tangents are not rules: those that own regions (if/for/while) and the
+# tapes that carry saved values from a loop to its adjoint loop (forward over reverse).
+# Each maps (node, tangents, shapes) to the nodes that replace it.
+HANDLERS: dict[object, Callable[[Node, Tangents, dict[int, int]], list[Node]]] = {}
 
 
-def region_tangent(op):
-    """Decorator: register the forward transform of a region-owning operator (if/for/while)."""
+def handler(*ops):
+    """Decorator: register the forward transform of operators that rules do not cover."""
 
-    def deco(handler):
-        REGION_TANGENTS[op] = handler
-        return handler
+    def deco(fn):
+        for op in ops:
+            HANDLERS[op] = fn
+        return fn
 
     return deco
 
@@ -84,7 +103,7 @@ def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Funct
     that does not depend on `wrt` has a zero tangent.
     """
     wrt_values = [fn.params[i] for i in wrt]
-    tan = Tangents(passes.varied(fn, wrt_values))
+    tan = Tangents(*_varied_through_tapes(fn, wrt_values))
     shapes = passes.shape_classes(fn)
     extra_params = []
     for x in wrt_values:
@@ -94,8 +113,7 @@ def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Funct
     nodes: list[Node] = []
     if not _already_checked(fn, wrt_values):
         nodes.append(Node(op_for(runtime.check_float), wrt_values, {}, outputs=[]))
-    for node in fn.body.nodes:
-        nodes.extend(_forward_node(node, tan, shapes))
+    nodes.extend(_forward_block(fn.body.nodes, tan, shapes))
     tail = Builder(loc=None, role="tangent")
     tangents = []
     for y in fn.results:
@@ -122,14 +140,18 @@ def _already_checked(fn: Function, wrt: list[Value]) -> bool:
     return all(x.id in checked for x in wrt)
 
 
-def _forward_node(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
-    """`node` followed by the nodes computing the tangents of its outputs."""
-    if node.regions:
-        handler = REGION_TANGENTS.get(node.op)
-        if handler is None:
-            raise NotImplementedError(f"forward mode has no transform for `{node.op.name}` yet")
-        return handler(node, tan, shapes)
-    return [node, *_tangent_of(node, tan, shapes)]
+def _forward_block(nodes: list[Node], tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    """Each node followed by the nodes computing the tangents of its outputs."""
+    out: list[Node] = []
+    for node in nodes:
+        transform = HANDLERS.get(node.op)
+        if transform is not None:
+            out.extend(transform(node, tan, shapes))
+        elif node.regions:
+            raise NotImplementedError(f"forward mode has no transform for `{node.op.name}`")
+        else:
+            out.extend([node, *_tangent_of(node, tan, shapes)])
+    return out
 
 
 def _tangent_of(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
@@ -187,3 +209,124 @@ def _fills_output(
         elif n.op.same_shape and ins and ins[0] is not None:
             cover[n.output.id] = ins[0]
     return (cover.get(t.id) or frozenset()) >= needed
+
+
+# ---------------------------------------------------------------------------
+# Control flow: the tangent of a region-owning node carries tangents through it
+# ---------------------------------------------------------------------------
+#   %y = if(%c) {then: ...; yield %a} {else: ...; yield %b}
+#     ──▶  %y, %y_dot = if(%c) {then: ...; yield %a, %a_dot} {else: ...; yield %b, %b_dot}
+# and a loop carries the tangent of each varied carried value next to it.
+
+
+def _tangent_slot(b: Builder, y: Value, tan: Tangents) -> Value:
+    """The tangent of `y`, or zeros shaped like it where it has none."""
+    t = tan.get(y)
+    if t is None:
+        t = b.call(np.zeros_like, y).value
+        t.hint, t.role = tangent_hint_and_role(y)
+    return t
+
+
+def _tangent_value(y: Value, tan: Tangents) -> Value:
+    """A new value that holds y's tangent (a region parameter or a node output)."""
+    hint, role = tangent_hint_and_role(y)
+    t = Value(hint, role="tangent" if role.endswith("temp") else role, loc=y.loc)
+    tan.of[y.id] = t
+    return t
+
+
+def _with_tangents(region: Block, slots: list[int], params: list[Value], tan, shapes) -> Block:
+    """`region` with tangent parameters for `params` and tangents yielded for `slots`."""
+    nodes = _forward_block(region.nodes, tan, shapes)
+    b = Builder(loc=None, role="tangent")
+    extra = [_tangent_slot(b, region.yields[k], tan) for k in slots]
+    return Block(params=region.params + params, nodes=nodes + b.nodes, yields=region.yields + extra)
+
+
+@handler(IF)
+def _if_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    slots = [k for k, out in enumerate(node.outputs) if out.id in tan.varied]
+    regions = [_with_tangents(r, slots, [], tan, shapes) for r in node.regions]
+    outputs = [_tangent_value(node.outputs[k], tan) for k in slots]
+    return [Node(node.op, node.inputs, node.attrs, node.outputs + outputs, regions, node.loc)]
+
+
+@handler(FOR, WHILE)
+def _loop_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    inits = passes.carried_inits(node)
+    body = node.regions[-1]
+    carried = passes.carried_params(node, body)
+    slots = [k for k, p in enumerate(carried) if p.id in tan.varied]
+    pre = Builder(loc=node.loc, role="tangent")
+    init_tangents = [_tangent_slot(pre, inits[k], tan) for k in slots]
+    regions = []
+    for region in node.regions:
+        params = [_tangent_value(passes.carried_params(node, region)[k], tan) for k in slots]
+        if region is body:
+            regions.append(_with_tangents(region, slots, params, tan, shapes))
+        else:  # a while's condition: it reads the carried values, never their tangents
+            regions.append(Block(region.params + params, region.nodes, region.yields))
+    outputs = [_tangent_value(node.outputs[k], tan) for k in slots]
+    loop = Node(
+        node.op, node.inputs + init_tangents, node.attrs, node.outputs + outputs, regions, node.loc
+    )
+    return [*pre.nodes, loop]
+
+
+# ---------------------------------------------------------------------------
+# Tapes (forward over reverse): a tape of varied values gets a tape of their tangents
+# ---------------------------------------------------------------------------
+
+
+def _varied_through_tapes(fn: Function, wrt: list[Value]) -> tuple[set[int], set[int]]:
+    """Varied values, and the ids of the tapes among them.
+
+    A tape varies if a varied value is written to it, and a value read back from a
+    varied tape varies. Tapes are values like any other for the analysis, so that
+    one held in another tape (nested loops) or passed out of a branch varies too.
+    """
+    ops = (TAPE_SET, TAPE_APPEND, TAPE_GET)
+    uses = [n for n in walk(fn.body) if n.op in ops]
+    seeds = list(wrt)
+    while True:
+        varied = passes.varied(fn, seeds)
+        new = [n.inputs[0] for n in uses if n.op is not TAPE_GET and n.inputs[-1].id in varied]
+        new += [n.output for n in uses if n.op is TAPE_GET and n.inputs[0].id in varied]
+        new = [v for v in new if v.id not in varied]
+        if not new:
+            tapes = {n.inputs[0].id for n in uses if n.inputs[0].id in varied}
+            tapes |= {n.output.id for n in walk(fn.body) if n.op in (TAPE_NEW, TAPE_LIST)} & varied
+            return varied, tapes
+        seeds += new
+
+
+@handler(TAPE_NEW, TAPE_LIST)
+def _new_tape_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    if node.output.id not in tan.tapes:
+        return [node]
+    tape = Value(node.output.hint, role="tangent", loc=node.loc)
+    tan.of[node.output.id] = tape
+    return [node, Node(node.op, node.inputs, node.attrs, [tape], loc=node.loc)]
+
+
+@handler(TAPE_SET, TAPE_APPEND)
+def _tape_write_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    tape, *index, v = node.inputs
+    if tape.id not in tan.tapes:
+        return [node]
+    b = Builder(loc=node.loc, role="tangent")
+    v_dot = _tangent_slot(b, v, tan)
+    write = Node(node.op, [tan.of[tape.id], *index, v_dot], node.attrs, [], loc=node.loc)
+    return [node, *b.nodes, write]
+
+
+@handler(TAPE_GET)
+def _tape_read_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    tape, index = node.inputs
+    if tape.id not in tan.tapes:
+        return [node]
+    read = Node(node.op, [tan.of[tape.id], index], node.attrs, [], loc=node.loc)
+    read.outputs = [Value(node.output.hint, loc=node.loc)]
+    tan.set(node.output, read.output, {read.output.id})
+    return [node, read]
