@@ -35,9 +35,9 @@ def directions(f, args, wrt, seed=0):
     return out
 
 
-def along(f, args, wrt, vs, eps=1e-6):
+def along(f, args, wrt, vs, eps=1e-6, names=None):
     """Central difference of f at args along vs (one direction per `wrt` argument)."""
-    names = list(inspect.signature(f).parameters)
+    names = names or list(inspect.signature(f).parameters)
 
     def moved(sign):
         a = list(args)
@@ -191,3 +191,69 @@ def test_jvp_is_cached_and_a_decorator():
 
     value, dot = cube(2.0, 1.0)
     assert (value, dot) == pytest.approx((8.0, 12.0))
+
+
+# ---------------------------------------------------------------------------
+# Control flow: the cases of tests/corpus_control.py (branches, loops, early exits)
+# ---------------------------------------------------------------------------
+
+
+def control_cases():
+    from tests import corpus_control as CC
+
+    out = []
+    for case in CC.cases():
+        args = CC.build(case)
+        names = list(inspect.signature(case.fn).parameters)
+        wrt = case.wrt if isinstance(case.wrt, (tuple, list)) else (case.wrt,)
+        if any(isinstance(args[names.index(w)], (dict, list, tuple)) for w in wrt):
+            continue  # containers as wrt: not in forward mode yet
+        out.append(pytest.param(case, id=f"{case.category}-{case.id}"))
+    return out
+
+
+def control_args(case):
+    from tests import corpus_control as CC
+
+    args = CC.build(case)
+    params = list(inspect.signature(case.fn).parameters.values())
+    return args + [p.default for p in params[len(args) :]]  # jvp has no defaults
+
+
+def unsupported_by_the_frontend(case, args, err):
+    """xfail where reverse mode fails on the case as well (lowering, not forward mode)."""
+    import copy
+
+    from tests import corpus_control as CC
+
+    try:
+        grad = ad.grad(case.fn, wrt=case.wrt)(*copy.deepcopy(CC.build(case)))
+    except Exception as reverse_err:  # noqa: BLE001 - any failure of reverse mode
+        pytest.xfail(f"reverse mode fails too: {type(reverse_err).__name__}")
+    if err is not None:
+        raise err
+    return grad
+
+
+@pytest.mark.parametrize("case", control_cases())
+def test_jvp_through_control_flow(case):
+    import copy
+
+    args = control_args(case)
+    wrt = case.wrt if isinstance(case.wrt, (tuple, list)) else (case.wrt,)
+    try:
+        f = ad.jvp(case.fn, wrt=case.wrt)
+    except Exception as err:  # noqa: BLE001
+        unsupported_by_the_frontend(case, args, err)
+    vs = directions(case.fn, args, wrt)
+    tangent = vs[0] if len(wrt) == 1 and not isinstance(case.wrt, tuple) else tuple(vs)
+    value, dot = f(*copy.deepcopy(args), tangent)
+    names = list(inspect.signature(case.fn).parameters)
+    expected = along(lambda *a: case.fn(*copy.deepcopy(a)), args, wrt, vs, names=names)
+    if not np.allclose(dot, expected, rtol=1e-5, atol=1e-7):
+        grads = unsupported_by_the_frontend(case, args, None)
+        grads = grads if isinstance(case.wrt, tuple) else (grads,)
+        reverse = sum(np.sum(np.asarray(g) * v) for g, v in zip(grads, vs))
+        if not np.allclose(reverse, expected, rtol=1e-5, atol=1e-7):
+            pytest.xfail("reverse mode disagrees with finite differences too (lowering)")
+        np.testing.assert_allclose(dot, expected, rtol=1e-5, atol=1e-7)

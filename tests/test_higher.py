@@ -20,14 +20,16 @@ import pytest
 import adcompiler as ad
 from adcompiler import ops, runtime
 from tests import corpus_models as m
-from tests.test_forward import MODELS, directions, model_args
+from tests.test_forward import MODELS, control_args, control_cases, directions, model_args
 from tests.test_rules import CASES, inputs
 
 # The differentiable helpers that rules emit (astype is what users' `x.astype` becomes).
 INTERNAL = {
     op.name
     for op in ops.OPS
-    if not op.nondiff and not op.regions and runtime.HELPERS.get(op.name) is op.impl
+    if not op.nondiff
+    and not op.regions
+    and runtime.HELPERS.get(op.name) is op.impl
     and op.name != "astype"
 }
 
@@ -209,3 +211,42 @@ def test_hvp_source_names_tangents_of_adjoints():
     source = ad.source(ad.hvp(m.mlp, wrt="W1"))
     assert "def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):" in source
     assert "h_bar_dot = " in source and "return W1_bar_dot" in source
+
+
+# ---------------------------------------------------------------------------
+# Forward over reverse through control flow: tapes of saved values get tangent tapes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", control_cases())
+def test_hvp_through_control_flow(case):
+    import copy
+
+    args = control_args(case)
+    wrt = tuple(case.wrt) if isinstance(case.wrt, (tuple, list)) else (case.wrt,)
+    single = not isinstance(case.wrt, (tuple, list))
+    names = list(inspect.signature(case.fn).parameters)
+    try:
+        g = ad.grad(case.fn, wrt=case.wrt)
+        g(*copy.deepcopy(args))
+    except Exception as err:  # noqa: BLE001 - reverse mode must work first
+        pytest.xfail(f"reverse mode fails: {type(err).__name__}")
+    vs = directions(case.fn, args, wrt, seed=3)
+    hv = ad.hvp(case.fn, wrt=case.wrt)(*copy.deepcopy(args), vs[0] if single else tuple(vs))
+    hv = [hv] if single else list(hv)
+    eps = 1e-5
+
+    def grad_at(sign):
+        moved = copy.deepcopy(args)
+        for w, v in zip(wrt, vs):
+            moved[names.index(w)] = moved[names.index(w)] + sign * eps * v
+        out = g(*moved)
+        return [out] if single else list(out)
+
+    expected = [
+        (np.asarray(u) - np.asarray(d)) / (2 * eps) for u, d in zip(grad_at(1), grad_at(-1))
+    ]
+    if not all(np.all(np.isfinite(e)) for e in expected):
+        pytest.xfail("the gradient is not finite here")
+    for got, e in zip(hv, expected):
+        np.testing.assert_allclose(got, e, rtol=1e-4, atol=1e-6)
