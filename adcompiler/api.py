@@ -183,12 +183,18 @@ def signature_of(f: Callable) -> inspect.Signature:
 # source: generated code is plain Python too, but its IR is already at hand.
 
 
-def primal_ir(f: Callable) -> _ir.Function:
+def primal_ir(f: Callable, *, for_reverse: bool = True) -> _ir.Function:
     """The IR of `f`: lowered from its source, or, for a function adcompiler generated,
     the IR it was generated from (so that transforms compose: grad of grad)."""
     fn = getattr(f, "__adcompiler_ir__", None)
     if fn is None:
         return _ir.verify(lower_function(f))
+    if for_reverse and any(n.op.name == "tape_get" for n in _ir.walk(fn.body)):
+        raise NotImplementedError(
+            f"reverse mode over {f.__name__}, whose adjoint loops read values saved by its "
+            f"loops, is not supported yet; for second derivatives use ad.hvp or ad.hessian "
+            f"(forward over reverse)"
+        )
     tree = getattr(f, "__adcompiler_result_tree__", 0)
     results = list(fn.results)
     if isinstance(tree, tuple):  # keep the returned structure: a tuple of results
@@ -277,7 +283,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
 def _build_forward(f: Callable, kind: str, wrt: Any) -> Callable:
     from adcompiler.forward import forward
 
-    primal = primal_ir(f)
+    primal = primal_ir(f, for_reverse=False)
     indices, single = resolve_wrt(f, primal, wrt)
     n_out = len(primal.results)
     if kind == "hvp":
@@ -354,7 +360,7 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     if f is None:
         return functools.partial(hessian, wrt=wrt)
     product = hvp(f, wrt=wrt)
-    indices, single = resolve_wrt(f, primal_ir(f), wrt)
+    indices, single = resolve_wrt(f, primal_ir(f, for_reverse=False), wrt)
 
     def hessian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
@@ -396,7 +402,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
         return functools.partial(jacobian, wrt=wrt, mode=mode)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
-    primal = primal_ir(f)
+    primal = primal_ir(f, for_reverse=mode == "reverse")
     if primal.returns_tuple:
         raise DifferentiationTypeError(
             f"jacobian needs {getattr(f, '__name__', f)} to return one array, but it returns a "

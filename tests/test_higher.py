@@ -250,3 +250,30 @@ def test_hvp_through_control_flow(case):
         pytest.xfail("the gradient is not finite here")
     for got, e in zip(hv, expected):
         np.testing.assert_allclose(got, e, rtol=1e-4, atol=1e-6)
+
+
+def loop_function(x):
+    h = x
+    for _ in range(3):
+        h = np.sin(h) * x
+    return np.sum(h)
+
+
+def test_second_derivatives_through_a_loop():
+    x = np.array([0.7, -0.4])
+    eps = 1e-5
+    g = ad.grad(loop_function)
+    expected = np.stack([(g(x + eps * e) - g(x - eps * e)) / (2 * eps) for e in np.eye(2)], axis=-1)
+    np.testing.assert_allclose(ad.hessian(loop_function)(x), expected, rtol=1e-6)
+    jacobian_of_gradient = ad.jacobian(g, mode="forward")(x)  # forward over reverse
+    np.testing.assert_allclose(jacobian_of_gradient, expected, rtol=1e-6)
+    # reverse over reverse does not yet follow values through the tapes of adjoint loops
+    with pytest.raises(NotImplementedError, match="ad.hvp"):
+        ad.grad(ad.grad(lambda_free_scalar_loop))
+
+
+def lambda_free_scalar_loop(x):
+    h = x
+    for _ in range(3):
+        h = np.sin(h) * x
+    return h
