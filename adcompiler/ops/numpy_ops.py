@@ -93,9 +93,21 @@ defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys
 tangent(np.subtract)(
     lambda ts, ans, x, y: ts[0] if ts[1] is None else -ts[1] if ts[0] is None else ts[0] - ts[1]
 )
-defbinary(
-    "multiply", np.multiply, lambda g, ans, x, y: (g * y, g * x), "_0 * _1", keys=[operator.mul]
-)
+def _multiply_adjoint(g, ans, x, y):
+    if x.value is y.value:  # x * x: one contribution, 2 g x
+        return 2 * (g * x), None
+    return g * y, g * x
+
+
+def _multiply_tangent(ts, ans, x, y):
+    if x.value is y.value:  # x * x
+        return 2 * (ts[0] * x)
+    parts = [t * other for t, other in zip(ts, (y, x)) if t is not None]
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+defbinary("multiply", np.multiply, _multiply_adjoint, "_0 * _1", keys=[operator.mul])
+tangent(np.multiply)(_multiply_tangent)
 defbinary(
     "divide",
     np.true_divide,

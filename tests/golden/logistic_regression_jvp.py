@@ -15,7 +15,7 @@ def logistic_regression_jvp(w, b, x, y, w_dot):
     loss = np.mean(logaddexp_const - y * logits)
     loss_dot = np.mean(subtract_logaddexp_dot)
     # line 12: return loss + 0.01 * np.sum(w * w)
-    multiply_w_dot = w_dot * w + w_dot * w
+    multiply_w_dot = 2 * (w_dot * w)
     sum_multiply_dot = np.sum(multiply_w_dot)
     multiply_const_dot = sum_multiply_dot * 0.01
     add_loss = loss + 0.01 * np.sum(w * w)

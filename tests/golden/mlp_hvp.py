@@ -61,7 +61,7 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     h_bar = matmul_lhs_adjoint(matmul_h_bar, h, W2)
     h_bar_dot = matmul_lhs_adjoint(matmul_h_bar_dot, h, W2)
     # adjoint of line 17: h = np.tanh(x @ W1 + b1)
-    add_matmul_bar_dot = h_bar_dot * (1 - h * h) + -(h_dot * h + h_dot * h) * h_bar
+    add_matmul_bar_dot = h_bar_dot * (1 - h * h) + -(2 * (h_dot * h)) * h_bar
     matmul_x_bar_dot = unbroadcast(add_matmul_bar_dot, np.shape(matmul_x))
     W1_bar_dot = matmul_rhs_adjoint(matmul_x_bar_dot, x, W1)
     return W1_bar_dot
