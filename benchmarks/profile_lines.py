@@ -3,8 +3,9 @@
     python -m benchmarks.profile_lines --workload gmm --size large [--top 15]
 
 Profiles adcompiler's generated function and the hand-written one on the same
-inputs: each top-level statement of the function body is wrapped in a timer
-(a loop counts as one statement), the function is run many times, and the
+inputs: each statement of the function body is wrapped in a timer (inside
+loops and branches too; a loop's line is the whole loop, its body's lines are
+indented under it), the function is run many times, and the
 costliest statements are printed with their share of the total. This is how to
 find which temporaries or which helper calls make generated code slower than
 hand-written code. Run it with ``OPENBLAS_NUM_THREADS=1`` to match the harness.
@@ -24,31 +25,44 @@ _TIMER, _TOTALS, _START = "_profile_clock", "_profile_totals", "_profile_start"
 
 
 def instrument(source, namespace, name):
-    """``(function, statements)``: ``name`` from ``source`` with each statement timed."""
+    """``(function, statements, totals)``: ``name`` from ``source`` with each statement timed.
+
+    Statements inside ``for``, ``while`` and ``if`` are timed too (and the compound
+    statement as a whole); ``statements`` holds their first lines, indented by depth.
+    """
     tree = ast.parse(textwrap.dedent(source))
     function = next(node for node in tree.body if isinstance(node, ast.FunctionDef))
     statements = []
-    body = []
-    for statement in function.body:
-        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue  # the docstring
-        index = len(statements)
-        statements.append(ast.unparse(statement).splitlines()[0])
-        start = ast.parse(f"{_START} = {_TIMER}()").body
-        stop = ast.parse(f"{_TOTALS}[{index}] += {_TIMER}() - {_START}").body
-        if isinstance(statement, ast.Return):
-            value = ast.parse("_profile_result = 0").body[0]
-            value.value = statement.value
-            body += start + [value] + stop + ast.parse("return _profile_result").body
-        else:
-            body += start + [statement] + stop
-    function.body = body
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    function.body = _timed_block(body, statements, depth=0)
     function.decorator_list = []
     scope = dict(namespace)
     scope[_TIMER] = time.perf_counter
     scope[_TOTALS] = [0.0] * len(statements)
     exec(compile(ast.fix_missing_locations(tree), f"<profiled {name}>", "exec"), scope)
     return scope[function.name], statements, scope[_TOTALS]
+
+
+def _timed_block(block, statements, depth):
+    timed = []
+    start_name = f"{_START}_{depth}"
+    for statement in block:
+        index = len(statements)
+        statements.append("  " * depth + ast.unparse(statement).splitlines()[0])
+        if isinstance(statement, ast.For | ast.While | ast.If):
+            statement.body = _timed_block(statement.body, statements, depth + 1)
+            statement.orelse = _timed_block(statement.orelse, statements, depth + 1)
+        start = ast.parse(f"{start_name} = {_TIMER}()").body
+        stop = ast.parse(f"{_TOTALS}[{index}] += {_TIMER}() - {start_name}").body
+        if isinstance(statement, ast.Return):
+            value = ast.parse("_profile_result = 0").body[0]
+            value.value = statement.value
+            timed += start + [value] + stop + ast.parse("return _profile_result").body
+        else:
+            timed += start + [statement] + stop
+    return timed
 
 
 def profile(function, source, namespace, args, seconds):
@@ -71,7 +85,7 @@ def profile(function, source, namespace, args, seconds):
 
 
 def show(title, rows, plain, top):
-    total = sum(seconds for seconds, _ in rows)
+    total = sum(seconds for seconds, text in rows if not text.startswith(" "))
     print(f"\n{title}: {plain * 1e6:.1f} us per call ({len(rows)} statements; "
           f"{total * 1e6:.1f} us with timers)")  # fmt: skip
     for seconds, text in sorted(rows, reverse=True)[:top]:

@@ -99,10 +99,11 @@ def test_line_profiler_times_each_statement_and_keeps_results():
 def f(a, b):
     \"\"\"Doc.\"\"\"
     c = a * b
-    d = c + 1.0
-    return d, (c, b)
+    for _ in range(2):
+        c = c + 1.0
+    return c, (a, b)
 """
     profiled, statements, totals = profile_lines.instrument(source, {}, "f")
-    assert profiled(2.0, 3.0) == (7.0, (6.0, 3.0))
-    assert statements == ["c = a * b", "d = c + 1.0", "return (d, (c, b))"]
+    assert profiled(2.0, 3.0) == (8.0, (2.0, 3.0))
+    assert statements == ["c = a * b", "for _ in range(2):", "  c = c + 1.0", "return (c, (a, b))"]
     assert all(total > 0 for total in totals)
