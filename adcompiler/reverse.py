@@ -24,7 +24,16 @@ import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.ops import Builder, Sym, op_for
-from adcompiler.ops.control import FOR, IF, TAPE_APPEND, TAPE_GET, TAPE_LIST, TAPE_NEW, TAPE_SET
+from adcompiler.ops.control import (
+    FOR,
+    IF,
+    TAPE_APPEND,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+    TRIP_COUNT,
+)
 from adcompiler.ops.guards import check_scalar
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
@@ -313,10 +322,10 @@ class Sweep:
             FOR, [*bounds, *slot_inits, *acc_inits], {"reverse": True}, outputs, [ab], node.loc
         )
         post = Builder(loc=node.loc, role="adjoint")
+        for (x, _), out in zip(accs, outputs[len(slots) :]):
+            adj.of[x.id] = out  # the accumulator started from the adjoint so far
         for k, out in zip(slots, outputs):
             adj.add(post, inits[k], out, set())
-        for (x, _), out in zip(accs, outputs[len(slots) :]):
-            adj.of[x.id] = out
         return pre.nodes + [loop] + post.nodes
 
     def saved_values(self, body: Block, ab: Block) -> list[tuple[Value, bool, list[int]]]:
@@ -494,11 +503,7 @@ def substitute(block: Block, replace: dict[int, Value]) -> None:
 def _trip_count(b: Builder, start: Value, stop: Value, step: Value) -> Value:
     if start.const == 0 and step.const == 1:
         return stop
-    return b.call(_range_length, start, stop, step).value
-
-
-def _range_length(start, stop, step):
-    return len(range(start, stop, step))
+    return b.emit_sym(TRIP_COUNT, [start, stop, step]).value
 
 
 def _iteration(b: Builder, i: Value, start: Value, step: Value) -> Value:

@@ -414,6 +414,7 @@ OTHER = [
     case(C.method_trace, x="n,n"),
     case(C.method_repeat, x="n,m"),
     case(C.builtin_float, x="n,m"),
+    case(C.builtin_min_max, x="n,m"),
     case(C.builtin_float_element, x="n"),
     case(C.constructors, x="n,3"),
     case(C.constructor_only, x="n,m"),

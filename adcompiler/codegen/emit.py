@@ -183,11 +183,6 @@ class Emitter:
             return expr
         if not node.outputs:
             return ast.Expr(expr)
-        if node.op.name == "assert":
-            return ast.Assert(
-                expr.args[0] if isinstance(expr, ast.Call) else expr,
-                ast.Constant(node.attrs["message"]),
-            )
         target = ast.Name(self.namer.name(node.output), ast.Store())
         return ast.Assign([target], expr)
 
@@ -236,6 +231,11 @@ class Emitter:
             names.append(name)
         return names
 
+    def hold(self, outputs: list[Value], names: list[str]) -> None:
+        """After a loop, its slot names belong to its outputs (not to the dead parameters)."""
+        for out, name in zip(outputs, names):
+            self.namer.fix(out, name)
+
     def for_statement(self, node: Node) -> list[ast.stmt]:
         body = node.regions[0]
         start, stop, step, *inits = node.inputs
@@ -248,6 +248,7 @@ class Emitter:
         before = self.assign_all(names, init_values)
         stmts = self.region_body(body, names)
         self.advance(end)
+        self.hold(node.outputs, names)
         iterator = _range_call(bounds, reverse=node.attrs.get("reverse", False))
         loop = ast.For(ast.Name(index, ast.Store()), iterator, stmts, [], None)
         return before + [loop]
@@ -264,6 +265,7 @@ class Emitter:
         self.advance(self.plan.region_end[id(cond)])
         stmts = self.region_body(body, names)
         self.advance(end)
+        self.hold(node.outputs, names)
         if cond_stmts:  # the condition needs statements: test it inside the loop
             stop = ast.If(ast.UnaryOp(ast.Not(), flag), [ast.Break()], [])
             loop = ast.While(ast.Constant(True), cond_stmts + [stop] + stmts, [])

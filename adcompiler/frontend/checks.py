@@ -81,15 +81,34 @@ def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
                 "name each parameter",
             )
         )
+    allowed = _allowed_in_context(root)
     for stmt in root.body:
         for node in gast.walk(stmt):
             entry = UNSUPPORTED.get(type(node)) or NOT_YET.get(type(node))
-            if entry is None:
+            if entry is None or id(node) in allowed:
                 continue
             message, suggestion = entry
             found.append(Diagnostic(parsed.loc(node), message, suggestion))
     found.sort(key=lambda d: (d.loc.line, d.loc.col))
     return _one_per_place(found)
+
+
+def _allowed_in_context(root) -> set[int]:
+    """Ids of nodes refused elsewhere but fine where they stand: f-strings given to
+    `print`, and a starred name in an unpacking target (`first, *rest = t`)."""
+    allowed: set[int] = set()
+    for node in gast.walk(root):
+        if (
+            isinstance(node, gast.Call)
+            and isinstance(node.func, gast.Name)
+            and node.func.id == "print"
+        ):
+            for a in node.args:
+                if isinstance(a, gast.JoinedStr):
+                    allowed.update(id(n) for n in gast.walk(a) if isinstance(n, gast.JoinedStr))
+        if isinstance(node, gast.Starred) and isinstance(node.ctx, gast.Store):
+            allowed.add(id(node))
+    return allowed
 
 
 def _one_per_place(found: list[Diagnostic]) -> list[Diagnostic]:

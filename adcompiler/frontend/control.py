@@ -25,7 +25,7 @@ import gast
 import numpy as np
 
 from adcompiler.ops import lookup
-from adcompiler.ops.control import AND, ASSERT, FOR, IF, NOT, OR, PRINT, WHILE
+from adcompiler.ops.control import AND, ASSERT, FOR, FSTRING, IF, NOT, OR, PRINT, WHILE
 from adcompiler.ssa import Block, Node, Value
 
 RESULT, RETURNED, BROKE = ".result", ".returned", ".broke"
@@ -234,13 +234,19 @@ class ControlFlow:
     # -- loops ---------------------------------------------------------------
 
     def lower_loop(self, stmt) -> None:
-        from adcompiler.frontend.lower import LoweringError
+        from adcompiler.frontend.lower import LoweringError, Static
 
-        carried = [
-            n
-            for n in sorted(assigned_names(stmt.body))
-            if n in self.env and self.env[n] is not UNDEFINED or n in (RESULT, RETURNED, BROKE)
-        ]
+        if isinstance(stmt, gast.For) and self.unroll(stmt):
+            return
+        read_after = self.loaded_outside(stmt)
+        targets = assigned_names([stmt.target]) if isinstance(stmt, gast.For) else set()
+        carried = []
+        for n in sorted(assigned_names(stmt.body) | targets):
+            defined = n in self.env and self.env[n] is not UNDEFINED
+            if defined or n in (RESULT, RETURNED, BROKE) or n in read_after:
+                if not defined and not n.startswith("."):
+                    self.env[n] = Static(None)  # first assigned in the loop, read after it
+                carried.append(n)
         if isinstance(stmt, gast.For):
             start, stop, step, item = self.loop_range(stmt)
             if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
@@ -253,6 +259,61 @@ class ControlFlow:
         else:
             raise LoweringError(stmt, "unsupported loop")
 
+    def loaded_outside(self, loop) -> set[str]:
+        """Names the function reads outside `loop` (a value first made in the loop and
+        read after it must be carried out of it)."""
+        inside = {id(n) for n in gast.walk(loop)}
+        return {
+            n.id
+            for n in gast.walk(self.parsed.tree)
+            if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Load) and id(n) not in inside
+        }
+
+    def unroll(self, stmt) -> bool:
+        """`for` over a tuple, a list literal or a compile-time sequence: the body is
+        lowered once per element (the elements may differ in kind and shape)."""
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        it = stmt.iter
+        items = None
+        nested = any(
+            _is_call_to(a, "zip") or _is_call_to(a, "enumerate") for a in getattr(it, "args", [])
+        )
+        if nested:
+            return False
+        if (
+            isinstance(it, gast.Call)
+            and isinstance(it.func, gast.Name)
+            and it.func.id
+            in (
+                "enumerate",
+                "zip",
+            )
+        ):
+            args = [self.expr(a) for a in it.args]
+            seqs = [_static_items(a) for a in args]
+            if all(s is not None for s in seqs):
+                if it.func.id == "enumerate":
+                    start = _keyword(self, it, "start", 0)
+                    items = [(Static(start + i), v) for i, v in enumerate(seqs[0])]
+                else:
+                    items = list(zip(*seqs))
+        elif not (isinstance(it, gast.Call) and isinstance(it.func, gast.Name)):
+            items = _static_items(self.expr(it))
+        if items is None:
+            return False
+        if any(leaves_block(s) for s in stmt.body):
+            raise LoweringError(
+                stmt,
+                "`break`/`continue`/`return` in a loop over a tuple or constant list",
+                "loop over `range(len(...))` instead",
+            )
+        for item in items:
+            self.statement_start = len(self.nodes)
+            self.assign(stmt.target, item)
+            self.lower_stmts(stmt.body)
+        return True
+
     def forget_loop_locals(self, stmt, carried) -> None:
         """A name first assigned inside a loop is undefined after it (assign it before)."""
         for name in assigned_names(
@@ -263,41 +324,52 @@ class ControlFlow:
 
     def loop_range(self, stmt):
         """(start, stop, step, item) where item(i) gives the loop target's value at index i."""
-        from adcompiler.frontend.lower import LoweringError, Static
+        from adcompiler.frontend.lower import Static
 
         it = stmt.iter
-        if isinstance(it, gast.Call):
+        if _is_call_to(it, "range"):
             fn = self.expr(it.func)
-            args = [self.expr(a) for a in it.args]
             if isinstance(fn, Static) and fn.obj is builtins.range:
+                args = [self.expr(a) for a in it.args]
                 if len(args) == 1:
                     args = [Static(0), args[0], Static(1)]
                 elif len(args) == 2:
                     args = [*args, Static(1)]
                 return (*args, lambda i: i)
-            if isinstance(fn, Static) and fn.obj is builtins.enumerate:
-                seq = args[0]
-                return (
-                    Static(0),
-                    self.length(seq, it),
-                    Static(1),
-                    lambda i: (i, self.index_of(seq, i)),
-                )
+        length, item = self.sequence(it)
+        return (Static(0), length, Static(1), item)
+
+    def sequence(self, node):
+        """(length, item) of what a `for` iterates over: an array's rows, a list, and
+        `zip`/`enumerate` of those; item(i) lowers the i-th element."""
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        if _is_call_to(node, "zip") or _is_call_to(node, "enumerate"):
+            fn = self.expr(node.func)
             if isinstance(fn, Static) and fn.obj is builtins.zip:
-                lengths = [self.length(a, it) for a in args]
-                stop = lengths[0]
-                for n in lengths[1:]:
-                    stop = self.call(builtins.min, [stop, n], {}, it)
-                return (
-                    Static(0),
-                    stop,
-                    Static(1),
-                    lambda i: tuple(self.index_of(a, i) for a in args),
+                parts = [self.sequence(a) for a in node.args]
+                length = parts[0][0]
+                for n, _ in parts[1:]:
+                    length = self.call(builtins.min, [length, n], {}, node)
+                return length, lambda i: tuple(item(i) for _, item in parts)
+            if isinstance(fn, Static) and fn.obj is builtins.enumerate:
+                length, item = self.sequence(node.args[0])
+                start = (
+                    self.expr(node.args[1])
+                    if len(node.args) > 1
+                    else Static(_keyword(self, node, "start", 0))
                 )
-        seq = self.expr(it)
+                at_zero = isinstance(start, Static) and start.obj == 0
+
+                def numbered(i):
+                    number = i if at_zero else self.binop(operator.add, i, start, node)
+                    return (number, item(i))
+
+                return length, numbered
+        seq = self.expr(node)
         if isinstance(seq, Static) and not isinstance(seq.obj, np.ndarray):
-            raise LoweringError(it, "iterating over a compile-time constant is not supported")
-        return (Static(0), self.length(seq, it), Static(1), lambda i: self.index_of(seq, i))
+            raise LoweringError(node, "iterating over a compile-time constant is not supported")
+        return self.length(seq, node), lambda i: self.index_of(seq, i)
 
     def length(self, seq, node):
         if isinstance(seq, tuple):
@@ -318,60 +390,85 @@ class ControlFlow:
 
         return self.getitem(value, ((Dyn(0),), True), [self.as_value(i)])
 
-    def _carried_inits(self, carried) -> list[Value]:
-        from adcompiler.frontend.lower import LoweringError
+    # A loop-carried name may hold a tuple (`state = (h, c)`): each element is a slot.
 
-        inits = []
+    def slot_keys(self, carried) -> list[tuple[str, int | None]]:
+        keys = []
         for name in carried:
             value = self.env.get(name, _default(name))
             if isinstance(value, tuple):
-                raise LoweringError(
-                    self.current,
-                    f"`{name}` holds a tuple that changes in the loop",
-                    "unpack it into separate names before the loop",
-                )
-            inits.append(self.as_value(value))
-        return inits
+                keys.extend((name, i) for i in range(len(value)))
+            else:
+                keys.append((name, None))
+        return keys
 
-    def loop_body(self, carried, params, prefix, body, suffix) -> Block:
-        """Lower a loop body with `carried` bound to `params`; yields their next values."""
+    def read_slot(self, key):
+        from adcompiler.frontend.lower import LoweringError
+
+        name, i = key
+        value = self.env.get(name, _default(name))
+        if i is None:
+            return value
+        if not isinstance(value, tuple) or i >= len(value) or isinstance(value[i], tuple):
+            raise LoweringError(
+                None, f"`{name}` must keep the same tuple structure through the loop"
+            )
+        return value[i]
+
+    def bind_slots(self, keys, values) -> dict:
+        bound: dict = {}
+        for (name, i), v in zip(keys, values):
+            if i is None:
+                bound[name] = v
+            else:
+                bound[name] = (*bound.get(name, ()), v)
+        return bound
+
+    def slot_values(self, keys, loc) -> list[Value]:
+        return [Value(_slot_hint(key), loc=loc) for key in keys]
+
+    def loop_body(self, keys, params, prefix, body, suffix) -> Block:
+        """Lower a loop body with the carried slots bound to `params`; yield their next values."""
         saved_env, saved_nodes = self.env, self.nodes
-        self.env = {**saved_env, **dict(zip(carried, params))}
+        self.env = {**saved_env, **self.bind_slots(keys, params)}
         self.nodes = []
         try:
             prefix()
             self.lower_stmts(body)
             self.statement_start = len(self.nodes)
             suffix()
-            yields = [self.as_value(self.env.get(n, _default(n))) for n in carried]
+            yields = [self.as_value(self.read_slot(key)) for key in keys]
             return Block(params=list(params), nodes=self.nodes, yields=yields)
         finally:
             self.env, self.nodes = saved_env, saved_nodes
 
     def lower_for(self, stmt, carried, start, stop, step, item) -> None:
         loc = self.loc
-        inits = self._carried_inits(carried)
+        keys = self.slot_keys(carried)
+        inits = [self.as_value(self.read_slot(key)) for key in keys]
         index = Value(_index_hint(stmt), loc=loc)
-        params = [Value(n.lstrip("."), loc=loc) for n in carried]
+        params = self.slot_values(keys, loc)
 
         def prefix():
             self.statement_start = 0
             self.assign(stmt.target, item(index))
 
-        block = self.loop_body(carried, params, prefix, stmt.body, lambda: None)
+        block = self.loop_body(keys, params, prefix, stmt.body, lambda: None)
         block.params.insert(0, index)
         bounds = [self.as_value(b) for b in (start, stop, step)]
-        outputs = [Value(n.lstrip("."), loc=loc) for n in carried]
+        outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(FOR, [*bounds, *inits], {}, outputs, [block], loc))
-        self.env.update(zip(carried, outputs))
+        self.env.update(self.bind_slots(keys, outputs))
 
     def lower_for_as_while(self, stmt, carried, start, stop, step, item) -> None:
         """A `for` that may `break` or `return`: a `while` over an explicit counter."""
         from adcompiler.frontend.lower import Static
 
-        counter = ".i"
+        counter = f".i{len([k for k in self.env if k.startswith('.i')])}"
         self.env[counter] = start
         self.env.setdefault(BROKE, Static(False))
+        outer_broke = self.env[BROKE]
+        self.env[BROKE] = Static(False)
         carried = [counter, *carried]
         if BROKE not in carried:
             carried.append(BROKE)
@@ -393,14 +490,16 @@ class ControlFlow:
 
         self.emit_while(carried, condition, stmt.body, prefix, suffix)
         self.env.pop(counter, None)
-        self.env[BROKE] = Static(False)
+        self.env[BROKE] = outer_broke
 
     def lower_while(self, stmt, carried) -> None:
         from adcompiler.frontend.lower import Static
 
-        if any(leaves_block(s, (gast.Break,)) for s in stmt.body) and BROKE not in carried:
-            self.env.setdefault(BROKE, Static(False))
-            carried.append(BROKE)
+        outer_broke = self.env.get(BROKE, Static(False))
+        if any(leaves_block(s, (gast.Break,)) for s in stmt.body):
+            self.env[BROKE] = Static(False)
+            if BROKE not in carried:
+                carried.append(BROKE)
 
         def condition():
             test = self.expr(stmt.test)
@@ -411,25 +510,26 @@ class ControlFlow:
             return test
 
         self.emit_while(carried, condition, stmt.body, lambda: None, lambda: None)
-        self.env[BROKE] = Static(False)
+        self.env[BROKE] = outer_broke
 
     def emit_while(self, carried, condition, body, prefix, suffix) -> None:
         loc = self.loc
-        inits = self._carried_inits(carried)
-        cond_params = [Value(n.lstrip("."), loc=loc) for n in carried]
-        body_params = [Value(n.lstrip("."), loc=loc) for n in carried]
+        keys = self.slot_keys(carried)
+        inits = [self.as_value(self.read_slot(key)) for key in keys]
+        cond_params = self.slot_values(keys, loc)
+        body_params = self.slot_values(keys, loc)
         saved_env, saved_nodes = self.env, self.nodes
-        self.env = {**saved_env, **dict(zip(carried, cond_params))}
+        self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
         self.nodes = []
         try:
             flag = self.as_value(condition())
             cond_block = Block(params=cond_params, nodes=self.nodes, yields=[flag])
         finally:
             self.env, self.nodes = saved_env, saved_nodes
-        body_block = self.loop_body(carried, body_params, prefix, body, suffix)
-        outputs = [Value(n.lstrip("."), loc=loc) for n in carried]
+        body_block = self.loop_body(keys, body_params, prefix, body, suffix)
+        outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))
-        self.env.update(zip(carried, outputs))
+        self.env.update(self.bind_slots(keys, outputs))
 
     # -- expressions with control flow ----------------------------------------
 
@@ -477,11 +577,33 @@ class ControlFlow:
         return result
 
     def lower_print(self, call) -> None:
-        args = [self.as_value(self.expr(a)) for a in call.args]
+        args = [
+            self.fstring(a) if isinstance(a, gast.JoinedStr) else self.as_value(self.expr(a))
+            for a in call.args
+        ]
         keywords = tuple(
             (k.arg, self.expr(k.value).obj) for k in call.keywords if k.arg in ("sep", "end")
         )
         self.nodes.append(Node(PRINT, args, {"keywords": keywords}, [], loc=self.loc))
+
+    def fstring(self, node) -> Value:
+        """An f-string given to print: the formatted values are inputs, the text a template."""
+        from adcompiler.frontend.lower import LoweringError, Static
+
+        parts, values = [], []
+        for part in node.values:
+            if isinstance(part, gast.Constant):
+                parts.append(("text", part.value))
+                continue
+            spec = ""
+            if part.format_spec is not None:
+                pieces = [self.expr(p) for p in part.format_spec.values]
+                if not all(isinstance(p, Static) for p in pieces):
+                    raise LoweringError(node, "a format spec must be constant")
+                spec = "".join(str(p.obj) for p in pieces)
+            values.append(self.as_value(self.expr(part.value)))
+            parts.append(("value", part.conversion, spec))
+        return self.emit(FSTRING, values, {"parts": tuple(parts)}, "text")
 
     def lower_assert(self, stmt) -> None:
         from adcompiler.frontend.lower import Static
@@ -531,6 +653,12 @@ def _is_call_to(expr, name: str) -> bool:
     return isinstance(expr, gast.Call) and isinstance(expr.func, gast.Name) and expr.func.id == name
 
 
+def _slot_hint(key) -> str:
+    name, i = key
+    base = name.lstrip(".").rstrip("0123456789") if name.startswith(".i") else name.lstrip(".")
+    return base if i is None else f"{base}{i}"
+
+
 def _index_hint(stmt) -> str:
     """The loop index is named after the target of `for t in range(...)`, else `i`."""
     it = stmt.iter
@@ -550,3 +678,27 @@ def _lt_or_gt(step):
     if isinstance(step, Static) and step.obj < 0:
         return operator.gt
     return operator.lt
+
+
+def _static_items(value):
+    """The elements of a tuple/list known when compiling, or None."""
+    from adcompiler.frontend.lower import Static
+
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Static) and isinstance(value.obj, (list, tuple)):
+        return [Static(v) for v in value.obj]
+    return None
+
+
+def _keyword(lowering, call, name, default):
+    """A compile-time keyword argument of a call (e.g. `enumerate(x, start=1)`)."""
+    from adcompiler.frontend.lower import LoweringError, Static
+
+    for k in call.keywords:
+        if k.arg == name:
+            value = lowering.expr(k.value)
+            if not isinstance(value, Static):
+                raise LoweringError(call, f"`{name}=` must be known when compiling")
+            return value.obj
+    return default

@@ -32,6 +32,7 @@ from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.control import RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
+from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
@@ -56,6 +57,8 @@ CMPOPS = {
     gast.GtE: operator.ge,
     gast.Eq: operator.eq,
     gast.NotEq: operator.ne,
+    gast.Is: operator.is_,
+    gast.IsNot: operator.is_not,
 }
 
 
@@ -187,6 +190,10 @@ class Lowering(ControlFlow):
                 value.hint, value.role = target.id, "primal"
             self.env[target.id] = value
         elif isinstance(target, (gast.Tuple, gast.List)):
+            starred = [i for i, t in enumerate(target.elts) if isinstance(t, gast.Starred)]
+            if starred:
+                self.assign_starred(target, value, starred[0])
+                return
             items = self.unpack(value, len(target.elts), target)
             for t, v in zip(target.elts, items):
                 self.assign(t, v)
@@ -196,6 +203,23 @@ class Lowering(ControlFlow):
             )
         else:
             raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
+
+    def assign_starred(self, target, value, at: int) -> None:
+        """``first, *rest = t`` for a tuple known when compiling."""
+        if isinstance(value, Static):
+            value = tuple(Static(v) for v in value.obj)
+        if not isinstance(value, tuple):
+            raise LoweringError(
+                target, "`*name` unpacking works on tuples, not arrays", "index the array instead"
+            )
+        after = len(target.elts) - at - 1
+        if len(value) < len(target.elts) - 1:
+            raise LoweringError(target, "not enough values to unpack")
+        for t, v in zip(target.elts[:at], value[:at]):
+            self.assign(t, v)
+        self.assign(target.elts[at].value, tuple(value[at : len(value) - after]))
+        for t, v in zip(target.elts[at + 1 :], value[len(value) - after :]):
+            self.assign(t, v)
 
     def made_by_this_statement(self, value: Value) -> bool:
         return any(value in n.outputs for n in self.nodes[self.statement_start :])
@@ -269,17 +293,37 @@ class Lowering(ControlFlow):
         return self.apply(lookup(fn), [operand], {}, node)
 
     def expr_Compare(self, node):  # noqa: N802
-        if len(node.ops) != 1:
-            raise LoweringError(
-                node, "chained comparisons are not supported", "write `a < b and b < c`"
-            )
-        left, right = self.expr(node.left), self.expr(node.comparators[0])
-        fn = CMPOPS.get(type(node.ops[0]))
+        """``a < b``; a chain ``a < b < c`` means ``a < b and b < c`` (b evaluated once)."""
+        result = None
+        left = self.expr(node.left)
+        for op, comparator in zip(node.ops, node.comparators):
+            right = self.expr(comparator)
+            test = self.compare(op, left, right, node)
+            result = test if result is None else self.conjoin(result, test)
+            left = right
+        return result
+
+    def compare(self, op, left, right, node):
+        fn = CMPOPS.get(type(op))
         if fn is None:
-            raise LoweringError(node, "`is`/`in` comparisons are not supported", "use `==`")
+            raise LoweringError(node, "`in` comparisons are not supported", "use `==`")
         if isinstance(left, Static) and isinstance(right, Static):
             return Static(fn(left.obj, right.obj))
+        if fn in (operator.is_, operator.is_not):
+            if isinstance(left, tuple) or isinstance(right, tuple):
+                return Static(fn(left, right))
+            return self.emit(
+                IS if fn is operator.is_ else IS_NOT,
+                [self.as_value(left), self.as_value(right)],
+                {},
+                "is",
+            )
         return self.apply(lookup(fn), [left, right], {}, node)
+
+    def conjoin(self, a, b):
+        if isinstance(a, Static):
+            return b if a.obj else a
+        return self.boolean(AND, a, b)
 
     def expr_Attribute(self, node):  # noqa: N802
         base = self.expr(node.value)
@@ -378,6 +422,10 @@ class Lowering(ControlFlow):
     def call(self, fn, args, kwargs, node):
         if fn is np.array and len(args) == 1 and isinstance(args[0], tuple) and not kwargs:
             return self.pack(args[0], node)
+        if fn in (builtins.sum, builtins.len, builtins.min, builtins.max) and (
+            len(args) == 1 and isinstance(args[0], tuple)
+        ):
+            return self.builtin_on_tuple(fn, args[0], kwargs, node)
         op = lookup(fn)
         if op is not None:
             return self.apply(op, args, kwargs, node)
@@ -391,6 +439,17 @@ class Lowering(ControlFlow):
             ),
             "use a supported NumPy function (see docs/operators.md) or write the helper in Python",
         )
+
+    def builtin_on_tuple(self, fn, items, kwargs, node):
+        """`len`, `sum`, `min`, `max` of a tuple known when compiling, element by element."""
+        if fn is builtins.len:
+            return Static(len(items))
+        if fn is builtins.sum:
+            total = kwargs.get("start", Static(0))
+            for item in items:
+                total = self.binop(operator.add, total, item, node)
+            return total
+        return self.call(fn, list(items), kwargs, node)
 
     def pack(self, items, node) -> Value:
         leaves: list[Value] = []

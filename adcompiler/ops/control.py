@@ -45,6 +45,19 @@ def not_(a):
 
 AND = register(Op("and", and_, (Param("a"), Param("b")), "_0 and _1", nondiff=True, inline=True))
 OR = register(Op("or", or_, (Param("a"), Param("b")), "_0 or _1", nondiff=True, inline=True))
+IS = register(
+    Op("is", lambda a, b: a is b, (Param("a"), Param("b")), "_0 is _1", nondiff=True, inline=True)
+)
+IS_NOT = register(
+    Op(
+        "is_not",
+        lambda a, b: a is not b,
+        (Param("a"), Param("b")),
+        "_0 is not _1",
+        nondiff=True,
+        inline=True,
+    )
+)
 NOT = register(Op("not", not_, (Param("a"),), "not _0", nondiff=True, inline=True))
 
 
@@ -64,14 +77,48 @@ PRINT = register(
 )
 
 
+def _fstring_spelling(node, args):
+    values = iter(args)
+    pieces = []
+    for part in node.attrs["parts"]:
+        if part[0] == "text":
+            pieces.append(ast.Constant(part[1]))
+        else:
+            spec = ast.JoinedStr([ast.Constant(part[2])]) if part[2] else None
+            pieces.append(ast.FormattedValue(next(values), part[1], spec))
+    return ast.JoinedStr(pieces)
+
+
+FSTRING = register(
+    Op(
+        "fstring",
+        None,
+        (Param("values", "varargs"), Param("parts", "attr", ())),
+        _fstring_spelling,
+        nondiff=True,
+        inline=True,
+    )
+)
+
+
 def check(condition, message):
     """`assert` as a call, so that it is an effect of the IR like any other."""
     if not condition:
         raise AssertionError(message)
 
 
+def _assert_spelling(node, args):
+    return ast.Assert(args[0], ast.Constant(node.attrs["message"]))
+
+
 ASSERT = register(
-    Op("assert", check, (Param("condition"), Param("message", "attr", "")), "assert", nondiff=True)
+    Op(
+        "assert",
+        check,
+        (Param("condition"), Param("message", "attr", "")),
+        _assert_spelling,
+        nondiff=True,
+    )
 )
 
 
@@ -119,3 +166,24 @@ TAPE_GET = register(
     Op("tape_get", None, (Param("tape"), Param("k")), _tape_get_spelling, nondiff=True)
 )
 STATEMENT_OPS = {"tape_set", "tape_append"}  # spelled as statements, not expressions
+
+
+def trip_count(start, stop, step):
+    return len(range(start, stop, step))
+
+
+def _trip_count_spelling(node, args):
+    rng = ast.Call(ast.Name("range", ast.Load()), list(args), [])
+    return ast.Call(ast.Name("len", ast.Load()), [rng], [])
+
+
+TRIP_COUNT = register(
+    Op(
+        "trip_count",
+        trip_count,
+        (Param("start"), Param("stop"), Param("step")),
+        _trip_count_spelling,
+        nondiff=True,
+        inline=True,
+    )
+)
