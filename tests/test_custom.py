@@ -17,14 +17,22 @@ from tests.test_higher import check_grad_of_grad, check_hvp
 
 special = pytest.importorskip("scipy.special")
 expit = special.expit
-ad.defrule(expit, derivative=lambda ans, x: ans * (1 - ans))
-
 rng = np.random.default_rng(0)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def forget_custom_rules_afterwards():
-    """Custom rules are global: leave the registry as the other test files expect it."""
+def custom_rules():
+    """Custom rules are global: made for this file's tests only, and removed after them."""
+    ad.defrule(expit, derivative=lambda ans, x: ans * (1 - ans))
+    ad.defrule(
+        hypot_scaled,
+        adjoint=lambda g, ans, x, y, scale: (g * scale**2 * x / ans, g * scale**2 * y / ans),
+        tangent=lambda ts, ans, x, y, scale: sum(
+            t * scale**2 * v / ans for t, v in zip(ts, (x, y)) if t is not None
+        ),
+        elementwise=True,
+    )
+    ad.nondifferentiable(step)
     yield
     for op in list(CUSTOM_OPS):
         remove_rules(op.impl)
@@ -61,16 +69,6 @@ def hypot_scaled(x, y, scale=1.0):
     return scale * np.sqrt(x * x + y * y)
 
 
-ad.defrule(
-    hypot_scaled,
-    adjoint=lambda g, ans, x, y, scale: (g * scale * scale * x / ans, g * scale * scale * y / ans),
-    tangent=lambda ts, ans, x, y, scale: sum(
-        t * scale * scale * v / ans for t, v in zip(ts, (x, y)) if t is not None
-    ),
-    elementwise=True,
-)
-
-
 def uses_hypot(x, y):
     return np.sum(hypot_scaled(x, y, scale=2.0) * np.arange(1.0, 4.0))
 
@@ -82,17 +80,24 @@ def test_adjoint_and_tangent_of_a_function_of_two_arrays_with_a_static_argument(
     assert "hypot_scaled(x, y, scale=2.0)" in ad.source(ad.grad(uses_hypot, wrt=("x", "y")))
 
 
-@ad.defrule(adjoint=lambda g, ans, x: g * (1 - ans * ans))
-def my_tanh(x):
-    return np.tanh(x)
-
-
-def uses_my_tanh(x):
-    return np.sum(my_tanh(x) ** 2)
-
-
 def test_decorator_form_and_a_missing_tangent_rule():
+    @ad.defrule(adjoint=lambda g, ans, x: g * (1 - ans * ans))
+    def my_tanh(x):
+        return np.tanh(x)
+
+    def uses_my_tanh(x):
+        return np.sum(my_tanh(x) ** 2)
+
+    @ad.nondifferentiable(name="hard_sign")
+    def sign_of(x):
+        return np.sign(x)
+
+    def uses_sign(x):
+        return np.sum(sign_of(x) * x)
+
     x = rng.normal(size=4)
+    np.testing.assert_allclose(ad.grad(uses_sign)(x), np.sign(x))
+    assert "hard_sign(x)" in ad.source(ad.grad(uses_sign))
     ad.check_grad(uses_my_tanh, [x])
     assert my_tanh(0.5) == np.tanh(0.5)  # the function itself is unchanged
     with pytest.raises(NotImplementedError, match="no tangent rule for my_tanh"):
@@ -125,8 +130,7 @@ def test_stop_gradient():
     assert "stop_gradient(x)" in ad.source(ad.grad(f))
 
 
-@ad.nondifferentiable
-def step(x):
+def step(x):  # declared non-differentiable by the fixture above
     return (x > 0).astype(float)
 
 
