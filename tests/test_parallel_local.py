@@ -313,6 +313,20 @@ def test_async_converges_close_to_sync_and_records_staleness(workers):
         assert relative_difference(result.params, sync.params) < 1e-12
 
 
+@pytest.mark.parametrize("optimizer", [Adam(0.05), HalvingSGD(0.2)], ids=["flat", "tree"])
+def test_async_with_one_worker_is_the_single_process_run(optimizer):
+    params, data = mlp_problem()
+    options = dict(
+        epochs=2, batch_size=16, optimizer=optimizer, seed=0, quiet=True, grad_fn=mlp_grad
+    )
+    single = fit(mlp_loss, params, data, **options)
+    result = fit_parallel(mlp_loss, params, data, workers=1, mode="async", **options)
+    assert relative_difference(result.params, single.params) < 1e-12
+    for key, value in single.opt_state.items():
+        if key != "step":
+            assert relative_difference(result.opt_state[key], value) < 1e-12
+
+
 def test_async_staleness_zero_is_serial_sgd_with_recomputation():
     params, data = logistic_problem(n=120)
     options = dict(

@@ -39,6 +39,7 @@ from adcompiler.train.parallel.job import (
     parallel_record,
     record_step,
 )
+from adcompiler.train.parallel.update import Solo, make_update
 
 STOP = -1  # batch index that tells a worker to finish
 
@@ -60,7 +61,8 @@ class ParameterServer:
         if bound < 0:
             raise ValueError(f"max_staleness must be >= 0, got {bound}")
         self.max_staleness = bound
-        self.flat, self.spec = tree.flatten(state.params)
+        self.update = make_update(Solo(), job.optimizer, state)  # one flat vector if elementwise
+        self.flat = self.update.flat
         self.record = parallel_record(
             state, mode="async", backend=backend, workers=workers, max_staleness=bound
         )
@@ -89,7 +91,9 @@ class ParameterServer:
     def _close_epoch(self) -> None:
         clock = time.perf_counter()
         self.job.run.end_epoch(self.state, clock - self.epoch_started, quiet=self.job.quiet)
-        self.job.save(self.state)
+        if self.job.checkpoint:
+            self.update.gather_state()
+            self.job.save(self.state)
         self.seconds["evaluate"] += time.perf_counter() - clock
         self._open_epoch()
 
@@ -128,11 +132,9 @@ class ParameterServer:
         counts = self.record["staleness"]
         counts.extend([0] * (staleness + 1 - len(counts)))
         counts[staleness] += 1
-        grad_tree = tree.unflatten(grads, self.spec)
-        state.params, state.opt_state = self.job.optimizer.update(
-            state.params, grad_tree, state.opt_state
-        )
-        tree.flatten(state.params, out=self.flat)
+        self.update.apply(grads)
+        if not self.update.sharded:
+            self.flat = self.update.flat
         record_step(state, value, len(self.job.batches(epoch)[index]))
         self.in_flight -= 1
         self.parked.append(worker)
@@ -142,6 +144,7 @@ class ParameterServer:
         return self._hand_out()
 
     def result(self) -> TrainState:
+        self.update.gather_state()
         self.record["seconds"] = {k: round(v, 6) for k, v in self.seconds.items()}
         return self.state
 

@@ -41,7 +41,7 @@ def run_sync(comm, job: Job, state: TrainState, backend: str) -> TrainState:
     size = tree.flat_spec(state.params).size
     buffer = np.empty(size + 1, dtype=np.float64)
     packer = Packer(state.params, buffer)
-    update = make_update(comm, job.optimizer, state, packer)
+    update = make_update(comm, job.optimizer, state)
     seconds = {"compute": 0.0, "communicate": 0.0, "update": 0.0}
     while state.epoch < job.epochs and not state.stopped:
         batches = job.batches(state.epoch)

@@ -31,13 +31,28 @@ from adcompiler.train.parallel.job import Packer
 ELEMENTWISE = (SGD, Adam, AdamW)  # exact types: a subclass may add a non-elementwise step
 
 
-def make_update(comm, optimizer, state: TrainState, packer: Packer):
-    """A :class:`ShardedUpdate` where that gives the same bits, else a :class:`TreeUpdate`."""
-    spec = packer.spec
+def make_update(comm, optimizer, state: TrainState):
+    """A :class:`ShardedUpdate` where that gives the same bits, else a :class:`TreeUpdate`.
+
+    ``comm`` needs ``rank``, ``size`` and ``allgather``; :class:`Solo` is the
+    one-process communicator (the async parameter server uses it, to update
+    one flat vector instead of one array per leaf).
+    """
+    spec = tree.flat_spec(state.params)
     float64 = all(np.dtype(d) == np.float64 for d in spec.dtypes)
-    if type(optimizer) in ELEMENTWISE and float64 and hasattr(comm, "allgather"):
+    if type(optimizer) in ELEMENTWISE and float64:
         return ShardedUpdate(comm, optimizer, state, spec)
-    return TreeUpdate(optimizer, state, packer)
+    return TreeUpdate(optimizer, state, spec)
+
+
+class Solo:
+    """The communicator of a single process."""
+
+    rank, size = 0, 1
+
+    def allgather(self, piece: np.ndarray, out: np.ndarray, counts) -> np.ndarray:
+        np.copyto(out, piece)
+        return out
 
 
 class TreeUpdate:
@@ -46,14 +61,27 @@ class TreeUpdate:
     sharded = False
     gather_seconds = 0.0
 
-    def __init__(self, optimizer, state: TrainState, packer: Packer):
-        self.optimizer, self.state, self.packer = optimizer, state, packer
+    def __init__(self, optimizer, state: TrainState, spec: tree.FlatSpec):
+        self.optimizer, self.state, self.spec = optimizer, state, spec
+        self._flat = np.empty(spec.size, dtype=np.float64)
+        # One packer per gradient buffer (they are long-lived; a packer's views keep
+        # its buffer alive, so an address cannot be reused while it is cached).
+        self._packers: dict[int, Packer] = {}
+
+    @property
+    def flat(self) -> np.ndarray:
+        """The parameters as one flat vector (a copy, refreshed at each call)."""
+        return tree.flatten(self.state.params, out=self._flat)[0]
 
     def apply(self, grads: np.ndarray) -> None:
-        """Update ``state.params`` and ``state.opt_state``; ``grads`` is the packer's buffer."""
+        """Update ``state.params`` and ``state.opt_state`` with the flat gradient ``grads``."""
+        address = grads.__array_interface__["data"][0]
+        if address not in self._packers:
+            self._packers[address] = Packer(self.state.params, grads)
         state = self.state
-        grads = self.packer.unpack()
-        state.params, state.opt_state = self.optimizer.update(state.params, grads, state.opt_state)
+        state.params, state.opt_state = self.optimizer.update(
+            state.params, self._packers[address].unpack(), state.opt_state
+        )
 
     def gather_state(self) -> None:
         """Nothing to do: ``state.opt_state`` is always whole."""
