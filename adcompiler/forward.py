@@ -70,6 +70,8 @@ def tangent_hint_and_role(y: Value) -> tuple[str, str]:
         return f"{y.hint}_bar_dot", "adjoint_tangent"
     if y.role == "adjoint_temp":
         return f"{y.hint}_dot", "adjoint_temp"
+    if y.role == "temp":  # a temporary's tangent is written into its one reader, if one
+        return f"{y.hint}_dot", "tangent_temp"
     return y.hint, "tangent"
 
 
@@ -164,7 +166,8 @@ def _tangent_of(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]
     if node.op.tangent is None:
         raise NotImplementedError(f"no tangent rule for {node.op.name}")
     b = Builder(loc=node.loc, role=_temp_role(node))
-    attrs = dict(node.attrs)
+    declared = {p.name for p in node.op.params if p.kind == "attr"}
+    attrs = {k: v for k, v in node.attrs.items() if k in declared}  # not codegen's hints
     t = node.op.tangent(
         [None if t is None else Sym(b, t) for t in ts],
         Sym(b, node.output),

@@ -6,12 +6,10 @@ def logistic_regression_hvp(w, b, x, y, v):
     w_dot = v[0]
     # line 10: logits = x @ w + b
     matmul_x = x @ w
-    matmul_x_dot = x @ w_dot
     logits = matmul_x + b
-    logits_dot = matmul_x_dot + v[1]
+    logits_dot = x @ w_dot + v[1]
     # line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
     logaddexp_const = np.logaddexp(0.0, logits)
-    logaddexp_const_dot = logits_dot * np.exp(logits - logaddexp_const)
     subtract_logaddexp = logaddexp_const - y * logits
     # adjoint of line 12: return loss + 0.01 * np.sum(w * w)
     multiply_w_bar = np.broadcast_to(0.01, np.shape(w))
@@ -23,7 +21,7 @@ def logistic_regression_hvp(w, b, x, y, v):
     logits_bar = unbroadcast(multiply_y_bar * y, np.shape(logits))
     exp = np.exp(logits - logaddexp_const)
     logits_bar_1 = logaddexp_const_bar * exp
-    logits_bar_dot = (logits_dot - logaddexp_const_dot) * exp * logaddexp_const_bar
+    logits_bar_dot = (logits_dot - logits_dot * np.exp(logits - logaddexp_const)) * exp * logaddexp_const_bar
     logits_bar = logits_bar + logits_bar_1
     logits_bar_dot = np.broadcast_to(logits_bar_dot, np.shape(logits_bar))
     # adjoint of line 10: logits = x @ w + b

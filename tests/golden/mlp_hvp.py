@@ -5,26 +5,21 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     check_float(W1=W1)
     # line 17: h = np.tanh(x @ W1 + b1)
     matmul_x = x @ W1
-    matmul_x_dot = x @ W1_dot
     add_matmul = matmul_x + b1
-    add_matmul_dot = np.broadcast_to(matmul_x_dot, np.shape(add_matmul))
     h = np.tanh(add_matmul)
-    h_dot = add_matmul_dot * (1 - h * h)
+    h_dot = np.broadcast_to(x @ W1_dot, np.shape(add_matmul)) * (1 - h * h)
     # line 18: logits = h @ W2 + b2
     matmul_h = h @ W2
-    matmul_h_dot = h_dot @ W2
     logits = matmul_h + b2
-    logits_dot = np.broadcast_to(matmul_h_dot, np.shape(logits))
+    logits_dot = np.broadcast_to(h_dot @ W2, np.shape(logits))
     # line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
     max_logits = np.max(logits, axis=1, keepdims=True)
-    max_logits_dot = np.sum(logits_dot * max_adjoint(np.ones_like(max_logits), max_logits, logits, axis=1, keepdims=True), axis=1, keepdims=True)
     shifted = logits - max_logits
-    shifted_dot = logits_dot - max_logits_dot
+    shifted_dot = logits_dot - np.sum(logits_dot * max_adjoint(np.ones_like(max_logits), max_logits, logits, axis=1, keepdims=True), axis=1, keepdims=True)
     # line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)
     exp_shifted_dot = shifted_dot * exp_shifted
     sum_exp = np.sum(exp_shifted, axis=1, keepdims=True)
-    sum_exp_dot = np.sum(exp_shifted_dot, axis=1, keepdims=True)
     log_probs = shifted - np.log(sum_exp)
     # adjoint of line 21: return -np.sum(y * log_probs) / x.shape[0]
     negative_sum_bar = 1.0 / np.shape(x)[0]
@@ -35,7 +30,7 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     shifted_bar = unbroadcast(log_probs_bar, np.shape(exp_shifted))
     log_sum_bar = unbroadcast(-log_probs_bar, np.shape(sum_exp))
     sum_exp_bar = log_sum_bar / sum_exp
-    sum_exp_bar_dot = -sum_exp_dot * sum_exp_bar / sum_exp
+    sum_exp_bar_dot = -np.sum(exp_shifted_dot, axis=1, keepdims=True) * sum_exp_bar / sum_exp
     shape = np.shape(exp_shifted)
     exp_shifted_bar = np.broadcast_to(sum_exp_bar, shape)
     exp_shifted_bar_dot = np.broadcast_to(sum_exp_bar_dot, shape)
