@@ -93,6 +93,8 @@ defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys
 tangent(np.subtract)(
     lambda ts, ans, x, y: ts[0] if ts[1] is None else -ts[1] if ts[0] is None else ts[0] - ts[1]
 )
+
+
 def _multiply_adjoint(g, ans, x, y):
     if x.value is y.value:  # x * x: one contribution, 2 g x
         return 2 * (g * x), None
