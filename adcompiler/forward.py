@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from adcompiler import passes, runtime
+from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
 from adcompiler.ops.control import (
     FOR,
@@ -108,8 +109,14 @@ def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Funct
     tan = Tangents(*_varied_through_tapes(fn, wrt_values))
     shapes = passes.shape_classes(fn)
     extra_params = []
+    taken = {base_name(p) for p in fn.params}
     for x in wrt_values:
         x_dot = Value(x.hint, role="tangent", loc=x.loc)
+        n = 1
+        while base_name(x_dot) in taken:  # f(x, x_dot), or a jvp of a jvp: x_2_dot
+            n += 1
+            x_dot.hint = f"{x.hint}_{n}"
+        taken.add(base_name(x_dot))
         extra_params.append(x_dot)
         tan.of[x.id] = x_dot
     nodes: list[Node] = []

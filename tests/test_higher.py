@@ -277,3 +277,21 @@ def lambda_free_scalar_loop(x):
     for _ in range(3):
         h = np.sin(h) * x
     return h
+
+
+def test_third_derivative_by_forward_over_hvp():
+    x, v = np.array([0.3, -0.5]), np.array([1.0, 2.0])
+    product = ad.hvp(loop_function)
+    third = ad.jvp(product)(x, v, v)[1]  # the tangent parameter is x_2_dot next to x_dot
+    eps = 1e-4
+    expected = (product(x + eps * v, v) - product(x - eps * v, v)) / (2 * eps)
+    np.testing.assert_allclose(third, expected, rtol=1e-6)
+    assert "def loop_function_hvp_jvp(x, x_dot, x_2_dot):" in ad.source(ad.jvp(product))
+
+
+def test_tangent_parameter_names_never_collide():
+    def f(x, x_dot):
+        return np.sum(x * x_dot)
+
+    value, dot = ad.jvp(f, wrt="x")(np.ones(2), np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    assert dot == pytest.approx(11.0)
