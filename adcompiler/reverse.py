@@ -35,7 +35,8 @@ from adcompiler.ops.control import (
     TRIP_COUNT,
 )
 from adcompiler.ops.guards import check_scalar
-from adcompiler.ssa import Block, Function, Node, Value, walk
+from adcompiler.ops.mutation import INDEX_ADD
+from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
 
 
 class Adjoints:
@@ -69,8 +70,15 @@ class Adjoints:
             contribution.hint, contribution.role = x.hint, "adjoint"
         self.primal[x.id] = x
         current = self.current(x)
-        if current is not None:
+        scattered = _scatter_of(b, contribution) if contribution.id in fresh else None
+        if current is not None and scattered is not None:  # x̄[index] += ḡ, not x̄ + zeros
+            g, dyn, index = scattered
+            total = b.emit_sym(INDEX_ADD, [current, g, *dyn], {"index": index})
+            total.value.hint, total.value.role = x.hint, "adjoint"
+            self.of[x.id] = total.value
+        elif current is not None:
             total = b.call(operator.add, current, contribution)
+            _mark_accumulation(b, total.value)
             total.value.hint, total.value.role = x.hint, "adjoint"
             self.of[x.id] = total.value
         else:
@@ -186,6 +194,24 @@ def _shapes_from_parameters(nodes: list[Node], shapes: dict[int, int]) -> None:
 
 
 _PARAMETER_OF_CLASS: dict[int, Value] = {}
+
+
+def _mark_accumulation(b: Builder, total: Value) -> None:
+    """Mark `x̄ + c` as an accumulation: codegen may write it as `x̄ += c`."""
+    for node in reversed(b.nodes):
+        if total in node.outputs:
+            ACCUMULATIONS.add(node)
+            return
+
+
+def _scatter_of(b: Builder, value: Value):
+    """If `value` was just made by `unindex(g, shape, *dyn)` in `b`: (g, dyn, index)."""
+    for node in reversed(b.nodes):
+        if value in node.outputs:
+            if node.op.name == "unindex":
+                return node.inputs[0], node.inputs[2:], node.attrs["index"]
+            return None
+    return None
 
 
 class Sweep:
@@ -404,12 +430,16 @@ class Sweep:
         """Put a tape write right after each saved value is defined in the primal body."""
         position = {id(n): i for i, n in enumerate(body.nodes)}
         defined_at = {v.id: (position[id(n)], n.loc) for n in body.nodes for v in n.outputs}
+        writes_in_body = any(n.op.name == "setitem" for n in walk(body))
         after: dict[int, list[Node]] = {}
         first: list[Node] = list(prologue)
         for tape, (v, shape_only, _) in zip(tapes, saved):
             i, where = defined_at.get(v.id, (None, loc))
             b = Builder(loc=where, role="temp")
             written = b.call(np.shape, v).value if shape_only else v
+            if not shape_only and writes_in_body and _producer_op(body, v) in _VIEWS:
+                written = b.call(np.copy, v).value  # a view of an array written later
+                written.hint = v.hint
             if shape_only:
                 written.hint = f"{v.hint}_shape"
             writes = [*b.nodes, write(tape, written, where)]
@@ -446,6 +476,16 @@ def _copy_literals(primal: Block, adjoint: Block) -> None:
     }
     adjoint.nodes[0:0] = b.nodes
     substitute(adjoint, replace)
+
+
+_VIEWS = {"getitem", "reshape", "ravel", "transpose", "swapaxes", "squeeze", "expand_dims"}
+
+
+def _producer_op(block: Block, v: Value) -> str | None:
+    for n in block.nodes:
+        if v in n.outputs:
+            return n.op.name
+    return None
 
 
 def _zeros_like(b: Builder, x: Value, hint: str) -> Value:

@@ -17,10 +17,14 @@ defined exactly once. Control flow stays structured: a node may own regions
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 _ids = itertools.count()
+# Nodes the reverse sweep made to sum adjoint contributions (`x̄ + c`): codegen may
+# write them as `x̄ += c` into a buffer the generated code owns.
+ACCUMULATIONS: weakref.WeakSet = weakref.WeakSet()
 NOT_CONST = object()
 
 
@@ -61,7 +65,7 @@ class Value:
 class Node:
     """One operator application: `outputs = op(*inputs, **attrs)`, with regions."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "regions", "loc")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "regions", "loc", "__weakref__")
 
     def __init__(
         self,

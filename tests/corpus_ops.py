@@ -848,6 +848,13 @@ def method_repeat(x, w):
     return np.sum(x.repeat(2, axis=1) * w)
 
 
+def setitem_rows(x, y, w):
+    z = x.copy()
+    z[1] = y * 2.0
+    z[:, 0] += np.sum(y)
+    return np.sum(z * z * w)
+
+
 def builtin_min_max(x, w):
     a, b = np.sum(x * w), np.sum(x * x)
     return max(a, b, 0.5) - 2.0 * min(a, b)

@@ -31,7 +31,7 @@ def test_every_problem_is_reported_at_once_with_place_caret_and_suggestion():
     "fn, message",
     [
         (e.unknown_function, "no derivative rule for `numpy.fft.fft`"),
-        (e.assigns_into_array, "assignment into an array is not supported yet"),
+        (e.assigns_into_array, "writing into the argument `x` would change the caller's array"),
         (e.uses_global_statement, "`global` is not supported"),
     ],
 )

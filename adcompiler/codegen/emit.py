@@ -29,9 +29,23 @@ import numpy as np
 from adcompiler import runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.ops.core import Op
-from adcompiler.ssa import Block, Function, Node, Value
+from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
+# Operators whose result may share memory with their first input.
+ALIASING = {
+    "getitem",
+    "reshape",
+    "ravel",
+    "transpose",
+    "swapaxes",
+    "squeeze",
+    "expand_dims",
+    "broadcast_to",
+    "unbroadcast",
+    "tape_get",
+    "copy_if_needed",
+}
 
 
 @dataclass
@@ -172,11 +186,51 @@ class Emitter:
                 out.extend(self.for_statement(node))
             elif node.op.name == "while":
                 out.extend(self.while_statement(node))
+            elif node.op.name in ("setitem", "index_add"):
+                out.extend(self.setitem_statement(node, start))
             else:
                 out.append(self.simple_statement(node, start))
         return out
 
+    def setitem_statement(self, node: Node, position: int) -> list[ast.stmt]:
+        """``x[index] = v``: in place where `x` may be written (see `Plan.may_write`),
+        else into a copy."""
+        from adcompiler.ops.structure import _index_ast
+
+        x, v, *dyn = node.inputs
+        base = self.read(x)
+        value = self.read(v)
+        index = _index_ast(node.attrs["index"], [self.read(d) for d in dyn])
+        in_place = isinstance(base, ast.Name) and self.plan.may_write(x, position)
+        self.advance(position)
+        stmts = []
+        if in_place:
+            name = base.id
+            self.namer.fix(node.output, name)
+        else:
+            name = self.namer.name(node.output)
+            copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])
+            stmts.append(ast.Assign([ast.Name(name, ast.Store())], copy))
+        if node.op.name == "index_add":
+            call = ast.Call(
+                ast.Name("add_at", ast.Load()),
+                [ast.Name(name, ast.Load()), _slices_as_calls(index), value],
+                [],
+            )
+            stmts.append(ast.Expr(call))
+            return stmts
+        target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
+        stmts.append(ast.Assign([target], value))
+        return stmts
+
     def simple_statement(self, node: Node, position: int) -> ast.stmt:
+        if node in ACCUMULATIONS and self.plan.may_write(node.inputs[0], position):
+            total = self.read(node.inputs[0])
+            if isinstance(total, ast.Name):  # x̄ += c into a buffer the code owns
+                other = self.read(node.inputs[1])
+                self.advance(position)
+                self.namer.fix(node.output, total.id)
+                return ast.AugAssign(ast.Name(total.id, ast.Store()), ast.Add(), other)
         expr = self.expression(node)
         self.advance(position)
         if isinstance(expr, ast.stmt):
@@ -231,6 +285,16 @@ class Emitter:
             names.append(name)
         return names
 
+    def owned_inits(self, inits, params, values) -> list[ast.expr]:
+        """A slot the loop writes into in place starts from a copy of an initial value
+        the generated code does not own (an argument, a view, a broadcast)."""
+        out = []
+        for init, param, value in zip(inits, params, values):
+            if param.id in self.plan.written and init.id not in self.plan.owned:
+                value = ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
+            out.append(value)
+        return out
+
     def hold(self, outputs: list[Value], names: list[str]) -> None:
         """After a loop, its slot names belong to its outputs (not to the dead parameters)."""
         for out, name in zip(outputs, names):
@@ -245,6 +309,7 @@ class Emitter:
         self.advance(begin)
         names = self.slot_names(node, [body.params[1:]])
         index = self.namer.name(body.params[0])
+        init_values = self.owned_inits(inits, body.params[1:], init_values)
         before = self.assign_all(names, init_values)
         stmts = self.region_body(body, names)
         self.advance(end)
@@ -259,6 +324,7 @@ class Emitter:
         begin, end = self.plan.span[id(node)]
         self.advance(begin)
         names = self.slot_names(node, [cond.params, body.params])
+        init_values = self.owned_inits(node.inputs, body.params, init_values)
         before = self.assign_all(names, init_values)
         cond_stmts = self.block(cond)
         flag = self.read(cond.yields[0])
@@ -351,6 +417,7 @@ class Plan:
         self.tail_reads: list[tuple[int, int]] = []  # (value id, position): yields, results
         for p in fn.params:
             self.block_of[p.id] = id(fn.body)
+        sink_writes(fn.body)
         self.number(fn.body)
         self.final = self.counter
         for v in fn.results:
@@ -366,6 +433,10 @@ class Plan:
             self.reads.setdefault(vid, []).append(position)
         self.last = self.last_uses()
         self.order = sorted(self.last.items(), key=lambda item: item[1])
+        self.root: dict[int, int] = {}
+        self.owned: set[int] = set()
+        self.written: set[int] = set()  # values written into by a setitem
+        self.ownership(fn.body)
         self.cursor = 0
 
     def number(self, block: Block) -> None:
@@ -395,6 +466,48 @@ class Plan:
             for v in node.outputs:
                 self.block_of[v.id] = id(block)
                 self.defs[v.id] = node
+
+    def ownership(self, block: Block) -> None:
+        """Which values are arrays the generated code made itself (so it may write into
+        them), and which values may share memory with which (views, aliases)."""
+        for _ in range(3):  # loop-carried values: to a fixpoint (3 rounds suffice here)
+            for node in walk(block):
+                self.own(node)
+
+    def own(self, node: Node) -> None:
+        if node.op.name in ("setitem", "index_add"):
+            self.written.add(node.inputs[0].id)
+        for region in node.regions:
+            yields = region.yields
+            params = region.params[1:] if node.op.name == "for" else region.params
+            if node.op.name != "if":
+                for p, y in zip(params, node.regions[-1].yields):
+                    if y.id in self.owned:
+                        self.owned.add(p.id)
+            del yields
+        for k, out in enumerate(node.outputs):
+            if node.op.name == "if":
+                if all(r.yields[k].id in self.owned for r in node.regions):
+                    self.owned.add(out.id)
+            elif node.op.name in ("for", "while"):
+                if node.regions[-1].yields[k].id in self.owned:
+                    self.owned.add(out.id)
+            elif node.op.name in ALIASING or node.op.name == "const" or not node.op.impl:
+                if node.op.name in ALIASING and node.inputs:
+                    self.root[out.id] = self.root.get(node.inputs[0].id, node.inputs[0].id)
+            else:
+                self.owned.add(out.id)
+
+    def may_write(self, x: Value, position: int) -> bool:
+        """True if `x` can be written in place at `position`: owned, read no more, and no
+        live value shares its memory."""
+        if x.id not in self.owned or self.last.get(x.id, -1) > position:
+            return False
+        root = self.root.get(x.id, x.id)
+        return not any(
+            last > position and self.root.get(w, w) == root and w != x.id
+            for w, last in self.last.items()
+        )
 
     def use(self, v: Value, block: int, position: int, inline: bool = True) -> None:
         self.uses.setdefault(v.id, []).append((block if inline else -1, position))
@@ -441,6 +554,45 @@ class Plan:
             out.append(self.order[self.cursor][0])
             self.cursor += 1
         return out
+
+
+def _slices_as_calls(index: ast.expr) -> ast.expr:
+    from adcompiler.ops.structure import _SlicesAsCalls
+
+    return _SlicesAsCalls().visit(index)
+
+
+def sink_writes(block: Block) -> None:
+    """Move each `setitem` down to just before the first node that reads its result, so
+    that the array it writes into is read no more there and can be written in place.
+    (The IR is functional: a node may move anywhere between its inputs and its uses.)"""
+    for node in block.nodes:
+        for region in node.regions:
+            sink_writes(region)
+    nodes = list(block.nodes)
+    i = len(nodes) - 1
+    while i >= 0:
+        node = nodes[i]
+        if node.op.name in ("setitem", "index_add"):
+            out = node.outputs[0]
+            j = i + 1
+            while j < len(nodes) and not _reads(nodes[j], out):
+                j += 1
+            if j > i + 1:
+                nodes.insert(j - 1, nodes.pop(i))  # just before the reader (now at j - 1)
+        i -= 1
+    block.nodes = nodes
+
+
+def _reads(node: Node, value: Value) -> bool:
+    if value in node.inputs:
+        return True
+    return any(
+        value in n.inputs or value in r.yields
+        for region in node.regions
+        for r in [region]
+        for n in walk(region)
+    ) or any(value in region.yields for region in node.regions)
 
 
 def _range_call(bounds: list[ast.expr], reverse: bool) -> ast.expr:

@@ -64,6 +64,12 @@ def assigned_names(stmts) -> set[str]:
         for node in gast.walk(stmt):
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
                 names.add(node.id)
+            elif (
+                isinstance(node, gast.Subscript)
+                and isinstance(node.ctx, gast.Store)
+                and isinstance(node.value, gast.Name)
+            ):
+                names.add(node.value.id)  # x[i] = v makes a new x
             elif isinstance(node, gast.Return):
                 names.update((RESULT, RETURNED))
             elif isinstance(node, gast.Break):

@@ -34,6 +34,7 @@ from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op
+from adcompiler.ops.mutation import SETITEM
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
 
@@ -113,6 +114,7 @@ class Lowering(ControlFlow):
         self.diagnostics: list[Diagnostic] = diagnostics
         self.depth = depth
         self.env: dict[str, Any] = {}
+        self.parameters: list[Value] = []  # the user's arguments: never written into
         self.loc: Loc | None = None
         closure = fn.__closure__ or ()
         self.closure = {
@@ -124,7 +126,7 @@ class Lowering(ControlFlow):
     # -- entry points ------------------------------------------------------
 
     def bind_parameters(self) -> list[Value]:
-        params = []
+        params = self.parameters
         for arg in self.parsed.tree.args.args + self.parsed.tree.args.kwonlyargs:
             value = Value(arg.id, loc=self.parsed.loc(arg))
             self.env[arg.id] = value
@@ -165,10 +167,13 @@ class Lowering(ControlFlow):
             for target in stmt.targets:
                 self.assign(target, value)
         elif isinstance(stmt, gast.AugAssign):
-            if not isinstance(stmt.target, gast.Name):
-                raise LoweringError(
-                    stmt, "in-place update of an element is not supported yet", _MUTATION_HINT
-                )
+            if isinstance(stmt.target, gast.Subscript):  # x[i] += v
+                base = self.expr(stmt.target.value)
+                template, dyn = self.template(self.index(stmt.target.slice), stmt.target)
+                current = self.getitem(self.as_value(base), template, dyn)
+                value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
+                self.write_into(stmt.target, value, template, dyn)
+                return
             current = self.name(stmt.target)
             value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
             self.assign(stmt.target, value)
@@ -198,11 +203,32 @@ class Lowering(ControlFlow):
             for t, v in zip(target.elts, items):
                 self.assign(t, v)
         elif isinstance(target, gast.Subscript):
-            raise LoweringError(
-                target, "assignment into an array is not supported yet", _MUTATION_HINT
-            )
+            template, dyn = self.template(self.index(target.slice), target)
+            self.write_into(target, value, template, dyn)
         else:
             raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
+
+    def write_into(self, target, value, template, dyn) -> None:
+        """``name[index] = value``: the name now holds a new array (see ops.mutation)."""
+        if not isinstance(target.value, gast.Name):
+            raise LoweringError(
+                target,
+                "only writes into a named array are supported (`x[i] = v`)",
+                "give the array a name first",
+            )
+        name = target.value.id
+        base = self.name(target.value)
+        if isinstance(base, Value) and base in self.parameters:
+            raise LoweringError(
+                target,
+                f"writing into the argument `{name}` would change the caller's array",
+                f"copy it first: `{name} = {name}.copy()`",
+            )
+        if not isinstance(base, Value):
+            raise LoweringError(target, f"cannot write into `{name}` (not an array)")
+        out = self.emit(SETITEM, [base, self.as_value(value), *dyn], {"index": template}, name)
+        out.hint, out.role = name, "primal"
+        self.env[name] = out
 
     def assign_starred(self, target, value, at: int) -> None:
         """``first, *rest = t`` for a tuple known when compiling."""

@@ -4,6 +4,7 @@ from adcompiler.ops import (  # noqa: F401 - registers the operators
     builtin_ops,
     control,
     guards,
+    mutation,
     numpy_ops,
     shapes,
     structure,

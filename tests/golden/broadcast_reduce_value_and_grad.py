@@ -24,7 +24,7 @@ def broadcast_reduce_value_and_grad(a, b, c):
     s_bar = power_s_bar * 2 * s
     # adjoint of line 27: m = s.mean(axis=0)
     s_bar_1 = np.broadcast_to(np.expand_dims(m_bar / (np.size(s) / np.size(m)), axis=0), np.shape(s))
-    s_bar = s_bar + s_bar_1
+    s_bar += s_bar_1
     # adjoint of line 26: s = a * b + c
     multiply_a_bar = unbroadcast(s_bar, np.broadcast_shapes(np.shape(a), np.shape(b)))
     c_bar_1 = unbroadcast(s_bar, np.shape(c))

@@ -26,5 +26,5 @@ def logistic_regression_value_and_grad(w, b, x, y):
     matmul_x_bar = unbroadcast(logits_bar, np.shape(matmul_x))
     b_bar = unbroadcast(logits_bar, np.shape(b))
     w_bar_1 = matmul_rhs_adjoint(matmul_x_bar, x, w)
-    w_bar = w_bar + w_bar_1
+    w_bar += w_bar_1
     return add_loss, (w_bar, b_bar)
