@@ -75,6 +75,10 @@ class Notes:
         if record is None:
             return "-"
         status = record.get("status", "")
+        if status == "ok" and record.get("failed_rounds"):
+            failures = record["failed_rounds"]
+            note = f"{len(failures)} round(s) failed, the others give the number: {failures[0]}"
+            return f"{text} [{self.numbers.setdefault(note, len(self.numbers) + 1)}]"
         if status == "ok":
             return text
         number = self.numbers.setdefault(status, len(self.numbers) + 1)

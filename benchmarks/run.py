@@ -108,11 +108,16 @@ def merge_rounds(records):
 
 
 def _merge(group):
+    """Medians over the rounds that succeeded; failed rounds are kept as a note."""
     failed = [record for record in group if record["status"] != "ok"]
-    merged = dict(failed[0] if failed else group[0])
-    merged["rounds"] = len(group)
-    if failed:
+    ok = [record for record in group if record["status"] == "ok"]
+    merged = dict(ok[0] if ok else failed[0])
+    merged["rounds"] = len(ok) or len(group)
+    if failed and ok:
+        merged["failed_rounds"] = [record["status"] for record in failed]
+    if not ok:
         return merged
+    group = ok
     if "timing" in merged:
         merged["timing"] = {
             clock: _median_of(record["timing"][clock] for record in group)
@@ -300,6 +305,9 @@ def parse(argv):
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="clock for the tables (both are recorded)")  # fmt: skip
     parser.add_argument("--keep-openblas-coretype", action="store_true")
+    parser.add_argument(
+        "--from-json", type=Path, metavar="RESULTS", help="run nothing; report from a results file"
+    )
     options = parser.parse_args(argv)
     for name in ("workloads", "sizes", "methods"):
         setattr(options, name, [item for item in getattr(options, name).split(",") if item])
@@ -317,14 +325,20 @@ def parse(argv):
 
 def main(argv=None):
     options = parse(argv)
-    env, removed = child_environment(options.keep_openblas_coretype)
-    rows = len(options.workloads) * len(options.sizes)
-    shape = f"{rows} rows x {len(options.methods)} methods x {options.rounds} round(s)"
-    print(f"running {shape}, one process each", file=sys.stderr)
     report.CLOCK = options.clock
-    raw = collect(options, env)
-    options.records = merge_rounds(raw)
-    config = configuration(options, env, removed)
+    if options.from_json:
+        saved = json.loads(options.from_json.read_text())
+        config, raw = saved["config"], saved["raw_records"]
+        report.CLOCK = config.get("clock", options.clock)
+        options.records = merge_rounds(raw)
+    else:
+        env, removed = child_environment(options.keep_openblas_coretype)
+        rows = len(options.workloads) * len(options.sizes)
+        shape = f"{rows} rows x {len(options.methods)} methods x {options.rounds} round(s)"
+        print(f"running {shape}, one process each", file=sys.stderr)
+        raw = collect(options, env)
+        options.records = merge_rounds(raw)
+        config = configuration(options, env, removed)
     text = render_configuration(config) + "\n\n" + report.full_report(options.records)
     print(text)
     options.out.parent.mkdir(parents=True, exist_ok=True)
