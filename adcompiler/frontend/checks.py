@@ -54,19 +54,7 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
 }
 
 # Supported by a later stage of the compiler; refused for now with a rewrite.
-NOT_YET: dict[type, tuple[str, str]] = {
-    gast.Lambda: ("`lambda` is not supported yet", "define a module-level function with `def`"),
-    gast.FunctionDef: (
-        "nested function definitions are not supported yet",
-        "define the helper at module level",
-    ),
-    gast.ListComp: (
-        "list comprehensions are not supported yet",
-        "use array operations (np.stack of a vectorized expression)",
-    ),
-    gast.DictComp: ("dict comprehensions are not supported yet", "build the dict outside"),
-    gast.Dict: ("dicts are not supported yet", "pass the arrays as separate arguments"),
-}
+NOT_YET: dict[type, tuple[str, str]] = {}
 
 
 def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:

@@ -115,6 +115,8 @@ class ControlFlow:
                     self.lower_print(stmt.value)
                 elif isinstance(stmt, gast.Assert):
                     self.lower_assert(stmt)
+                elif isinstance(stmt, gast.FunctionDef):
+                    self.define_local(stmt)
                 else:
                     self.statement(stmt)
             except LoweringError as err:
@@ -194,6 +196,8 @@ class ControlFlow:
             elif any(v is UNDEFINED for v in values):
                 self.env[name] = UNDEFINED
             else:
+                if isinstance(values[0], (tuple, dict)):
+                    self.env[name] = values[0]  # the structure; its leaves are merged below
                 self._merge_into(merged, name, values, parts)
         return merged
 
@@ -201,6 +205,10 @@ class ControlFlow:
         if all(isinstance(v, tuple) for v in values) and len({len(v) for v in values}) == 1:
             for i in range(len(values[0])):
                 self._merge_into(merged, f"{name}#{i}", [v[i] for v in values], parts)
+            return
+        if all(isinstance(v, dict) for v in values) and len({tuple(v) for v in values}) == 1:
+            for k in values[0]:
+                self._merge_into(merged, f"{name}#{k!r}", [v[k] for v in values], parts)
             return
         converted = [
             v if isinstance(v, Value) else self.value_in(block, v)
@@ -224,14 +232,15 @@ class ControlFlow:
         for name in merged:
             base, _, index = name.partition("#")
             if index:
-                tuples.setdefault(base, {})[int(index)] = by_name[name]
+                tuples.setdefault(base, {})[index] = by_name[name]
             else:
                 self.env[name] = by_name[name]
         for base, items in tuples.items():
-            current = list(self.env.get(base, ()))
-            for i, v in items.items():
-                current[i] = v
-            self.env[base] = tuple(current)
+            current = self.env.get(base)
+            if isinstance(current, dict):
+                self.env[base] = {k: items.get(repr(k), v) for k, v in current.items()}
+            else:
+                self.env[base] = tuple(items.get(str(i), v) for i, v in enumerate(current))
 
     def truth(self, cond):
         """A condition as the user meant it: `if x:` on a scalar."""
@@ -398,37 +407,32 @@ class ControlFlow:
 
     # A loop-carried name may hold a tuple (`state = (h, c)`): each element is a slot.
 
-    def slot_keys(self, carried) -> list[tuple[str, int | None]]:
-        keys = []
-        for name in carried:
-            value = self.env.get(name, _default(name))
-            if isinstance(value, tuple):
-                keys.extend((name, i) for i in range(len(value)))
-            else:
-                keys.append((name, None))
-        return keys
+    def slot_keys(self, carried) -> list[tuple[str, tuple]]:
+        """One slot per leaf of each carried name: (name, path into its tuples/dicts)."""
+        self.slot_templates = {n: self.env.get(n, _default(n)) for n in carried}
+        return [(n, path) for n in carried for path, _ in _leaves(self.slot_templates[n])]
 
     def read_slot(self, key):
         from adcompiler.frontend.lower import LoweringError
 
-        name, i = key
+        name, path = key
         value = self.env.get(name, _default(name))
-        if i is None:
-            return value
-        if not isinstance(value, tuple) or i >= len(value) or isinstance(value[i], tuple):
+        try:
+            for _kind, step in path:
+                value = value[step]
+        except (KeyError, IndexError, TypeError):
+            value = None
+        if value is None and path or isinstance(value, (tuple, dict)):
             raise LoweringError(
-                None, f"`{name}` must keep the same tuple structure through the loop"
+                None, f"`{name}` must keep the same tuple/dict structure through the loop"
             )
-        return value[i]
+        return value
 
     def bind_slots(self, keys, values) -> dict:
-        bound: dict = {}
-        for (name, i), v in zip(keys, values):
-            if i is None:
-                bound[name] = v
-            else:
-                bound[name] = (*bound.get(name, ()), v)
-        return bound
+        by_name: dict[str, list] = {}
+        for (name, _), v in zip(keys, values):
+            by_name.setdefault(name, []).append(v)
+        return {name: _rebuild(self.slot_templates[name], iter(vs)) for name, vs in by_name.items()}
 
     def slot_values(self, keys, loc) -> list[Value]:
         return [Value(_slot_hint(key), loc=loc) for key in keys]
@@ -436,6 +440,7 @@ class ControlFlow:
     def loop_body(self, keys, params, prefix, body, suffix) -> Block:
         """Lower a loop body with the carried slots bound to `params`; yield their next values."""
         saved_env, saved_nodes = self.env, self.nodes
+        templates = self.slot_templates
         self.env = {**saved_env, **self.bind_slots(keys, params)}
         self.nodes = []
         try:
@@ -447,6 +452,7 @@ class ControlFlow:
             return Block(params=list(params), nodes=self.nodes, yields=yields)
         finally:
             self.env, self.nodes = saved_env, saved_nodes
+            self.slot_templates = templates
 
     def lower_for(self, stmt, carried, start, stop, step, item) -> None:
         loc = self.loc
@@ -660,9 +666,29 @@ def _is_call_to(expr, name: str) -> bool:
 
 
 def _slot_hint(key) -> str:
-    name, i = key
+    name, path = key
     base = name.lstrip(".").rstrip("0123456789") if name.startswith(".i") else name.lstrip(".")
-    return base if i is None else f"{base}{i}"
+    suffix = "_".join(str(step) for _, step in path)
+    hint = f"{base}_{suffix}" if suffix else base
+    return hint if hint.isidentifier() else base
+
+
+def _leaves(value, path=()):
+    """(path, leaf) for every leaf of nested tuples and dicts; path steps are (kind, key)."""
+    if isinstance(value, tuple):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, (*path, ("t", i)))]
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, (*path, ("d", k)))]
+    return [(path, value)]
+
+
+def _rebuild(template, values):
+    """`template`'s structure with its leaves taken in order from the iterator `values`."""
+    if isinstance(template, tuple):
+        return tuple(_rebuild(v, values) for v in template)
+    if isinstance(template, dict):
+        return {k: _rebuild(v, values) for k, v in template.items()}
+    return next(values)
 
 
 def _index_hint(stmt) -> str:
@@ -692,6 +718,8 @@ def _static_items(value):
 
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, dict):
+        return [Static(k) for k in value]
     if isinstance(value, Static) and isinstance(value.obj, (list, tuple)):
         return [Static(v) for v in value.obj]
     return None

@@ -29,6 +29,7 @@ import numpy as np
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
+from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
@@ -71,6 +72,17 @@ class Static:
     name: str | None = None  # the global or closure variable it was read from
 
 
+@dataclass(frozen=True, eq=False)
+class LocalFunction:
+    """A function defined inside the function being lowered (`def` or `lambda`)."""
+
+    name: str
+    names: list
+    defaults: dict
+    body: list | None
+    expression: Any
+
+
 class LoweringError(Exception):
     """One problem in one expression; collected as a diagnostic."""
 
@@ -104,7 +116,7 @@ def lower_function(fn) -> Function:
     return out
 
 
-class Lowering(ControlFlow):
+class Lowering(ControlFlow, Containers):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
@@ -167,6 +179,13 @@ class Lowering(ControlFlow):
             for target in stmt.targets:
                 self.assign(target, value)
         elif isinstance(stmt, gast.AugAssign):
+            if isinstance(stmt.target, gast.Subscript) and isinstance(
+                self.expr(stmt.target.value), dict
+            ):  # d["k"] += v
+                current = self.expr(stmt.target)
+                value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
+                self.assign(stmt.target, value)
+                return
             if isinstance(stmt.target, gast.Subscript):  # x[i] += v
                 base = self.expr(stmt.target.value)
                 template, dyn = self.template(self.index(stmt.target.slice), stmt.target)
@@ -218,6 +237,9 @@ class Lowering(ControlFlow):
             )
         name = target.value.id
         base = self.name(target.value)
+        if isinstance(base, dict):
+            self.write_into_dict(name, base, self.index(target.slice), value, target)
+            return
         if isinstance(base, Value) and base in self.parameters:
             raise LoweringError(
                 target,
@@ -373,6 +395,8 @@ class Lowering(ControlFlow):
     def expr_Subscript(self, node):  # noqa: N802
         base = self.expr(node.value)
         index = self.index(node.slice)
+        if isinstance(base, dict):
+            return self.dict_get(base, index, node)
         if isinstance(base, tuple):
             if isinstance(index, Static) and isinstance(index.obj, (int, slice)):
                 return base[index.obj]
@@ -428,6 +452,8 @@ class Lowering(ControlFlow):
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
         if isinstance(node.func, gast.Attribute):
             base = self.expr(node.func.value)
+            if isinstance(base, dict):
+                return self.dict_method(base, node.func.attr, args, node)
             if not isinstance(base, Static):
                 return self.method_call(self.as_value(base), node.func.attr, args, kwargs, node)
         func = self.expr(node.func)
@@ -455,6 +481,8 @@ class Lowering(ControlFlow):
         op = lookup(fn)
         if op is not None:
             return self.apply(op, args, kwargs, node)
+        if isinstance(fn, LocalFunction):
+            return self.inline_local(fn, args, kwargs, node)
         if isinstance(fn, types.FunctionType) and not _is_library(fn):
             return self.inline(fn, args, kwargs, node)
         name = getattr(fn, "__qualname__", repr(fn))
@@ -513,11 +541,65 @@ class Lowering(ControlFlow):
                     )
                 bound[name] = Static(defaults[name])
         inner.env.update(bound)
+        return self.run_inlined(inner, parsed.tree.body, fn.__name__, node)
+
+    def run_inlined(self, inner, body, name: str, node):
+        """Lower an inlined body into the current block; its return value, as it is."""
         before = len(self.diagnostics)
-        results, returns_tuple = inner.lower_body()
+        body = [s for i, s in enumerate(body) if not _is_docstring(s, i)]
+        inner.statement_start = len(self.nodes)
+        inner.lower_stmts(body)
         if len(self.diagnostics) > before:
-            raise LoweringError(node, f"in the call to `{fn.__name__}` (see above)")
-        return tuple(results) if returns_tuple else results[0]
+            raise LoweringError(node, f"in the call to `{name}` (see above)")
+        result = inner.env.get(RESULT)
+        if result is None or result is UNDEFINED:
+            raise LoweringError(node, f"`{name}` does not return a value on every path")
+        return result
+
+    def inline_local(self, local: LocalFunction, args, kwargs, node):
+        """A call to a function defined inside the function (`def` or `lambda`): inlined,
+        reading the enclosing variables as they are at the call (Python's late binding)."""
+        if self.depth >= MAX_INLINE_DEPTH:
+            raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
+        inner = Lowering(self.fn, self.parsed, self.nodes, self.diagnostics, self.depth + 1)
+        inner.closure = self.closure
+        inner.env = {k: v for k, v in self.env.items() if not k.startswith(".")}
+        bound = dict(zip(local.names, args))
+        for k, v in kwargs.items():
+            if k not in local.names:
+                raise LoweringError(node, f"`{local.name}` has no parameter `{k}`")
+            bound[k] = v
+        for name in local.names:
+            if name not in bound:
+                if name not in local.defaults:
+                    raise LoweringError(node, f"missing argument `{name}` of `{local.name}`")
+                bound[name] = local.defaults[name]
+        inner.env.update(bound)
+        if local.expression is not None:  # a lambda
+            return inner.expr(local.expression)
+        return self.run_inlined(inner, local.body, local.name, node)
+
+    def define_local(self, node) -> None:
+        """`def name(...)` inside the function: a function to inline where it is called."""
+        self.env[node.name] = Static(self.local_function(node, node.name, node.body, None))
+
+    def expr_Lambda(self, node):  # noqa: N802
+        return Static(self.local_function(node, "lambda", None, node.body))
+
+    def local_function(self, node, name, body, expression) -> LocalFunction:
+        args = node.args
+        names = [a.id for a in args.args + args.kwonlyargs]
+        positional = [a.id for a in args.args]
+        defaults = dict(
+            zip(
+                positional[len(positional) - len(args.defaults) :],
+                [self.expr(d) for d in args.defaults],
+            )
+        )
+        for a, d in zip(args.kwonlyargs, args.kw_defaults):
+            if d is not None:
+                defaults[a.id] = self.expr(d)
+        return LocalFunction(name, names, defaults, body, expression)
 
     def apply(self, op: Op, args, kwargs, node) -> Any:
         """Bind call arguments to `op`'s parameters and emit the node."""
