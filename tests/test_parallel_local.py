@@ -119,6 +119,24 @@ def test_sharded_optimizer_update_gives_the_whole_optimizer_state(workers):
         assert relative_difference(parallel.opt_state[key], single.opt_state[key]) < 1e-12
 
 
+def test_fewer_parameters_than_workers():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 1))
+    data = (x, 3.0 * x[:, 0] + 0.1 * rng.normal(size=30))
+
+    def loss(W, x, y):
+        return np.mean((x @ W - y) ** 2)
+
+    def grad(W, x, y):
+        residual = x @ W - y
+        return np.mean(residual**2), (2.0 * x.T @ residual / len(y),)
+
+    options = dict(epochs=2, batch_size=8, optimizer=Adam(0.1), quiet=True, grad_fn=grad)
+    single = fit(loss, {"W": np.zeros(1)}, data, **options)
+    parallel = fit_parallel(loss, {"W": np.zeros(1)}, data, workers=2, **options)
+    assert relative_difference(parallel.params, single.params) < 1e-12
+
+
 class HalvingSGD(SGD):
     """A subclass: the engine cannot know it is elementwise, so it updates whole trees."""
 
