@@ -70,13 +70,130 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
         return _build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    g = _build(f, kind, wrt)
+    if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
+        g = Structured(f, kind, wrt)
+    else:
+        g = _build(f, kind, wrt)
     _cache.setdefault(f, {})[key] = g
     return g
 
 
-def _build(f: Callable, kind: str, wrt: Any) -> Callable:
-    primal = primal_ir(f)  # a generated function's own IR: grad of grad
+class Structured:
+    """A gradient with respect to arguments that may hold dicts, lists or tuples of arrays.
+
+    The gradient has the argument's structure. Code is generated for each structure
+    the function is called with (the keys of a dict, the length of a list), once; an
+    array argument goes to the ordinary generated function.
+    """
+
+    def __init__(self, f: Callable, kind: str, wrt: Any):
+        self.f, self.kind, self.wrt = f, kind, wrt
+        self.names = list(inspect.signature(f).parameters)
+        items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
+        self.indices = [self.names.index(w) if isinstance(w, str) else w for w in items]
+        self.versions: dict = {}
+        self.latest: Callable | None = None
+        functools.update_wrapper(self, f)
+        self.__name__ = f"{f.__name__}_{kind}"
+
+    def __call__(self, *args, **kwargs):
+        from adcompiler.frontend.lower import structure_of
+
+        values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
+        key = tuple(structure_of(v) for v in values)
+        g = self.versions.get(key)
+        if g is None:
+            structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
+            g = (
+                _build(self.f, self.kind, self.wrt, structures)
+                if structures
+                else _build(self.f, self.kind, self.wrt)
+            )
+            self.versions[key] = g
+        self.latest = g
+        return g(*args, **kwargs)
+
+    @property
+    def flat(self) -> Callable:
+        """The version for array arguments (what grad of grad and `ad.source` start from)."""
+        key = tuple(None for _ in self.indices)
+        if key not in self.versions:
+            self.versions[key] = _build(self.f, self.kind, self.wrt)
+        return self.versions[key]
+
+    def __getattr__(self, name: str):  # anything else: as the version for arrays
+        if name in ("f", "versions", "flat") or name.startswith("__"):
+            if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__"):
+                raise AttributeError(name)
+        return getattr(self.flat, name)
+
+    @property
+    def __adcompiler_ir__(self):
+        return self.flat.__adcompiler_ir__
+
+    @property
+    def __adcompiler_result_tree__(self):
+        return self.flat.__adcompiler_result_tree__
+
+    @property
+    def __code__(self):
+        return self.flat.__code__
+
+    @property
+    def __adcompiler_source__(self) -> str:
+        if self.latest is None:
+            return self.flat.__adcompiler_source__
+        if self.latest is None:
+            raise TypeError(
+                f"{self.__name__} is generated for the structure of its arguments: "
+                f"call it once, then read its source"
+            )
+        return self.latest.__adcompiler_source__
+
+
+def _may_be_structured(f: Callable, wrt: Any) -> bool:
+    """True if the source uses a `wrt` argument as a container: `p["key"]`, `.items()`,
+    `for ... in p`, `a, b = p`, `len(p)`."""
+    import gast
+
+    from adcompiler.frontend.source import parse_function
+
+    try:
+        tree = parse_function(f).tree
+    except Exception:
+        return False
+    params = [a.id for a in tree.args.args]
+    items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
+    names = {params[w] if isinstance(w, int) and w < len(params) else w for w in items}
+
+    def is_param(n) -> bool:
+        return isinstance(n, gast.Name) and n.id in names
+
+    for node in gast.walk(tree):
+        if isinstance(node, gast.Subscript) and is_param(node.value):
+            if isinstance(node.slice, gast.Constant) and isinstance(node.slice.value, str):
+                return True
+        if isinstance(node, gast.Attribute) and is_param(node.value):
+            if node.attr in ("items", "keys", "values"):
+                return True
+        if isinstance(node, gast.For) and (
+            is_param(node.iter) or any(is_param(a) for a in getattr(node.iter, "args", []))
+        ):
+            return True
+        if isinstance(node, gast.Assign) and is_param(node.value):
+            if isinstance(node.targets[0], (gast.Tuple, gast.List)):
+                return True
+        if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
+            if node.func.id in ("zip", "enumerate") and any(is_param(a) for a in node.args):
+                return True
+    return False
+
+
+def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
+    if structures:
+        primal = _ir.verify(lower_function(f, structures))
+    else:
+        primal = primal_ir(f)  # a generated function's own IR: grad of grad
     indices, single = resolve_wrt(f, primal, wrt)
     if kind in ("grad", "value_and_grad") and primal.returns_tuple:
         raise DifferentiationTypeError(
@@ -84,9 +201,10 @@ def _build(f: Callable, kind: str, wrt: Any) -> Callable:
             f"use ad.vjp for several outputs"
         )
     cotangent = "param" if kind == "vjp" else "one"
-    adjoint = _ir.verify(reverse(primal, indices, cotangent=cotangent, return_value=kind != "grad"))
-    n = len(indices)
-    grads = 0 if single else tuple(range(n))
+    wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
+    adjoint = _ir.verify(
+        reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad")
+    )
     offset = 0 if kind == "grad" else len(primal.results)
     shifted = _shift(grads, offset)
     if kind == "grad":
@@ -111,6 +229,28 @@ def _build(f: Callable, kind: str, wrt: Any) -> Callable:
     return g
 
 
+def _wrt_leaves(primal: _ir.Function, indices: list[int], single: bool, structures: dict):
+    """The values to differentiate with respect to (the leaves of structured arguments),
+    and how their adjoints nest in the result (the arguments' own structures)."""
+    values: list = []
+
+    def tree_of(leaves, structure):
+        if structure is None:
+            values.append(leaves)
+            return len(values) - 1
+        kind, items = structure
+        if kind == "dict":
+            return {k: tree_of(leaves[k], sub) for k, sub in items}
+        subtrees = [tree_of(leaf, sub) for leaf, sub in zip(leaves, items)]
+        return subtrees if kind == "list" else tuple(subtrees)
+
+    trees = []
+    for i in indices:
+        name = primal.params[i].hint
+        trees.append(tree_of(primal.leaves.get(name, primal.params[i]), structures.get(name)))
+    return values, trees[0] if single else tuple(trees)
+
+
 _DESCRIPTION = {
     "grad": "Gradient of",
     "value_and_grad": "Value and gradient of",
@@ -121,6 +261,10 @@ _DESCRIPTION = {
 def _shift(tree, offset):
     if isinstance(tree, tuple):
         return tuple(_shift(t, offset) for t in tree)
+    if isinstance(tree, list):
+        return [_shift(t, offset) for t in tree]
+    if isinstance(tree, dict):
+        return {k: _shift(t, offset) for k, t in tree.items()}
     return tree + offset
 
 

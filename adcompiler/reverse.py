@@ -100,14 +100,14 @@ class Adjoints:
 
 
 def reverse(
-    fn: Function, wrt: list[int], *, cotangent: str = "one", return_value: bool = False
+    fn: Function, wrt: list, *, cotangent: str = "one", return_value: bool = False
 ) -> Function:
     """The function ``(*params[, cotangents]) -> ([results,] adjoints of params[wrt]...)``.
 
     cotangent: "one" seeds the (scalar) first result with 1.0; "param" adds one
     parameter per result that carries its cotangent (a vector-Jacobian product).
     """
-    wrt_values = [fn.params[i] for i in wrt]
+    wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
     roots = fn.results if cotangent == "param" else fn.results[:1]
     active = passes.varied(fn, wrt_values) & passes.useful(fn, roots)
     shapes = passes.shape_classes(fn)
@@ -147,12 +147,22 @@ def reverse(
     out = Function(
         name=fn.name,
         params=fn.params + extra_params,
-        body=Block(nodes=[check, *primal, *adjoint_nodes, *tail.nodes]),
+        body=Block(
+            nodes=[*_after_definitions(primal, wrt_values, check), *adjoint_nodes, *tail.nodes]
+        ),
         results=results,
         source_file=fn.source_file,
         doc=fn.doc,
     )
     return passes.dce(out)
+
+
+def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> list[Node]:
+    """`primal` with `check` inserted where every value it checks is defined (the leaves of
+    a structured argument are read from it first)."""
+    ids = {v.id for v in values}
+    last = max((i for i, n in enumerate(primal) if ids & {o.id for o in n.outputs}), default=-1)
+    return [*primal[: last + 1], check, *primal[last + 1 :]]
 
 
 def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]:

@@ -113,6 +113,7 @@ class Function:
     doc: str = ""
     returns_tuple: bool = False
     result_tree: Any = None  # how results nest when returned: an index or a tuple of them
+    leaves: dict = field(default_factory=dict)  # structured argument -> its leaf values
 
 
 class VerifyError(AssertionError):

@@ -362,6 +362,11 @@ class Emitter:
     def result_ast(self, tree) -> ast.expr:
         if isinstance(tree, tuple):
             return ast.Tuple([self.result_ast(t) for t in tree], ast.Load())
+        if isinstance(tree, list):
+            return ast.List([self.result_ast(t) for t in tree], ast.Load())
+        if isinstance(tree, dict):
+            keys = [constant_ast(k) for k in tree]
+            return ast.Dict(keys, [self.result_ast(t) for t in tree.values()])
         return self.read(self.fn.results[tree])
 
     def finish(self, body: list[ast.stmt]) -> Emitted:

@@ -93,14 +93,25 @@ class LoweringError(Exception):
         self.suggestion = suggestion
 
 
-def lower_function(fn) -> Function:
-    """Lower the Python function `fn` to IR, or raise every problem found at once."""
+def lower_function(fn, structures: dict | None = None) -> Function:
+    """Lower the Python function `fn` to IR, or raise every problem found at once.
+
+    structures: for arguments that hold dicts, lists or tuples of arrays, their shape
+    (see `structure_of`): each leaf becomes a value of its own, read from the argument
+    at the start (``W = params["W"]``), and `Function.leaves` maps the argument's name
+    to the same structure of those values.
+    """
     parsed = parse_function(fn)
     problems = find_unsupported(parsed)
     if problems:
         raise UnsupportedSyntaxError(problems)
     lowering = Lowering(fn, parsed, nodes=[], diagnostics=[], depth=0)
     params = lowering.bind_parameters()
+    leaves = {}
+    for name, structure in (structures or {}).items():
+        lowering.loc = lowering.parsed.loc(lowering.parsed.tree)
+        leaves[name] = lowering.unpack_argument(lowering.env[name], name, structure)
+        lowering.env[name] = leaves[name]
     results, returns_tuple = lowering.lower_body()
     if lowering.diagnostics:
         raise UnsupportedSyntaxError(lowering.diagnostics)
@@ -113,7 +124,18 @@ def lower_function(fn) -> Function:
         doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
         returns_tuple=returns_tuple,
     )
+    out.leaves = leaves
     return out
+
+
+def structure_of(value):
+    """The shape of a nested dict/list/tuple of arrays: ("dict", {k: ...}), ("list", [...]),
+    ("tuple", [...]), or None for a leaf. Hashable, so it can key a cache."""
+    if isinstance(value, dict):
+        return ("dict", tuple((k, structure_of(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(structure_of(v) for v in value))
+    return None
 
 
 class Lowering(ControlFlow, Containers):
@@ -268,6 +290,26 @@ class Lowering(ControlFlow, Containers):
         self.assign(target.elts[at].value, tuple(value[at : len(value) - after]))
         for t, v in zip(target.elts[at + 1 :], value[len(value) - after :]):
             self.assign(t, v)
+
+    def unpack_argument(self, value: Value, name: str, structure):
+        """Read every leaf of a structured argument into a value of its own."""
+        if structure is None:
+            return value
+        kind, items = structure
+        if kind == "dict":
+            out = {}
+            for key, sub in items:
+                leaf = self.getitem(value, ((key,), True))
+                leaf.hint = key if isinstance(key, str) and key.isidentifier() else f"{name}_{key}"
+                leaf.role = "primal"
+                out[key] = self.unpack_argument(leaf, leaf.hint, sub)
+            return out
+        out = []
+        for i, sub in enumerate(items):
+            leaf = self.getitem(value, ((i,), True))
+            leaf.hint, leaf.role = f"{name}_{i}", "primal"
+            out.append(self.unpack_argument(leaf, leaf.hint, sub))
+        return tuple(out)
 
     def made_by_this_statement(self, value: Value) -> bool:
         return any(value in n.outputs for n in self.nodes[self.statement_start :])
