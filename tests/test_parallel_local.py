@@ -262,6 +262,23 @@ def test_an_exception_in_one_worker_is_raised_in_the_parent_naming_it():
     assert any("worker 1" in note for note in caught.value.__notes__)
 
 
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("cannot travel")
+        self.callback = lambda: None
+
+
+def _raise_unpicklable(comm):
+    raise Unpicklable()
+
+
+def test_an_exception_that_does_not_pickle_arrives_as_text():
+    from adcompiler.train.parallel import WorkerError
+
+    with pytest.raises(WorkerError, match="worker 0 failed: Unpicklable: cannot travel"):
+        local.run(1, {}, _raise_unpicklable)
+
+
 def test_a_non_finite_loss_stops_the_run_naming_the_step():
     params, data = linear_problem()
     data = (data[0], data[1] * 1e200)
