@@ -188,9 +188,29 @@ class Emitter:
                 out.extend(self.while_statement(node))
             elif node.op.name in ("setitem", "index_add"):
                 out.extend(self.setitem_statement(node, start))
+            elif node.op.name == "list_append":
+                out.extend(self.append_statement(node, start))
             else:
                 out.append(self.simple_statement(node, start))
         return out
+
+    def append_statement(self, node: Node, position: int) -> list[ast.stmt]:
+        """``lst.append(v)`` where the list may be changed in place, else a new list."""
+        lst, item = node.inputs
+        base, value = self.read(lst), self.read(item)
+        in_place = (
+            isinstance(base, ast.Name)
+            and lst.id in self.plan.lists
+            and self.plan.may_write(lst, position)
+        )
+        self.advance(position)
+        if in_place:
+            self.namer.fix(node.output, base.id)
+            append = ast.Attribute(ast.Name(base.id, ast.Load()), "append", ast.Load())
+            return [ast.Expr(ast.Call(append, [value], []))]
+        name = self.namer.name(node.output)
+        new = ast.List([ast.Starred(base, ast.Load()), value], ast.Load())
+        return [ast.Assign([ast.Name(name, ast.Store())], new)]
 
     def setitem_statement(self, node: Node, position: int) -> list[ast.stmt]:
         """``x[index] = v``: in place where `x` may be written (see `Plan.may_write`),
@@ -440,6 +460,7 @@ class Plan:
         self.order = sorted(self.last.items(), key=lambda item: item[1])
         self.root: dict[int, int] = {}
         self.owned: set[int] = set()
+        self.lists: set[int] = set()  # values known to be Python lists
         self.written: set[int] = set()  # values written into by a setitem
         self.ownership(fn.body)
         self.cursor = 0
@@ -466,6 +487,8 @@ class Plan:
             end = self.counter
             self.counter += 1
             self.span[id(node)] = (start, end)
+            if node.op.name == "for":  # the index keeps its name through the whole loop
+                self.tail_reads.append((node.regions[0].params[0].id, end))
             if node.op.name in ("for", "while"):
                 self.loops.append((start, end, inside))
             for v in node.outputs:
@@ -480,7 +503,18 @@ class Plan:
                 self.own(node)
 
     def own(self, node: Node) -> None:
-        if node.op.name in ("setitem", "index_add"):
+        if node.op.name in ("list", "list_append"):
+            self.lists.add(node.outputs[0].id)
+        if node.op.name in ("for", "while"):  # a carried list stays a list
+            inits = node.inputs[3:] if node.op.name == "for" else node.inputs
+            body = node.regions[-1]
+            params = body.params[1:] if node.op.name == "for" else body.params
+            for k, (init, y) in enumerate(zip(inits, body.yields)):
+                if init.id in self.lists and y.id in self.lists:
+                    self.lists.update({params[k].id, node.outputs[k].id})
+                    if node.op.name == "while":
+                        self.lists.add(node.regions[0].params[k].id)
+        if node.op.name in ("setitem", "index_add", "list_append"):
             self.written.add(node.inputs[0].id)
         for region in node.regions:
             yields = region.yields
@@ -578,7 +612,7 @@ def sink_writes(block: Block) -> None:
     i = len(nodes) - 1
     while i >= 0:
         node = nodes[i]
-        if node.op.name in ("setitem", "index_add"):
+        if node.op.name in ("setitem", "index_add", "list_append"):
             out = node.outputs[0]
             j = i + 1
             while j < len(nodes) and not _reads(nodes[j], out):

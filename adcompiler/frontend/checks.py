@@ -44,10 +44,6 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
     gast.ImportFrom: ("`import` inside the function is not supported", "import at module level"),
     gast.Set: ("sets are not supported", "use a list or a tuple"),
     gast.SetComp: ("set comprehensions are not supported", "use a list comprehension"),
-    gast.GeneratorExp: (
-        "generator expressions are not supported",
-        "use a list comprehension: `[... for ...]`",
-    ),
     gast.NamedExpr: ("`:=` is not supported", "assign on a line of its own"),
     gast.Starred: ("`*args` unpacking is not supported", "pass the arguments one by one"),
     gast.JoinedStr: ("f-strings are not supported", "compute values only; format outside"),

@@ -68,7 +68,52 @@ class Containers:
     # -- comprehensions, unrolled over sequences known when compiling -----------
 
     def expr_ListComp(self, node):  # noqa: N802
+        if any(self.static_sequence_node(g.iter) is None for g in node.generators):
+            return self.comprehension_loop(node)
         return tuple(self.comprehension(node, lambda: self.expr(node.elt)))
+
+    expr_GeneratorExp = expr_ListComp  # noqa: N815 - sum(f(v) for v in x)
+
+    def comprehension_loop(self, node):
+        """A comprehension over an array's rows: the loop that appends to a new list."""
+        name = f".comprehension{len(self.nodes)}"
+        store, load = gast.Store(), gast.Load()
+
+        def target(ctx):
+            return gast.Name(name, ctx, None, None)
+
+        append = gast.Expr(gast.Call(gast.Attribute(target(load), "append", load), [node.elt], []))
+        body = append
+        for gen in reversed(node.generators):
+            for cond in reversed(gen.ifs):
+                body = gast.If(cond, [body], [])
+            body = gast.For(gen.target, gen.iter, [body], [], None)
+        start = gast.Assign([target(store)], gast.List([], load), None)
+        for stmt in (start, body):
+            gast.copy_location(stmt, node)
+            for child in gast.walk(stmt):
+                if not hasattr(child, "lineno"):
+                    gast.copy_location(child, node)
+        self.lower_stmts([start, body])
+        return self.env.pop(name)
+
+    def static_sequence_node(self, node):
+        """Like `static_sequence`, but without lowering anything: None if not known."""
+        if isinstance(node, (gast.Tuple, gast.List)):
+            return node.elts
+        if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
+            if node.func.id == "range":
+                return node if all(isinstance(a, gast.Constant) for a in node.args) else None
+            if node.func.id in ("zip", "enumerate"):
+                parts = [self.static_sequence_node(a) for a in node.args]
+                return None if any(p is None for p in parts) else node
+        if isinstance(node, gast.Name):
+            value = self.env.get(node.id)
+            return node if isinstance(value, (tuple, dict)) else None
+        if isinstance(node, gast.Call) and isinstance(node.func, gast.Attribute):
+            if node.func.attr in ("items", "keys", "values"):
+                return self.static_sequence_node(node.func.value)
+        return None
 
     def expr_DictComp(self, node):  # noqa: N802
         from adcompiler.frontend.lower import LoweringError, Static

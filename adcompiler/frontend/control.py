@@ -26,6 +26,7 @@ import numpy as np
 
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, ASSERT, FOR, FSTRING, IF, NOT, OR, PRINT, WHILE
+from adcompiler.ops.mutation import LIST_APPEND, MAKE_LIST
 from adcompiler.ssa import Block, Node, Value
 
 RESULT, RETURNED, BROKE = ".result", ".returned", ".broke"
@@ -70,6 +71,8 @@ def assigned_names(stmts) -> set[str]:
                 and isinstance(node.value, gast.Name)
             ):
                 names.add(node.value.id)  # x[i] = v makes a new x
+            elif _is_append(node):
+                names.add(node.func.value.id)  # lst.append(v) makes a new lst
             elif isinstance(node, gast.Return):
                 names.update((RESULT, RETURNED))
             elif isinstance(node, gast.Break):
@@ -113,6 +116,8 @@ class ControlFlow:
                         return self.after_return_flag(rest)
                 elif isinstance(stmt, gast.Expr) and _is_call_to(stmt.value, "print"):
                     self.lower_print(stmt.value)
+                elif isinstance(stmt, gast.Expr) and _is_append(stmt.value):
+                    self.lower_append(stmt.value)
                 elif isinstance(stmt, gast.Assert):
                     self.lower_assert(stmt)
                 elif isinstance(stmt, gast.FunctionDef):
@@ -262,6 +267,7 @@ class ControlFlow:
                 if not defined and not n.startswith("."):
                     self.env[n] = Static(None)  # first assigned in the loop, read after it
                 carried.append(n)
+        self.lists_to_runtime(stmt, carried)
         if isinstance(stmt, gast.For):
             start, stop, step, item = self.loop_range(stmt)
             if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
@@ -598,6 +604,38 @@ class ControlFlow:
         )
         self.nodes.append(Node(PRINT, args, {"keywords": keywords}, [], loc=self.loc))
 
+    def lower_append(self, call) -> None:
+        """``lst.append(v)``: a new list value (symbolic while its length is known)."""
+        from adcompiler.frontend.lower import LoweringError
+
+        name = call.func.value.id
+        current = self.name(call.func.value)
+        item = self.expr(call.args[0])
+        if isinstance(current, tuple):
+            self.env[name] = (*current, item)
+        elif isinstance(current, Value):
+            if isinstance(item, (tuple, dict)):
+                raise LoweringError(
+                    call,
+                    "a list built in a loop holds arrays or numbers, not tuples or dicts",
+                    "append each part to a list of its own",
+                )
+            out = self.emit(LIST_APPEND, [current, self.as_value(item)], {}, name)
+            out.hint, out.role = name, "primal"
+            self.env[name] = out
+        else:
+            raise LoweringError(call, f"cannot append to `{name}`")
+
+    def lists_to_runtime(self, stmt, carried) -> None:
+        """A list a loop appends to becomes a list at run time (its length is not known)."""
+        appended = {n.func.value.id for s in stmt.body for n in gast.walk(s) if _is_append(n)}
+        for name in appended & set(carried):
+            value = self.env.get(name)
+            if isinstance(value, tuple):
+                out = self.emit(MAKE_LIST, [self.as_value(v) for v in value], {}, name)
+                out.hint, out.role = name, "primal"
+                self.env[name] = out
+
     def fstring(self, node) -> Value:
         """An f-string given to print: the formatted values are inputs, the text a template."""
         from adcompiler.frontend.lower import LoweringError, Static
@@ -659,6 +697,16 @@ def _same(a, b) -> bool:
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return False
+
+
+def _is_append(node) -> bool:
+    return (
+        isinstance(node, gast.Call)
+        and isinstance(node.func, gast.Attribute)
+        and node.func.attr == "append"
+        and isinstance(node.func.value, gast.Name)
+        and len(node.args) == 1
+    )
 
 
 def _is_call_to(expr, name: str) -> bool:

@@ -35,7 +35,7 @@ from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op
-from adcompiler.ops.mutation import SETITEM
+from adcompiler.ops.mutation import ARRAY_LIST, SETITEM, STACK_LIST, SUM_LIST
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
 
@@ -261,6 +261,16 @@ class Lowering(ControlFlow, Containers):
         base = self.name(target.value)
         if isinstance(base, dict):
             self.write_into_dict(name, base, self.index(target.slice), value, target)
+            return
+        if isinstance(base, tuple):  # a list literal: items[1] = v
+            index = self.index(target.slice)
+            if not (isinstance(index, Static) and isinstance(index.obj, int)):
+                raise LoweringError(
+                    target, "a list literal can only be written at a constant index"
+                )
+            items = list(base)
+            items[index.obj] = value
+            self.env[name] = tuple(items)
             return
         if isinstance(base, Value) and base in self.parameters:
             raise LoweringError(
@@ -520,6 +530,9 @@ class Lowering(ControlFlow, Containers):
             len(args) == 1 and isinstance(args[0], tuple)
         ):
             return self.builtin_on_tuple(fn, args[0], kwargs, node)
+        runtime_list = {np.stack: STACK_LIST, np.array: ARRAY_LIST, builtins.sum: SUM_LIST}
+        if fn in runtime_list and args and isinstance(args[0], Value):  # a list built at run time
+            return self.apply(runtime_list[fn], args, kwargs, node)
         op = lookup(fn)
         if op is not None:
             return self.apply(op, args, kwargs, node)

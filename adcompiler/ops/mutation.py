@@ -97,3 +97,144 @@ def _(ts, ans, x, v, *dyn, index):
     if ts[1] is None:
         return tx
     return b.emit_sym(INDEX_ADD, [tx, ts[1], *dyn], {"index": index})
+
+
+# ---------------------------------------------------------------------------
+# Lists built at run time (appended to in a loop)
+# ---------------------------------------------------------------------------
+# The adjoint of a list of equally shaped arrays is one stacked array: slicing it
+# gives the adjoints of the elements, and two of them add elementwise.
+
+
+def make_list(*items):
+    return list(items)
+
+
+def _make_list_spelling(node, args):
+    import ast
+
+    return ast.List(list(args), ast.Load())
+
+
+def list_append(lst, v):
+    return [*lst, v]
+
+
+def unstack(g, axis=0):
+    """The adjoint of ``np.stack(list, axis)``: the stacked adjoint, list axis first."""
+    return np.moveaxis(g, axis, 0) if axis else g
+
+
+def spread(g, lst):
+    """The adjoint of ``sum(list)``: every element gets `g`."""
+    return np.broadcast_to(g, (len(lst), *np.shape(g)))
+
+
+def stack_list(lst, axis=0):
+    return np.stack(lst, axis)
+
+
+def array_list(lst):
+    return np.array(lst)
+
+
+def sum_list(lst):
+    return sum(lst)
+
+
+runtime.HELPERS["unstack"] = unstack
+runtime.HELPERS["spread"] = spread
+MAKE_LIST = register(
+    Op("list", make_list, (Param("items", "varargs"),), _make_list_spelling, nondiff=False)
+)
+LIST_APPEND = register(Op("list_append", list_append, (Param("lst"), Param("v")), "append"))
+STACK_LIST = register(
+    Op("stack_list", stack_list, (Param("lst"), Param("axis", "attr", 0)), "np.stack")
+)
+ARRAY_LIST = register(Op("array_list", array_list, (Param("lst"),), "np.array"))
+SUM_LIST = register(Op("sum_list", sum_list, (Param("lst"),), "sum"))
+UNSTACK = register(Op("unstack", unstack, (Param("g"), Param("axis", "attr", 0)), "unstack"))
+SPREAD = register(Op("spread", spread, (Param("g"), Param("lst")), "spread"))
+
+
+@adjoint(make_list)
+def _(g, ans, *items):
+    return tuple(
+        g.builder.emit_sym(GETITEM, [g], {"index": ((i,), True)}) for i in range(len(items))
+    )
+
+
+@adjoint(list_append)
+def _(g, ans, lst, v):
+    b = g.builder
+    head = b.emit_sym(GETITEM, [g], {"index": ((slice(None, -1),), True)})
+    last = b.emit_sym(GETITEM, [g], {"index": ((-1,), True)})
+    return head, last
+
+
+@adjoint(stack_list)
+def _(g, ans, lst, axis):
+    return (g.builder.emit_sym(UNSTACK, [g], {"axis": axis}),)
+
+
+@adjoint(array_list)
+def _(g, ans, lst):
+    return (g,)
+
+
+@adjoint(sum_list)
+def _(g, ans, lst):
+    return (g.builder.emit_sym(SPREAD, [g, lst], {}),)
+
+
+@adjoint(unstack)
+def _(g, ans, gx, axis):
+    return (g.builder.emit_sym(STACK_LIST, [g], {"axis": axis}),)
+
+
+def _zeros_for(b, t, x):
+    return t if t is not None else b.call(np.zeros_like, x)
+
+
+@tangent(make_list)
+def _(ts, ans, *items):
+    b = ans.builder
+    return b.emit_sym(MAKE_LIST, [_zeros_for(b, t, x) for t, x in zip(ts, items)])
+
+
+@tangent(list_append)
+def _(ts, ans, lst, v):
+    b = ans.builder
+    return b.emit_sym(LIST_APPEND, [_zeros_for(b, ts[0], lst), _zeros_for(b, ts[1], v)])
+
+
+@tangent(stack_list)
+def _(ts, ans, lst, axis):
+    return ans.builder.emit_sym(STACK_LIST, [ts[0]], {"axis": axis})
+
+
+@tangent(array_list)
+def _(ts, ans, lst):
+    return ans.builder.emit_sym(ARRAY_LIST, [ts[0]])
+
+
+@tangent(sum_list)
+def _(ts, ans, lst):
+    return ans.builder.emit_sym(SUM_LIST, [ts[0]])
+
+
+@tangent(unstack)
+def _(ts, ans, g, axis):
+    return ans.builder.emit_sym(UNSTACK, [ts[0]], {"axis": axis})
+
+
+@adjoint(spread)
+def _(g, ans, gs, lst):
+    return g.builder.call(np.sum, g, axis=0), None
+
+
+@tangent(spread)
+def _(ts, ans, g, lst):
+    if ts[0] is None:  # only the list's values vary: spread reads only its length
+        return ans.builder.call(np.zeros_like, ans)
+    return ans.builder.emit_sym(SPREAD, [ts[0], lst])
