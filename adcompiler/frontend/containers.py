@@ -63,7 +63,7 @@ class Containers:
 
         if not isinstance(key, Static):
             raise LoweringError(node, "dict keys must be known when compiling (constants)")
-        self.env[name] = {**d, key.obj: value}
+        self.rebind(d, {**d, key.obj: value})
 
     # -- comprehensions, unrolled over sequences known when compiling -----------
 

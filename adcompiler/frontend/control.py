@@ -612,7 +612,7 @@ class ControlFlow:
         current = self.name(call.func.value)
         item = self.expr(call.args[0])
         if isinstance(current, tuple):
-            self.env[name] = (*current, item)
+            self.rebind(current, (*current, item))
         elif isinstance(current, Value):
             if isinstance(item, (tuple, dict)):
                 raise LoweringError(
@@ -622,7 +622,7 @@ class ControlFlow:
                 )
             out = self.emit(LIST_APPEND, [current, self.as_value(item)], {}, name)
             out.hint, out.role = name, "primal"
-            self.env[name] = out
+            self.rebind(current, out)
         else:
             raise LoweringError(call, f"cannot append to `{name}`")
 

@@ -149,6 +149,7 @@ class Lowering(ControlFlow, Containers):
         self.depth = depth
         self.env: dict[str, Any] = {}
         self.parameters: list[Value] = []  # the user's arguments: never written into
+        self.view_of: dict[int, tuple] = {}  # id of a named view -> (base value, index)
         self.loc: Loc | None = None
         closure = fn.__closure__ or ()
         self.closure = {
@@ -216,6 +217,7 @@ class Lowering(ControlFlow, Containers):
                 self.write_into(stmt.target, value, template, dyn)
                 return
             current = self.name(stmt.target)
+            self.check_in_place(stmt, stmt.target.id, current)
             value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
             self.assign(stmt.target, value)
         elif isinstance(stmt, gast.AnnAssign):
@@ -232,6 +234,14 @@ class Lowering(ControlFlow, Containers):
 
     def assign(self, target, value) -> None:
         if isinstance(target, gast.Name):
+            producer = self.nodes[-1] if self.nodes else None
+            if (
+                isinstance(value, Value)
+                and producer is not None
+                and producer.op is GETITEM
+                and value in producer.outputs
+            ):
+                self.view_of[id(value)] = (producer.inputs[0], producer.attrs["index"])
             if isinstance(value, Value) and self.made_by_this_statement(value):
                 value.hint, value.role = target.id, "primal"
             self.env[target.id] = value
@@ -248,6 +258,48 @@ class Lowering(ControlFlow, Containers):
             self.write_into(target, value, template, dyn)
         else:
             raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
+
+    def check_in_place(self, stmt, name: str, current) -> None:
+        """`z += v` on an array changes it in place: refuse where that would be seen
+        through another name or would write into another array."""
+        if not isinstance(current, Value):
+            return
+        others = [n for n, held in self.env.items() if held is current and n != name]
+        others = [n for n in others if not n.startswith(".")]
+        if others:
+            raise LoweringError(
+                stmt,
+                f"`{name}` and `{others[0]}` hold the same value: `{name} {_op(stmt)}= ...` "
+                f"would change `{others[0]}` too if it is an array",
+                f"write `{name} = {name} {_op(stmt)} ...`",
+            )
+        if id(current) in self.view_of:
+            raise LoweringError(
+                stmt,
+                f"`{name}` is a view into another array: `{name} {_op(stmt)}= ...` would write "
+                f"into that array",
+                f"write into the array itself (`base[...] {_op(stmt)}= ...`), or "
+                f"`{name} = {name} {_op(stmt)} ...`",
+            )
+
+    def rebind(self, old, new) -> None:
+        """Every name that holds the object `old` now holds `new`: a write through one
+        name is seen through the others, as in Python (`b = a; b.append(v)`)."""
+        for name, held in list(self.env.items()):
+            if held is old:
+                self.env[name] = new
+
+    def check_views(self, target, base: Value, template) -> None:
+        """Refuse a write into an array that a named view of it would see change."""
+        for name, held in self.env.items():
+            view = self.view_of.get(id(held))
+            if view and view[0] is base and _may_overlap(view[1], template):
+                raise LoweringError(
+                    target,
+                    f"`{name}` is a view into this array (NumPy would show it this write, "
+                    f"adcompiler would not)",
+                    f"copy the view where you take it: `{name} = ....copy()`",
+                )
 
     def write_into(self, target, value, template, dyn) -> None:
         """``name[index] = value``: the name now holds a new array (see ops.mutation)."""
@@ -270,7 +322,7 @@ class Lowering(ControlFlow, Containers):
                 )
             items = list(base)
             items[index.obj] = value
-            self.env[name] = tuple(items)
+            self.rebind(base, tuple(items))
             return
         if isinstance(base, Value) and base in self.parameters:
             raise LoweringError(
@@ -280,9 +332,10 @@ class Lowering(ControlFlow, Containers):
             )
         if not isinstance(base, Value):
             raise LoweringError(target, f"cannot write into `{name}` (not an array)")
+        self.check_views(target, base, template)
         out = self.emit(SETITEM, [base, self.as_value(value), *dyn], {"index": template}, name)
         out.hint, out.role = name, "primal"
-        self.env[name] = out
+        self.rebind(base, out)
 
     def assign_starred(self, target, value, at: int) -> None:
         """``first, *rest = t`` for a tuple known when compiling."""
@@ -729,6 +782,43 @@ class Lowering(ControlFlow, Containers):
 
 
 _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
+
+
+def _op(stmt) -> str:
+    symbols = {gast.Add: "+", gast.Sub: "-", gast.Mult: "*", gast.Div: "/", gast.Pow: "**"}
+    return symbols.get(type(stmt.op), "?")
+
+
+def _may_overlap(view, write) -> bool:
+    """Whether a view and a write index may touch the same entries (known indices only;
+    an index known only at run time is taken not to overlap)."""
+    from adcompiler.ops.structure import Dyn
+
+    a, b = view[0][0], write[0][0]
+    if any(
+        isinstance(p, Dyn)
+        or isinstance(p, slice)
+        and any(isinstance(e, Dyn) for e in (p.start, p.stop, p.step))
+        for p in (a, b)
+    ):
+        return False
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if isinstance(a, slice) and isinstance(b, int):
+        return _in_slice(b, a)
+    if isinstance(b, slice) and isinstance(a, int):
+        return _in_slice(a, b)
+    return True
+
+
+def _in_slice(i: int, s: slice) -> bool:
+    if i < 0 or (s.start or 0) < 0 or (s.stop is not None and s.stop < 0):
+        return True
+    return (
+        (s.start or 0) <= i
+        and (s.stop is None or i < s.stop)
+        and ((i - (s.start or 0)) % (s.step or 1) == 0)
+    )
 
 
 def _temp_hint(hint: str, inputs) -> str:
