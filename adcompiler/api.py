@@ -419,33 +419,64 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
         return build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    g = build(f, kind, wrt)
+    if _may_be_structured(f, wrt):
+        g = ForwardStructured(f, kind, wrt)
+    else:
+        g = build(f, kind, wrt)
     _cache.setdefault(f, {})[key] = g
     return g
 
 
-def _build_forward(f: Callable, kind: str, wrt: Any) -> Callable:
+class ForwardStructured(Structured):
+    """`Structured` for jvp and hvp: code per structure of the `wrt` arguments; the tangent
+    (and an hvp's result) has the structure of the arguments."""
+
+    def __call__(self, *args, **kwargs):
+        from adcompiler.frontend.lower import structure_of
+
+        values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
+        key = tuple(structure_of(v) for v in values)
+        g = self.versions.get(key)
+        if g is None:
+            structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
+            g = _build_forward(self.f, self.kind, self.wrt, structures)
+            self.versions[key] = g
+        self.latest = g
+        return g(*args, **kwargs)
+
+    @property
+    def flat(self) -> Callable:
+        key = tuple(None for _ in self.indices)
+        if key not in self.versions:
+            self.versions[key] = _build_forward(self.f, self.kind, self.wrt)
+        return self.versions[key]
+
+
+def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
     from adcompiler.forward import forward
 
-    primal = primal_ir(f, for_reverse=False)
+    if structures:
+        primal = _ir.verify(lower_function(f, structures))
+    else:
+        primal = primal_ir(f, for_reverse=False)
     indices, single = resolve_wrt(f, primal, wrt)
+    wrt_values, tangent_tree = _wrt_leaves(primal, indices, single, structures or {})
     n_out = len(primal.results)
     if kind == "hvp":
         if primal.returns_tuple:
             raise DifferentiationTypeError(
                 f"hvp needs {f.__name__} to return one scalar, but it returns a tuple"
             )
-        gradient = _ir.verify(reverse(primal, indices, cotangent="one"))
-        fn = _ir.verify(forward(gradient, indices, return_value=False))
-        n = len(indices)
-        tree = 0 if single else tuple(range(n))
+        gradient = _ir.verify(reverse(primal, wrt_values, cotangent="one"))
+        fn = _ir.verify(forward(gradient, wrt_values, return_value=False))
+        tree = tangent_tree  # H·v has the structure of the arguments
     else:
-        fn = _ir.verify(forward(primal, indices))
+        fn = _ir.verify(forward(primal, wrt_values))
         value = tuple(range(n_out)) if primal.returns_tuple else 0
         tangents = tuple(range(n_out, 2 * n_out)) if primal.returns_tuple else n_out
         tree = (value, tangents)
-    if not single:
-        fn = _tangents_as_one_parameter(fn, len(primal.params), kind)
+    if not isinstance(tangent_tree, int):
+        fn = _tangents_as_one_parameter(fn, len(primal.params), kind, tangent_tree)
     names = [primal.params[i].hint for i in indices]
     doc = (
         f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
@@ -473,9 +504,13 @@ def _first_line(f: Callable) -> str:
     return f":{code.co_firstlineno}" if code is not None and code.co_firstlineno > 1 else ""
 
 
-def _tangents_as_one_parameter(fn: _ir.Function, n_params: int, kind: str) -> _ir.Function:
-    """Replace the trailing tangent parameters by one tuple parameter that they are read from."""
-    from adcompiler.ops.structure import TUPLE_GET
+def _tangents_as_one_parameter(
+    fn: _ir.Function, n_params: int, kind: str, tree: Any
+) -> _ir.Function:
+    """Replace the trailing tangent parameters by one parameter with the structure `tree`
+    (a tuple for a tuple `wrt`, a dict for a dict argument), that they are read from:
+    ``W_dot = tangent['W']``."""
+    from adcompiler.ops.structure import GETITEM
 
     tangents = fn.params[n_params:]
     taken = {p.hint for p in fn.params[:n_params]}
@@ -483,7 +518,17 @@ def _tangents_as_one_parameter(fn: _ir.Function, n_params: int, kind: str) -> _i
     while name in taken:
         name += "_"
     packed = _ir.Value(name)
-    reads = [_ir.Node(TUPLE_GET, [packed], {"i": i}, outputs=[t]) for i, t in enumerate(tangents)]
+    reads: list[_ir.Node] = []
+
+    def read(source: _ir.Value, subtree: Any) -> None:
+        items = subtree.items() if isinstance(subtree, dict) else enumerate(subtree)
+        for key, sub in items:
+            target = tangents[sub] if isinstance(sub, int) else _ir.Value(f"{name}_{key}")
+            reads.append(_ir.Node(GETITEM, [source], {"index": ((key,), True)}, [target]))
+            if not isinstance(sub, int):
+                read(target, sub)
+
+    read(packed, tree)
     nodes = list(fn.body.nodes)
     checks = 0  # read the tangents after the argument checks
     while checks < len(nodes) and not nodes[checks].outputs:

@@ -99,13 +99,14 @@ def handler(*ops):
     return deco
 
 
-def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Function:
-    """The function ``(*params, *tangents of params[wrt]) -> ([results,] tangents of results)``.
+def forward(fn: Function, wrt: list, *, return_value: bool = True) -> Function:
+    """The function ``(*params, *tangents of wrt) -> ([results,] tangents of results)``.
 
-    Each tangent parameter is named after its parameter (``x_dot``); a result
-    that does not depend on `wrt` has a zero tangent.
+    `wrt` holds parameter positions or values (the leaves read from a structured
+    argument, ``W = params['W']``). Each tangent parameter is named after its
+    value (``x_dot``); a result that does not depend on `wrt` has a zero tangent.
     """
-    wrt_values = [fn.params[i] for i in wrt]
+    wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
     tan = Tangents(*_varied_through_tapes(fn, wrt_values))
     shapes = passes.shape_classes(fn)
     extra_params = []
@@ -119,10 +120,10 @@ def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Funct
         taken.add(base_name(x_dot))
         extra_params.append(x_dot)
         tan.of[x.id] = x_dot
-    nodes: list[Node] = []
+    nodes = _forward_block(fn.body.nodes, tan, shapes)
     if not _already_checked(fn, wrt_values):
-        nodes.append(Node(op_for(runtime.check_float), wrt_values, {}, outputs=[]))
-    nodes.extend(_forward_block(fn.body.nodes, tan, shapes))
+        check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
+        nodes = _after_definitions(nodes, wrt_values, check)
     tail = Builder(loc=None, role="tangent")
     tangents = []
     for y in fn.results:
@@ -141,6 +142,14 @@ def forward(fn: Function, wrt: list[int], *, return_value: bool = True) -> Funct
         doc=fn.doc,
     )
     return passes.dce(out)
+
+
+def _after_definitions(nodes: list[Node], values: list[Value], check: Node) -> list[Node]:
+    """`nodes` with `check` inserted where every value it checks is defined (the leaves of
+    a structured argument are read from it first)."""
+    ids = {v.id for v in values}
+    last = max((i for i, n in enumerate(nodes) if ids & {o.id for o in n.outputs}), default=-1)
+    return [*nodes[: last + 1], check, *nodes[last + 1 :]]
 
 
 def _already_checked(fn: Function, wrt: list[Value]) -> bool:

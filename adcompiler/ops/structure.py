@@ -265,8 +265,17 @@ def _(ts, ans, *items, layout):
 
 
 def _check_float_spelling(node, args):
-    keywords = [ast.keyword(arg=a.id, value=a) for a in args]
+    keywords = [ast.keyword(arg=_checked_name(a, i), value=a) for i, a in enumerate(args)]
     return ast.Call(ast.Name("check_float", ast.Load()), [], keywords)
+
+
+def _checked_name(arg: ast.expr, i: int) -> str:
+    """The name an error message gives a checked value: its variable, or the key it is
+    read at (``params['W']`` written in place, when nothing else reads it)."""
+    if isinstance(arg, ast.Name):
+        return arg.id
+    key = getattr(getattr(arg, "slice", None), "value", None)
+    return key if isinstance(key, str) and key.isidentifier() else f"arg{i}"
 
 
 CHECK_FLOAT = register(
