@@ -311,7 +311,7 @@ class Emitter:
         out = []
         for init, param, value in zip(inits, params, values):
             if param.id in self.plan.written and init.id not in self.plan.owned:
-                value = ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
+                value = ast.Call(ast.Name("copy_array", ast.Load()), [value], [])
             out.append(value)
         return out
 
@@ -514,7 +514,7 @@ class Plan:
                     self.lists.update({params[k].id, node.outputs[k].id})
                     if node.op.name == "while":
                         self.lists.add(node.regions[0].params[k].id)
-        if node.op.name in ("setitem", "index_add", "list_append"):
+        if node.op.name in ("setitem", "index_add", "list_append") or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
         for region in node.regions:
             yields = region.yields

@@ -142,6 +142,12 @@ def sum_list(lst):
     return sum(lst)
 
 
+def copy_array(x):
+    """A copy the generated code may write into (numbers and lists need none)."""
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+runtime.HELPERS["copy_array"] = copy_array
 runtime.HELPERS["unstack"] = unstack
 runtime.HELPERS["spread"] = spread
 MAKE_LIST = register(
