@@ -333,7 +333,7 @@ def primal_ir(f: Callable, *, for_reverse: bool = True) -> _ir.Function:
     fn = getattr(f, "__adcompiler_ir__", None)
     if fn is None:
         return _ir.verify(lower_function(f))
-    if for_reverse and any(n.op.name == "tape_get" for n in _ir.walk(fn.body)):
+    if for_reverse and _reads_varied_tapes(fn):
         raise NotImplementedError(
             f"reverse mode over {f.__name__}, whose adjoint loops read values saved by its "
             f"loops, is not supported yet; for second derivatives use ad.hvp or ad.hessian "
@@ -353,6 +353,14 @@ def primal_ir(f: Callable, *, for_reverse: bool = True) -> _ir.Function:
         doc=fn.doc,
         returns_tuple=isinstance(tree, tuple),
     )
+
+
+def _reads_varied_tapes(fn: _ir.Function) -> bool:
+    """True if `fn` reads back, from a tape, values that depend on its parameters (which
+    reverse mode over it does not follow yet); saved shapes are fine."""
+    from adcompiler.forward import _varied_through_tapes
+
+    return bool(_varied_through_tapes(fn, fn.params)[1])
 
 
 def _copy_block(block: _ir.Block) -> _ir.Block:

@@ -321,3 +321,15 @@ def test_tangent_parameter_names_never_collide():
 
     value, dot = ad.jvp(f, wrt="x")(np.ones(2), np.array([1.0, 2.0]), np.array([3.0, 4.0]))
     assert dot == pytest.approx(11.0)
+
+
+def loop_saving_nothing_that_varies(x):
+    s = x * x
+    for _ in range(3):
+        s = s * 2.0 + x
+    return s
+
+
+def test_grad_of_grad_through_a_loop_whose_adjoint_needs_no_saved_values():
+    d2 = ad.grad(ad.grad(loop_saving_nothing_that_varies))
+    assert d2(0.7) == pytest.approx(16.0)
