@@ -336,7 +336,7 @@ class Sweep:
         next_slots = []
         for k, p in zip(slots, slot_params):
             g = inner.get(carried[k])
-            next_slots.append(g if g is not None else tail.call(np.zeros_like, p).value)
+            next_slots.append(g if g is not None else _zeros_like(tail, p, carried[k].hint))
         accs = list(inner.accumulators.values())
         ab = Block(
             params=[index, *slot_params, *(acc for _, acc in accs)],

@@ -77,3 +77,33 @@ def vector_output(x):
 
 def integer_wrt(n, x):
     return np.sum(x * n)
+
+
+def rnn(Wh, Wx, b, xs, h0):
+    """An RNN filling a preallocated state array, with a squared-state loss."""
+    T = xs.shape[0]
+    H = np.zeros((T + 1, h0.shape[0]))
+    H[0] = h0
+    for t in range(T):
+        H[t + 1] = np.tanh(Wh @ H[t] + Wx @ xs[t] + b)
+    return np.sum(H[1:] ** 2) / T
+
+
+def damped_until_small(x, rate):
+    """A `while` loop with a data-dependent trip count and a `break`."""
+    energy = np.sum(x * x)
+    steps = 0
+    while energy > 1e-3:
+        x = x * rate - 0.1 * np.sin(x)
+        energy = np.sum(x * x)
+        steps = steps + 1
+        if steps >= 50:
+            break
+    return energy + np.sum(x)
+
+
+def mlp_params(params, x, y):
+    """A two-layer MLP whose parameters are a dict, with a squared error."""
+    h = np.tanh(x @ params["W1"] + params["b1"])
+    out = h @ params["W2"] + params["b2"]
+    return np.mean((out - y) ** 2)

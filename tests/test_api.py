@@ -38,6 +38,14 @@ def test_name_resolution_and_calls(fn, args):
     ad.check_grad(fn, args)
 
 
+def test_control_flow_models():
+    rng = np.random.default_rng(3)
+    Wh, Wx, b = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=(3, 2)), rng.normal(size=3)
+    xs, h0 = rng.normal(size=(5, 2)), rng.normal(size=3)
+    ad.check_grad(m.rnn, (Wh, Wx, b, xs, h0), wrt=("Wh", "Wx", "b", "xs", "h0"))
+    ad.check_grad(m.damped_until_small, (rng.normal(size=3), 0.7), wrt=("x", "rate"))
+
+
 def test_indexing_forms():
     x = rng.normal(size=(4, 5))
     idx = np.array([0, 2, 2, 3])

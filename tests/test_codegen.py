@@ -19,6 +19,8 @@ from tests import corpus_models as m
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = {
+    "rnn": (m.rnn, ("Wh", "Wx", "b")),
+    "damped_until_small": (m.damped_until_small, ("x", "rate")),
     "logistic_regression": (m.logistic_regression, ("w", "b")),
     "mlp": (m.mlp, ("W1", "b1", "W2", "b2")),
     "broadcast_reduce": (m.broadcast_reduce, ("a", "b", "c")),
@@ -35,6 +37,21 @@ def test_generated_source_matches_golden_file(name):
     fn, wrt = CASES[name]
     source = normalized(ad.source(ad.value_and_grad(fn, wrt=wrt)))
     path = GOLDEN / f"{name}_value_and_grad.py"
+    if os.environ.get("ADCOMPILER_UPDATE_GOLDEN") or not path.exists():
+        path.write_text(source)
+    assert source == path.read_text(), f"generated code changed; review and update {path}"
+
+
+def test_dict_parameters_golden_file():
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.normal(size=(3, 4)), "b1": np.zeros(4),
+              "W2": rng.normal(size=(4, 2)), "b2": np.zeros(2)}  # fmt: skip
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    g = ad.value_and_grad(m.mlp_params, wrt="params")
+    value, grads = g(params, x, y)
+    assert set(grads) == set(params) and value == pytest.approx(m.mlp_params(params, x, y))
+    source = normalized(ad.source(g))
+    path = GOLDEN / "mlp_params_value_and_grad.py"
     if os.environ.get("ADCOMPILER_UPDATE_GOLDEN") or not path.exists():
         path.write_text(source)
     assert source == path.read_text(), f"generated code changed; review and update {path}"
