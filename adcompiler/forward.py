@@ -37,7 +37,7 @@ from adcompiler.ops.control import (
     TAPE_SET,
     WHILE,
 )
-from adcompiler.ssa import Block, Function, Node, Value, walk
+from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
 
 
 class Tangents:
@@ -197,6 +197,8 @@ def _tangent_of(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]
     if node.op.broadcasts and not _fills_output(node, t, b.nodes, ts, shapes):
         t = b.call(np.broadcast_to, t, Sym(b, node.output).shape).value
         fresh.add(t.id)
+    if node in ACCUMULATIONS:  # the tangent of x̄ += c is x̄_dot += c_dot
+        ACCUMULATIONS.update(n for n in b.nodes if n.outputs == [t] and n.inputs[:1] == ts[:1])
     tan.set(node.output, t, fresh)
     return b.nodes
 

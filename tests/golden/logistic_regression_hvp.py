@@ -28,5 +28,5 @@ def logistic_regression_hvp(w, b, x, y, v):
     matmul_x_bar_dot = unbroadcast(logits_bar_dot, np.shape(matmul_x))
     b_bar_dot = unbroadcast(logits_bar_dot, np.shape(b))
     w_bar_dot_1 = matmul_rhs_adjoint(matmul_x_bar_dot, x, w)
-    w_bar_dot = w_bar_dot + w_bar_dot_1
+    w_bar_dot += w_bar_dot_1
     return w_bar_dot, b_bar_dot
