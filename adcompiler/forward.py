@@ -174,12 +174,22 @@ def _forward_block(nodes: list[Node], tan: Tangents, shapes: dict[int, int]) -> 
 
 def _tangent_of(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
     """The nodes that propagate the tangents of `node`'s inputs to its output."""
-    if node.op.nondiff or len(node.outputs) != 1:
-        return []
     ts = [tan.get(v) for v in node.inputs]
     if all(t is None for t in ts):
         return []
+    if node.op.name in ("call", "call_forward", "call_adjoint"):
+        raise NotImplementedError(
+            f"forward mode through the recursive helper {node.attrs['name']} is not "
+            f"supported yet (reverse mode is)"
+        )
+    if node.op.nondiff or len(node.outputs) != 1:
+        return []
     if node.op.tangent is None:
+        if node.op.name == "call":
+            raise NotImplementedError(
+                f"forward mode through the recursive helper {node.attrs['name']} is not "
+                f"supported yet (reverse mode is)"
+            )
         raise NotImplementedError(f"no tangent rule for {node.op.name}")
     b = Builder(loc=node.loc, role=_temp_role(node))
     declared = {p.name for p in node.op.params if p.kind == "attr"}

@@ -18,6 +18,16 @@ from adcompiler.codegen.emit import Emitted
 _counter = itertools.count(1)
 
 
+def load_into(emitted: Emitted, namespace: dict) -> None:
+    """Compile `emitted` into `namespace` (the shared namespace of generated helpers)."""
+    filename = f"<adcompiler-{next(_counter)}: {emitted.name}>"
+    lines = emitted.source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(emitted.source), None, lines, filename)
+    namespace.update({h: runtime.HELPERS[h] for h in runtime.HELPERS})
+    namespace.update(emitted.constants)
+    exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
+
+
 def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | None = None):
     """Compile `emitted` and return the function it defines."""
     filename = f"<adcompiler-{next(_counter)}: {emitted.name}>"
@@ -29,6 +39,9 @@ def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | Non
         for dep in runtime.DEPENDS.get(h, ()):
             namespace[dep] = runtime.HELPERS[dep]
     namespace.update(runtime.EXTERNAL)  # functions with custom rules (adcompiler.custom)
+    from adcompiler.calls import NAMESPACE as helpers
+
+    namespace.update((k, v) for k, v in helpers.items() if k.endswith(("_forward", "_adjoint")))
     namespace.update(emitted.constants)
     exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
     fn = namespace[emitted.name]

@@ -36,7 +36,8 @@ from adcompiler.ops.control import (
 )
 from adcompiler.ops.guards import check_scalar
 from adcompiler.ops.mutation import INDEX_ADD
-from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
+from adcompiler.ops.structure import GETITEM
+from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, clone, walk
 
 
 class Adjoints:
@@ -100,7 +101,12 @@ class Adjoints:
 
 
 def reverse(
-    fn: Function, wrt: list, *, cotangent: str = "one", return_value: bool = False
+    fn: Function,
+    wrt: list,
+    *,
+    cotangent: str = "one",
+    return_value: bool = False,
+    check_types: bool = True,
 ) -> Function:
     """The function ``(*params[, cotangents]) -> ([results,] adjoints of params[wrt]...)``.
 
@@ -115,6 +121,7 @@ def reverse(
     _PARAMETER_OF_CLASS.update((shapes.get(p.id, p.id), p) for p in reversed(fn.params))
     adj = Adjoints(active)
     primal = list(fn.body.nodes)
+    fn = clone(fn)  # the transform rewrites nodes (calls, exported branch values, tapes)
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
     seed_builder = Builder(loc=None, role="adjoint")
     extra_params = []
@@ -148,7 +155,11 @@ def reverse(
         name=fn.name,
         params=fn.params + extra_params,
         body=Block(
-            nodes=[*_after_definitions(primal, wrt_values, check), *adjoint_nodes, *tail.nodes]
+            nodes=[
+                *(_after_definitions(primal, wrt_values, check) if check_types else primal),
+                *adjoint_nodes,
+                *tail.nodes,
+            ]
         ),
         results=results,
         source_file=fn.source_file,
@@ -167,6 +178,13 @@ def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> 
 
 def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]:
     """The nodes that propagate the adjoint of `node`'s output to its inputs."""
+    if node.op.name in ("call_forward", "call_adjoint") and any(
+        v.id in adj.active for v in node.inputs
+    ):
+        raise NotImplementedError(
+            f"reverse mode over the generated functions of the recursive helper "
+            f"{node.attrs['name']} is not supported yet; use ad.hvp for second derivatives"
+        )
     if node.op.nondiff or len(node.outputs) != 1:
         return []
     g = adj.get(node.output)
@@ -235,7 +253,9 @@ class Sweep:
         """Adjoint nodes for `primal`'s nodes in reverse order (tapes go into `primal`)."""
         out: list[Node] = []
         for node in reversed(list(primal.nodes)):
-            if node.op.name == "if":
+            if node.op.name == "call":
+                out.extend(self.call_adjoint(node, adj, primal))
+            elif node.op.name == "if":
                 out.extend(self.if_adjoint(node, adj))
             elif node.op.name in ("for", "while"):
                 out.extend(self.loop_adjoint(node, adj, primal))
@@ -245,6 +265,28 @@ class Sweep:
 
     def touches_active(self, node: Node) -> bool:
         return any(v.id in self.active for n in walk(Block(nodes=[node])) for v in n.outputs)
+
+    # -- calls of helpers that are not inlined ------------------------------------
+
+    def call_adjoint(self, node: Node, adj: Adjoints, enclosing: Block) -> list[Node]:
+        """`y = helper(args)`: the primal calls `helper_forward`, the adjoint
+        `helper_adjoint` (see adcompiler.calls)."""
+        from adcompiler import calls
+
+        b = Builder(loc=node.loc, role="temp")
+        _, result, saved = calls.forward_call(b, node)
+        at = enclosing.nodes.index(node)
+        enclosing.nodes[at : at + 1] = b.nodes
+        g = adj.get(result)
+        if g is None:
+            return []
+        back = Builder(loc=node.loc, role="adjoint_temp")
+        grads = calls.adjoint_call(back, node, saved, g)
+        for i, x in enumerate(node.inputs):
+            if x.id in self.active:
+                part = back.emit_sym(GETITEM, [grads], {"index": ((i,), True)}).value
+                adj.add(back, x, part, {part.id})
+        return back.nodes
 
     # -- if ------------------------------------------------------------------
 

@@ -116,6 +116,21 @@ class Function:
     leaves: dict = field(default_factory=dict)  # structured argument -> its leaf values
 
 
+def clone(fn: Function) -> Function:
+    """A copy of `fn` whose blocks and nodes a transform may rewrite (values are shared)."""
+
+    def block(b: Block) -> Block:
+        return Block(list(b.params), [node(n) for n in b.nodes], list(b.yields))
+
+    def node(n: Node) -> Node:
+        return Node(n.op, list(n.inputs), dict(n.attrs), list(n.outputs),
+                    [block(r) for r in n.regions], n.loc)  # fmt: skip
+
+    out = Function(fn.name, list(fn.params), block(fn.body), list(fn.results), fn.source_file,
+                   fn.doc, fn.returns_tuple, fn.result_tree, dict(fn.leaves))  # fmt: skip
+    return out
+
+
 class VerifyError(AssertionError):
     """The IR breaks an invariant: a pass produced something malformed."""
 

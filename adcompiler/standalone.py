@@ -46,6 +46,10 @@ def module_source(emitted: list[Emitted], doc: str, origin: str, command: str) -
     ]
     if problems:
         raise ValueError("; ".join(problems))
+    from adcompiler.calls import helper_sources
+
+    callees = [fn for e in emitted for fn in getattr(e, "callees", ())]
+    emitted = [*helper_sources(dict.fromkeys(callees)), *emitted]
     parts = [HEADER.format(doc=doc, version=__version__, origin=origin, command=command)]
     parts[0] += "".join(external_imports(emitted))
     helpers = helper_closure(set().union(*(e.helpers for e in emitted)))

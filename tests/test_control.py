@@ -64,21 +64,8 @@ def _id(case) -> str:
 
 # What the compiler refuses, with a clear error (strict: a case that starts to work, or
 # fails differently, shows up).
-RECURSION = "recursion on an argument known only at run time: helpers are inlined, not yet "
-"generated as functions of their own"
 ALIASING = "refused by design: NumPy would show the write through the other name or view"
 KNOWN = {
-    **{
-        name: RECURSION
-        for name in (
-            "recursion_depth",
-            "recursion_power",
-            "recursion_tree",
-            "recursion_mutual",
-            "recursion_self[default]",
-            "recursion_self[deep]",
-        )
-    },
     **{
         name: ALIASING
         for name in (

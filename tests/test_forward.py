@@ -248,6 +248,8 @@ def unsupported_by_the_frontend(case, args, err):
         grad = ad.grad(case.fn, wrt=case.wrt)(*copy.deepcopy(CC.build(case)))
     except Exception as reverse_err:  # noqa: BLE001 - any failure of reverse mode
         pytest.xfail(f"reverse mode fails too: {type(reverse_err).__name__}")
+    if isinstance(err, NotImplementedError) and "recursive helper" in str(err):
+        pytest.xfail(str(err))
     if err is not None:
         raise err
     return grad

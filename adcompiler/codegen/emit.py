@@ -142,6 +142,12 @@ class Emitter:
         self.fn = fn
         self.name = name
         generated_globals = set(runtime.HELPERS) | set(runtime.EXTERNAL) | {"np", "slice"}
+        generated_globals |= {  # helpers generated as functions of their own
+            n.attrs["name"] + suffix
+            for n in walk(fn.body)
+            if n.op.name in ("call_forward", "call_adjoint")
+            for suffix in ("_forward", "_adjoint")
+        }
         for n in param_names:
             if n in generated_globals:
                 raise ValueError(

@@ -18,6 +18,7 @@ module-level functions are inlined.
 from __future__ import annotations
 
 import builtins
+import inspect
 import operator
 import types
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
+from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op
 from adcompiler.ops.mutation import ARRAY_LIST, SETITEM, STACK_LIST, SUM_LIST
@@ -150,6 +152,7 @@ class Lowering(ControlFlow, Containers):
         self.env: dict[str, Any] = {}
         self.parameters: list[Value] = []  # the user's arguments: never written into
         self.view_of: dict[int, tuple] = {}  # id of a named view -> (base value, index)
+        self.chain = {fn}  # functions being inlined: a call of one of them recurses
         self.loc: Loc | None = None
         closure = fn.__closure__ or ()
         self.closure = {
@@ -626,6 +629,8 @@ class Lowering(ControlFlow, Containers):
         return self.emit(PACK, leaves, {"layout": shape}, "array")
 
     def inline(self, fn, args, kwargs, node):
+        if fn in self.chain:  # recursion: a call of the helper's own generated functions
+            return self.recursive_call(fn, args, kwargs, node)
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         parsed = parse_function(fn)
@@ -634,6 +639,7 @@ class Lowering(ControlFlow, Containers):
             self.diagnostics.extend(problems)
             raise LoweringError(node, f"the helper `{fn.__name__}` uses unsupported constructs")
         inner = Lowering(fn, parsed, self.nodes, self.diagnostics, self.depth + 1)
+        inner.chain = self.chain | {fn}
         names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
         defaults = _defaults(fn)
         bound = dict(zip(names, args))
@@ -650,6 +656,23 @@ class Lowering(ControlFlow, Containers):
                 bound[name] = Static(defaults[name])
         inner.env.update(bound)
         return self.run_inlined(inner, parsed.tree.body, fn.__name__, node)
+
+    def recursive_call(self, fn, args, kwargs, node):
+        """A call that would recurse stays a call (see adcompiler.calls)."""
+        params = list(inspect.signature(fn).parameters.values())
+        bound = []
+        for i, p in enumerate(params):
+            if i < len(args):
+                bound.append(args[i])
+            elif p.name in kwargs:
+                bound.append(kwargs[p.name])
+            elif p.default is not inspect.Parameter.empty:
+                bound.append(Static(p.default))
+            else:
+                raise LoweringError(node, f"missing argument `{p.name}` in call to `{fn.__name__}`")
+        inputs = [self.as_value(a) for a in bound]
+        out = self.emit(CALL, inputs, {"function": fn, "name": fn.__name__}, fn.__name__)
+        return out
 
     def run_inlined(self, inner, body, name: str, node):
         """Lower an inlined body into the current block; its return value, as it is."""

@@ -2,6 +2,7 @@
 
 from adcompiler.ops import (  # noqa: F401 - registers the operators
     builtin_ops,
+    calls,
     control,
     guards,
     mutation,

@@ -1,0 +1,61 @@
+"""Calls of helpers that are not inlined (recursive ones): see `adcompiler.calls`.
+
+call(args)       the helper called from the user's code (in the primal IR)
+call_forward     `helper_forward(args)`: (value, saved)
+call_adjoint     `helper_adjoint(saved, g)`: the adjoints of the arguments
+"""
+
+from __future__ import annotations
+
+import ast
+
+from adcompiler.ops.core import Op, Param, register
+
+
+def _spelled(suffix):
+    def spell(node, args):
+        name = node.attrs["name"] + suffix
+        return ast.Call(ast.Name(name, ast.Load()), list(args), [])
+
+    return spell
+
+
+def call(*args, function, name=""):
+    return function(*args)
+
+
+def call_forward(*args, function, name=""):
+    raise RuntimeError("only generated code calls this")
+
+
+def call_adjoint(*args, function, name=""):
+    raise RuntimeError("only generated code calls this")
+
+
+CALL = register(
+    Op(
+        "call",
+        call,
+        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
+        _spelled(""),
+        regions=True,
+    )
+)
+CALL_FWD = register(
+    Op(
+        "call_forward",
+        call_forward,
+        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
+        _spelled("_forward"),
+        nondiff=True,
+    )
+)
+CALL_BWD = register(
+    Op(
+        "call_adjoint",
+        call_adjoint,
+        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
+        _spelled("_adjoint"),
+        nondiff=True,
+    )
+)
