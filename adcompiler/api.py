@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from adcompiler import diskcache
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, WrtError
@@ -146,44 +147,103 @@ class Structured:
 
 
 def _may_be_structured(f: Callable, wrt: Any) -> bool:
-    """True if the source uses a `wrt` argument as a container: `p["key"]`, `.items()`,
-    `for ... in p`, `a, b = p`, `len(p)`."""
-    import gast
+    """True if the bytecode uses a `wrt` argument as a container: `p["key"]`,
+    `p.items()`, `for ... in p` (also through zip/enumerate), `a, b = p`."""
+    import dis
 
-    from adcompiler.frontend.source import parse_function
-
-    try:
-        tree = parse_function(f).tree
-    except Exception:
+    code = getattr(f, "__code__", None)
+    if code is None:
         return False
-    params = [a.id for a in tree.args.args]
+    params = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
     items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
     names = {params[w] if isinstance(w, int) and w < len(params) else w for w in items}
-
-    def is_param(n) -> bool:
-        return isinstance(n, gast.Name) and n.id in names
-
-    for node in gast.walk(tree):
-        if isinstance(node, gast.Subscript) and is_param(node.value):
-            if isinstance(node.slice, gast.Constant) and isinstance(node.slice.value, str):
-                return True
-        if isinstance(node, gast.Attribute) and is_param(node.value):
-            if node.attr in ("items", "keys", "values"):
-                return True
-        if isinstance(node, gast.For) and (
-            is_param(node.iter) or any(is_param(a) for a in getattr(node.iter, "args", []))
+    ops = list(dis.get_instructions(code))
+    zipping = False
+    for i, ins in enumerate(ops):
+        if ins.opname == "LOAD_GLOBAL" and str(ins.argval) in ("zip", "enumerate"):
+            zipping = True
+        elif ins.opname == "GET_ITER":
+            zipping = False
+        if ins.opname != "LOAD_FAST" or ins.argval not in names:
+            continue
+        after = ops[i + 1] if i + 1 < len(ops) else None
+        after2 = ops[i + 2] if i + 2 < len(ops) else None
+        if after is None:
+            continue
+        if after.opname in ("GET_ITER", "UNPACK_SEQUENCE", "UNPACK_EX") or zipping:
+            return True
+        if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval in (
+            "items",
+            "keys",
+            "values",
         ):
             return True
-        if isinstance(node, gast.Assign) and is_param(node.value):
-            if isinstance(node.targets[0], (gast.Tuple, gast.List)):
-                return True
-        if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
-            if node.func.id in ("zip", "enumerate") and any(is_param(a) for a in node.args):
-                return True
+        if (
+            after.opname == "LOAD_CONST"
+            and isinstance(after.argval, str)
+            and after2 is not None
+            and after2.opname == "BINARY_SUBSCR"
+        ):
+            return True
     return False
 
 
 def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
+    """Generate and load the function for `f` (from the disk cache where it is there)."""
+    entry = None
+    if not structures and diskcache.enabled() and not hasattr(f, "__adcompiler_ir__"):
+        entry = diskcache.key(f, kind, wrt)
+        record = diskcache.read(entry) if entry else None
+        if record is not None:
+            cached = _from_record(f, kind, wrt, record)
+            if cached is not None:
+                return cached
+    g = _generate(f, kind, wrt, structures)
+    if entry is not None:
+        _remember(entry, f, g)
+    return g
+
+
+def _remember(entry: str, f: Callable, g: Callable) -> None:
+    """Write `g`'s source to the disk cache, if a fresh process could load it alone."""
+    emitted = g.__adcompiler_emitted__
+    if emitted.callees or any(
+        f.__globals__.get(name, _MISSING) is not value for name, value in emitted.constants.items()
+    ):
+        return
+    diskcache.write(entry, {
+        "name": emitted.name,
+        "source": emitted.source,
+        "helpers": sorted(emitted.helpers),
+        "constants": sorted(emitted.constants),
+        "tree": repr(g.__adcompiler_result_tree__),
+    })  # fmt: skip
+
+
+def _from_record(f: Callable, kind: str, wrt: Any, record: dict):
+    import ast as _ast
+
+    from adcompiler.codegen.emit import Emitted
+
+    try:
+        constants = {name: f.__globals__[name] for name in record["constants"]}
+        emitted = Emitted(record["source"], record["name"], set(record["helpers"]), constants)
+        emitted.callees = []
+        g = load(emitted, _defaults_for(f, kind), f.__kwdefaults__)
+        g.__adcompiler_result_tree__ = _ast.literal_eval(record["tree"])
+    except (KeyError, SyntaxError, ValueError, TypeError):
+        return None
+    g.__adcompiler_source__ = emitted.source
+    g.__adcompiler_emitted__ = emitted
+    g.__adcompiler_rebuild__ = lambda: _generate(f, kind, wrt, None)
+    g.__wrapped_primal__ = f
+    return g
+
+
+_MISSING = object()
+
+
+def _generate(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -318,9 +378,17 @@ def source(g: Callable) -> str:
     return text
 
 
+def _generated_ir(f: Callable):
+    """The IR a generated function came from (rebuilt if it was loaded from disk)."""
+    fn = getattr(f, "__adcompiler_ir__", None)
+    if fn is None and hasattr(f, "__adcompiler_rebuild__"):
+        fn = f.__adcompiler_ir__ = f.__adcompiler_rebuild__().__adcompiler_ir__
+    return fn
+
+
 def ir(f: Callable) -> str:
     """The printed IR of `f` (or, for a generated function, of the gradient it computes)."""
-    fn = getattr(f, "__adcompiler_ir__", None)
+    fn = _generated_ir(f)
     return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
 
 
@@ -341,7 +409,7 @@ def signature_of(f: Callable) -> inspect.Signature:
 def primal_ir(f: Callable, *, for_reverse: bool = True) -> _ir.Function:
     """The IR of `f`: lowered from its source, or, for a function adcompiler generated,
     the IR it was generated from (so that transforms compose: grad of grad)."""
-    fn = getattr(f, "__adcompiler_ir__", None)
+    fn = _generated_ir(f)
     if fn is None:
         return _ir.verify(lower_function(f))
     if for_reverse and _reads_varied_tapes(fn):
