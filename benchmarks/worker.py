@@ -10,10 +10,12 @@ it, which is where a disk cache would pay off.
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 import traceback
+from pathlib import Path
 
 TOLERANCE = 1e-6
 
@@ -91,6 +93,8 @@ def measure_compile(workload, size):
 
     inputs = workload.make_inputs(size)
     args = tuple(inputs[name] for name in argument_names(workload))
+    cache = os.environ.get("ADCOMPILER_CACHE_DIR")
+    entries = sum(1 for _ in Path(cache).rglob("*") if _.is_file()) if cache else None
     t0 = time.perf_counter()
     try:
         import adcompiler
@@ -116,6 +120,7 @@ def measure_compile(workload, size):
         "first_call_s": t3 - t2,
         "steady_call_s": min(steady),
         "generate_fresh_process_s": t3 - t1 - min(steady),
+        "disk_cache_files_before": entries,
     }
 
 
