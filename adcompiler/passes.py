@@ -219,3 +219,100 @@ def uses(fn: Function) -> dict[int, int]:
     for v in fn.results:
         count[v.id] = count.get(v.id, 0) + 1
     return count
+
+
+# ---------------------------------------------------------------------------
+# Common subexpressions and algebraic identities
+# ---------------------------------------------------------------------------
+
+# Operators whose result is a fresh mutable object or that have effects: never merged.
+_NOT_PURE = {
+    "setitem", "index_add", "list", "list_append", "tape_new", "tape_list", "tape_get",
+    "call", "call_forward", "call_adjoint", "print", "assert", "check_float", "check_scalar",
+}  # fmt: skip
+
+
+def cse(fn: Function) -> Function:
+    """Compute each pure expression once: a node equal to an earlier one (same operator,
+    same inputs, same attributes), in its block or an enclosing one, is dropped and its
+    result replaced by the earlier one's.
+
+        %a = mul(%x, %y)              %a = mul(%x, %y)
+        %b = mul(%x, %y)     ──▶      %c = add(%a, %a)
+        %c = add(%a, %b)
+    """
+    replace: dict[int, Value] = {}
+    _cse_block(fn.body, {}, replace)
+    fn.results = [replace.get(v.id, v) for v in fn.results]
+    return fn
+
+
+def _cse_block(block: Block, seen: dict, replace: dict[int, Value]) -> None:
+    seen = dict(seen)
+    kept = []
+    for node in block.nodes:
+        node.inputs = [replace.get(v.id, v) for v in node.inputs]
+        for region in node.regions:
+            _cse_block(region, seen, replace)
+        key = _cse_key(node)
+        if key is not None:
+            earlier = seen.get(key)
+            if earlier is not None:
+                for old, new in zip(node.outputs, earlier.outputs):
+                    replace[old.id] = new
+                continue
+            seen[key] = node
+        kept.append(node)
+    block.nodes = kept
+    block.yields = [replace.get(v.id, v) for v in block.yields]
+
+
+def _cse_key(node: Node):
+    # Cheap reads (shapes, constants, index reads) stay where they are written: merging
+    # them would save nothing and cost the reader a name to look up.
+    if node.regions or not node.outputs or node.op.name in _NOT_PURE or node.op.impl is None:
+        return None
+    if node.op.inline:
+        return None
+    try:
+        attrs = tuple(sorted((k, _hashable(v)) for k, v in node.attrs.items()))
+        key = (id(node.op), tuple(v.id for v in node.inputs), attrs)
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, (int, float, str, bool, type(None), type)):
+        return (type(value).__name__, value)
+    return ("id", id(value))
+
+
+def simplify(fn: Function) -> Function:
+    """Algebraic identities the rules leave behind: `-(-x)` and `x.T.T` are `x`."""
+    replace: dict[int, Value] = {}
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    for node in walk(fn.body):
+        node.inputs = [replace.get(v.id, v) for v in node.inputs]
+        if node.op.name in ("negative", "transpose") and node.inputs:
+            inner = defs.get(node.inputs[0].id)
+            same = node.op.name == "negative" or (
+                node.attrs.get("axes") is None and inner is not None
+                and inner.attrs.get("axes") is None
+            )  # fmt: skip
+            if inner is not None and inner.op is node.op and same:
+                replace[node.output.id] = replace.get(inner.inputs[0].id, inner.inputs[0])
+    for node in walk(fn.body):
+        node.inputs = [replace.get(v.id, v) for v in node.inputs]
+        for region in node.regions:
+            region.yields = [replace.get(v.id, v) for v in region.yields]
+    fn.body.yields = [replace.get(v.id, v) for v in fn.body.yields]
+    fn.results = [replace.get(v.id, v) for v in fn.results]
+    return fn

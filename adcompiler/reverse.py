@@ -165,7 +165,7 @@ def reverse(
         source_file=fn.source_file,
         doc=fn.doc,
     )
-    return passes.dce(out)
+    return passes.dce(passes.cse(passes.simplify(out)))
 
 
 def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> list[Node]:

@@ -311,12 +311,17 @@ class Emitter:
             names.append(name)
         return names
 
-    def owned_inits(self, inits, params, values) -> list[ast.expr]:
+    def owned_inits(self, inits, params, values, position: int) -> list[ast.expr]:
         """A slot the loop writes into in place starts from a copy of an initial value
-        the generated code does not own (an argument, a view, a broadcast)."""
+        the generated code does not own (an argument, a view, a broadcast) or that is
+        still read after the loop starts."""
         out = []
         for init, param, value in zip(inits, params, values):
-            if param.id in self.plan.written and init.id not in self.plan.owned:
+            if param.id in self.plan.written and (
+                init.id not in self.plan.owned
+                or self.plan.last.get(init.id, -1) > position
+                or sum(v is init for v in inits) > 1
+            ):
                 value = ast.Call(ast.Name("copy_array", ast.Load()), [value], [])
             out.append(value)
         return out
@@ -335,7 +340,7 @@ class Emitter:
         self.advance(begin)
         names = self.slot_names(node, [body.params[1:]])
         index = self.namer.name(body.params[0])
-        init_values = self.owned_inits(inits, body.params[1:], init_values)
+        init_values = self.owned_inits(inits, body.params[1:], init_values, begin)
         before = self.assign_all(names, init_values)
         stmts = self.region_body(body, names)
         self.advance(end)
@@ -350,7 +355,7 @@ class Emitter:
         begin, end = self.plan.span[id(node)]
         self.advance(begin)
         names = self.slot_names(node, [cond.params, body.params])
-        init_values = self.owned_inits(node.inputs, body.params, init_values)
+        init_values = self.owned_inits(node.inputs, body.params, init_values, begin)
         before = self.assign_all(names, init_values)
         cond_stmts = self.block(cond)
         flag = self.read(cond.yields[0])
