@@ -11,7 +11,7 @@ import numpy as np
 
 def unbroadcast(g, shape):
     """Sum `g` down to `shape`: the adjoint of broadcasting to g's shape."""
-    if np.shape(g) == shape:
+    if getattr(g, "shape", None) == shape or np.shape(g) == shape:
         return g
     g = np.asarray(g)
     extra = g.ndim - len(shape)
