@@ -39,7 +39,7 @@ def build(fn) -> tuple:
     from adcompiler.load import load_into
     from adcompiler.reverse import reverse
 
-    primal = ssa.verify(lower_function(fn))
+    primal = ssa.verify(lower_function(fn, functions=True))
     if len(primal.results) != 1:
         raise NotImplementedError(f"a recursive helper must return one value ({fn.__name__})")
     n = len(primal.params)

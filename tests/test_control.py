@@ -376,11 +376,6 @@ def test_branches_stay_branches(name, wrt):
 
 
 @pending
-@pytest.mark.xfail(
-    strict=True,
-    reason="helpers are inlined (their lines are commented with "
-    "their file and line), not yet generated as functions of their own",
-)
 def test_helpers_keep_their_names():
     code = _compiled_source("helper_names_kept", "x")
     assert "_outer" in code and "_middle" in code and "_inner" in code

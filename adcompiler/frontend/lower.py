@@ -95,9 +95,12 @@ class LoweringError(Exception):
         self.suggestion = suggestion
 
 
-def lower_function(fn, structures: dict | None = None) -> Function:
+def lower_function(fn, structures: dict | None = None, functions: bool = False) -> Function:
     """Lower the Python function `fn` to IR, or raise every problem found at once.
 
+    functions: calls of the user's helpers with array arguments stay calls (each helper
+    then gets a forward and an adjoint function of its own, see adcompiler.calls);
+    otherwise they are inlined (what forward mode needs).
     structures: for arguments that hold dicts, lists or tuples of arrays, their shape
     (see `structure_of`): each leaf becomes a value of its own, read from the argument
     at the start (``W = params["W"]``), and `Function.leaves` maps the argument's name
@@ -108,6 +111,7 @@ def lower_function(fn, structures: dict | None = None) -> Function:
     if problems:
         raise UnsupportedSyntaxError(problems)
     lowering = Lowering(fn, parsed, nodes=[], diagnostics=[], depth=0)
+    lowering.functions = functions
     params = lowering.bind_parameters()
     leaves = {}
     for name, structure in (structures or {}).items():
@@ -153,6 +157,7 @@ class Lowering(ControlFlow, Containers):
         self.parameters: list[Value] = []  # the user's arguments: never written into
         self.view_of: dict[int, tuple] = {}  # id of a named view -> (base value, index)
         self.chain = {fn}  # functions being inlined: a call of one of them recurses
+        self.functions = False  # see lower_function
         self.loc: Loc | None = None
         closure = fn.__closure__ or ()
         self.closure = {
@@ -631,6 +636,8 @@ class Lowering(ControlFlow, Containers):
     def inline(self, fn, args, kwargs, node):
         if fn in self.chain:  # recursion: a call of the helper's own generated functions
             return self.recursive_call(fn, args, kwargs, node)
+        if self.functions and _callable_alone(fn, args, kwargs):
+            return self.recursive_call(fn, args, kwargs, node)
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         parsed = parse_function(fn)
@@ -640,6 +647,7 @@ class Lowering(ControlFlow, Containers):
             raise LoweringError(node, f"the helper `{fn.__name__}` uses unsupported constructs")
         inner = Lowering(fn, parsed, self.nodes, self.diagnostics, self.depth + 1)
         inner.chain = self.chain | {fn}
+        inner.functions = self.functions
         names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
         defaults = _defaults(fn)
         bound = dict(zip(names, args))
@@ -805,6 +813,25 @@ class Lowering(ControlFlow, Containers):
 
 
 _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
+
+
+_ALONE: dict = {}
+
+
+def _callable_alone(fn, args, kwargs) -> bool:
+    """Whether a call of helper `fn` can stay a call: array arguments only, and `fn`
+    lowers on its own to one returned value."""
+    if any(not isinstance(a, Value) for a in [*args, *kwargs.values()]):
+        return False
+    if len(args) + len(kwargs) != fn.__code__.co_argcount:  # a default: inline, it may be static
+        return False
+    if fn not in _ALONE:
+        try:
+            lowered = lower_function(fn)
+            _ALONE[fn] = len(lowered.results) == 1 and not lowered.returns_tuple
+        except Exception:  # noqa: BLE001 - anything it cannot do alone: inline instead
+            _ALONE[fn] = False
+    return _ALONE[fn]
 
 
 def _op(stmt) -> str:

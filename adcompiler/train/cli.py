@@ -174,11 +174,21 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
 
 def emit_gradient(loss, params, path: str) -> None:
     """Write the source of the ``value_and_grad`` that training uses (compiling it now)."""
-    import adcompiler
+    import os
+    import sys
+
+    from adcompiler.standalone import module_source
 
     grad_fn = Objective(loss, params).grad_fn
+    emitted = grad_fn.__adcompiler_emitted__
+    text = module_source(
+        [emitted],
+        doc=grad_fn.__doc__.splitlines()[0],
+        origin=os.path.relpath(loss.__code__.co_filename),
+        command="adcompiler " + " ".join(sys.argv[1:]),
+    )
     with open(path, "w") as file:
-        file.write(adcompiler.source(grad_fn))
+        file.write(text)
 
 
 def save_params(path: str, params) -> None:
