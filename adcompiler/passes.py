@@ -232,6 +232,14 @@ _NOT_PURE = {
 }  # fmt: skip
 
 
+def optimizing() -> bool:
+    """False when ADCOMPILER_OPTIMIZE=0: no CSE, no simplification, no in-place writes
+    of adjoints (to measure what the optimisations buy; see benchmarks/passes_effect.py)."""
+    import os
+
+    return os.environ.get("ADCOMPILER_OPTIMIZE", "1") != "0"
+
+
 def cse(fn: Function) -> Function:
     """Compute each pure expression once: a node equal to an earlier one (same operator,
     same inputs, same attributes), in its block or an enclosing one, is dropped and its

@@ -165,6 +165,8 @@ def reverse(
         source_file=fn.source_file,
         doc=fn.doc,
     )
+    if not passes.optimizing():
+        return passes.dce(out)
     return passes.dce(passes.cse(passes.simplify(out)))
 
 

@@ -158,6 +158,9 @@ class Emitter:
         for p, n in zip(fn.params, param_names):
             self.namer.fix(p, n)
         self.out = Emitted("", name)
+        from adcompiler.passes import optimizing
+
+        self.optimize = optimizing()
         self.defs: dict[int, Node] = {}
         self.comments: list[str] = []
 
@@ -250,7 +253,11 @@ class Emitter:
         return stmts
 
     def simple_statement(self, node: Node, position: int) -> ast.stmt:
-        if node in ACCUMULATIONS and self.plan.may_write(node.inputs[0], position):
+        if (
+            node in ACCUMULATIONS
+            and self.optimize
+            and self.plan.may_write(node.inputs[0], position)
+        ):
             total = self.read(node.inputs[0])
             if isinstance(total, ast.Name):  # x̄ += c into a buffer the code owns
                 other = self.read(node.inputs[1])

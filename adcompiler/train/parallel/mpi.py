@@ -186,6 +186,7 @@ def fit(job: Job, resume, workers: int | None, mode: str) -> TrainState:
             raise
         sys.stderr.write(f"[rank {comm.Get_rank()}] " + traceback.format_exc())
         sys.stderr.flush()
+        time.sleep(0.5)  # let mpiexec forward the report before Abort tears the job down
         comm.Abort(1)
         raise
 
