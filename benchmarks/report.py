@@ -163,31 +163,36 @@ def compile_table(rows, compiles):
         if record is None:
             continue
         if record.get("status") != "ok":
-            lines.append([row_label(workload, size), _cell_or_status(record, ""), "-", "-", "-"])
+            lines.append([row_label(workload, size), _cell_or_status(record, "")] + ["-"] * 4)
             continue
         setup = record.get("setup", {})
         fresh = compiles.get((workload, size), {})
+        first_call_extra = None
+        if fresh.get("status") == "ok":
+            first_call_extra = fresh["first_call_s"] - fresh["steady_call_s"]
         lines.append(
             [
                 row_label(workload, size),
                 format_seconds(setup.get("generate_first_s")),
                 format_seconds(setup.get("generate_cached_s")),
                 _cell_or_status(fresh, _fresh_words(fresh)),
+                _cell_or_status(fresh, format_seconds(first_call_extra)),
                 _cell_or_status(fresh, format_seconds(fresh.get("import_s"))),
             ]
         )
     header = [
         "workload",
-        "first generation",
+        "first generation (cold)",
         "again, same process",
-        "fresh process, disk cache warm",
+        "fresh process: value_and_grad() with the disk cache warm",
+        "fresh process: first call's extra over a steady call",
         "import adcompiler",
     ]
     return _markdown(header, lines)
 
 
 def _fresh_words(fresh):
-    text = format_seconds(fresh.get("generate_fresh_process_s"))
+    text = format_seconds(fresh.get("build_s"))
     if fresh.get("disk_cache_files_before") == 0:
         text += " (cache was empty)"
     return text
@@ -227,7 +232,7 @@ def targets(rows, compiles):
     mlp_setup = rows.get(("mlp", "small"), {}).get("adcompiler", {})
     first = mlp_setup.get("setup", {}).get("generate_first_s")
     results.append(_threshold("MLP gradient generated in < 20 ms", first, COMPILE_TARGET_S))
-    fresh = compiles.get(("mlp", "small"), {}).get("generate_fresh_process_s")
+    fresh = compiles.get(("mlp", "small"), {}).get("build_s")
     results.append(
         _threshold("MLP gradient from warm disk cache in < 2 ms", fresh, WARM_CACHE_TARGET_S)
     )

@@ -132,8 +132,8 @@ def _merge(group):
         merged["memory"] = _median_of(record["memory"] for record in group)
     if "setup" in merged:
         merged["setup"] = _median_of(record["setup"] for record in group)
-    merged.update(_median_of(group, keys=("process_peak_bytes", "import_s",
-                                          "generate_fresh_process_s")))  # fmt: skip
+    numeric = [key for key, value in merged.items() if isinstance(value, int | float)]
+    merged.update(_median_of(group, keys=[key for key in numeric if key != "round"]))
     return merged
 
 
