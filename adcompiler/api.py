@@ -32,13 +32,14 @@ from adcompiler.reverse import reverse
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _transform(kind: str):
-    """Build the public function for one transform kind (usable as a decorator)."""
+def _transform(kind: str, via: str = "compiled"):
+    """Build the public function for one transform kind (usable as a decorator); `via`
+    names the function that compiles it (`compiled`, or `compiled_forward`)."""
 
     def public(f: Callable | None = None, wrt: Any = None) -> Callable:
         if f is None:
             return functools.partial(public, wrt=wrt)
-        return compiled(f, kind, wrt)
+        return globals()[via](f, kind, wrt)
 
     return public
 
@@ -484,16 +485,7 @@ def _leaves(tree):
         yield tree
 
 
-def _forward_transform(kind: str):
-    def public(f: Callable | None = None, wrt: Any = None) -> Callable:
-        if f is None:
-            return functools.partial(public, wrt=wrt)
-        return compiled_forward(f, kind, wrt)
-
-    return public
-
-
-jvp = _forward_transform("jvp")
+jvp = _transform("jvp", "compiled_forward")
 jvp.__doc__ = """A Jacobian-vector product, by forward mode.
 
 The generated function maps ``(*args, tangent)`` to ``(f(*args), J·tangent)``.
@@ -507,7 +499,7 @@ Returns:
     like the `wrt` argument, or a tuple of them for a tuple `wrt`. It returns f's
     value and its directional derivative, with the structure of f's output.
 """
-hvp = _forward_transform("hvp")
+hvp = _transform("hvp", "compiled_forward")
 hvp.__doc__ = """A Hessian-vector product by forward over reverse: ``(*args, v) -> H·v``.
 
 `f` must return a scalar. For a tuple `wrt`, `v` is a tuple with one array per

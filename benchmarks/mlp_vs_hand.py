@@ -9,7 +9,6 @@ and their ratio. BLAS threads are pinned to 1 before NumPy is imported.
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 
 import adcompiler as ad  # noqa: E402
+from benchmarks.handcompare import compare  # noqa: E402
 from tests.corpus_models import mlp  # noqa: E402
 
 
@@ -38,15 +38,6 @@ def mlp_by_hand(W1, b1, W2, b2, x, y):
     return value, (x.T @ dz, dz.sum(axis=0), dW2, db2)
 
 
-def median_time(fn, args, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
@@ -63,18 +54,7 @@ def main():
         np.eye(10)[rng.integers(0, 10, opts.batch)],
     )
     generated = ad.value_and_grad(mlp, wrt=("W1", "b1", "W2", "b2"))
-    v1, g1 = generated(*args)
-    v2, g2 = mlp_by_hand(*args)
-    assert np.isclose(v1, v2) and all(np.allclose(a, b) for a, b in zip(g1, g2))
-    rounds = [
-        (
-            median_time(generated, args, opts.repeat // 5),
-            median_time(mlp_by_hand, args, opts.repeat // 5),
-        )
-        for _ in range(5)
-    ]
-    gen = float(np.median([r[0] for r in rounds]))
-    hand = float(np.median([r[1] for r in rounds]))
+    gen, hand = compare(generated, mlp_by_hand, args, opts.repeat)
     print(
         f"MLP 784-128-10, batch {opts.batch}: generated {gen * 1e6:.1f} us, "
         f"hand-written {hand * 1e6:.1f} us, ratio {gen / hand:.2f}"

@@ -10,7 +10,6 @@ interleaved rounds in one process, BLAS pinned to one thread.
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -19,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 
 import adcompiler as ad  # noqa: E402
+from benchmarks.handcompare import compare  # noqa: E402
 from tests.corpus_models import rnn  # noqa: E402
 
 
@@ -41,15 +41,6 @@ def rnn_by_hand(Wh, Wx, b, xs, h0):
     return value, (dWh, dWx, db)
 
 
-def median_time(fn, args, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=50)
@@ -67,16 +58,7 @@ def main():
         rng.normal(size=h),
     )
     generated = ad.value_and_grad(rnn, wrt=("Wh", "Wx", "b"))
-    v1, g1 = generated(*args)
-    v2, g2 = rnn_by_hand(*args)
-    assert np.isclose(v1, v2) and all(np.allclose(a, c) for a, c in zip(g1, g2))
-    rounds = [
-        (median_time(generated, args, opts.repeat // 5), median_time(rnn_by_hand, args,
-                                                                     opts.repeat // 5))
-        for _ in range(5)
-    ]  # fmt: skip
-    gen = float(np.median([r[0] for r in rounds]))
-    hand = float(np.median([r[1] for r in rounds]))
+    gen, hand = compare(generated, rnn_by_hand, args, opts.repeat)
     print(
         f"RNN T={opts.steps}, H={h}, D={d}: generated {gen * 1e6:.0f} us, "
         f"hand-written {hand * 1e6:.0f} us, ratio {gen / hand:.2f}"
