@@ -303,12 +303,36 @@ def _hashable(value):
     return ("id", id(value))
 
 
+def _negate_after_summing(block: Block, defs: dict, uses: dict) -> None:
+    """`u = unbroadcast(-g, s)` becomes `t = unbroadcast(g, s); u = -t`: the negation
+    then runs on the summed (smaller) array, and `-g` is never made."""
+    out: list[Node] = []
+    for node in block.nodes:
+        for region in node.regions:
+            _negate_after_summing(region, defs, uses)
+        inner = defs.get(node.inputs[0].id) if node.op.name == "unbroadcast" else None
+        if inner is not None and inner.op.name == "negative" and uses[inner.output.id] == 1:
+            summed = Value(node.output.hint, role=node.output.role, loc=node.loc)
+            negate = Node(inner.op, [summed], {}, [node.output], loc=node.loc)
+            node.inputs[0], node.outputs = inner.inputs[0], [summed]
+            out.extend([node, negate])
+            continue
+        out.append(node)
+    block.nodes = out
+
+
 def simplify(fn: Function) -> Function:
-    """Algebraic identities the rules leave behind: `-(-x)` and `x.T.T` are `x`."""
+    """Algebraic identities the rules leave behind: `-(-x)` and `x.T.T` are `x`, and
+    `unbroadcast(-g, s)` is `-unbroadcast(g, s)` (negate after summing, not before)."""
     replace: dict[int, Value] = {}
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    uses: dict[int, int] = {}
+    for node in walk(fn.body):
+        for v in node.inputs:
+            uses[v.id] = uses.get(v.id, 0) + 1
     for node in walk(fn.body):
         node.inputs = [replace.get(v.id, v) for v in node.inputs]
+
         if node.op.name in ("negative", "transpose") and node.inputs:
             inner = defs.get(node.inputs[0].id)
             same = node.op.name == "negative" or (
@@ -323,4 +347,5 @@ def simplify(fn: Function) -> Function:
             region.yields = [replace.get(v.id, v) for v in region.yields]
     fn.body.yields = [replace.get(v.id, v) for v in fn.body.yields]
     fn.results = [replace.get(v.id, v) for v in fn.results]
+    _negate_after_summing(fn.body, defs, uses)
     return fn

@@ -17,6 +17,8 @@ the mean of the per-example losses and batch losses can be averaged.
 
 import numpy as np
 
+from adcompiler.custom import stop_gradient
+
 
 def mean_squared_error(prediction, target):
     """Mean over all entries of ``(prediction - target) ** 2``."""
@@ -44,7 +46,9 @@ def log_softmax(logits):
 
 def softmax_cross_entropy(logits, labels):
     """Cross-entropy of ``softmax(logits)`` (shape ``(n, k)``) against integer labels ``(n,)``."""
-    shifted = logits - np.max(logits, axis=1, keepdims=True)
+    # The shift cancels in the value, so its gradient is zero: stop_gradient says so and
+    # spares the adjoint of np.max.
+    shifted = logits - stop_gradient(np.max(logits, axis=1, keepdims=True))
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     rows = np.arange(logits.shape[0])
     return -np.mean(log_probs[rows, labels])
@@ -52,7 +56,7 @@ def softmax_cross_entropy(logits, labels):
 
 def softmax_cross_entropy_onehot(logits, targets):
     """Cross-entropy of ``softmax(logits)`` against target distributions (e.g. one-hot)."""
-    shifted = logits - np.max(logits, axis=1, keepdims=True)
+    shifted = logits - stop_gradient(np.max(logits, axis=1, keepdims=True))
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     return -np.mean(np.sum(targets * log_probs, axis=1))
 

@@ -53,7 +53,8 @@ def damped_until_small_value_and_grad(x, rate):
         x_bar += x_bar_1
         # adjoint of line 97: x = x * rate - 0.1 * np.sin(x)
         multiply_x_bar = unbroadcast(x_bar, multiply_x_shape_1[k])
-        multiply_const_bar = unbroadcast(-x_bar, multiply_const_shape[k])
+        multiply_const_bar = unbroadcast(x_bar, multiply_const_shape[k])
+        multiply_const_bar = -multiply_const_bar
         sin_x_bar = multiply_const_bar * 0.1
         x_bar = sin_x_bar * np.cos(x_2)
         x_bar_1 = unbroadcast(multiply_x_bar * rate, np.shape(x_2))

@@ -17,7 +17,8 @@ def logistic_regression_hvp(w, b, x, y, v):
     # adjoint of line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
     subtract_logaddexp_bar = np.broadcast_to(1.0 / np.size(subtract_logaddexp), np.shape(subtract_logaddexp))
     logaddexp_const_bar = unbroadcast(subtract_logaddexp_bar, np.shape(logits))
-    multiply_y_bar = unbroadcast(-subtract_logaddexp_bar, np.broadcast_shapes(np.shape(y), np.shape(logits)))
+    multiply_y_bar = unbroadcast(subtract_logaddexp_bar, np.broadcast_shapes(np.shape(y), np.shape(logits)))
+    multiply_y_bar = -multiply_y_bar
     logits_bar = unbroadcast(multiply_y_bar * y, np.shape(logits))
     exp = np.exp(logits - logaddexp_const)
     logits_bar_1 = logaddexp_const_bar * exp

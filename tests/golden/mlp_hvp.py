@@ -28,7 +28,8 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     log_probs_bar = unbroadcast(multiply_y_bar * y, np.shape(log_probs))
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     shifted_bar = unbroadcast(log_probs_bar, np.shape(exp_shifted))
-    log_sum_bar = unbroadcast(-log_probs_bar, np.shape(sum_exp))
+    log_sum_bar = unbroadcast(log_probs_bar, np.shape(sum_exp))
+    log_sum_bar = -log_sum_bar
     sum_exp_bar = log_sum_bar / sum_exp
     sum_exp_bar_dot = -np.sum(exp_shifted_dot, axis=1, keepdims=True) * sum_exp_bar / sum_exp
     shape = np.shape(exp_shifted)
@@ -43,8 +44,10 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     logits_bar = unbroadcast(shifted_bar, shape)
     logits_bar_dot = unbroadcast(shifted_bar_dot, shape)
     shape = np.shape(max_logits)
-    max_logits_bar = unbroadcast(-shifted_bar, shape)
-    max_logits_bar_dot = unbroadcast(-shifted_bar_dot, shape)
+    max_logits_bar = unbroadcast(shifted_bar, shape)
+    max_logits_bar_dot = unbroadcast(shifted_bar_dot, shape)
+    max_logits_bar = -max_logits_bar
+    max_logits_bar_dot = -max_logits_bar_dot
     logits_bar_1 = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
     logits_bar_dot_1 = max_adjoint(max_logits_bar_dot, max_logits, logits, axis=1, keepdims=True)
     logits_bar = logits_bar + logits_bar_1

@@ -26,14 +26,16 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     log_probs_bar = unbroadcast(multiply_y_bar * y, np.shape(log_probs))
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     shifted_bar = unbroadcast(log_probs_bar, np.shape(exp_shifted))
-    log_sum_bar = unbroadcast(-log_probs_bar, np.shape(sum_exp))
+    log_sum_bar = unbroadcast(log_probs_bar, np.shape(sum_exp))
+    log_sum_bar = -log_sum_bar
     sum_exp_bar = log_sum_bar / sum_exp
     exp_shifted_bar = np.broadcast_to(sum_exp_bar, np.shape(exp_shifted))
     shifted_bar_1 = exp_shifted_bar * exp_shifted
     shifted_bar = shifted_bar + shifted_bar_1
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
     logits_bar = unbroadcast(shifted_bar, np.shape(logits))
-    max_logits_bar = unbroadcast(-shifted_bar, np.shape(max_logits))
+    max_logits_bar = unbroadcast(shifted_bar, np.shape(max_logits))
+    max_logits_bar = -max_logits_bar
     logits_bar_1 = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
     logits_bar = logits_bar + logits_bar_1
     # adjoint of line 18: logits = h @ W2 + b2
