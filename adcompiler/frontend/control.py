@@ -43,6 +43,16 @@ class Undefined:
 UNDEFINED = Undefined()
 
 
+class Poisoned:
+    """A variable whose defining statement was reported as an error."""
+
+    def __repr__(self) -> str:
+        return "<error>"
+
+
+POISONED = Poisoned()
+
+
 def leaves_block(stmt, kinds=(gast.Return, gast.Break, gast.Continue)) -> bool:
     """True if `stmt` contains a statement of `kinds` that leaves the enclosing block
     (a `break`/`continue` inside a nested loop leaves only that loop)."""
@@ -126,6 +136,12 @@ class ControlFlow:
                     self.statement(stmt)
             except LoweringError as err:
                 self.report(err)
+                # What the statement would have defined is unknown: later uses of it are
+                # not reported again (one problem, one error).
+                for name in assigned_names([stmt]):
+                    self.env[name] = POISONED
+                if isinstance(stmt, gast.Return):
+                    return "exit"
         return "fall"
 
     def _may_have_returned(self) -> bool:

@@ -17,6 +17,7 @@ module-level functions are inlined.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import operator
@@ -31,7 +32,7 @@ from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
-from adcompiler.frontend.control import RESULT, UNDEFINED, ControlFlow
+from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
@@ -86,13 +87,15 @@ class LocalFunction:
 
 
 class LoweringError(Exception):
-    """One problem in one expression; collected as a diagnostic."""
+    """One problem in one expression; collected as a diagnostic (unless `silent`: a
+    consequence of a problem already reported)."""
 
-    def __init__(self, node, message: str, suggestion: str = ""):
+    def __init__(self, node, message: str, suggestion: str = "", silent: bool = False):
         super().__init__(message)
         self.node = node
         self.message = message
         self.suggestion = suggestion
+        self.silent = silent
 
 
 def lower_function(fn, structures: dict | None = None, functions: bool = False) -> Function:
@@ -199,6 +202,8 @@ class Lowering(ControlFlow, Containers):
         return [self.as_value(result)], False
 
     def report(self, err: LoweringError) -> None:
+        if err.silent:
+            return
         loc = self.parsed.loc(err.node) if err.node is not None else self.loc
         self.diagnostics.append(Diagnostic(loc, err.message, err.suggestion))
 
@@ -412,6 +417,8 @@ class Lowering(ControlFlow, Containers):
     def name(self, node):
         name = node.id
         if name in self.env:
+            if self.env[name] is POISONED:
+                raise LoweringError(node, "", silent=True)  # already reported
             if self.env[name] is UNDEFINED:
                 raise LoweringError(
                     node,
@@ -602,12 +609,13 @@ class Lowering(ControlFlow, Containers):
         if isinstance(fn, types.FunctionType) and not _is_library(fn):
             return self.inline(fn, args, kwargs, node)
         name = getattr(fn, "__qualname__", repr(fn))
+        written = ast.unparse(gast.gast_to_ast(node.func)) if hasattr(node, "func") else name
         raise LoweringError(
             node,
-            f"no derivative rule for `{getattr(fn, '__module__', '') or ''}.{name}`".replace(
-                "..", "."
-            ),
-            "use a supported NumPy function (see docs/operators.md) or write the helper in Python",
+            f"no derivative rule for `{written}`",
+            f"use a supported NumPy function (docs/operators.md), write it in Python, or "
+            f"give it a rule: `ad.defrule({name}, ...)`, or `ad.nondifferentiable({name})` "
+            f"if no gradient flows through it",
         )
 
     def builtin_on_tuple(self, fn, items, kwargs, node):
@@ -809,6 +817,8 @@ class Lowering(ControlFlow, Containers):
                 out.const = obj
                 return out
             return self.emit(CONST, [], {"value": obj, "name": x.name or "constant"}, "const")
+        if x is POISONED:
+            raise LoweringError(None, "", silent=True)  # its definition was reported
         raise TypeError(f"cannot use {x!r} as a value")
 
 
