@@ -508,6 +508,12 @@ class Sweep:
         body.nodes = nodes
 
 
+def _ZERO_LIKE():  # noqa: N802
+    from adcompiler.ops.mutation import ZERO_LIKE
+
+    return ZERO_LIKE
+
+
 _LOOP_KIND: dict[int, bool] = {}
 
 
@@ -543,8 +549,8 @@ def _producer_op(block: Block, v: Value) -> str | None:
 
 
 def _zeros_like(b: Builder, x: Value, hint: str) -> Value:
-    """A zero adjoint for `x`, where a loop needs one to start from."""
-    zeros = b.call(np.zeros_like, x).value
+    """A zero adjoint for `x`, where a loop needs one to start from (0.0 for a number)."""
+    zeros = b.emit_sym(_ZERO_LIKE(), [x]).value
     zeros.hint, zeros.role = hint, "adjoint"
     return zeros
 

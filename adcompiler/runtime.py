@@ -11,8 +11,8 @@ import numpy as np
 
 def unbroadcast(g, shape):
     """Sum `g` down to `shape`: the adjoint of broadcasting to g's shape."""
-    if getattr(g, "shape", None) == shape or np.shape(g) == shape:
-        return g
+    if type(g) is float or getattr(g, "shape", None) == shape or np.shape(g) == shape:
+        return g  # a Python float is the adjoint of a scalar: nothing was broadcast
     g = np.asarray(g)
     extra = g.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
@@ -20,6 +20,11 @@ def unbroadcast(g, shape):
     )
     g = np.sum(g, axis=axes, keepdims=True) if axes else g
     return g.reshape(shape)
+
+
+def zero_like(x):
+    """A zero adjoint to start summing into: 0.0 for a Python number, else zeros."""
+    return 0.0 if type(x) in (float, int) else np.zeros_like(x)
 
 
 def unindex(g, shape, index):
@@ -312,6 +317,7 @@ HELPERS = {
     f.__name__: f
     for f in (
         unbroadcast,
+        zero_like,
         unindex,
         matmul_lhs_adjoint,
         matmul_rhs_adjoint,

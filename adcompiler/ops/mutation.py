@@ -244,3 +244,6 @@ def _(ts, ans, g, lst):
     if ts[0] is None:  # only the list's values vary: spread reads only its length
         return ans.builder.call(np.zeros_like, ans)
     return ans.builder.emit_sym(SPREAD, [ts[0], lst])
+
+
+ZERO_LIKE = register(Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True))

@@ -41,7 +41,7 @@ def damped_until_small_value_and_grad(x, rate):
     sum_x_bar = unbroadcast(1.0, np.shape(sum_x))
     x_bar = np.broadcast_to(sum_x_bar, np.shape(x_1))
     # adjoint of line 96: while energy > 1e-3:
-    rate_bar = np.zeros_like(rate)
+    rate_bar = zero_like(rate)
     energy_bar, x_bar = 1.0, copy_array(x_bar)
     for k in reversed(range(iterations)):
         # line 96: while energy > 1e-3:
@@ -62,7 +62,7 @@ def damped_until_small_value_and_grad(x, rate):
         rate_bar_1 = unbroadcast(multiply_x_bar * x_2, np.shape(rate))
         rate_bar += rate_bar_1
         # adjoint of line 96: while energy > 1e-3:
-        energy_bar = np.zeros_like(energy_bar)
+        energy_bar = zero_like(energy_bar)
     # adjoint of line 94: energy = np.sum(x * x)
     multiply_x_bar = np.broadcast_to(energy_bar, np.shape(x))
     x_bar_1 = 2 * (multiply_x_bar * x)

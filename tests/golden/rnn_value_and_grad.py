@@ -44,9 +44,9 @@ def rnn_value_and_grad(Wh, Wx, b, xs, h0):
     getitem_H_bar = power_getitem_bar * 2 * getitem_H
     H_bar = unindex(getitem_H_bar, np.shape(H), slice(1, None, None))
     # adjoint of line 87: for t in range(T):
-    b_bar = np.zeros_like(b)
-    Wx_bar = np.zeros_like(Wx)
-    Wh_bar = np.zeros_like(Wh)
+    b_bar = zero_like(b)
+    Wx_bar = zero_like(Wx)
+    Wh_bar = zero_like(Wh)
     for t in reversed(range(T)):
         # line 87: for t in range(T):
         add_t = add_t_saved[t]
