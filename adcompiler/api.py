@@ -196,7 +196,7 @@ def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> 
         entry = diskcache.key(f, kind, wrt)
         record = diskcache.read(entry) if entry else None
         if record is not None:
-            cached = _from_record(f, kind, wrt, record)
+            cached = _from_record(f, kind, wrt, record, entry)
             if cached is not None:
                 return cached
     g = _generate(f, kind, wrt, structures)
@@ -219,9 +219,10 @@ def _remember(entry: str, f: Callable, g: Callable) -> None:
         "constants": sorted(emitted.constants),
         "tree": repr(g.__adcompiler_result_tree__),
     })  # fmt: skip
+    diskcache.write_code(entry, emitted.source, emitted.name)
 
 
-def _from_record(f: Callable, kind: str, wrt: Any, record: dict):
+def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
     import ast as _ast
 
     from adcompiler.codegen.emit import Emitted
@@ -230,7 +231,13 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict):
         constants = {name: f.__globals__[name] for name in record["constants"]}
         emitted = Emitted(record["source"], record["name"], set(record["helpers"]), constants)
         emitted.callees = []
-        g = load(emitted, _defaults_for(f, kind), f.__kwdefaults__)
+        g = load(
+            emitted,
+            _defaults_for(f, kind),
+            f.__kwdefaults__,
+            code=diskcache.read_code(entry),
+            filename=diskcache.filename(entry, emitted.name),
+        )
         g.__adcompiler_result_tree__ = _ast.literal_eval(record["tree"])
     except (KeyError, SyntaxError, ValueError, TypeError):
         return None

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -111,15 +113,43 @@ def read(entry_key: str) -> dict | None:
         return None
 
 
+def code_path(entry_key: str) -> Path:
+    """Where the compiled code of an entry goes (bytecode is per Python version)."""
+    return directory() / f"{entry_key}.{sys.implementation.cache_tag}.code"
+
+
+def filename(entry_key: str, name: str) -> str:
+    """The file name compiled code of an entry carries (the same in every process)."""
+    return f"<adcompiler: {name} {entry_key[:12]}>"
+
+
+def read_code(entry_key: str):
+    try:
+        return marshal.loads(code_path(entry_key).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+
+
+def write_code(entry_key: str, source: str, name: str) -> None:
+    """Save the compiled code too, so that a fresh process skips `compile()`."""
+    code = compile(source, filename(entry_key, name), "exec")
+    _write_bytes(code_path(entry_key), marshal.dumps(code))
+
+
 def write(entry_key: str, record: dict) -> None:
-    folder = directory()
+    _write_bytes(directory() / f"{entry_key}.json", json.dumps(record).encode())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file, fsync, rename."""
+    folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            json.dump(record, out)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, folder / f"{entry_key}.json")
+        os.replace(tmp, path)
     except OSError:  # a read-only home, a full disk: the cache is an optimisation only
         pass

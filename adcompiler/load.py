@@ -28,9 +28,16 @@ def load_into(emitted: Emitted, namespace: dict) -> None:
     exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
 
 
-def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | None = None):
-    """Compile `emitted` and return the function it defines."""
-    filename = f"<adcompiler-{next(_counter)}: {emitted.name}>"
+def load(
+    emitted: Emitted,
+    defaults: tuple | None = None,
+    kwdefaults: dict | None = None,
+    code=None,
+    filename: str | None = None,
+):
+    """Compile `emitted` (or run its already compiled `code`, made with `filename`) and
+    return the function it defines."""
+    filename = filename or f"<adcompiler-{next(_counter)}: {emitted.name}>"
     lines = emitted.source.splitlines(keepends=True)
     linecache.cache[filename] = (len(emitted.source), None, lines, filename)
     namespace = {"np": np, "__name__": "adcompiler.generated"}
@@ -43,7 +50,9 @@ def load(emitted: Emitted, defaults: tuple | None = None, kwdefaults: dict | Non
 
     namespace.update((k, v) for k, v in helpers.items() if k.endswith(("_forward", "_adjoint")))
     namespace.update(emitted.constants)
-    exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
+    if code is None:
+        code = compile(emitted.source, filename, "exec")
+    exec(code, namespace)  # noqa: S102 - our own source
     fn = namespace[emitted.name]
     fn.__defaults__ = defaults
     fn.__kwdefaults__ = kwdefaults
