@@ -349,3 +349,38 @@ def simplify(fn: Function) -> Function:
     fn.results = [replace.get(v.id, v) for v in fn.results]
     _negate_after_summing(fn.body, defs, uses)
     return fn
+
+
+_ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
+
+
+def drop_broadcasts(fn: Function) -> Function:
+    """`broadcast_to(s, shape(v)) * y` is `s * y` when `y` has the shape of `v`: the
+    product broadcasts anyway, so the broadcast view need not be made.
+
+        %b = broadcast_to(%s, shape(%x))          %p = mul(%s, %x)
+        %p = mul(%b, %x)                  ──▶
+    """
+    classes = shape_classes(fn)
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    uses: dict[int, int] = {}
+    for node in walk(fn.body):
+        for v in node.inputs:
+            uses[v.id] = uses.get(v.id, 0) + 1
+    for r in fn.results:
+        uses[r.id] = uses.get(r.id, 0) + 1
+    for node in walk(fn.body):
+        if node.op.name not in _ELEMENTWISE_BINARY or len(node.inputs) != 2:
+            continue
+        for i in (0, 1):
+            b, other = node.inputs[i], node.inputs[1 - i]
+            producer = defs.get(b.id)
+            if producer is None or producer.op.name != "broadcast_to" or uses.get(b.id) != 1:
+                continue
+            shape = defs.get(producer.inputs[1].id)
+            if shape is None or shape.op.name != "shape":
+                continue
+            target = classes.get(shape.inputs[0].id, -1)
+            if target >= 0 and classes.get(other.id, -1) == target:
+                node.inputs[i] = producer.inputs[0]
+    return fn

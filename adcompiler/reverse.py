@@ -167,7 +167,7 @@ def reverse(
     )
     if not passes.optimizing():
         return passes.dce(out)
-    return passes.dce(passes.cse(passes.simplify(out)))
+    return passes.dce(passes.drop_broadcasts(passes.cse(passes.simplify(out))))
 
 
 def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> list[Node]:

@@ -40,8 +40,13 @@ def unindex(g, shape, index):
 
 def matmul_lhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `a`."""
-    if np.ndim(a) == 2 and np.ndim(b) == 2:
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 2 and b_ndim == 2:
         return g @ b.T
+    if a_ndim == 2 and b_ndim == 1:  # matrix @ vector
+        return np.multiply.outer(g, b)
+    if a_ndim == 1 and b_ndim == 2:  # vector @ matrix
+        return b @ g
     if b.ndim == 1:
         ga = np.multiply.outer(g, b)
     elif a.ndim == 1:
@@ -53,8 +58,13 @@ def matmul_lhs_adjoint(g, a, b):
 
 def matmul_rhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `b`."""
-    if np.ndim(a) == 2 and np.ndim(b) == 2:
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 2 and b_ndim == 2:
         return a.T @ g
+    if a_ndim == 2 and b_ndim == 1:  # matrix @ vector
+        return a.T @ g
+    if a_ndim == 1 and b_ndim == 2:  # vector @ matrix
+        return np.multiply.outer(a, g)
     if a.ndim == 1:
         gb = np.multiply.outer(a, g) if b.ndim > 1 else a * g
         if b.ndim > 2:

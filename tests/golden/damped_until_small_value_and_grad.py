@@ -64,7 +64,6 @@ def damped_until_small_value_and_grad(x, rate):
         # adjoint of line 96: while energy > 1e-3:
         energy_bar = zero_like(energy_bar)
     # adjoint of line 94: energy = np.sum(x * x)
-    multiply_x_bar = np.broadcast_to(energy_bar, np.shape(x))
-    x_bar_1 = 2 * (multiply_x_bar * x)
+    x_bar_1 = 2 * (energy_bar * x)
     x_bar += x_bar_1
     return add_energy, (x_bar, rate_bar)

@@ -12,8 +12,7 @@ def logistic_regression_hvp(w, b, x, y, v):
     logaddexp_const = np.logaddexp(0.0, logits)
     subtract_logaddexp = logaddexp_const - y * logits
     # adjoint of line 12: return loss + 0.01 * np.sum(w * w)
-    multiply_w_bar = np.broadcast_to(0.01, np.shape(w))
-    w_bar_dot = w_dot * multiply_w_bar * 2
+    w_bar_dot = w_dot * 0.01 * 2
     # adjoint of line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
     subtract_logaddexp_bar = np.broadcast_to(1.0 / np.size(subtract_logaddexp), np.shape(subtract_logaddexp))
     logaddexp_const_bar = unbroadcast(subtract_logaddexp_bar, np.shape(logits))

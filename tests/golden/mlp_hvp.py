@@ -32,11 +32,8 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     log_sum_bar = -log_sum_bar
     sum_exp_bar = log_sum_bar / sum_exp
     sum_exp_bar_dot = -np.sum(exp_shifted_dot, axis=1, keepdims=True) * sum_exp_bar / sum_exp
-    shape = np.shape(exp_shifted)
-    exp_shifted_bar = np.broadcast_to(sum_exp_bar, shape)
-    exp_shifted_bar_dot = np.broadcast_to(sum_exp_bar_dot, shape)
-    shifted_bar_1 = exp_shifted_bar * exp_shifted
-    shifted_bar_dot = exp_shifted_bar_dot * exp_shifted + exp_shifted_dot * exp_shifted_bar
+    shifted_bar_1 = sum_exp_bar * exp_shifted
+    shifted_bar_dot = sum_exp_bar_dot * exp_shifted + exp_shifted_dot * sum_exp_bar
     shifted_bar = shifted_bar + shifted_bar_1
     shifted_bar_dot = np.broadcast_to(shifted_bar_dot, np.shape(shifted_bar))
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)

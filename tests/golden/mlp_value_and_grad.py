@@ -29,8 +29,7 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     log_sum_bar = unbroadcast(log_probs_bar, np.shape(sum_exp))
     log_sum_bar = -log_sum_bar
     sum_exp_bar = log_sum_bar / sum_exp
-    exp_shifted_bar = np.broadcast_to(sum_exp_bar, np.shape(exp_shifted))
-    shifted_bar_1 = exp_shifted_bar * exp_shifted
+    shifted_bar_1 = sum_exp_bar * exp_shifted
     shifted_bar = shifted_bar + shifted_bar_1
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
     logits_bar = unbroadcast(shifted_bar, np.shape(logits))
