@@ -30,6 +30,9 @@ def zero_like(x):
 def unindex(g, shape, index):
     """The adjoint of ``x[index]``: zeros of `shape` with `g` added at `index`."""
     out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    if type(index) is int or type(index) is slice:  # a row or a range: no repeats
+        out[index] = g
+        return out
     parts = index if isinstance(index, tuple) else (index,)
     if any(isinstance(p, (list, np.ndarray)) and np.asarray(p).dtype != bool for p in parts):
         np.add.at(out, index, g)  # integer arrays may repeat an index
@@ -40,7 +43,7 @@ def unindex(g, shape, index):
 
 def matmul_lhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `a`."""
-    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    a_ndim, b_ndim = getattr(a, "ndim", 0), getattr(b, "ndim", 0)
     if a_ndim == 2 and b_ndim == 2:
         return g @ b.T
     if a_ndim == 2 and b_ndim == 1:  # matrix @ vector
@@ -58,7 +61,7 @@ def matmul_lhs_adjoint(g, a, b):
 
 def matmul_rhs_adjoint(g, a, b):
     """Adjoint of ``a @ b`` with respect to `b`."""
-    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    a_ndim, b_ndim = getattr(a, "ndim", 0), getattr(b, "ndim", 0)
     if a_ndim == 2 and b_ndim == 2:
         return a.T @ g
     if a_ndim == 2 and b_ndim == 1:  # matrix @ vector

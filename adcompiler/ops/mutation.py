@@ -59,6 +59,9 @@ def _(ts, ans, x, v, *dyn, index):
 
 def add_at(x, index, g):
     """``x[index] += g`` in place, summing repeated integer indices like np.add.at."""
+    if type(index) is int or type(index) is slice:  # a row or a range: no repeats
+        x[index] += g
+        return
     parts = index if isinstance(index, tuple) else (index,)
     if any(isinstance(p, (list, np.ndarray)) and np.asarray(p).dtype != bool for p in parts):
         np.add.at(x, index, g)
