@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -208,6 +209,10 @@ def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> 
 def _remember(entry: str, f: Callable, g: Callable) -> None:
     """Write `g`'s source to the disk cache, if a fresh process could load it alone."""
     emitted = g.__adcompiler_emitted__
+    from adcompiler import runtime
+
+    if any(re.search(rf"\b{re.escape(name)}\(", emitted.source) for name in runtime.EXTERNAL):
+        return  # a custom rule is registered per process: the code depends on it
     if emitted.callees or any(
         f.__globals__.get(name, _MISSING) is not value for name, value in emitted.constants.items()
     ):
