@@ -117,8 +117,7 @@ def reverse(
     roots = fn.results if cotangent == "param" else fn.results[:1]
     active = passes.varied(fn, wrt_values) & passes.useful(fn, roots)
     shapes = passes.shape_classes(fn)
-    _PARAMETER_OF_CLASS.clear()
-    _PARAMETER_OF_CLASS.update((shapes.get(p.id, p.id), p) for p in reversed(fn.params))
+    by_class = {shapes.get(p.id, p.id): p for p in reversed(fn.params)}
     adj = Adjoints(active)
     primal = list(fn.body.nodes)
     fn = clone(fn)  # the transform rewrites nodes (calls, exported branch values, tapes)
@@ -139,7 +138,7 @@ def reverse(
         primal.append(guard)
     body = Block(nodes=primal)
     adjoint_nodes: list[Node] = list(seed_builder.nodes)
-    adjoint_nodes.extend(Sweep(active, shapes).block(body, adj))
+    adjoint_nodes.extend(Sweep(active, shapes, by_class).block(body, adj))
     primal = body.nodes
     _read_shapes_early(fn, adjoint_nodes, shapes)
     tail = Builder(loc=None, role="adjoint")
@@ -178,7 +177,9 @@ def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> 
     return [*primal[: last + 1], check, *primal[last + 1 :]]
 
 
-def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]:
+def _adjoint_of(
+    node: Node, adj: Adjoints, shapes: dict[int, int], by_class: dict[int, Value]
+) -> list[Node]:
     """The nodes that propagate the adjoint of `node`'s output to its inputs."""
     if node.op.name in ("call_forward", "call_adjoint") and any(
         v.id in adj.active for v in node.inputs
@@ -200,7 +201,7 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
         Sym(b, g), Sym(b, node.output), *(Sym(b, v) for v in node.inputs), **attrs
     )
     fresh = {n.output.id for n in b.nodes if n.outputs}
-    _shapes_from_parameters(b.nodes, shapes)
+    _shapes_from_parameters(b.nodes, shapes, by_class)
     out_class = shapes.get(node.output.id)
     for x, c in zip(node.inputs, contributions):
         if c is None or x.id not in adj.active:
@@ -213,17 +214,16 @@ def _adjoint_of(node: Node, adj: Adjoints, shapes: dict[int, int]) -> list[Node]
     return b.nodes
 
 
-def _shapes_from_parameters(nodes: list[Node], shapes: dict[int, int]) -> None:
+def _shapes_from_parameters(
+    nodes: list[Node], shapes: dict[int, int], by_class: dict[int, Value]
+) -> None:
     """Read a shape from a function parameter of the same shape class where there is one:
     parameters are visible everywhere, so no region has to keep a value for its shape."""
     for node in nodes:
         if node.op.name == "shape":
-            rep = _PARAMETER_OF_CLASS.get(shapes.get(node.inputs[0].id, -1))
+            rep = by_class.get(shapes.get(node.inputs[0].id, -1))
             if rep is not None:
                 node.inputs[0] = rep
-
-
-_PARAMETER_OF_CLASS: dict[int, Value] = {}
 
 
 def _mark_accumulation(b: Builder, total: Value) -> None:
@@ -247,9 +247,10 @@ def _scatter_of(b: Builder, value: Value):
 class Sweep:
     """The adjoint sweep over a block, with handlers for the nodes that own regions."""
 
-    def __init__(self, active: set[int], shapes: dict[int, int]):
+    def __init__(self, active: set[int], shapes: dict[int, int], by_class: dict[int, Value]):
         self.active = active
         self.shapes = shapes
+        self.by_class = by_class  # a parameter of each shape class, if any
 
     def block(self, primal: Block, adj: Adjoints) -> list[Node]:
         """Adjoint nodes for `primal`'s nodes in reverse order (tapes go into `primal`)."""
@@ -262,7 +263,7 @@ class Sweep:
             elif node.op.name in ("for", "while"):
                 out.extend(self.loop_adjoint(node, adj, primal))
             else:
-                out.extend(_adjoint_of(node, adj, self.shapes))
+                out.extend(_adjoint_of(node, adj, self.shapes, self.by_class))
         return out
 
     def touches_active(self, node: Node) -> bool:
