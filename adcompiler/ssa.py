@@ -185,8 +185,25 @@ def verify(fn: Function) -> Function:
 
 
 def format_function(fn: Function) -> str:
-    """Print `fn` as text, one node a line, with the source location as a comment."""
-    lines = [f"function {fn.name}({', '.join(map(repr, fn.params))}):"]
+    """Print `fn` as text, one node a line, with the source location as a comment.
+    Values are printed by their hint (`%h`, then `%h.1`, `%h.2` for later versions)."""
+    names: dict[int, str] = {}
+    counts: dict[str, int] = {}
+
+    def name(v: Value) -> str:
+        if v.id not in names:
+            base = v.hint or "v"
+            if v.role in ("adjoint", "tangent"):
+                base += "_bar" if v.role == "adjoint" else "_dot"
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            names[v.id] = f"%{base}" if n == 0 else f"%{base}.{n}"
+        return names[v.id]
+
+    def names_of(values) -> str:
+        return ", ".join(name(v) for v in values)
+
+    lines = [f"function {fn.name}({names_of(fn.params)}):"]
 
     def attr_text(node: Node) -> str:
         parts = [f"{k}={v!r}" for k, v in node.attrs.items()]
@@ -195,10 +212,10 @@ def format_function(fn: Function) -> str:
     def emit(block: Block, depth: int) -> None:
         pad = "  " * depth
         if block.params:
-            lines.append(f"{pad}^({', '.join(map(repr, block.params))}):")
+            lines.append(f"{pad}^({names_of(block.params)}):")
         for node in block.nodes:
-            outs = ", ".join(map(repr, node.outputs))
-            ins = ", ".join(map(repr, node.inputs))
+            outs = names_of(node.outputs)
+            ins = names_of(node.inputs)
             text = f"{pad}{outs} = {node.op.name}({ins}){attr_text(node)}"
             if node.loc is not None:
                 text = f"{text:<60}  # {node.loc.file.rsplit('/', 1)[-1]}:{node.loc.line}"
@@ -207,8 +224,8 @@ def format_function(fn: Function) -> str:
                 lines.append(f"{pad}  region:")
                 emit(region, depth + 2)
         if block.yields:
-            lines.append(f"{pad}yield {', '.join(map(repr, block.yields))}")
+            lines.append(f"{pad}yield {names_of(block.yields)}")
 
     emit(fn.body, 1)
-    lines.append(f"  return {', '.join(map(repr, fn.results))}")
+    lines.append(f"  return {names_of(fn.results)}")
     return "\n".join(lines) + "\n"
