@@ -150,6 +150,8 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
         print(f"adcompiler train: {error}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
+    if result.history.get("parallel", {}).get("rank", 0) != 0:
+        return 0  # under MPI, rank 0 reports (and writes files) for the job
     print(f"trained {result.steps} steps in {seconds:.2f} s"
           + (" (stopped early)" if result.stopped_early else ""))  # fmt: skip
     if "test" in data:
