@@ -441,6 +441,8 @@ class Sweep:
         body = node.regions[-1]
         _LOOP_KIND[id(body)] = is_for
         _copy_literals(body, ab)
+        if is_for:
+            _recompute_index_arithmetic(body, ab, index)
         saved = self.saved_values(body, ab)
         replace = {body.params[0].id: index} if is_for else {}
         if not saved:
@@ -524,6 +526,61 @@ def node_is_for(body: Block) -> bool:
 
 def _is_literal(v: Value, block: Block) -> bool:
     return v.is_const and "name" not in _const_attrs(block, v)
+
+
+_INDEX_ARITHMETIC = {"add", "subtract", "multiply", "floor_divide", "mod"}
+
+
+def _recompute_index_arithmetic(body: Block, ab: Block, index: Value) -> None:
+    """Values of a `for` body computed from the loop index and constants only (`t + 1`)
+    are computed again in the adjoint loop from its own index, not saved."""
+    i = body.params[0]
+    defs = {v.id: n for n in body.nodes for v in n.outputs}
+    cheap: dict[int, bool] = {i.id: True}
+
+    def recomputable(v: Value) -> bool:
+        if v.id not in cheap:
+            node = defs.get(v.id)
+            cheap[v.id] = (
+                node is not None
+                and node.op.name in _INDEX_ARITHMETIC
+                and all(x.is_const or recomputable(x) for x in node.inputs)
+            )
+        return cheap[v.id]
+
+    wanted = [v for v in referenced(ab) if v.id in defs and recomputable(v)]
+    if not wanted:
+        return
+    copies: dict[int, Value] = {i.id: index}
+    nodes: list[Node] = []
+
+    def copy(v: Value) -> Value:
+        if v.id not in copies:
+            if v.is_const:
+                return v
+            node = defs[v.id]
+            inputs = [copy(x) for x in node.inputs]
+            out = Value(v.hint, role=v.role, loc=v.loc)
+            nodes.append(Node(node.op, inputs, dict(node.attrs), [out], loc=node.loc))
+            copies[v.id] = out
+        return copies[v.id]
+
+    replace = {v.id: copy(v) for v in wanted}
+    consts = {x.id for n in nodes for x in n.inputs if x.is_const}
+    literal = Builder(role="temp")
+    fresh = {cid: literal.const(_const_of(body, cid)) for cid in consts}
+    for n in nodes:
+        n.inputs = [fresh.get(x.id, x) for x in n.inputs]
+    ab.nodes[0:0] = literal.nodes + nodes
+    substitute(ab, replace)
+
+
+def _const_of(block: Block, vid: int):
+    for n in walk(block):
+        for v in n.outputs:
+            if v.id == vid:
+                return v.const
+    raise KeyError(vid)
 
 
 def _copy_literals(primal: Block, adjoint: Block) -> None:

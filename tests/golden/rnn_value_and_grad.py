@@ -8,7 +8,6 @@ def rnn_value_and_grad(Wh, Wx, b, xs, h0):
     # line 85: H = np.zeros((T + 1, h0.shape[0]))
     H = np.zeros((T + 1, np.shape(h0)[0]))
     # line 87: for t in range(T):
-    add_t_saved = [None] * T
     tanh_add_saved = [None] * T
     add_matmul_shape = [None] * T
     matmul_Wh_shape = [None] * T
@@ -32,9 +31,7 @@ def rnn_value_and_grad(Wh, Wx, b, xs, h0):
         add_matmul_shape[t] = np.shape(add_matmul)
         tanh_add = np.tanh(add_matmul + b)
         tanh_add_saved[t] = tanh_add
-        add_t = t + 1
-        add_t_saved[t] = add_t
-        H[add_t] = tanh_add
+        H[t + 1] = tanh_add
     # line 89: return np.sum(H[1:] ** 2) / T
     getitem_H = H[1:]
     divide_sum = np.sum(getitem_H ** 2) / T
@@ -49,9 +46,10 @@ def rnn_value_and_grad(Wh, Wx, b, xs, h0):
     Wh_bar = zero_like(Wh)
     for t in reversed(range(T)):
         # line 87: for t in range(T):
-        add_t = add_t_saved[t]
         tanh_add = tanh_add_saved[t]
         getitem_H = getitem_H_saved[t]
+        # line 88: H[t + 1] = np.tanh(Wh @ H[t] + Wx @ xs[t] + b)
+        add_t = t + 1
         # adjoint of line 88: H[t + 1] = np.tanh(Wh @ H[t] + Wx @ xs[t] + b)
         tanh_add_bar = unbroadcast(H_bar[add_t], np.shape(tanh_add))
         add_add_bar = tanh_add_bar * (1 - tanh_add * tanh_add)
