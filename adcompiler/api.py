@@ -107,25 +107,24 @@ class Structured:
         g = self.versions.get(key)
         if g is None:
             structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
-            g = (
-                _build(self.f, self.kind, self.wrt, structures)
-                if structures
-                else _build(self.f, self.kind, self.wrt)
-            )
+            g = self.build(structures or None)
             self.versions[key] = g
         self.latest = g
         return g(*args, **kwargs)
+
+    def build(self, structures: dict | None) -> Callable:
+        return _build(self.f, self.kind, self.wrt, structures)
 
     @property
     def flat(self) -> Callable:
         """The version for array arguments (what grad of grad and `ad.source` start from)."""
         key = tuple(None for _ in self.indices)
         if key not in self.versions:
-            self.versions[key] = _build(self.f, self.kind, self.wrt)
+            self.versions[key] = self.build(None)
         return self.versions[key]
 
     def __getattr__(self, name: str):  # anything else: as the version for arrays
-        if name in ("f", "versions", "flat") or name.startswith("__"):
+        if name in ("f", "versions", "flat", "build") or name.startswith("__"):
             if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__"):
                 raise AttributeError(name)
         return getattr(self.flat, name)
@@ -544,25 +543,8 @@ class ForwardStructured(Structured):
     """`Structured` for jvp and hvp: code per structure of the `wrt` arguments; the tangent
     (and an hvp's result) has the structure of the arguments."""
 
-    def __call__(self, *args, **kwargs):
-        from adcompiler.frontend.lower import structure_of
-
-        values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
-        key = tuple(structure_of(v) for v in values)
-        g = self.versions.get(key)
-        if g is None:
-            structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
-            g = _build_forward(self.f, self.kind, self.wrt, structures)
-            self.versions[key] = g
-        self.latest = g
-        return g(*args, **kwargs)
-
-    @property
-    def flat(self) -> Callable:
-        key = tuple(None for _ in self.indices)
-        if key not in self.versions:
-            self.versions[key] = _build_forward(self.f, self.kind, self.wrt)
-        return self.versions[key]
+    def build(self, structures: dict | None) -> Callable:
+        return _build_forward(self.f, self.kind, self.wrt, structures)
 
 
 def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
