@@ -163,6 +163,7 @@ def reverse(
         results=results,
         source_file=fn.source_file,
         doc=fn.doc,
+        kwonly=fn.kwonly if not extra_params else 0,
     )
     if not passes.optimizing():
         return passes.dce(out)

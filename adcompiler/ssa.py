@@ -114,6 +114,7 @@ class Function:
     returns_tuple: bool = False
     result_tree: Any = None  # how results nest when returned: an index or a tuple of them
     leaves: dict = field(default_factory=dict)  # structured argument -> its leaf values
+    kwonly: int = 0  # how many of the last parameters are keyword-only
 
 
 def clone(fn: Function) -> Function:
@@ -126,9 +127,10 @@ def clone(fn: Function) -> Function:
         return Node(n.op, list(n.inputs), dict(n.attrs), list(n.outputs),
                     [block(r) for r in n.regions], n.loc)  # fmt: skip
 
-    out = Function(fn.name, list(fn.params), block(fn.body), list(fn.results), fn.source_file,
-                   fn.doc, fn.returns_tuple, fn.result_tree, dict(fn.leaves))  # fmt: skip
-    return out
+    return Function(
+        fn.name, list(fn.params), block(fn.body), list(fn.results), fn.source_file, fn.doc,
+        fn.returns_tuple, fn.result_tree, dict(fn.leaves), fn.kwonly,
+    )  # fmt: skip
 
 
 class VerifyError(AssertionError):

@@ -72,6 +72,18 @@ def test_defaults_and_keywords_follow_the_signature():
     np.testing.assert_allclose(g(np.ones(2)), 2.0)
 
 
+def test_keyword_only_arguments_stay_keyword_only():
+    import inspect
+
+    def f(x, *, scale=2.0):
+        return np.sum(x * scale)
+
+    g = ad.grad(f)
+    assert str(inspect.signature(g)) == "(x, *, scale=2.0)"
+    np.testing.assert_allclose(g(np.ones(3), scale=3.0), 3.0)
+    np.testing.assert_allclose(g(np.ones(3)), 2.0)
+
+
 def test_decorator_forms():
     @ad.grad(wrt="w")
     def dloss(w, x):

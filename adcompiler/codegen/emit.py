@@ -409,12 +409,13 @@ class Emitter:
 
     def finish(self, body: list[ast.stmt]) -> Emitted:
         names = [self.namer.name_of[p.id] for p in self.fn.params]
+        split = len(names) - self.fn.kwonly  # keyword-only parameters stay keyword-only
         args = ast.arguments(
             posonlyargs=[],
-            args=[ast.arg(n) for n in names],
+            args=[ast.arg(n) for n in names[:split]],
             vararg=None,
-            kwonlyargs=[],
-            kw_defaults=[],
+            kwonlyargs=[ast.arg(n) for n in names[split:]],
+            kw_defaults=[None] * (len(names) - split),
             kwarg=None,
             defaults=[],
         )

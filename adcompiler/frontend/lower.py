@@ -134,6 +134,7 @@ def lower_function(fn, structures: dict | None = None, functions: bool = False) 
         returns_tuple=returns_tuple,
     )
     out.leaves = leaves
+    out.kwonly = len(parsed.tree.args.kwonlyargs)
     return out
 
 
