@@ -653,12 +653,7 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
         for j, x in enumerate(xs):
             per_element = []
             for e in _basis(x):
-                v = (
-                    e
-                    if single
-                    else tuple(e if m == j else np.zeros_like(y) for m, y in enumerate(xs))
-                )
-                hv = product(*args, v)
+                hv = product(*args, _direction(e, j, xs, single))
                 per_element.append([hv] if single else list(hv))
             columns.append(per_element)
         blocks = [
@@ -673,6 +668,13 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     hessian_of.__name__ = f"{getattr(f, '__name__', 'f')}_hessian"
     hessian_of.__doc__ = f"Hessian of {getattr(f, '__name__', 'f')} (by Hessian-vector products)."
     return hessian_of
+
+
+def _direction(e, j: int, xs: list, single: bool):
+    """The basis direction `e` of argument `j`, zero in the other arguments."""
+    if single:
+        return e
+    return tuple(e if m == j else np.zeros_like(y) for m, y in enumerate(xs))
 
 
 def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") -> Callable:
@@ -703,12 +705,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
             for j, x in enumerate(xs):
                 cols = []
                 for e in _basis(x):
-                    v = (
-                        e
-                        if single
-                        else tuple(e if m == j else np.zeros_like(y) for m, y in enumerate(xs))
-                    )
-                    cols.append(product(*args, v)[1])
+                    cols.append(product(*args, _direction(e, j, xs, single))[1])
                 out.append(_stack_columns(cols, np.shape(x)))
         else:
             value = f(*args)

@@ -24,38 +24,15 @@ def call(*args, function, name=""):
     return function(*args)
 
 
-def call_forward(*args, function, name=""):
+def generated_only(*args, function, name=""):
     raise RuntimeError("only generated code calls this")
 
 
-def call_adjoint(*args, function, name=""):
-    raise RuntimeError("only generated code calls this")
-
-
-CALL = register(
-    Op(
-        "call",
-        call,
-        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
-        _spelled(""),
-        regions=True,
-    )
-)
+_CALL_PARAMS = (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr"))
+CALL = register(Op("call", call, _CALL_PARAMS, _spelled(""), regions=True))
 CALL_FWD = register(
-    Op(
-        "call_forward",
-        call_forward,
-        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
-        _spelled("_forward"),
-        nondiff=True,
-    )
+    Op("call_forward", generated_only, _CALL_PARAMS, _spelled("_forward"), nondiff=True)
 )
 CALL_BWD = register(
-    Op(
-        "call_adjoint",
-        call_adjoint,
-        (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr")),
-        _spelled("_adjoint"),
-        nondiff=True,
-    )
+    Op("call_adjoint", generated_only, _CALL_PARAMS, _spelled("_adjoint"), nondiff=True)
 )

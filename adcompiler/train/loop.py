@@ -246,56 +246,25 @@ def fit(
         set_blas_threads(previous)
 
 
-def _fit(loss, params, data, *, epochs, batch_size, optimizer, lr, validation, metric, seed,
-         drop_last, early_stopping, checkpoint, checkpoint_every, resume, quiet, grad_fn, wrt,
-         eval_batch_size, workers, mode, backend, **parallel_options) -> FitResult:  # fmt: skip
-    if workers > 1 or backend != "local" or mode != "sync" or parallel_options:
+_RUN_OPTIONS = {
+    "epochs", "batch_size", "optimizer", "lr", "validation", "metric", "seed", "drop_last",
+    "early_stopping", "grad_fn", "wrt", "eval_batch_size",
+}  # fmt: skip
+
+
+def _fit(loss, params, data, *, checkpoint, checkpoint_every, resume, quiet, workers, mode,
+         backend, **options) -> FitResult:  # fmt: skip
+    """One process, or hand everything (with any extra options) to the parallel engines."""
+    if workers > 1 or backend != "local" or mode != "sync" or set(options) - _RUN_OPTIONS:
         from adcompiler.train.parallel import fit_parallel
 
         return fit_parallel(
-            loss,
-            params,
-            data,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            validation=validation,
-            metric=metric,
-            seed=seed,
-            drop_last=drop_last,
-            early_stopping=early_stopping,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            quiet=quiet,
-            grad_fn=grad_fn,
-            wrt=wrt,
-            eval_batch_size=eval_batch_size,
-            workers=workers,
-            mode=mode,
-            backend=backend,
-            **parallel_options,
-        )
+            loss, params, data, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            resume=resume, quiet=quiet, workers=workers, mode=mode, backend=backend, **options,
+        )  # fmt: skip
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    run = Run(
-        loss,
-        params,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        validation=validation,
-        metric=metric,
-        seed=seed,
-        drop_last=drop_last,
-        early_stopping=early_stopping,
-        grad_fn=grad_fn,
-        wrt=wrt,
-        eval_batch_size=eval_batch_size,
-    )
+    run = Run(loss, params, data, **options)
     state = run.resume(resume) if resume is not None else run.start()
     return run.train(state, checkpoint=checkpoint, checkpoint_every=checkpoint_every, quiet=quiet)
 
