@@ -13,20 +13,36 @@ generated adjoint function:
 
 Each helper is generated once per process; the functions live in one
 namespace, so helpers that call each other (or themselves) find each other.
+
+Forward mode turns a call of a helper, or of one of its generated functions
+(forward over reverse), into a call of a generated *tangent function*, made
+once per callee and per set of arguments that carry tangents (`tangent_function`):
+
+    y = tower(v, depth)        ──▶  tower_jvp_result = tower_jvp(v, depth, v_dot)
+                                    y = tower_jvp_result[0]
+                                    y_dot = tower_jvp_result[1]
+
+`tower_jvp(v, depth, v_dot) -> (value, tangent)` is the forward transform of
+`tower`; its own recursive call is a call of `tower_jvp`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from adcompiler import ssa
-from adcompiler.ops.calls import CALL_BWD, CALL_FWD
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.ops.core import Builder
 from adcompiler.ops.structure import GETITEM, MAKE_TUPLE
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
 NAMESPACE: dict = {"np": np, "__name__": "adcompiler.helpers"}
 _built: dict = {}  # function -> (forward Emitted, adjoint Emitted)
+GENERATED: dict[str, Callable] = {}  # name -> every function generated into NAMESPACE
 
 
 def build(fn) -> tuple:
@@ -54,6 +70,7 @@ def build(fn) -> tuple:
     for e, ir in zip(emitted, (forward, adjoint)):
         e.ir = ir
         load_into(e, NAMESPACE)
+        GENERATED[e.name] = NAMESPACE[e.name]
     _built[fn] = emitted
     return emitted
 
@@ -128,9 +145,236 @@ def adjoint_call(b: Builder, node: Node, saved: Value, g: Value) -> Value:
     return out
 
 
-def helper_sources(fns) -> list:
-    """The Emitted forward/adjoint functions of helpers (for the CLI's stand-alone files)."""
+def helper_sources(keys) -> list:
+    """The Emitted functions generated for `keys` (from `callees`): a helper's forward
+    and adjoint functions, or a tangent function (for `ad.source` and the CLI's files)."""
     out = []
-    for fn in fns:
-        out.extend(build(fn))
+    for key in keys:
+        out.extend([_jvp[key].emitted] if isinstance(key, JvpKey) else build(key))
     return out
+
+
+def callees(fn: Function) -> list:
+    """What `fn` calls of the generated functions, all the way down: helpers (whose forward
+    and adjoint functions it calls) and the keys of tangent functions."""
+    found: list = []
+    stack = [fn]
+    while stack:
+        for node in walk(stack.pop().body):
+            if node.op in (CALL_FWD, CALL_BWD):
+                key = node.attrs["function"]
+                if key not in found:
+                    found.append(key)
+                    stack.extend(e.ir for e in build(key))
+            elif node.op is CALL_JVP:
+                key = node.attrs["function"]
+                if key not in found:
+                    found.append(key)
+                    stack.append(_jvp[key].ir)
+    return found
+
+
+def generated_names(fn: Function) -> set[str]:
+    """Names of the generated functions that `fn` calls (reserved in its code)."""
+    return {
+        n.attrs["name"] + {"call_forward": "_forward", "call_adjoint": "_adjoint"}.get(
+            n.op.name, ""
+        )
+        for n in walk(fn.body)
+        if n.op in (CALL_FWD, CALL_BWD, CALL_JVP)
+    }
+
+
+# ---------------------------------------------------------------------------
+# Tangent functions (forward mode)
+# ---------------------------------------------------------------------------
+# The tangent of each argument has a static *structure*: None (no tangent: the
+# argument does not vary), True (an array like the argument), a tuple of
+# structures (the argument is a tuple, such as the values a helper's forward
+# function saves for its adjoint), or `Ref(key, i)`: the structure of the tangent
+# that the tangent function `key` returns for result i. A Ref keeps the structure
+# of recursive data finite: the saved values of `tower_forward` hold those of the
+# recursive call, whose tangent structure is the one being computed.
+
+
+@dataclass(frozen=True)
+class JvpKey:
+    """A tangent function: of `callee` (("call", helper), ("forward", helper),
+    ("adjoint", helper) or ("jvp", JvpKey)), for arguments whose tangents have
+    the structures `structs`."""
+
+    callee: tuple
+    structs: tuple
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The structure of the tangent that tangent function `key` returns for result `i`."""
+
+    key: JvpKey
+    i: int
+
+
+@dataclass
+class TangentFunction:
+    key: JvpKey
+    name: str
+    declared: list  # the structure of each result's tangent, as callers see it
+    tree: Any  # how the callee's results nest: an index, or a tuple of them
+    final: list | None = None  # the structures the built function really returns
+    ir: Function | None = None
+    emitted: Any = None
+
+
+_jvp: dict[JvpKey, TangentFunction] = {}
+_lowered: dict = {}  # helper -> its IR (helpers inlined, recursive calls kept as calls)
+
+
+def callee_of(node: Node) -> tuple:
+    """What a call node calls, as the `callee` of a JvpKey."""
+    kind = {CALL: "call", CALL_FWD: "forward", CALL_BWD: "adjoint", CALL_JVP: "jvp"}[node.op]
+    return (kind, node.attrs["function"])
+
+
+def _callee_ir(callee: tuple) -> tuple[Function, str, Any]:
+    """The IR of what `callee` names, the name of its function, and how its results nest."""
+    kind, target = callee
+    if kind == "call":
+        if target not in _lowered:
+            from adcompiler.frontend import lower_function
+
+            _lowered[target] = ssa.verify(lower_function(target))
+        fn = _lowered[target]
+        tree = tuple(range(len(fn.results))) if fn.returns_tuple else 0
+        if not fn.returns_tuple and len(fn.results) != 1:
+            raise NotImplementedError(f"a recursive helper must return one value ({fn.name})")
+        return fn, target.__name__, tree
+    if kind in ("forward", "adjoint"):
+        e = build(target)[0 if kind == "forward" else 1]
+        tree = (0, 1) if kind == "forward" else tuple(range(len(e.ir.results)))
+        return e.ir, e.name, tree
+    entry = _jvp[target]
+    if entry.ir is None:
+        raise NotImplementedError(f"the tangent of {entry.name} is needed while it is built")
+    return entry.ir, entry.name, ((entry.tree, _shift(entry.tree, len(entry.declared))))
+
+
+def _shift(tree, offset):
+    if isinstance(tree, tuple):
+        return tuple(_shift(t, offset) for t in tree)
+    return tree + offset
+
+
+def map_tree(tree, leaf: Callable):
+    if isinstance(tree, tuple):
+        return tuple(map_tree(t, leaf) for t in tree)
+    return leaf(tree)
+
+
+def resolve(struct):
+    """`struct` with a Ref at its top replaced by what it stands for (once known)."""
+    while isinstance(struct, Ref):
+        entry = _jvp[struct.key]
+        if entry.final is None:
+            raise NotImplementedError(
+                f"forward mode: the tangent structure of what {entry.name} returns is needed "
+                f"while {entry.name} is generated"
+            )
+        struct = entry.final[struct.i]
+    return struct
+
+
+def _declared(fn: Function, key: JvpKey) -> list:
+    """The structure of each result's tangent, fixed before the tangent function is built
+    (so that recursive calls of it can be transformed): a tuple built in the function
+    (`saved`) is a Ref, resolved once built; None stays None; any other result gets a
+    tangent array (zeros where it does not vary)."""
+    from adcompiler.ops.structure import MAKE_TUPLE
+
+    tuples = {n.output.id for n in walk(fn.body) if n.op is MAKE_TUPLE}
+    out = []
+    for i, r in enumerate(fn.results):
+        if r.is_const and r.const is None:
+            out.append(None)
+        elif r.id in tuples:
+            out.append(Ref(key, i))
+        else:
+            out.append(True)
+    return out
+
+
+def _unique_name(base: str, fn: Function, structs: tuple) -> str:
+    """`tower_jvp`; another specialization of the same callee: `tower_jvp_v` (named after
+    the arguments with tangents), or a number."""
+    taken = set(GENERATED) | {e.name for e in _jvp.values()}
+    if base not in taken:
+        return base
+    active = "_".join(p.hint for p, s in zip(fn.params, structs) if s is not None)
+    name, n = f"{base}_{active}", 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{active}_{n}"
+    return name
+
+
+def tangent_function(callee: tuple, structs: tuple) -> TangentFunction:
+    """The tangent function of `callee` for arguments with tangent structures `structs`,
+    generated once: ``(*args, *tangents of the args that have one) -> (value, tangent)``.
+    While it is generated, a recursive call finds its entry (name, result structures)."""
+    key = JvpKey(callee, tuple(structs))
+    entry = _jvp.get(key)
+    if entry is not None:
+        return entry
+    fn, name, tree = _callee_ir(callee)
+    entry = TangentFunction(key, _unique_name(f"{name}_jvp", fn, key.structs), [], tree)
+    entry.declared = _declared(fn, key)
+    _jvp[key] = entry
+    try:
+        _generate_tangent(entry, fn, name)
+    except BaseException:
+        for k in [k for k, e in _jvp.items() if e.ir is None]:
+            del _jvp[k]  # this one and any recursive callee left half-built
+        raise
+    return entry
+
+
+def _generate_tangent(entry: TangentFunction, fn: Function, callee_name: str) -> None:
+    from adcompiler.codegen.emit import emit_function
+    from adcompiler.codegen.naming import base_name
+    from adcompiler.forward import tangent_function_ir
+    from adcompiler.load import load_into
+
+    source = _copy_function(fn)
+    ir, final = tangent_function_ir(source, list(entry.key.structs), entry.declared)
+    ir = ssa.verify(ir)
+    entry.final = final
+    m = len(fn.results)
+    tree = (entry.tree, _shift(entry.tree, m))
+    names = [base_name(p) for p, s in zip(fn.params, entry.key.structs) if s is not None]
+    doc = (
+        f"Value and Jacobian-vector product (forward mode) of {callee_name} with respect to "
+        f"{', '.join(names)}."
+    )
+    ir.name = entry.name
+    emitted = emit_function(ir, entry.name, doc, tree, reserved=generated_names(ir))
+    emitted.ir = ir
+    load_into(emitted, NAMESPACE)
+    GENERATED[entry.name] = NAMESPACE[entry.name]
+    entry.emitted = emitted
+    entry.ir = ir
+
+
+def _copy_function(fn: Function) -> Function:
+    """A copy of `fn`'s structure (the transform may edit blocks); values are shared."""
+
+    def copy_block(block: Block) -> Block:
+        nodes = []
+        for n in block.nodes:
+            regions = [copy_block(r) for r in n.regions]
+            nodes.append(Node(n.op, list(n.inputs), dict(n.attrs), list(n.outputs), regions, n.loc))
+            if n in ssa.ACCUMULATIONS:
+                ssa.ACCUMULATIONS.add(nodes[-1])
+        return Block(list(block.params), nodes, list(block.yields))
+
+    return Function(fn.name, list(fn.params), copy_block(fn.body), list(fn.results),
+                    fn.source_file, fn.doc, fn.returns_tuple)  # fmt: skip

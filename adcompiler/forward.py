@@ -13,9 +13,17 @@ Only varied values (those that depend on a `wrt` parameter) get tangents; a
 value with no tangent has a zero one. Where a broadcasting operator's output
 may be larger than the tangent its rule gives (``x + b`` with only ``b``
 varied), the tangent goes through one `np.broadcast_to` node, the mirror of
-reverse mode's `unbroadcast`. Nodes that own regions (``if``/``for``/``while``)
-and the tapes of a reverse sweep (forward over reverse) are handed to the
-transform registered for their operator in `HANDLERS`.
+reverse mode's `unbroadcast`. Nodes that own regions (``if``/``for``/``while``),
+the tapes of a reverse sweep (forward over reverse), calls of recursive helpers
+and of their generated functions, and tuples are handed to the transform
+registered for their operator in `HANDLERS`.
+
+A call of a recursive helper becomes a call of its generated tangent function
+(`adcompiler.calls.tangent_function`), which returns the value and its tangent.
+Forward over reverse, the helper's generated forward function returns a tuple
+of saved values as well: its tangent is a tuple too, with None where a saved
+value does not vary. What a tangent is (nothing, an array, or a tuple of such)
+is known while compiling: its *structure* (`Tangents.struct_of`).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.ops.control import (
     FOR,
     IF,
@@ -37,6 +46,7 @@ from adcompiler.ops.control import (
     TAPE_SET,
     WHILE,
 )
+from adcompiler.ops.structure import GETITEM, MAKE_TUPLE
 from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
 
 
@@ -45,22 +55,59 @@ class Tangents:
 
     `tapes` are the ids of tapes (forward over reverse) that store varied values:
     each gets a tangent tape that stores their tangents.
+
+    `struct` holds the structure of the tangents that are not plain arrays: a tuple
+    of structures (None for an item with no tangent) for a tuple, `Elements(s)` for a
+    tape whose items have structure s, or an `adcompiler.calls.Ref`.
     """
 
     def __init__(self, varied: set[int], tapes: set[int] = frozenset()):
         self.varied = varied
         self.tapes = tapes
         self.of: dict[int, Value] = {}
+        self.struct: dict[int, object] = {}
 
-    def set(self, y: Value, tangent: Value, fresh: set[int]) -> None:
+    def set(self, y: Value, tangent: Value, fresh: set[int], struct: object = True) -> None:
         if y.id not in self.varied:
             return
         if tangent.id in fresh:
             tangent.hint, tangent.role = tangent_hint_and_role(y)
         self.of[y.id] = tangent
+        self.struct_set(y, struct)
+
+    def struct_set(self, y: Value, struct: object) -> None:
+        if struct is True:
+            self.struct.pop(y.id, None)
+        else:
+            self.struct[y.id] = struct
 
     def get(self, x: Value) -> Value | None:
         return self.of.get(x.id)
+
+    def struct_of(self, x: Value) -> object:
+        """None if `x` has no tangent, True if an array does, else its structure."""
+        if x.id not in self.of:
+            return None
+        return self.struct.get(x.id, True)
+
+
+class Elements:
+    """The structure of a tape's tangent whose items have structure `item`."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: object):
+        self.item = item
+
+    def __eq__(self, other):
+        return isinstance(other, Elements) and other.item == self.item
+
+    def __hash__(self):
+        return hash(("elements", self.item))
+
+
+def _is_none(v: Value) -> bool:
+    return v.is_const and v.const is None
 
 
 def tangent_hint_and_role(y: Value) -> tuple[str, str]:
@@ -109,17 +156,7 @@ def forward(fn: Function, wrt: list, *, return_value: bool = True) -> Function:
     wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
     tan = Tangents(*_varied_through_tapes(fn, wrt_values))
     shapes = passes.shape_classes(fn)
-    extra_params = []
-    taken = {base_name(p) for p in fn.params}
-    for x in wrt_values:
-        x_dot = Value(x.hint, role="tangent", loc=x.loc)
-        n = 1
-        while base_name(x_dot) in taken:  # f(x, x_dot), or a jvp of a jvp: x_2_dot
-            n += 1
-            x_dot.hint = f"{x.hint}_{n}"
-        taken.add(base_name(x_dot))
-        extra_params.append(x_dot)
-        tan.of[x.id] = x_dot
+    extra_params = _tangent_params(fn, wrt_values, [True] * len(wrt_values), tan)
     nodes = _forward_block(fn.body.nodes, tan, shapes)
     if not _already_checked(fn, wrt_values):
         check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
@@ -142,6 +179,98 @@ def forward(fn: Function, wrt: list, *, return_value: bool = True) -> Function:
         doc=fn.doc,
     )
     return passes.dce(out)
+
+
+def _tangent_params(fn: Function, values: list[Value], structs: list, tan: Tangents) -> list:
+    """A tangent parameter for each of `values`, named after it (``x_dot``)."""
+    extra_params = []
+    taken = {base_name(p) for p in fn.params}
+    for x, struct in zip(values, structs):
+        hint, role = tangent_hint_and_role(x)  # x_dot; for an adjoint x̄: x_bar_dot
+        x_dot = Value(hint, role="tangent" if role.endswith("temp") else role, loc=x.loc)
+        n = 1
+        while base_name(x_dot) in taken:  # f(x, x_dot), or a jvp of a jvp: x_2_dot
+            n += 1
+            x_dot.hint = f"{x.hint}_{n}" if x_dot.role == "tangent" else f"{hint}_{n}"
+        taken.add(base_name(x_dot))
+        extra_params.append(x_dot)
+        tan.of[x.id] = x_dot
+        tan.struct_set(x, struct)
+    return extra_params
+
+
+def tangent_function_ir(fn: Function, structs: list, declared: list) -> tuple[Function, list]:
+    """The tangent function of a generated function or helper `fn` (adcompiler.calls):
+    ``(*params, *tangents of the params whose structure is not None) -> (*results,
+    *tangents of results)``, and the structure of each result's tangent.
+
+    `declared` says what callers expect of each result's tangent (fixed before this
+    function is built, so that it can call itself): True, an array, zeros where the
+    result does not vary; None or a Ref, None where there is no tangent.
+    """
+    from adcompiler.calls import resolve
+
+    active = [(p, s) for p, s in zip(fn.params, structs) if s is not None]
+    seeds: list[Value] = []
+    for p, s in active:  # a tuple argument: its items that have tangents vary
+        readers = [n for n in walk(fn.body) if p in n.inputs]
+        items = [_static_item(n) if n.op is GETITEM and n.inputs == [p] else None for n in readers]
+        yielded = p in fn.results or any(p in r.yields for n in walk(fn.body) for r in n.regions)
+        if s is True or yielded or any(k is None for k in items):
+            seeds.append(p)
+            continue
+        inner = resolve(s)
+        seeds += [n.output for n, k in zip(readers, items) if _item(inner, k) is not None]
+    tan = Tangents(*_varied_through_tapes(fn, seeds))
+    shapes = passes.shape_classes(fn)
+    extra_params = _tangent_params(fn, [p for p, _ in active], [s for _, s in active], tan)
+    nodes = _forward_block(fn.body.nodes, tan, shapes)
+    tail = Builder(loc=None, role="tangent")
+    tangents, final = [], []
+    for y, expected in zip(fn.results, declared):
+        t = tan.get(y)
+        struct = tan.struct_of(y)
+        if expected is True and struct not in (None, True):
+            raise NotImplementedError(
+                f"forward mode through {fn.name}: a result that is a tuple is not supported"
+            )
+        if t is None and expected is True:  # callers expect an array: zeros
+            t = tail.call(np.zeros_like, y).value
+            t.hint, t.role = tangent_hint_and_role(y)
+            struct = True
+        elif t is None:
+            t = tail.const(None)
+        tangents.append(t)
+        final.append(struct)
+    out = Function(
+        name=fn.name,
+        params=fn.params + extra_params,
+        body=Block(nodes=[*nodes, *tail.nodes]),
+        results=list(fn.results) + tangents,
+        source_file=fn.source_file,
+        doc=fn.doc,
+    )
+    return passes.dce(out), final
+
+
+def _static_item(node: Node) -> int | None:
+    """The position a `getitem` node reads, if it is a constant integer (``t[1]``)."""
+    items, single = node.attrs.get("index", ((), False))
+    if single and len(items) == 1 and isinstance(items[0], int) and len(node.inputs) == 1:
+        return items[0]
+    return None
+
+
+def _item(struct: object, k: int) -> object:
+    """The structure of item `k` of a tuple whose tangent has structure `struct`."""
+    from adcompiler.calls import resolve
+
+    struct = resolve(struct)
+    if struct is None:
+        return None
+    if not isinstance(struct, tuple):
+        raise NotImplementedError(f"forward mode: indexing a tangent of structure {struct!r}")
+    return struct[k]
 
 
 def _after_definitions(nodes: list[Node], values: list[Value], check: Node) -> list[Node]:
@@ -177,20 +306,14 @@ def _tangent_of(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]
     ts = [tan.get(v) for v in node.inputs]
     if all(t is None for t in ts):
         return []
-    if node.op.name in ("call", "call_forward", "call_adjoint"):
-        raise NotImplementedError(
-            f"forward mode through the recursive helper {node.attrs['name']} is not "
-            f"supported yet (reverse mode is)"
-        )
     if node.op.nondiff or len(node.outputs) != 1:
         return []
     if node.op.tangent is None:
-        if node.op.name == "call":
-            raise NotImplementedError(
-                f"forward mode through the recursive helper {node.attrs['name']} is not "
-                f"supported yet (reverse mode is)"
-            )
         raise NotImplementedError(f"no tangent rule for {node.op.name}")
+    if any(tan.struct_of(v) not in (None, True) for v in node.inputs):
+        raise NotImplementedError(
+            f"forward mode: `{node.op.name}` of a tuple that carries tangents is not supported"
+        )
     b = Builder(loc=node.loc, role=_temp_role(node))
     declared = {p.name for p in node.op.params if p.kind == "attr"}
     attrs = {k: v for k, v in node.attrs.items() if k in declared}  # not codegen's hints
@@ -250,13 +373,29 @@ def _fills_output(
 # and a loop carries the tangent of each varied carried value next to it.
 
 
-def _tangent_slot(b: Builder, y: Value, tan: Tangents) -> Value:
-    """The tangent of `y`, or zeros shaped like it where it has none."""
+def _tangent_slot(b: Builder, y: Value, tan: Tangents, struct: object = True) -> Value:
+    """The tangent of `y`, or zeros shaped like it where it has none (None where `y` is
+    None, an exported value of the branch not taken, or a tuple, whose items have none)."""
     t = tan.get(y)
-    if t is None:
+    if t is None and (_is_none(y) or struct not in (None, True)):
+        t = b.const(None)
+    elif t is None:
         t = b.call(np.zeros_like, y).value
         t.hint, t.role = tangent_hint_and_role(y)
     return t
+
+
+def _merged(structs: list, where: Node) -> object:
+    """The structure of a value that is one of several (the yields of an if's branches)."""
+    known = {s for s in structs if s is not None}
+    if len(known) > 1 and True in known:
+        known.discard(True)  # an array where the other branch has a tuple: not one
+    if len(known) > 1:
+        raise NotImplementedError(
+            f"forward mode: the branches of the `if` at {where.loc} yield tuples whose "
+            f"tangents differ in structure"
+        )
+    return known.pop() if known else None
 
 
 def _tangent_value(y: Value, tan: Tangents) -> Value:
@@ -277,9 +416,19 @@ def _with_tangents(region: Block, slots: list[int], params: list[Value], tan, sh
 
 @handler(IF)
 def _if_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
-    slots = [k for k, out in enumerate(node.outputs) if out.id in tan.varied]
-    regions = [_with_tangents(r, slots, [], tan, shapes) for r in node.regions]
-    outputs = [_tangent_value(node.outputs[k], tan) for k in slots]
+    varied = [k for k, out in enumerate(node.outputs) if out.id in tan.varied]
+    bodies = [_forward_block(r.nodes, tan, shapes) for r in node.regions]
+    structs = {k: _merged([tan.struct_of(r.yields[k]) for r in node.regions], node) for k in varied}
+    slots = [k for k in varied if any(tan.get(r.yields[k]) is not None for r in node.regions)]
+    regions = []
+    for region, nodes in zip(node.regions, bodies):
+        b = Builder(loc=None, role="tangent")
+        extra = [_tangent_slot(b, region.yields[k], tan, structs[k]) for k in slots]
+        regions.append(Block(region.params, nodes + b.nodes, region.yields + extra))
+    outputs = []
+    for k in slots:
+        outputs.append(_tangent_value(node.outputs[k], tan))
+        tan.struct_set(node.outputs[k], structs[k])
     return [Node(node.op, node.inputs, node.attrs, node.outputs + outputs, regions, node.loc)]
 
 
@@ -291,6 +440,10 @@ def _loop_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Nod
     slots = [k for k, p in enumerate(carried) if p.id in tan.varied]
     pre = Builder(loc=node.loc, role="tangent")
     init_tangents = [_tangent_slot(pre, inits[k], tan) for k in slots]
+    if any(tan.struct_of(inits[k]) not in (None, True) for k in slots):
+        raise NotImplementedError(
+            f"forward mode: a loop at {node.loc} carries a tuple that has tangents"
+        )
     regions = []
     for region in node.regions:
         params = [_tangent_value(passes.carried_params(node, region)[k], tan) for k in slots]
@@ -319,11 +472,15 @@ def _varied_through_tapes(fn: Function, wrt: list[Value]) -> tuple[set[int], set
     """
     ops = (TAPE_SET, TAPE_APPEND, TAPE_GET)
     uses = [n for n in walk(fn.body) if n.op in ops]
+    # Tuples, and calls of a helper's generated functions, are not differentiable
+    # operators, but carry tangents: their outputs vary with their inputs.
+    carriers = [n for n in walk(fn.body) if n.op in (MAKE_TUPLE, CALL_FWD, CALL_BWD)]
     seeds = list(wrt)
     while True:
         varied = passes.varied(fn, seeds)
         new = [n.inputs[0] for n in uses if n.op is not TAPE_GET and n.inputs[-1].id in varied]
         new += [n.output for n in uses if n.op is TAPE_GET and n.inputs[0].id in varied]
+        new += [n.output for n in carriers if any(v.id in varied for v in n.inputs)]
         new = [v for v in new if v.id not in varied]
         if not new:
             tapes = {n.inputs[0].id for n in uses if n.inputs[0].id in varied}
@@ -344,10 +501,12 @@ def _new_tape_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list
 @handler(TAPE_SET, TAPE_APPEND)
 def _tape_write_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
     tape, *index, v = node.inputs
-    if tape.id not in tan.tapes:
+    if tan.get(tape) is None:
         return [node]
     b = Builder(loc=node.loc, role="tangent")
     v_dot = _tangent_slot(b, v, tan)
+    if tan.struct_of(v) not in (None, True):  # a tape of tuples (saved by a helper)
+        tan.struct_set(tape, Elements(tan.struct_of(v)))
     write = Node(node.op, [tan.of[tape.id], *index, v_dot], node.attrs, [], loc=node.loc)
     return [node, *b.nodes, write]
 
@@ -355,9 +514,78 @@ def _tape_write_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> li
 @handler(TAPE_GET)
 def _tape_read_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
     tape, index = node.inputs
-    if tape.id not in tan.tapes:
+    if tan.get(tape) is None:
         return [node]
     read = Node(node.op, [tan.of[tape.id], index], node.attrs, [], loc=node.loc)
     read.outputs = [Value(node.output.hint, loc=node.loc)]
-    tan.set(node.output, read.output, {read.output.id})
+    struct = tan.struct_of(tape)
+    tan.set(node.output, read.output, {read.output.id},
+            struct.item if isinstance(struct, Elements) else True)  # fmt: skip
     return [node, read]
+
+
+# ---------------------------------------------------------------------------
+# Tuples, and calls of recursive helpers and of the functions generated for them
+# ---------------------------------------------------------------------------
+#   %y = call(%v, %n) {_power}     ──▶  %p = call_jvp(%v, %n, %v_dot) {_power_jvp}
+#                                       %y = getitem(%p) [0]; %y_dot = getitem(%p) [1]
+
+
+@handler(MAKE_TUPLE)
+def _tuple_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    """The tangent of a tuple is the tuple of its items' tangents (None for an item
+    that has none)."""
+    structs = tuple(tan.struct_of(v) for v in node.inputs)
+    if all(s is None for s in structs) or node.output.id not in tan.varied:
+        return [node]
+    b = Builder(loc=node.loc, role=_temp_role(node))
+    items = [tan.get(v) if tan.get(v) is not None else b.const(None) for v in node.inputs]
+    t = b.emit_sym(MAKE_TUPLE, items).value
+    tan.set(node.output, t, {t.id}, structs)
+    return [node, *b.nodes]
+
+
+@handler(GETITEM)
+def _getitem_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    """An item of a tuple has the tangent of that item; an array's, the rule's."""
+    struct = tan.struct_of(node.inputs[0])
+    if struct is None or struct is True:
+        return [node, *_tangent_of(node, tan, shapes)]
+    k = _static_item(node)
+    if k is None:
+        raise NotImplementedError(
+            f"forward mode: a tuple with tangents indexed by a value known only at run time "
+            f"({node.loc})"
+        )
+    item = _item(struct, k)
+    if item is None:
+        return [node]
+    b = Builder(loc=node.loc, role=_temp_role(node))
+    t = b.emit_sym(GETITEM, [tan.get(node.inputs[0])], {"index": node.attrs["index"]}).value
+    tan.set(node.output, t, {t.id}, item)
+    return [node, *b.nodes]
+
+
+@handler(CALL, CALL_FWD, CALL_BWD, CALL_JVP)
+def _call_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Node]:
+    """A call of a recursive helper (or of a function generated for one) becomes a call of
+    its tangent function, generated once for the arguments that have tangents; it
+    returns the value and its tangent."""
+    from adcompiler import calls
+
+    structs = tuple(tan.struct_of(v) for v in node.inputs)
+    if all(s is None for s in structs):
+        return [node]
+    entry = calls.tangent_function(calls.callee_of(node), structs)
+    b = Builder(loc=node.loc, role=_temp_role(node))
+    tangents = [tan.get(v) for v in node.inputs if tan.get(v) is not None]
+    attrs = {"function": entry.key, "name": entry.name}
+    pair = b.emit_sym(CALL_JVP, [*node.inputs, *tangents], attrs).value
+    pair.hint = f"{entry.name}_result"
+    b.nodes.append(Node(GETITEM, [pair], {"index": ((0,), True)}, [node.output], loc=node.loc))
+    t = b.emit_sym(GETITEM, [pair], {"index": ((1,), True)}).value
+    struct = calls.map_tree(entry.tree, lambda i: entry.declared[i])
+    if node.output.id not in tan.varied:  # a call of a generated function (it is not
+        tan.varied.add(node.output.id)  # a differentiable operator): it varies here
+    tan.set(node.output, t, {t.id}, struct)
+    return b.nodes

@@ -46,9 +46,9 @@ def load(
         for dep in runtime.DEPENDS.get(h, ()):
             namespace[dep] = runtime.HELPERS[dep]
     namespace.update(runtime.EXTERNAL)  # functions with custom rules (adcompiler.custom)
-    from adcompiler.calls import NAMESPACE as helpers
+    from adcompiler.calls import GENERATED  # functions generated for recursive helpers
 
-    namespace.update((k, v) for k, v in helpers.items() if k.endswith(("_forward", "_adjoint")))
+    namespace.update(GENERATED)
     namespace.update(emitted.constants)
     if code is None:
         code = compile(emitted.source, filename, "exec")
