@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from adcompiler import diskcache
+from adcompiler import diskcache, specialize
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, WrtError
@@ -76,7 +76,7 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
     if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
         g = Structured(f, kind, wrt)
     else:
-        g = _build(f, kind, wrt)
+        g = _specializing(_build(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -113,7 +113,7 @@ class Structured:
         return g(*args, **kwargs)
 
     def build(self, structures: dict | None) -> Callable:
-        return _build(self.f, self.kind, self.wrt, structures)
+        return _specializing(_build(self.f, self.kind, self.wrt, structures))
 
     @property
     def flat(self) -> Callable:
@@ -203,6 +203,25 @@ def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> 
     if entry is not None:
         _remember(entry, f, g)
     return g
+
+
+def _specializing(g: Callable) -> Callable:
+    """`g`, running from its second call with one signature of arguments a version
+    specialized on their shapes and dtypes (adcompiler.specialize)."""
+    if not specialize.enabled():
+        return g
+
+    def build(fn: _ir.Function, note: str | None, extra: dict | None = None) -> Callable:
+        doc = inspect.cleandoc(g.__doc__ or "")
+        emitted = emit_function(fn, g.__name__, doc if note is None else f"{doc}\n{note}",
+                                g.__adcompiler_result_tree__)  # fmt: skip
+        emitted.callees = _callees(fn)
+        h = load(emitted, g.__defaults__, g.__kwdefaults__, extra=extra)
+        h.__adcompiler_source__ = emitted.source
+        h.__adcompiler_emitted__ = emitted
+        return h
+
+    return specialize.Specializing(g, build)
 
 
 def _remember(entry: str, f: Callable, g: Callable) -> None:

@@ -34,6 +34,7 @@ def load(
     kwdefaults: dict | None = None,
     code=None,
     filename: str | None = None,
+    extra: dict | None = None,
 ):
     """Compile `emitted` (or run its already compiled `code`, made with `filename`) and
     return the function it defines."""
@@ -50,6 +51,7 @@ def load(
 
     namespace.update(GENERATED)
     namespace.update(emitted.constants)
+    namespace.update(extra or {})
     if code is None:
         code = compile(emitted.source, filename, "exec")
     exec(code, namespace)  # noqa: S102 - our own source

@@ -175,31 +175,42 @@ SHAPE_CLASS = -2
 
 
 def dce(fn: Function) -> Function:
-    """Remove nodes whose outputs are never read; nodes with no outputs are effects: kept."""
+    """Remove nodes whose outputs are never read; nodes with no outputs are effects: kept,
+    except writes to a tape that nothing reads."""
     live = {v.id for v in fn.results}
-    dce_block(fn.body, live)
+    read = {  # a tape written to is not read by that; a tape saved on another tape is
+        v.id for n in walk(fn.body)
+        for v in (n.inputs[1:] if n.op.name in _TAPE_WRITES else n.inputs)
+    } | {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}  # fmt: skip
+    dce_block(fn.body, live, read)
     return fn
 
 
-def dce_block(block: Block, live: set[int]) -> None:
+_TAPE_WRITES = ("tape_set", "tape_append")
+
+
+def dce_block(block: Block, live: set[int], read: set[int] | None = None) -> None:
+    """`read`: values read other than by tape writes (writes to other tapes are dropped)."""
     live.update(v.id for v in block.yields)
     kept: list[Node] = []
     for node in reversed(block.nodes):
+        if read is not None and node.op.name in _TAPE_WRITES and node.inputs[0].id not in read:
+            continue
         if not has_effects(node) and not any(v.id in live for v in node.outputs):
             continue
         if node.regions:
-            _dce_region_node(node, live)
+            _dce_region_node(node, live, read)
         live.update(v.id for v in node.inputs)
         kept.append(node)
     block.nodes = kept[::-1]
 
 
-def _dce_region_node(node: Node, live: set[int]) -> None:
+def _dce_region_node(node: Node, live: set[int], read: set[int] | None = None) -> None:
     # Every slot of a kept if/for/while stays: its yields are read by the next
     # iteration or by the outputs. Only the nodes inside each region are pruned.
     for region in node.regions:
         inner = set(live)
-        dce_block(region, inner)
+        dce_block(region, inner, read)
         live.update(inner)
 
 
@@ -208,6 +219,7 @@ def has_effects(node: Node) -> bool:
     if not node.outputs:
         return True
     return any(has_effects(n) for region in node.regions for n in region.nodes)
+
 
 
 def uses(fn: Function) -> dict[int, int]:

@@ -1,0 +1,227 @@
+"""Specialization on argument shapes (adcompiler/specialize.py).
+
+From the second call with one signature of arguments (types, shapes, dtypes), a
+generated function runs a version specialized on it. Checked here:
+
+- on every function of both corpora (operators and control flow), the
+  specialized version returns what the generic one returns, on the arguments it
+  was specialized with and on other data of the same shapes (which may take
+  other branches, masks and trip counts);
+- shapes that depend on the data (masks, lists grown in `while` loops, branches
+  on the data) are not frozen;
+- what the specialized code looks like: no `unbroadcast` or saved shapes left in
+  the benchmark models, a golden file for the MLP.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+
+import adcompiler as ad
+from adcompiler.specialize import Specializing
+from tests import corpus_control as C
+from tests import corpus_models as m
+from tests.test_codegen import GOLDEN, normalized
+from tests.test_control import KNOWN, _leaves
+from tests.test_rules import CASES as OP_CASES
+from tests.test_rules import inputs as op_inputs
+
+
+def _perturbed(args, seed=1):
+    """Other data of the same types and shapes (floats moved by about 1e-3)."""
+    rng = np.random.default_rng(seed)
+
+    def move(a):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return a * (1 + 1e-3 * rng.standard_normal(a.shape))
+        if type(a) is float:
+            return a * (1 + 1e-3 * rng.standard_normal())
+        if isinstance(a, dict):
+            return {k: move(v) for k, v in a.items()}
+        if isinstance(a, (list, tuple)):
+            return type(a)(move(v) for v in a)
+        return a
+
+    return [move(a) for a in args]
+
+
+def _same(got, expected):
+    got, expected = _leaves(got), _leaves(expected)
+    assert [p for p, _ in got] == [p for p, _ in expected]
+    for (path, a), (_, b) in zip(got, expected):
+        assert type(a) is type(b) or np.ndim(a) == np.ndim(b) == 0, (path, type(a), type(b))
+        assert np.shape(a) == np.shape(b), path
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=str(path))
+
+
+def check_specialized(fn, args, wrt):
+    g = ad.value_and_grad(fn, wrt=wrt)
+    generic = g(*copy.deepcopy(args))
+    specialized = g(*copy.deepcopy(args))  # the second call compiles and runs it
+    _same(specialized, generic)
+    other = _perturbed(args)
+    try:
+        expected = _fresh_generic(fn, wrt)(*copy.deepcopy(other))
+    except Exception as err:  # noqa: BLE001 - the other data may leave the domain
+        with pytest.raises(type(err)):
+            g(*copy.deepcopy(other))
+        return g
+    _same(g(*copy.deepcopy(other)), expected)
+    return g
+
+
+def _fresh_generic(fn, wrt):
+    os.environ["ADCOMPILER_SPECIALIZE"] = "0"
+    try:
+        return ad.value_and_grad(_copy_function(fn), wrt=wrt)
+    finally:
+        del os.environ["ADCOMPILER_SPECIALIZE"]
+
+
+def _copy_function(fn):
+    """The same function as a new object (the compiled-function cache is per object)."""
+    import types
+
+    new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                             fn.__closure__)  # fmt: skip
+    new.__kwdefaults__ = fn.__kwdefaults__
+    return new
+
+
+CONTROL = [
+    pytest.param(c, id=f"{c.category}-{c.id}") for c in C.cases() if c.id not in KNOWN
+]
+
+
+@pytest.mark.parametrize("case", CONTROL)
+def test_specialized_equals_generic_on_the_control_corpus(case):
+    check_specialized(case.fn, C.build(case), case.wrt)
+
+
+@pytest.mark.parametrize("c", [c.param() for c in OP_CASES if not c.xfail])
+def test_specialized_equals_generic_on_every_operator(c):
+    check_specialized(c.fn, op_inputs(c), c.wrt)
+
+
+def test_a_mask_does_not_freeze_the_shape():
+    def f(x, w):
+        return np.sum(x[x > 0] * w)
+
+    g = ad.grad(f, wrt="x")
+    x = np.array([1.0, -2.0, 3.0, -4.0])
+    g(x, 2.0), g(x, 2.0)
+    y = np.array([1.0, 2.0, 3.0, -4.0])  # three entries pass the mask, not two
+    np.testing.assert_allclose(g(y, 2.0), [2.0, 2.0, 2.0, 0.0])
+
+
+def test_a_list_grown_in_a_while_loop_does_not_freeze_the_shape():
+    def f(x):
+        parts = []
+        total = x
+        while np.sum(total) < 10.0:
+            total = total * 2.0
+            parts.append(total)
+        return np.sum(np.stack(parts) ** 2)
+
+    g = ad.grad(f)
+    x = np.array([1.0, 1.0])
+    g(x), g(x)
+    assert isinstance(g, Specializing) and g.latest is not g.generic
+    for y in (np.array([0.1, 0.2]), np.array([3.0, 3.0])):  # other trip counts
+        np.testing.assert_allclose(g(y), _fresh_generic(f, "x")(y)[1], rtol=1e-12)
+
+
+def test_a_branch_on_the_data_with_shapes_of_its_own():
+    def f(x, w):
+        if np.sum(x) > 0:
+            y = x[:, None] * w  # (n, k)
+        else:
+            y = np.sum(x) * w  # (k,)
+        return np.sum(np.tanh(y))
+
+    g = ad.grad(f, wrt=("x", "w"))
+    x, w = np.array([1.0, 2.0]), np.array([0.5, -0.5, 0.25])
+    g(x, w), g(x, w)
+    for y in (x, -x):
+        for a, b in zip(g(y, w), _fresh_generic(f, ("x", "w"))(y, w)[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_each_signature_gets_its_own_version():
+    g = ad.grad(m.mlp, wrt=("W1", "b1"))
+    versions = []
+    for batch in (4, 7, 4, 7, 4):
+        args = _mlp_args(batch)
+        got = g(*args)
+        expected = _fresh_generic(m.mlp, ("W1", "b1"))(*args)[1]
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+        versions.append(g.latest)
+    assert versions[2] is versions[4] and versions[2] is not versions[3]
+    assert len(g.versions) == 2
+
+
+def test_python_float_and_numpy_scalar_are_different_signatures():
+    def f(x, s):
+        return np.sum(x * s) * s
+
+    g = ad.grad(f, wrt=("x", "s"))
+    x = np.array([1.0, 2.0])
+    for s in (2.0, 2.0, np.float64(2.0), np.float64(2.0), 2.0):
+        gx, gs = g(x, s)
+        np.testing.assert_allclose(gx, [4.0, 4.0])
+        np.testing.assert_allclose(gs, 12.0)
+    assert len(g.versions) == 2
+
+
+def test_specialized_source_of_the_mlp_matches_golden_file():
+    g = ad.value_and_grad(m.mlp, wrt=("W1", "b1", "W2", "b2"))
+    args = _mlp_args(8)
+    g(*args), g(*args)
+    source = ad.source(g)
+    assert "Specialized for" in source
+    assert "unbroadcast" not in source and "broadcast_to" not in source
+    path = GOLDEN / "mlp_value_and_grad_specialized.py"
+    if os.environ.get("ADCOMPILER_UPDATE_GOLDEN") == "1":
+        path.write_text(normalized(source))
+    assert normalized(source) == path.read_text()
+
+
+def _mlp_args(batch, seed=0):
+    import inspect
+
+    rng = np.random.default_rng(seed)
+    names = list(inspect.signature(m.mlp).parameters)
+    shapes = {"W1": (5, 4), "b1": (4,), "W2": (4, 3), "b2": (3,), "x": (batch, 5)}
+    args = []
+    for n in names:
+        if n in shapes:
+            args.append(rng.standard_normal(shapes[n]))
+        elif n == "y":
+            args.append(np.eye(3)[rng.integers(0, 3, size=batch)])
+        else:
+            raise AssertionError(n)
+    return args
+
+
+@pytest.mark.parametrize("workload", ["logistic", "mlp", "gmm", "lstm"])
+def test_benchmark_models_lose_their_shape_work(workload):
+    """After specialization no `unbroadcast` of equal shapes and no saved shape is left."""
+    import importlib
+
+    w = importlib.import_module(f"benchmarks.workloads.{workload}")
+    g = ad.value_and_grad(w.primal, wrt=w.WRT)
+    inputs = w.make_inputs("small")
+    g(**inputs), g(**inputs)
+    source = ad.source(g)
+    assert "unbroadcast(" not in source, source
+    assert "_shape[" not in source and "_shape = [None]" not in source, source
+    value, grads = g(**inputs)
+    expected_value, expected = w.value_and_grad(**inputs)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-10)
+    for a, b in zip(grads, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
