@@ -28,11 +28,11 @@ once per callee and per set of arguments that carry tangents (`tangent_function`
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from adcompiler import ssa
 from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
@@ -50,6 +50,14 @@ def build(fn) -> tuple:
     if fn in _built:
         return _built[fn]
     _built[fn] = None  # being built: a recursive call finds its name below
+    try:
+        return _build(fn)
+    except BaseException:
+        del _built[fn]
+        raise
+
+
+def _build(fn) -> tuple:
     from adcompiler.codegen.emit import emit_function
     from adcompiler.frontend import lower_function
     from adcompiler.load import load_into
@@ -60,11 +68,12 @@ def build(fn) -> tuple:
         raise NotImplementedError(f"a recursive helper must return one value ({fn.__name__})")
     n = len(primal.params)
     both = reverse(primal, list(range(n)), cotangent="param", return_value=True, check_types=False)
-    forward, adjoint = split(both, fn.__name__)
+    base = _base_name(fn)
+    forward, adjoint = split(both, base)
     emitted = (
-        emit_function(forward, f"{fn.__name__}_forward", f"Value of {fn.__name__} and what "
+        emit_function(forward, f"{base}_forward", f"Value of {fn.__name__} and what "
                       "its adjoint needs.", (0, 1)),
-        emit_function(adjoint, f"{fn.__name__}_adjoint", f"Adjoint of {fn.__name__}: the "
+        emit_function(adjoint, f"{base}_adjoint", f"Adjoint of {fn.__name__}: the "
                       "adjoints of its arguments.", tuple(range(n))),
     )  # fmt: skip
     for e, ir in zip(emitted, (forward, adjoint)):
@@ -73,6 +82,22 @@ def build(fn) -> tuple:
         GENERATED[e.name] = NAMESPACE[e.name]
     _built[fn] = emitted
     return emitted
+
+
+_base_names: dict = {}  # helper -> the name its generated functions start with
+
+
+def _base_name(fn) -> str:
+    """`fn`'s name, or ``name_2`` where another helper of that name has functions already
+    (so that `name_forward` of one never replaces the other's)."""
+    if fn not in _base_names:
+        taken = set(_base_names.values())
+        base, n = fn.__name__, 1
+        while base in taken:
+            n += 1
+            base = f"{fn.__name__}_{n}"
+        _base_names[fn] = base
+    return _base_names[fn]
 
 
 def split(both: Function, name: str) -> tuple[Function, Function]:
@@ -129,7 +154,7 @@ def forward_call(b: Builder, node: Node) -> tuple[Node, Value, Value]:
     """The primal of a `call` node: (forward call node, result value, saved value)."""
     fn = node.attrs["function"]
     build(fn)
-    pair = b.emit_sym(CALL_FWD, node.inputs, {"function": fn, "name": fn.__name__}).value
+    pair = b.emit_sym(CALL_FWD, node.inputs, {"function": fn, "name": _base_name(fn)}).value
     pair.hint = f"{fn.__name__}_result"
     result = node.output  # the call's own value, now read from the pair
     b.nodes.append(Node(GETITEM, [pair], {"index": ((0,), True)}, [result], loc=node.loc))
@@ -140,7 +165,7 @@ def forward_call(b: Builder, node: Node) -> tuple[Node, Value, Value]:
 
 def adjoint_call(b: Builder, node: Node, saved: Value, g: Value) -> Value:
     fn = node.attrs["function"]
-    out = b.emit_sym(CALL_BWD, [saved, g], {"function": fn, "name": fn.__name__}).value
+    out = b.emit_sym(CALL_BWD, [saved, g], {"function": fn, "name": _base_name(fn)}).value
     out.hint = f"{fn.__name__}_bar"
     return out
 
@@ -156,12 +181,17 @@ def helper_sources(keys) -> list:
 
 def callees(fn: Function) -> list:
     """What `fn` calls of the generated functions, all the way down: helpers (whose forward
-    and adjoint functions it calls) and the keys of tangent functions."""
+    and adjoint functions it calls) and the keys of tangent functions.
+
+    A call that no derivative goes through stays a call of the user's helper itself
+    (``pong(x, w, n - 1)``): the helper is put in the namespace of generated code."""
     found: list = []
     stack = [fn]
     while stack:
         for node in walk(stack.pop().body):
-            if node.op in (CALL_FWD, CALL_BWD):
+            if node.op is CALL:
+                _register_helper(node.attrs["function"], node.attrs["name"])
+            elif node.op in (CALL_FWD, CALL_BWD):
                 key = node.attrs["function"]
                 if key not in found:
                     found.append(key)
@@ -174,15 +204,22 @@ def callees(fn: Function) -> list:
     return found
 
 
+def _register_helper(fn: Callable, name: str) -> None:
+    from adcompiler import runtime
+
+    known = GENERATED.get(name, fn)
+    if known is not fn or name in runtime.HELPERS or name in runtime.EXTERNAL or name == "np":
+        raise NotImplementedError(
+            f"generated code calls the helper {name} by its name, which another function "
+            f"generated code calls has too; rename the helper"
+        )
+    GENERATED[name] = NAMESPACE[name] = fn
+
+
 def generated_names(fn: Function) -> set[str]:
     """Names of the generated functions that `fn` calls (reserved in its code)."""
-    return {
-        n.attrs["name"] + {"call_forward": "_forward", "call_adjoint": "_adjoint"}.get(
-            n.op.name, ""
-        )
-        for n in walk(fn.body)
-        if n.op in (CALL_FWD, CALL_BWD, CALL_JVP)
-    }
+    suffix = {CALL: "", CALL_FWD: "_forward", CALL_BWD: "_adjoint", CALL_JVP: ""}
+    return {n.attrs["name"] + suffix[n.op] for n in walk(fn.body) if n.op in suffix}
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +285,7 @@ def _callee_ir(callee: tuple) -> tuple[Function, str, Any]:
         tree = tuple(range(len(fn.results))) if fn.returns_tuple else 0
         if not fn.returns_tuple and len(fn.results) != 1:
             raise NotImplementedError(f"a recursive helper must return one value ({fn.name})")
-        return fn, target.__name__, tree
+        return fn, _base_name(target), tree
     if kind in ("forward", "adjoint"):
         e = build(target)[0 if kind == "forward" else 1]
         tree = (0, 1) if kind == "forward" else tuple(range(len(e.ir.results)))
