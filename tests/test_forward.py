@@ -501,3 +501,28 @@ def test_recursive_helper_specialized_on_the_arguments_that_vary():
     assert "= _rec_ping(" in source
     source = ad.source(ad.jvp(rec_mutual, wrt="x"))
     assert re.search(r"def _rec_ping_jvp\w*\(x, w, n, x_dot\):", source)
+
+
+def _rec_pair(x, n):
+    if n == 0:
+        return x, x * x
+    a, b = _rec_pair(np.sin(x), n - 1)
+    return a * b, a + b
+
+
+def rec_pair(x, n):
+    a, b = _rec_pair(x, n)
+    return np.sum(a * b)
+
+
+def test_recursive_helper_returning_a_tuple():
+    """Forward mode only: reverse mode refuses a recursive helper returning a tuple."""
+    check_jvp(rec_pair, [_X, 3], ("x",), rtol=1e-6, atol=1e-8, reverse=False)
+    source = ad.source(ad.jvp(rec_pair, wrt="x"))
+    assert "return (result, result_1), (result_dot, result_dot_1)" in source
+
+
+def test_reverse_mode_over_a_tangent_function_is_refused():
+    jvp = ad.jvp(rec_tree, wrt="x")
+    with pytest.raises(NotImplementedError, match="call_jvp"):
+        ad.vjp(jvp, wrt="x")(_X, 2, _W, (1.0, 1.0))
