@@ -388,8 +388,6 @@ def _tangent_slot(b: Builder, y: Value, tan: Tangents, struct: object = True) ->
 def _merged(structs: list, where: Node) -> object:
     """The structure of a value that is one of several (the yields of an if's branches)."""
     known = {s for s in structs if s is not None}
-    if len(known) > 1 and True in known:
-        known.discard(True)  # an array where the other branch has a tuple: not one
     if len(known) > 1:
         raise NotImplementedError(
             f"forward mode: the branches of the `if` at {where.loc} yield tuples whose "
@@ -585,7 +583,5 @@ def _call_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Nod
     b.nodes.append(Node(GETITEM, [pair], {"index": ((0,), True)}, [node.output], loc=node.loc))
     t = b.emit_sym(GETITEM, [pair], {"index": ((1,), True)}).value
     struct = calls.map_tree(entry.tree, lambda i: entry.declared[i])
-    if node.output.id not in tan.varied:  # a call of a generated function (it is not
-        tan.varied.add(node.output.id)  # a differentiable operator): it varies here
     tan.set(node.output, t, {t.id}, struct)
     return b.nodes
