@@ -38,7 +38,7 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.core import Op, Param, lookup, register
 from adcompiler.ops.structure import Dyn
-from adcompiler.ssa import Block, Function, Node, Value, clone, walk
+from adcompiler.ssa import REUSE, Block, Function, Node, Value, clone, walk
 
 CONST, SHAPED, FREE = 0, 1, 2
 
@@ -292,7 +292,9 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
     out.body.yields = [replace.get(v.id, v) for v in out.body.yields]
     out.results = [replace.get(v.id, v) for v in out.results]
     _drop_broadcasts(out, known, defs)
-    return passes.dce(out)
+    out = passes.dce(out)
+    _mark_reuse(out, known)
+    return out
 
 
 def _blocks(block: Block):
@@ -402,6 +404,35 @@ def _drop_broadcasts(fn: Function, known: dict, defs: dict) -> None:
             d = known.get(other.id, ("",))
             if want and d[0] == "array" and d[1] == want:  # an array result either way
                 node.inputs[i] = producer.inputs[0]
+
+
+# Operators whose result is always a new array (never one of their inputs).
+_FRESH = {
+    "matmul", "dot", "outer", "einsum", "sum", "mean", "where", "clip", "zeros", "ones",
+    "unindex", "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint",
+    "dot_rhs_adjoint", "max_adjoint", "einsum_adjoint", "prod_adjoint", "norm_adjoint",
+}  # fmt: skip
+_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0,)}
+
+
+def _mark_reuse(fn: Function, known: dict) -> None:
+    """Mark `a * b` (and +, -, /) whose result has the shape and dtype of `a`, where `a`
+    is an array computed here: the code generator may then write it as `a *= b` if
+    nothing reads `a` afterwards (ssa.REUSE)."""
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    for node in walk(fn.body):
+        sides = _IN_PLACE.get(node.op.name)
+        result = known.get(node.output.id) if sides and len(node.inputs) == 2 else None
+        if result is None or result[0] != "array" or result[1] == ():
+            continue
+        free = tuple(
+            i for i in sides
+            if known.get(node.inputs[i].id) == result
+            and (producer := defs.get(node.inputs[i].id)) is not None
+            and (isinstance(producer.op.impl, np.ufunc) or producer.op.name in _FRESH)
+        )  # fmt: skip
+        if free:
+            REUSE[node] = free
 
 
 # ---------------------------------------------------------------------------

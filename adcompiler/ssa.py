@@ -25,6 +25,10 @@ _ids = itertools.count()
 # Nodes the reverse sweep made to sum adjoint contributions (`x̄ + c`): codegen may
 # write them as `x̄ += c` into a buffer the generated code owns.
 ACCUMULATIONS: weakref.WeakSet = weakref.WeakSet()
+# Elementwise nodes whose result may be written into the buffer of an operand (the
+# indices of those that may): same shape and dtype, a fresh array (adcompiler.specialize marks them; the
+# code generator does it where that operand is read no more: ``a *= b``).
+REUSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 NOT_CONST = object()
 
 

@@ -61,8 +61,11 @@ def _same(got, expected):
 def check_specialized(fn, args, wrt):
     g = ad.value_and_grad(fn, wrt=wrt)
     generic = g(*copy.deepcopy(args))
-    specialized = g(*copy.deepcopy(args))  # the second call compiles and runs it
+    kept = copy.deepcopy(args)
+    specialized = g(*args)  # the second call compiles and runs it
     _same(specialized, generic)
+    _same(args, kept)  # writing in place never reaches the caller's arrays
+    _same(g(*args), generic)  # nor anything the next call reads
     other = _perturbed(args)
     try:
         expected = _fresh_generic(fn, wrt)(*copy.deepcopy(other))

@@ -29,10 +29,12 @@ import numpy as np
 from adcompiler import runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.ops.core import Op
-from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, walk
+from adcompiler.ssa import ACCUMULATIONS, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
 # Operators whose result may share memory with their first input.
+_STORES = {"tape_set", "tape_append", "list", "list_append"}
+_AUGMENTED = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult, "divide": ast.Div}
 ALIASING = {
     "getitem",
     "reshape",
@@ -199,9 +201,38 @@ class Emitter:
                 out.extend(self.setitem_statement(node, start))
             elif node.op.name == "list_append":
                 out.extend(self.append_statement(node, start))
+            elif node in REUSE and (side := self.reuse(node, start)) is not None:
+                out.extend(self.reuse_statement(node, side, start))
             else:
                 out.append(self.simple_statement(node, start))
         return out
+
+    def reuse(self, node: Node, position: int) -> int | None:
+        """The operand whose buffer `node` may write its result into (REUSE), if any: one
+        with the name the result would get (``x_bar += c``), else the first."""
+        if not self.optimize:
+            return None
+        free = [
+            i for i in REUSE[node]
+            if node.inputs[i].id not in self.inline_defs
+            and self.plan.may_write(node.inputs[i], position)
+        ]  # fmt: skip
+        same = [i for i in free if self.namer.name_of.get(node.inputs[i].id) == base_name(
+            node.output)]  # fmt: skip
+        return (same or free or [None])[0]
+
+    def reuse_statement(self, node: Node, i: int, position: int) -> list[ast.stmt]:
+        """``c = a * b`` as ``c = a; c *= b`` where `a`'s buffer is free (REUSE)."""
+        target, other = self.read(node.inputs[i]), self.read(node.inputs[1 - i])
+        self.namer.kill(node.inputs[i].id)  # its name may go on; not the other's yet
+        name = self.namer.name(node.output)
+        self.advance(position)
+        stmts: list[ast.stmt] = []
+        if name != target.id:
+            stmts.append(ast.Assign([ast.Name(name, ast.Store())], target))
+        op = _AUGMENTED[node.op.name]()
+        stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), op, other))
+        return stmts
 
     def append_statement(self, node: Node, position: int) -> list[ast.stmt]:
         """``lst.append(v)`` where the list may be changed in place, else a new list."""
@@ -482,6 +513,11 @@ class Plan:
         self.lists: set[int] = set()  # values known to be Python lists
         self.written: set[int] = set()  # values written into by a setitem
         self.ownership(fn.body)
+        self.escaped = {  # kept on a tape or in a list: read later through that
+            self.root.get(v.id, v.id)
+            for node in walk(fn.body) if node.op.name in _STORES
+            for v in node.inputs[1 if node.op.name != "list" else 0:]
+        }  # fmt: skip
         self.cursor = 0
 
     def number(self, block: Block) -> None:
@@ -562,6 +598,8 @@ class Plan:
         if x.id not in self.owned or self.last.get(x.id, -1) > position:
             return False
         root = self.root.get(x.id, x.id)
+        if root in self.escaped:
+            return False
         return not any(
             last > position and self.root.get(w, w) == root and w != x.id
             for w, last in self.last.items()

@@ -14,7 +14,8 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     # line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)
     sum_exp = np.sum(exp_shifted, axis=1, keepdims=True)
-    log_probs = shifted - np.log(sum_exp)
+    log_probs = shifted
+    log_probs -= np.log(sum_exp)
     # line 21: return -np.sum(y * log_probs) / x.shape[0]
     getitem_shape = np.shape(x)[0]
     divide_negative = -np.sum(y * log_probs) / getitem_shape
@@ -25,20 +26,23 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     log_sum_bar = np.sum(log_probs_bar, axis=1, keepdims=True)
     log_sum_bar = -log_sum_bar
-    sum_exp_bar = log_sum_bar / sum_exp
-    shifted_bar = sum_exp_bar * exp_shifted
-    shifted_bar = log_probs_bar + shifted_bar
+    sum_exp_bar = log_sum_bar
+    sum_exp_bar /= sum_exp
+    shifted_bar = exp_shifted
+    shifted_bar *= sum_exp_bar
+    shifted_bar += log_probs_bar
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
     max_logits_bar = np.sum(shifted_bar, axis=1, keepdims=True)
     max_logits_bar = -max_logits_bar
     logits_bar = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
-    logits_bar = shifted_bar + logits_bar
+    logits_bar += shifted_bar
     # adjoint of line 18: logits = h @ W2 + b2
     b2_bar = np.sum(logits_bar, axis=0)
     h_bar = matmul_lhs_adjoint(logits_bar, h, W2)
     W2_bar = matmul_rhs_adjoint(logits_bar, h, W2)
     # adjoint of line 17: h = np.tanh(x @ W1 + b1)
-    add_matmul_bar = h_bar * (1 - h * h)
+    add_matmul_bar = h_bar
+    add_matmul_bar *= 1 - h * h
     b1_bar = np.sum(add_matmul_bar, axis=0)
     W1_bar = matmul_rhs_adjoint(add_matmul_bar, x, W1)
     return divide_negative, (W1_bar, b1_bar, W2_bar, b2_bar)
