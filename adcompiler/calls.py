@@ -205,15 +205,29 @@ def callees(fn: Function) -> list:
 
 
 def _register_helper(fn: Callable, name: str) -> None:
-    from adcompiler import runtime
-
-    known = GENERATED.get(name, fn)
-    if known is not fn or name in runtime.HELPERS or name in runtime.EXTERNAL or name == "np":
+    if GENERATED.get(name, fn) is not fn or _reserved(name):
         raise NotImplementedError(
             f"generated code calls the helper {name} by its name, which another function "
             f"generated code calls has too; rename the helper"
         )
     GENERATED[name] = NAMESPACE[name] = fn
+
+
+def _reserved(name: str) -> bool:
+    from adcompiler import runtime
+
+    return name in runtime.HELPERS or name in runtime.EXTERNAL or name in ("np", "slice")
+
+
+def helper_name(fn: Callable) -> str:
+    """The name generated code calls the user's helper `fn` by (its own, unless another
+    function generated code calls has it), registered in the namespace of generated code."""
+    name, n = fn.__name__, 1
+    while GENERATED.get(name, fn) is not fn or _reserved(name):
+        n += 1
+        name = f"{fn.__name__}_{n}"
+    _register_helper(fn, name)
+    return name
 
 
 def generated_names(fn: Function) -> set[str]:

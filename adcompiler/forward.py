@@ -573,6 +573,9 @@ def _call_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Nod
 
     structs = tuple(tan.struct_of(v) for v in node.inputs)
     if all(s is None for s in structs):
+        if node.op is CALL:  # no derivative goes through: a call of the user's helper
+            attrs = {**node.attrs, "name": calls.helper_name(node.attrs["function"])}
+            return [Node(node.op, node.inputs, attrs, node.outputs, loc=node.loc)]
         return [node]
     entry = calls.tangent_function(calls.callee_of(node), structs)
     b = Builder(loc=node.loc, role=_temp_role(node))
