@@ -526,3 +526,25 @@ def test_reverse_mode_over_a_tangent_function_is_refused():
     jvp = ad.jvp(rec_tree, wrt="x")
     with pytest.raises(NotImplementedError, match="call_jvp"):
         ad.vjp(jvp, wrt="x")(_X, 2, _W, (1.0, 1.0))
+
+
+def _tree(x, depth):
+    """The name of a recursive helper of tests/corpus_control.py, another function."""
+    if depth <= 0:
+        return np.cos(x)
+    return _tree(x * 0.5, depth - 1) * x + _tree(x, depth - 2)
+
+
+def rec_same_name(x, w, depth):
+    return np.sum(_tree(x, depth) + _tree(0.3, depth) * w)
+
+
+def test_recursive_helpers_with_the_same_name_do_not_mix():
+    from tests import corpus_control as CC
+
+    x = np.array([0.4, -0.7])
+    check_jvp(CC.recursion_tree, [x, 4], ("x",), rtol=1e-6, atol=1e-8)
+    check_jvp(rec_same_name, [x, _W[:2], 4], ("x",), rtol=1e-6, atol=1e-8)
+    check_jvp(rec_same_name, [x, _W[:2], 4], ("w",), rtol=1e-6, atol=1e-8)
+    check_hvp(rec_same_name, [x, _W[:2], 4], ("x",))
+    check_hvp(CC.recursion_tree, [x, 4], ("x",))
