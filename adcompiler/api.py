@@ -456,11 +456,10 @@ def primal_ir(f: Callable, *, for_reverse: bool = True, functions: bool = False)
     if hasattr(f, "__adcompiler_rebuild_inline__"):  # helpers as calls: use the inlined one
         inline = f.__adcompiler_rebuild_inline__()
         fn, f = inline.__adcompiler_ir__, inline
-    if for_reverse and _reads_varied_tapes(fn):
+    if for_reverse and (reason := _reverse_over_tapes_refused(fn)):
         raise NotImplementedError(
-            f"reverse mode over {f.__name__}, whose adjoint loops read values saved by its "
-            f"loops, is not supported yet; for second derivatives use ad.hvp or ad.hessian "
-            f"(forward over reverse)"
+            f"reverse mode over {f.__name__}: {reason}; for second derivatives use ad.hvp "
+            f"or ad.hessian (forward over reverse)"
         )
     tree = getattr(f, "__adcompiler_result_tree__", 0)
     results = list(fn.results)
@@ -478,12 +477,12 @@ def primal_ir(f: Callable, *, for_reverse: bool = True, functions: bool = False)
     )
 
 
-def _reads_varied_tapes(fn: _ir.Function) -> bool:
-    """True if `fn` reads back, from a tape, values that depend on its parameters (which
-    reverse mode over it does not follow yet); saved shapes are fine."""
-    from adcompiler.forward import _varied_through_tapes
+def _reverse_over_tapes_refused(fn: _ir.Function) -> str | None:
+    """Why reverse mode cannot follow `fn`'s values through the tapes its loops save for
+    its adjoint loops (adcompiler.reverse.tapes_refused), or None."""
+    from adcompiler.reverse import tapes_refused
 
-    return bool(_varied_through_tapes(fn, fn.params)[1])
+    return tapes_refused(fn)
 
 
 def _copy_block(block: _ir.Block) -> _ir.Block:

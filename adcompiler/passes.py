@@ -241,6 +241,7 @@ def uses(fn: Function) -> dict[int, int]:
 _NOT_PURE = {
     "setitem", "index_add", "list", "list_append", "tape_new", "tape_list", "tape_get",
     "call", "call_forward", "call_adjoint", "print", "assert", "check_float", "check_scalar",
+    "zero_like", "zeros_like",  # fresh buffers that adjoint sums may be written into
 }  # fmt: skip
 
 

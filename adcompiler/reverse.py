@@ -55,11 +55,13 @@ class Adjoints:
         parent: Adjoints | None = None,
         mode: str = "top",
         local: set[int] | None = None,
+        tapes: set[int] | None = None,
     ):
         self.active = active
         self.parent = parent
         self.mode = mode
         self.local = local or set()
+        self.tapes = tapes if tapes is not None else (parent.tapes if parent else set())
         self.of: dict[int, Value] = dict(parent.of) if mode == "branch" else {}
         self.primal: dict[int, Value] = dict(parent.primal) if parent else {}  # id -> value
         self.accumulators: dict[int, tuple[Value, Value]] = {}
@@ -70,6 +72,11 @@ class Adjoints:
         if contribution.id in fresh:
             contribution.hint, contribution.role = x.hint, "adjoint"
         self.primal[x.id] = x
+        if x.id in self.tapes:  # a tape's adjoint is a tape that adjoints are written into
+            if self.of.get(x.id, contribution) is not contribution:
+                raise NotImplementedError("reverse mode: two adjoint tapes for one tape")
+            self.of[x.id] = contribution
+            return
         current = self.current(x)
         scattered = _scatter_of(b, contribution) if contribution.id in fresh else None
         if current is not None and scattered is not None:  # x̄[index] += ḡ, not x̄ + zeros
@@ -99,6 +106,35 @@ class Adjoints:
     def get(self, x: Value) -> Value | None:
         return self.of.get(x.id)
 
+    # Tapes (reverse over reverse). The adjoint of a tape is a tape of the same length
+    # whose slot k holds the adjoint of the value saved in slot k: the adjoint loop of
+    # the read writes it, the adjoint loop of the write reads it. It is one list that
+    # both write into, so it is never summed: found, or made once where it is first
+    # needed (before the loop, as a loop accumulator).
+
+    def reaches(self, x: Value) -> bool:
+        """True if an adjoint of `x` exists here or in an enclosing region."""
+        if x.id in self.of:
+            return True
+        if self.parent is None or (self.mode == "loop" and x.id in self.local):
+            return False
+        return self.parent.reaches(x)
+
+    def tape_adjoint(self, x: Value, b: Builder | None) -> Value | None:
+        """The adjoint tape of tape `x`; made in `b` if there is none yet (and `b` given)."""
+        self.primal[x.id] = x
+        if x.id in self.of:
+            return self.of[x.id]
+        if self.mode == "loop" and x.id not in self.local:
+            return self.current(x)  # the loop carries the enclosing region's tape
+        if self.mode == "branch" and self.parent.reaches(x):
+            self.of[x.id] = self.parent.tape_adjoint(x, None)
+            return self.of[x.id]
+        if b is None:
+            return None
+        self.of[x.id] = _tape_like(b, x)
+        return self.of[x.id]
+
 
 def reverse(
     fn: Function,
@@ -115,11 +151,14 @@ def reverse(
     """
     wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
     roots = fn.results if cotangent == "param" else fn.results[:1]
-    active = passes.varied(fn, wrt_values) & passes.useful(fn, roots)
-    shapes = passes.shape_classes(fn)
+    tapes = tape_values(fn)
+    active = varied_through_tapes(fn, wrt_values) & useful_through_tapes(fn, roots)
+    shapes = _shape_classes(fn)
     by_class = {shapes.get(p.id, p.id): p for p in reversed(fn.params)}
-    adj = Adjoints(active)
+    adj = Adjoints(active, tapes=tapes)
     primal = list(fn.body.nodes)
+    if tapes & active:
+        _tapes_saved_last(Block(nodes=primal), tapes)
     fn = clone(fn)  # the transform rewrites nodes (calls, exported branch values, tapes)
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
     seed_builder = Builder(loc=None, role="adjoint")
@@ -138,7 +177,9 @@ def reverse(
         primal.append(guard)
     body = Block(nodes=primal)
     adjoint_nodes: list[Node] = list(seed_builder.nodes)
-    adjoint_nodes.extend(Sweep(active, shapes, by_class).block(body, adj))
+    sweep = Sweep(active, shapes, by_class)
+    sweep.rewritten = _rewritten_tapes(fn)
+    adjoint_nodes.extend(sweep.block(body, adj))
     primal = body.nodes
     _read_shapes_early(fn, adjoint_nodes, shapes)
     tail = Builder(loc=None, role="adjoint")
@@ -168,6 +209,67 @@ def reverse(
     if not passes.optimizing():
         return passes.dce(out)
     return passes.dce(passes.drop_broadcasts(passes.cse(passes.simplify(out))))
+
+
+def _shape_classes(fn: Function) -> dict[int, int]:
+    """`passes.shape_classes`, and what a generated gradient says about shapes besides
+    (reverse over reverse): an adjoint sum ``x̄ + c`` and a loop's accumulator of x̄ are
+    shaped like x, and a value read back from a tape like the value saved there."""
+    shapes = passes.shape_classes(fn)
+    if not any(v.role.startswith("adjoint") for n in walk(fn.body) for v in n.outputs):
+        return shapes
+    parent: dict[int, int] = {}
+    params = {p.id for p in fn.params}
+
+    def find(c: int) -> int:
+        while parent.get(c, c) != c:
+            c = parent[c]
+        return c
+
+    def union(*values: Value) -> None:
+        for v in values:
+            shapes.setdefault(v.id, v.id)
+        roots = {find(shapes[v.id]) for v in values}
+        if passes.SHAPE_CLASS in roots or len(roots) < 2:
+            return
+        # the representative: the scalar class, else a parameter's (shapes are read there)
+        rep = min(roots, key=lambda c: (c != passes.SCALAR_CLASS, c not in params, c))
+        for c in roots:
+            parent[c] = rep
+
+    nodes = list(walk(fn.body))
+    rewritten = _rewritten_tapes(fn)
+    saved = {
+        n.inputs[0].id: n.inputs[-1]
+        for n in nodes
+        if n.op in (TAPE_SET, TAPE_APPEND) and n.inputs[0].id not in rewritten
+    }
+    defs = {v.id: n for n in nodes for v in n.outputs}
+
+    def accumulation(v: Value) -> Node | None:
+        n = defs.get(v.id)
+        if n is not None and n.op is op_for(operator.add) and v.role == "adjoint":
+            if all(x.role == "adjoint" and x.hint == v.hint for x in n.inputs):
+                return n
+        return None
+
+    for n in nodes:
+        if n.op is TAPE_GET and n.inputs[0].id in saved:
+            union(n.output, saved[n.inputs[0].id])
+        elif n.op is _ZERO_LIKE():
+            union(n.output, n.inputs[0])
+        elif len(n.outputs) == 1 and accumulation(n.output) is not None:
+            union(n.output, *n.inputs)
+        elif n.op.name in ("for", "while"):
+            body = n.regions[-1]
+            carried = passes.carried_params(n, body)
+            for p, init, y, out in zip(carried, passes.carried_inits(n), body.yields, n.outputs):
+                acc = accumulation(y)
+                if acc is not None and p in acc.inputs and init.role == "adjoint":
+                    union(p, init, y, out)
+    if not parent:
+        return shapes
+    return {vid: find(c) for vid, c in shapes.items()}
 
 
 def _after_definitions(primal: list[Node], values: list[Value], check: Node) -> list[Node]:
@@ -252,6 +354,9 @@ class Sweep:
         self.active = active
         self.shapes = shapes
         self.by_class = by_class  # a parameter of each shape class, if any
+        self.iteration: dict[int, Value] = {}  # id of a while body -> its adjoint loop's index
+        self.tapes_read: set[int] = set()  # tapes whose adjoint tape has its slots written
+        self.rewritten: set[int] = set()  # tapes whose slots are written more than once
 
     def block(self, primal: Block, adj: Adjoints) -> list[Node]:
         """Adjoint nodes for `primal`'s nodes in reverse order (tapes go into `primal`)."""
@@ -263,9 +368,52 @@ class Sweep:
                 out.extend(self.if_adjoint(node, adj))
             elif node.op.name in ("for", "while"):
                 out.extend(self.loop_adjoint(node, adj, primal))
+            elif node.op is TAPE_GET:
+                out.extend(self.tape_read_adjoint(node, adj))
+            elif node.op in (TAPE_SET, TAPE_APPEND):
+                out.extend(self.tape_write_adjoint(node, adj, primal))
             else:
                 out.extend(_adjoint_of(node, adj, self.shapes, self.by_class))
         return out
+
+    # -- tapes (reverse over reverse) ------------------------------------------
+    #   v = tape[k]         ──▶  tape_bar[k] = v_bar        (the slot's adjoint)
+    #   tape[k] = v         ──▶  v_bar += tape_bar[k]
+    # A saved value is read once, by the adjoint loop's iteration for its slot, so the
+    # adjoint of the read assigns the slot; the adjoint of the read's loop runs first
+    # (forwards in time), the adjoint of the write's loop after it (backwards).
+
+    def tape_read_adjoint(self, node: Node, adj: Adjoints) -> list[Node]:
+        tape, k = node.inputs
+        g = adj.get(node.output)
+        if g is None or tape.id not in self.active:
+            return []
+        b = Builder(loc=node.loc, role="adjoint")
+        tape_bar = adj.tape_adjoint(tape, b)
+        if tape.id in self.tapes_read:  # read again (third derivatives): add to the slot
+            earlier = b.emit_sym(TAPE_GET, [tape_bar, k]).value
+            earlier.hint = node.output.hint
+            g = b.call(operator.add, earlier, g).value
+            g.hint = node.output.hint
+        self.tapes_read.add(tape.id)
+        b.nodes.append(Node(TAPE_SET, [tape_bar, k, g], {}, [], loc=node.loc))
+        return b.nodes
+
+    def tape_write_adjoint(self, node: Node, adj: Adjoints, enclosing: Block) -> list[Node]:
+        tape, *k, v = node.inputs
+        if v.id not in self.active or tape.id not in self.active or not adj.reaches(tape):
+            return []  # nothing read this tape's values on the way to the result
+        if not k:  # appended by a while loop: the slot is the iteration
+            k = [self.iteration[id(enclosing)]]
+        if tape.id in self.rewritten:  # written again later (fourth derivatives)
+            if tape.id not in self.tapes_read:
+                return []  # the value written later replaced this one before any read
+            self.tapes_read.discard(tape.id)  # what was read before this write is counted
+        b = Builder(loc=node.loc, role="adjoint")
+        tape_bar = adj.tape_adjoint(tape, None)
+        g = b.emit_sym(TAPE_GET, [tape_bar, k[0]]).value
+        adj.add(b, v, g, {g.id})
+        return b.nodes
 
     def touches_active(self, node: Node) -> bool:
         return any(v.id in self.active for n in walk(Block(nodes=[node])) for v in n.outputs)
@@ -318,7 +466,9 @@ class Sweep:
             yields = []
             for vid, x in changed.items():
                 value = inner.of.get(vid)
-                if value is None:  # this branch adds nothing and no adjoint exists yet
+                if value is None and vid in adj.tapes:  # the branch reads no tape: none
+                    value = b.const(None)
+                elif value is None:  # this branch adds nothing and no adjoint exists yet
                     value = b.call(np.zeros_like, x).value
                 yields.append(value)
             block = Block(nodes=nodes + b.nodes, yields=yields)
@@ -372,6 +522,8 @@ class Sweep:
             if c.id in self.active or node.outputs[k].id in self.active
         ]
         index = Value(body.params[0].hint if is_for else "k", role="primal", loc=node.loc)
+        if not is_for:
+            self.iteration[id(body)] = index
         slot_params = [Value(carried[k].hint, role="adjoint", loc=node.loc) for k in slots]
         inner = Adjoints(self.active, adj, "loop", defined_ids(body))
         seed = Builder(loc=node.loc, role="adjoint")
@@ -382,26 +534,39 @@ class Sweep:
         next_slots = []
         for k, p in zip(slots, slot_params):
             g = inner.get(carried[k])
-            next_slots.append(g if g is not None else _zeros_like(tail, p, carried[k].hint))
-        accs = list(inner.accumulators.values())
+            if g is None:  # no contribution in the body (a tape's adjoint passes through)
+                g = p if carried[k].id in adj.tapes else _zeros_like(tail, p, carried[k].hint)
+            next_slots.append(g)
+        pre = Builder(loc=node.loc, role="adjoint")
+        # An adjoint tape is a list the body writes into or reads: the loop reads the one
+        # made before it (or an enclosing region's) and does not carry it.
+        outer_tapes = {
+            acc.id: adj.tape_adjoint(x, pre)
+            for x, acc in sorted(inner.accumulators.values(), key=lambda xa: xa[0].id)
+            if x.id in adj.tapes
+        }
+        accs = [(x, acc) for x, acc in inner.accumulators.values() if x.id not in adj.tapes]
         ab = Block(
             params=[index, *slot_params, *(acc for _, acc in accs)],
             nodes=nodes + tail.nodes,
             yields=next_slots + [inner.of[x.id] for x, _ in accs],
         )
+        substitute(ab, outer_tapes)
         passes.dce_block(ab, set())
-        pre = Builder(loc=node.loc, role="adjoint")
         bounds = node.inputs[:3] if is_for else [pre.const(0), trip, pre.const(1)]
         self.record(node, enclosing, ab, index)
         slot_inits = [
-            adj.get(node.outputs[k]) or _zeros_like(pre, node.outputs[k], carried[k].hint)
+            adj.tape_adjoint(node.outputs[k], pre)
+            if carried[k].id in adj.tapes
+            else adj.get(node.outputs[k]) or _zeros_like(pre, node.outputs[k], carried[k].hint)
             for k in slots
         ]
         acc_inits = [adj.current(x) or _zeros_like(pre, x, x.hint) for x, _ in accs]
         outputs = [Value(carried[k].hint, role="adjoint", loc=node.loc) for k in slots]
         outputs += [Value(x.hint, role="adjoint", loc=node.loc) for x, _ in accs]
+        backwards = not node.attrs.get("reverse", False)  # an adjoint loop's adjoint: forwards
         loop = Node(
-            FOR, [*bounds, *slot_inits, *acc_inits], {"reverse": True}, outputs, [ab], node.loc
+            FOR, [*bounds, *slot_inits, *acc_inits], {"reverse": backwards}, outputs, [ab], node.loc
         )
         post = Builder(loc=node.loc, role="adjoint")
         for (x, _), out in zip(accs, outputs[len(slots) :]):
@@ -443,26 +608,20 @@ class Sweep:
         _LOOP_KIND[id(body)] = is_for
         _copy_literals(body, ab)
         if is_for:
-            _recompute_index_arithmetic(body, ab, index)
+            _recompute_index_arithmetic(body, ab, index, self.rewritten)
         saved = self.saved_values(body, ab)
         replace = {body.params[0].id: index} if is_for else {}
-        if not saved:
+        on_tape = _saved_already(node, body, self.rewritten)  # saved already (a gradient)
+        reused = [(v, ids) for v, shape_only, ids in saved if not shape_only and v.id in on_tape]
+        saved = [s for s in saved if s[1] or s[0].id not in on_tape]
+        if not saved and not reused:
             substitute(ab, replace)
             return
         b = Builder(loc=node.loc, role="temp")
-        if is_for:
-            start, stop, step = node.inputs[:3]
-            trip = _trip_count(b, start, stop, step)
-            tapes = [b.emit_sym(TAPE_NEW, [trip]).value for _ in saved]
-        else:
-            tapes = [b.emit_sym(TAPE_LIST, []).value for _ in saved]
-        for tape, (v, shape_only, _) in zip(tapes, saved):
-            tape.hint = f"{v.hint}_shape" if shape_only else f"{v.hint}_saved"
-        at = enclosing.nodes.index(node)
-        enclosing.nodes[at:at] = b.nodes
         forward = Builder(loc=node.loc, role="temp")
         backward = Builder(loc=node.loc, role="temp")
         if is_for:
+            start, stop, step = node.inputs[:3]
             j = _iteration(forward, body.params[0], start, step)
             j_back = _iteration(backward, index, start, step)
 
@@ -474,12 +633,27 @@ class Sweep:
             def write(tape, v, loc):
                 return Node(TAPE_APPEND, [tape, v], {}, [], loc=loc)
 
-        self.insert_writes(body, saved, tapes, write, forward.nodes, node.loc)
-        for tape, (v, shape_only, ids) in zip(tapes, saved):
-            restored = backward.emit_sym(TAPE_GET, [tape, j_back]).value
-            restored.hint = f"{v.hint}_shape" if shape_only else v.hint
-            restored.role = "temp" if shape_only else v.role
+        for v, ids in reused:
+            restored = backward.emit_sym(TAPE_GET, [on_tape[v.id], j_back]).value
+            restored.hint, restored.role = v.hint, v.role
             replace.update((vid, restored) for vid in ids)
+        if saved:
+            if is_for:
+                trip = _trip_count(b, start, stop, step)
+                tapes = [b.emit_sym(TAPE_NEW, [trip]).value for _ in saved]
+            else:
+                tapes = [b.emit_sym(TAPE_LIST, []).value for _ in saved]
+            for tape, (v, shape_only, _) in zip(tapes, saved):
+                own = f"{v.hint}_bar" if v.role == "adjoint" else v.hint  # h_bar_saved
+                tape.hint = f"{own}_shape" if shape_only else f"{own}_saved"
+            at = enclosing.nodes.index(node)
+            enclosing.nodes[at:at] = b.nodes
+            self.insert_writes(body, saved, tapes, write, forward.nodes, node.loc)
+            for tape, (v, shape_only, ids) in zip(tapes, saved):
+                restored = backward.emit_sym(TAPE_GET, [tape, j_back]).value
+                restored.hint = f"{v.hint}_shape" if shape_only else v.hint
+                restored.role = "temp" if shape_only else v.role
+                replace.update((vid, restored) for vid in ids)
         ab.nodes[0:0] = backward.nodes
         substitute(ab, replace)
         passes.dce_block(ab, set())
@@ -488,14 +662,15 @@ class Sweep:
         """Put a tape write right after each saved value is defined in the primal body."""
         position = {id(n): i for i, n in enumerate(body.nodes)}
         defined_at = {v.id: (position[id(n)], n.loc) for n in body.nodes for v in n.outputs}
-        writes_in_body = any(n.op.name == "setitem" for n in walk(body))
+        writes_in_body = any(n.op.name in ("setitem", "index_add") for n in walk(body))
         after: dict[int, list[Node]] = {}
         first: list[Node] = list(prologue)
         for tape, (v, shape_only, _) in zip(tapes, saved):
             i, where = defined_at.get(v.id, (None, loc))
             b = Builder(loc=where, role="temp")
             written = b.call(np.shape, v).value if shape_only else v
-            if not shape_only and writes_in_body and _producer_op(body, v) in _VIEWS:
+            scalar = self.shapes.get(v.id) == passes.SCALAR_CLASS  # a number: not a view
+            if not shape_only and writes_in_body and not scalar and _is_view(body, v):
                 written = b.call(np.copy, v).value  # a view of an array written later
                 written.hint = v.hint
             if shape_only:
@@ -510,6 +685,37 @@ class Sweep:
             nodes.append(n)
             nodes.extend(after.get(i, []))
         body.nodes = nodes
+
+
+def _saved_already(node: Node, body: Block, rewritten: set[int]) -> dict[int, Value]:
+    """Values that the loop body writes, once per iteration, into a tape made outside it
+    at the iteration's slot (the primal loop of a gradient): value id -> tape. Reverse
+    over reverse reads them back from there instead of saving them again."""
+    local = defined_ids(body)
+    out: dict[int, Value] = {}
+    for n in body.nodes:
+        if n.op not in (TAPE_SET, TAPE_APPEND) or n.inputs[0].id in local | rewritten:
+            continue
+        if n.op is TAPE_SET and not _is_iteration(node, body, n.inputs[1]):
+            continue
+        out.setdefault(n.inputs[-1].id, n.inputs[0])
+    return out
+
+
+def _is_iteration(node: Node, body: Block, k: Value) -> bool:
+    """True if `k` is the iteration number of `for` loop `node` (as `_iteration` makes it)."""
+    if node.op is not FOR:
+        return False
+    i = body.params[0]
+    start, _, step = node.inputs[:3]
+    if start.const == 0 and step.const == 1:
+        return k is i
+    defs = {v.id: n for n in body.nodes for v in n.outputs}
+    div = defs.get(k.id)
+    if div is None or div.op is not op_for(operator.floordiv) or div.inputs[1] is not step:
+        return False
+    sub = defs.get(div.inputs[0].id)
+    return sub is not None and sub.op is op_for(operator.sub) and sub.inputs == [i, start]
 
 
 def _ZERO_LIKE():  # noqa: N802
@@ -532,21 +738,28 @@ def _is_literal(v: Value, block: Block) -> bool:
 _INDEX_ARITHMETIC = {"add", "subtract", "multiply", "floor_divide", "mod"}
 
 
-def _recompute_index_arithmetic(body: Block, ab: Block, index: Value) -> None:
+def _recompute_index_arithmetic(
+    body: Block, ab: Block, index: Value, rewritten: set[int] = frozenset()
+) -> None:
     """Values of a `for` body computed from the loop index and constants only (`t + 1`)
     are computed again in the adjoint loop from its own index, not saved."""
     i = body.params[0]
     defs = {v.id: n for n in body.nodes for v in n.outputs}
+    local = defined_ids(body)
     cheap: dict[int, bool] = {i.id: True}
 
     def recomputable(v: Value) -> bool:
         if v.id not in cheap:
             node = defs.get(v.id)
-            cheap[v.id] = (
-                node is not None
-                and node.op.name in _INDEX_ARITHMETIC
-                and all(x.is_const or recomputable(x) for x in node.inputs)
-            )
+            if node is not None and node.op is TAPE_GET:  # read again from a tape made outside
+                tape, k = node.inputs
+                cheap[v.id] = tape.id not in local | rewritten and recomputable(k)
+            else:
+                cheap[v.id] = (
+                    node is not None
+                    and node.op.name in _INDEX_ARITHMETIC
+                    and all(x.is_const or recomputable(x) for x in node.inputs)
+                )
         return cheap[v.id]
 
     wanted = [v for v in referenced(ab) if v.id in defs and recomputable(v)]
@@ -557,7 +770,7 @@ def _recompute_index_arithmetic(body: Block, ab: Block, index: Value) -> None:
 
     def copy(v: Value) -> Value:
         if v.id not in copies:
-            if v.is_const:
+            if v.is_const or v.id not in local:
                 return v
             node = defs[v.id]
             inputs = [copy(x) for x in node.inputs]
@@ -567,7 +780,7 @@ def _recompute_index_arithmetic(body: Block, ab: Block, index: Value) -> None:
         return copies[v.id]
 
     replace = {v.id: copy(v) for v in wanted}
-    consts = {x.id for n in nodes for x in n.inputs if x.is_const}
+    consts = {x.id for n in nodes for x in n.inputs if x.is_const and x.id in local}
     literal = Builder(role="temp")
     fresh = {cid: literal.const(_const_of(body, cid)) for cid in consts}
     for n in nodes:
@@ -600,11 +813,100 @@ def _copy_literals(primal: Block, adjoint: Block) -> None:
 _VIEWS = {"getitem", "reshape", "ravel", "transpose", "swapaxes", "squeeze", "expand_dims"}
 
 
-def _producer_op(block: Block, v: Value) -> str | None:
+def _is_view(block: Block, v: Value) -> bool:
+    """True if `v` may be a view of another array (an index, a reshape, ...; or passed
+    on unchanged by `unbroadcast` or `broadcast_to`, as adjoints are)."""
     for n in block.nodes:
         if v in n.outputs:
-            return n.op.name
-    return None
+            if n.op.name in _VIEWS:
+                return True
+            return n.op.name in ("unbroadcast", "broadcast_to") and _is_view(block, n.inputs[0])
+    return False
+
+
+def _tape_like(b: Builder, tape: Value) -> Value:
+    """A tape as long as `tape` (``[None] * len(h_saved)``): the adjoint tape of `tape`."""
+    n = b.call(len, tape).value
+    n.hint, n.role = f"{tape.hint}_len", "adjoint_temp"  # never named `len`
+    out = b.emit_sym(TAPE_NEW, [n]).value
+    out.hint, out.role = tape.hint, "adjoint"
+    return out
+
+
+def tape_values(fn: Function) -> set[int]:
+    """Ids of the values that hold tapes: made by `tape_new`/`tape_list`, read from a tape
+    of tapes (nested loops), or passed through an `if` or a loop."""
+    tapes: set[int] = set()
+    nodes = list(walk(fn.body))
+    writes = [n for n in nodes if n.op in (TAPE_SET, TAPE_APPEND)]
+    while True:
+        before = len(tapes)
+        holding = {n.inputs[0].id for n in writes if n.inputs[-1].id in tapes}  # of tapes
+        for n in nodes:
+            if n.op in (TAPE_NEW, TAPE_LIST):
+                tapes.add(n.output.id)
+            elif n.op is TAPE_GET and n.inputs[0].id in holding:
+                tapes.add(n.output.id)
+            elif n.regions:
+                inits = passes.carried_inits(n)
+                for region in passes.yielding_regions(n):
+                    for y, out in zip(region.yields, n.outputs):
+                        if y.id in tapes:
+                            tapes.add(out.id)
+                for region in n.regions:
+                    for p, init in zip(passes.carried_params(n, region), inits):
+                        if init.id in tapes:
+                            tapes.add(p.id)
+        if len(tapes) == before:
+            return tapes
+
+
+def _rewritten_tapes(fn: Function) -> set[int]:
+    """Tapes written by more than one node: a third derivative's adjoint tapes, whose
+    slots a second read adds to (``h_saved_bar[t] = h_saved_bar[t] + h_bar``)."""
+    seen: set[int] = set()
+    twice: set[int] = set()
+    for n in walk(fn.body):
+        if n.op in (TAPE_SET, TAPE_APPEND):
+            (twice if n.inputs[0].id in seen else seen).add(n.inputs[0].id)
+    return twice
+
+
+def varied_through_tapes(fn: Function, wrt: list[Value]) -> set[int]:
+    """Values that depend on `wrt`, also through values saved on tapes and read back."""
+    from adcompiler.forward import _varied_through_tapes
+
+    return _varied_through_tapes(fn, wrt)[0]
+
+
+def useful_through_tapes(fn: Function, roots: list[Value]) -> set[int]:
+    """Values that some root depends on, also through tapes: a value written on a tape
+    is useful if a value read from that tape is."""
+    writes = [n for n in walk(fn.body) if n.op in (TAPE_SET, TAPE_APPEND)]
+    seeds = list(roots)
+    while True:
+        useful = passes.useful(fn, seeds)
+        new = [
+            n.inputs[-1]
+            for n in writes
+            if n.inputs[0].id in useful and n.inputs[-1].id not in useful
+        ]
+        if not new:
+            return useful
+        seeds += new
+
+
+def _tapes_saved_last(block: Block, tapes: set[int]) -> None:
+    """Move the writes that save a tape (of an inner loop) on a tape of the outer loop to
+    the end of their region. The same list is saved either way, but the reverse sweep
+    then meets the write, which gives the inner tape its adjoint tape, before the inner
+    loop that needs it."""
+    last = [n for n in block.nodes if n.op in (TAPE_SET, TAPE_APPEND) and n.inputs[-1].id in tapes]
+    moved = {id(n) for n in last}
+    block.nodes[:] = [n for n in block.nodes if id(n) not in moved] + last
+    for node in block.nodes:
+        for region in node.regions:
+            _tapes_saved_last(region, tapes)
 
 
 def _zeros_like(b: Builder, x: Value, hint: str) -> Value:
@@ -738,3 +1040,26 @@ def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) 
             nodes[position:position] = before
             position += len(before)
         position += 1
+
+
+def tapes_refused(fn: Function) -> str | None:
+    """Why reverse mode over `fn` (a generated function) cannot follow the values its
+    loops save on tapes, or None if it can.
+
+    An inner loop's tape is saved, per iteration of the outer loop, on a tape of tapes.
+    In a second derivative made by reverse mode such a tape is read back by more than
+    one loop (the gradient's adjoint loop and the two loops of the second sweep), and
+    each reader would need the one adjoint tape of the inner tape before the adjoint of
+    the outer read makes it: third derivatives by reverse mode through nested loops."""
+    tapes = tape_values(fn)
+    reads: dict[int, int] = {}
+    for n in walk(fn.body):
+        if n.op is TAPE_GET and n.output.id in tapes:
+            reads[n.inputs[0].id] = reads.get(n.inputs[0].id, 0) + 1
+    if any(count > 1 for count in reads.values()):
+        return (
+            "its nested loops read an inner loop's saved values in more than one loop "
+            "(a second derivative through nested loops), which reverse mode does not "
+            "follow yet"
+        )
+    return None
