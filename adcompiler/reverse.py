@@ -23,6 +23,7 @@ import operator
 import numpy as np
 
 from adcompiler import passes, runtime
+from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
 from adcompiler.ops.control import (
     FOR,
@@ -163,9 +164,15 @@ def reverse(
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
     seed_builder = Builder(loc=None, role="adjoint")
     extra_params = []
+    taken = {base_name(p) for p in fn.params}
     for r in roots:
         if cotangent == "param":
             seed = Value(r.hint, role="adjoint")
+            n = 1
+            while base_name(seed) in taken:  # a vjp of a vjp: x_bar, x_2_bar, x_3_bar
+                n += 1
+                seed.hint = f"{r.hint}_{n}"
+            taken.add(base_name(seed))
             extra_params.append(seed)
         else:
             seed = seed_builder.const(1.0)

@@ -548,3 +548,36 @@ def test_fourth_derivative_by_reverse_mode_through_a_loop(fn):
     for lower, higher in zip(derivatives, derivatives[1:]):
         fd = (lower(x + eps) - lower(x - eps)) / (2 * eps)
         assert float(higher(x)) == pytest.approx(float(fd), rel=1e-5, abs=1e-7)
+
+
+def accumulating_loop(x):
+    s = x * 0.0
+    h = x
+    for _ in range(3):
+        h = np.tanh(h) * x
+        s = s + h * h
+    return np.sum(s * h)
+
+
+@pytest.mark.parametrize("fn", [accumulating_loop, until_large])
+def test_third_derivatives_of_arrays_by_reverse_over_reverse_over_reverse(fn):
+    """vjp of (x, v) -> (∇f(x), H(x)·v) along (c1, c2) is ∇(c1·∇f + c2·H·v)."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.2, 0.8, size=3)
+    v, c1, c2, u = (rng.normal(size=3) for _ in range(4))
+    args = (x,) if fn is accumulating_loop else (x, 1.3)
+    second = ad.vjp(ad.grad(fn, wrt="x"), wrt="x")
+    third = ad.vjp(second, wrt="x")
+    header = ad.source(third).split("(", 1)[1].split(")", 1)[0]
+    names = header.split(", ")  # x, [a,] then three cotangents (x_bar, x_2_bar, x_3_bar)
+    assert len(set(names)) == len(names) == len(args) + 3
+
+    def along(x):
+        gx, hv = second(x, *args[1:], v)
+        return c1 @ gx + c2 @ hv
+
+    eps = 1e-6
+    expected = (along(x + eps * u) - along(x - eps * u)) / (2 * eps)
+    for _ in range(3):  # the generated function, then its specialized version
+        _, x_bar = third(*args, v, c1, c2)
+        assert x_bar @ u == pytest.approx(expected, rel=1e-6)
