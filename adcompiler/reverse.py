@@ -14,6 +14,11 @@ Only active values (depending on a `wrt` parameter and reaching the output)
 get adjoints. An adjoint is assigned by its first contribution and added to by
 later ones. Where a broadcasting operator's input may be smaller than its
 output, the contribution goes through one `unbroadcast` node.
+
+Loops save what their adjoint loops read on tapes. Reverse mode over a gradient
+(grad of grad) follows values through those tapes: each tape of values that vary
+gets an adjoint tape, written by the adjoint of a read and read back by the
+adjoint of the write (`Sweep.tape_read_adjoint`, `Sweep.tape_write_adjoint`).
 """
 
 from __future__ import annotations
@@ -1065,8 +1070,8 @@ def tapes_refused(fn: Function) -> str | None:
             reads[n.inputs[0].id] = reads.get(n.inputs[0].id, 0) + 1
     if any(count > 1 for count in reads.values()):
         return (
-            "its nested loops read an inner loop's saved values in more than one loop "
-            "(a second derivative through nested loops), which reverse mode does not "
-            "follow yet"
+            "its nested loops read an inner loop's saved values in more than one loop, "
+            "which reverse mode does not follow yet (a third derivative through nested "
+            "loops by reverse mode; forward mode over it, ad.jvp, works)"
         )
     return None

@@ -11,7 +11,11 @@ Control-flow operators own regions (`ssa.Block`s), in the style of MLIR's
 
 Tapes are what the reverse sweep saves per loop iteration: a list made before
 the loop (`tape_new(n)` preallocated where the trip count is known, `tape_list()`
-otherwise), written in the primal loop and read in the adjoint loop.
+otherwise), written in the primal loop and read in the adjoint loop. Like the
+region operators they have no rules: forward mode gives a tape of varied values a
+tape of tangents (`forward.HANDLERS`), and reverse mode over a gradient gives it an
+adjoint tape, written by the adjoint of each read and read by the adjoint of the
+write (`reverse.Sweep.tape_read_adjoint`, `tape_write_adjoint`).
 """
 
 from __future__ import annotations
