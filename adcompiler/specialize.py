@@ -48,17 +48,17 @@ def enabled() -> bool:
     return os.environ.get("ADCOMPILER_SPECIALIZE", "1") != "0" and passes.optimizing()
 
 
+_ND = np.ndarray
+
+
 def signature(args: tuple, kwargs: dict) -> tuple:
     """What the generated versions are keyed on: each argument's type, and an array's
     shape and dtype."""
-    key = [(type(a), a.shape, a.dtype.str) if type(a) is np.ndarray else type(a) for a in args]
+    key = [(a.shape, a.dtype) if type(a) is _ND else type(a) for a in args]
     if kwargs:
-        key.extend((k, _type_key(v)) for k, v in sorted(kwargs.items()))
+        key.extend((k, (v.shape, v.dtype) if type(v) is _ND else type(v))
+                   for k, v in sorted(kwargs.items()))  # fmt: skip
     return tuple(key)
-
-
-def _type_key(a: Any):
-    return (type(a), a.shape, a.dtype.str) if type(a) is np.ndarray else type(a)
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def _probe(v: Value) -> Node:
 # Inputs whose *value* sets the output's shape: they must be CONST.
 SIZE_INPUTS = {"shape", "N", "rest", "start", "stop", "step", "n"}
 LISTS = {"list", "list_append", "array_list", "stack_list", "sum_list", "unstack", "spread"}
-CALLS = {"call", "call_forward", "call_adjoint"}
+CALLS = {"call", "call_forward", "call_adjoint", "call_jvp"}
 SHAPE_ONLY = {"shape", "size", "ndim", "dtype"}
 INDEXING = {"getitem", "unindex", "setitem", "index_add"}
 
@@ -156,7 +156,7 @@ def statuses(fn: Function, seen: dict[int, set]) -> dict[int, int]:
 
 def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
     for node in block.nodes:
-        if node.op.regions:
+        if node.regions:
             _status_region(node, status, seen, tapes)
             continue
         name = node.op.name
@@ -325,6 +325,10 @@ def _value(v: Value, known: dict):
 
 def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     name = node.op.name
+    if name == "check_float" and all(v.id in known for v in node.inputs):
+        return []  # the arguments' dtypes are the signature's: checked once, in the probe
+    if name == "check_scalar" and _shape(node.inputs[0], known) == ():
+        return []
     if name == "tape_get" and _value(node.output, known) is not None:
         # a shape or an index that is the same in every iteration: no need to save it
         return [_const_node(_value(node.output, known), node, replace)]
@@ -406,23 +410,40 @@ def _drop_broadcasts(fn: Function, known: dict, defs: dict) -> None:
                 node.inputs[i] = producer.inputs[0]
 
 
-# Operators whose result is always a new array (never one of their inputs).
+# Operators whose result is always a new array (never one of their inputs, or a view
+# of one: np.einsum("ii->i", x) is a view of x, so einsum is not here).
 _FRESH = {
-    "matmul", "dot", "outer", "einsum", "sum", "mean", "where", "clip", "zeros", "ones",
-    "unindex", "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint",
-    "dot_rhs_adjoint", "max_adjoint", "einsum_adjoint", "prod_adjoint", "norm_adjoint",
+    "matmul", "dot", "outer", "sum", "mean", "where", "clip", "zeros", "ones", "unindex",
+    "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint", "dot_rhs_adjoint",
+    "max_adjoint", "prod_adjoint", "norm_adjoint",
 }  # fmt: skip
 _IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0,)}
 
 
+def _unary_ufunc(op: Op) -> bool:
+    """`np.tanh` and the like: callable as ``np.<name>(x, out=x)``."""
+    impl = op.impl
+    return (
+        op.same_shape and isinstance(impl, np.ufunc) and impl.nin == 1
+        and getattr(np, impl.__name__, None) is impl
+        and impl is not np.negative  # `-x` reads better than np.negative(x, out=x)
+    )  # fmt: skip
+
+
 def _mark_reuse(fn: Function, known: dict) -> None:
-    """Mark `a * b` (and +, -, /) whose result has the shape and dtype of `a`, where `a`
-    is an array computed here: the code generator may then write it as `a *= b` if
-    nothing reads `a` afterwards (ssa.REUSE)."""
+    """Mark `a * b` (and +, -, /) and `np.tanh(a)` (and other unary ufuncs) whose result
+    has the shape and dtype of `a`, where `a` is an array computed here: the code
+    generator may then write `a *= b`, `np.tanh(a, out=a)` if nothing reads `a`
+    afterwards (ssa.REUSE)."""
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     for node in walk(fn.body):
-        sides = _IN_PLACE.get(node.op.name)
-        result = known.get(node.output.id) if sides and len(node.inputs) == 2 else None
+        if node.op.name in _IN_PLACE and len(node.inputs) == 2:
+            sides = _IN_PLACE[node.op.name]
+        elif _unary_ufunc(node.op) and len(node.inputs) == 1:
+            sides = (0,)
+        else:
+            continue
+        result = known.get(node.output.id)
         if result is None or result[0] != "array" or result[1] == ():
             continue
         free = tuple(
@@ -459,11 +480,8 @@ class Specializing:
         self.latest = generic
 
     def __call__(self, *args, **kwargs):
-        try:
-            key = signature(args, kwargs)
-            g = self.versions.get(key)
-        except TypeError:  # an unhashable dtype or the like: no specialization
-            return self.generic(*args, **kwargs)
+        key = signature(args, kwargs)
+        g = self.versions.get(key)
         if g is None:
             if key in self.once:
                 g = self.versions[key] = self.specialized(args, kwargs)

@@ -26,8 +26,8 @@ _ids = itertools.count()
 # write them as `x̄ += c` into a buffer the generated code owns.
 ACCUMULATIONS: weakref.WeakSet = weakref.WeakSet()
 # Elementwise nodes whose result may be written into the buffer of an operand (the
-# indices of those that may): same shape and dtype, a fresh array (adcompiler.specialize marks them; the
-# code generator does it where that operand is read no more: ``a *= b``).
+# indices of those that may): same shape and dtype, a fresh array. adcompiler.specialize
+# marks them; codegen does it where that operand is read no more: ``a *= b``.
 REUSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 NOT_CONST = object()
 

@@ -26,7 +26,7 @@ from typing import Any
 import astor
 import numpy as np
 
-from adcompiler import runtime
+from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.ops.core import Op
 from adcompiler.ssa import ACCUMULATIONS, REUSE, Block, Function, Node, Value, walk
@@ -208,31 +208,59 @@ class Emitter:
         return out
 
     def reuse(self, node: Node, position: int) -> int | None:
-        """The operand whose buffer `node` may write its result into (REUSE), if any: one
-        with the name the result would get (``x_bar += c``), else the first."""
+        """The operand whose buffer `node` may write its result into (REUSE), if any: the
+        temporary made for it (reuse_into), else one with the name the result would get
+        (``x_bar += c``), else the first."""
         if not self.optimize:
             return None
+        sides = REUSE[node]
+        pinned = [i for i in sides if self.plan.reuse_into.get(node.inputs[i].id) is node]
         free = [
-            i for i in REUSE[node]
+            i for i in (pinned or sides)
             if node.inputs[i].id not in self.inline_defs
             and self.plan.may_write(node.inputs[i], position)
         ]  # fmt: skip
+        if pinned or node.output.id in self.namer.name_of:  # its name is the operand's
+            return free[0] if free else None
         same = [i for i in free if self.namer.name_of.get(node.inputs[i].id) == base_name(
             node.output)]  # fmt: skip
         return (same or free or [None])[0]
 
     def reuse_statement(self, node: Node, i: int, position: int) -> list[ast.stmt]:
         """``c = a * b`` as ``c = a; c *= b`` where `a`'s buffer is free (REUSE)."""
-        target, other = self.read(node.inputs[i]), self.read(node.inputs[1 - i])
+        unary = len(node.inputs) == 1
+        target = self.read(node.inputs[i])
+        other = None if unary else self.read(node.inputs[1 - i])
         self.namer.kill(node.inputs[i].id)  # its name may go on; not the other's yet
-        name = self.namer.name(node.output)
+        name = self.chain_name(node.output) or self.namer.name(node.output)
         self.advance(position)
+        if unary:  # y = np.tanh(t, out=t)
+            call = ast.Call(
+                ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load()),
+                [target], [ast.keyword("out", ast.Name(target.id, ast.Load()))],
+            )  # fmt: skip
+            if name == target.id:
+                return [ast.Expr(call)]
+            return [ast.Assign([ast.Name(name, ast.Store())], call)]
+        op = _AUGMENTED[node.op.name]()
+        if name != target.id and any(isinstance(n, ast.Name) and n.id == name
+                                     for n in ast.walk(other)):  # fmt: skip
+            return [ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(target, op, other))]
         stmts: list[ast.stmt] = []
         if name != target.id:
             stmts.append(ast.Assign([ast.Name(name, ast.Store())], target))
-        op = _AUGMENTED[node.op.name]()
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), op, other))
         return stmts
+
+    def chain_name(self, v: Value) -> str | None:
+        """The name of the last value computed, in place, in `v`'s buffer (its reader's
+        result, or that one's reader's...), given to `v` too; None if no reader will."""
+        reader = self.plan.reuse_into.get(v.id)
+        if reader is None:
+            return None
+        while reader.output.id in self.plan.reuse_into:
+            reader = self.plan.reuse_into[reader.output.id]
+        return self.namer.share(v, self.namer.name(reader.output))
 
     def append_statement(self, node: Node, position: int) -> list[ast.stmt]:
         """``lst.append(v)`` where the list may be changed in place, else a new list."""
@@ -296,6 +324,8 @@ class Emitter:
                 self.namer.fix(node.output, total.id)
                 return ast.AugAssign(ast.Name(total.id, ast.Store()), ast.Add(), other)
         expr = self.expression(node)
+        if len(node.outputs) == 1:  # named as the value its reader makes in its buffer
+            self.chain_name(node.output)
         self.advance(position)
         if isinstance(expr, ast.stmt):
             return expr
@@ -498,6 +528,19 @@ class Plan:
         for v in fn.results:
             self.use(v, id(fn.body), self.final, inline=False)
             self.tail_reads.append((v.id, self.final))
+        from adcompiler.passes import optimizing
+
+        # a temporary whose only reader may write into it (REUSE) gets its own line,
+        # under the reader's name: `t = g * x; t *= 2`, not `t = 2 * (g * x)`
+        self.reuse_into: dict[int, Node] = {}
+        for node in walk(fn.body) if optimizing() else ():
+            if node not in REUSE:
+                continue
+            for v in (node.inputs[i] for i in REUSE[node]):  # one operand per reader
+                if (v.id in self.defs and v.role in INLINE_ROLES
+                        and len(self.uses.get(v.id, ())) == 1):  # fmt: skip
+                    self.reuse_into[v.id] = node
+                    break
         self.inline_defs = self.choose_inline()
         self.reads: dict[int, list[int]] = {}
         for node, position in self.readers:
@@ -518,6 +561,7 @@ class Plan:
             for node in walk(fn.body) if node.op.name in _STORES
             for v in node.inputs[1 if node.op.name != "list" else 0:]
         }  # fmt: skip
+        self.escape_through_regions(fn.body)
         self.cursor = 0
 
     def number(self, block: Block) -> None:
@@ -592,6 +636,25 @@ class Plan:
             else:
                 self.owned.add(out.id)
 
+    def escape_through_regions(self, body: Block) -> None:
+        """A loop slot's values are one buffer from iteration to iteration (and an `if`'s
+        output is one of its yields): if one of them is kept, none may be written."""
+        groups = []
+        for node in walk(body):
+            for k, out in enumerate(node.outputs if node.regions else ()):
+                group = [out, *(r.yields[k] for r in passes.yielding_regions(node))]
+                if node.op.name in ("for", "while"):
+                    group.append(passes.carried_inits(node)[k])
+                    group.extend(passes.carried_params(node, r)[k] for r in node.regions)
+                groups.append({self.root.get(v.id, v.id) for v in group})
+        changed = True
+        while changed:
+            changed = False
+            for group in groups:
+                if group & self.escaped and not group <= self.escaped:
+                    self.escaped |= group
+                    changed = True
+
     def may_write(self, x: Value, position: int) -> bool:
         """True if `x` can be written in place at `position`: owned, read no more, and no
         live value shares its memory."""
@@ -610,14 +673,16 @@ class Plan:
 
     def choose_inline(self) -> dict[int, Node]:
         chosen = {}
+        readers = {id(n) for n in self.reuse_into.values()}  # statements of their own
         for vid, node in self.defs.items():
-            if len(node.outputs) != 1 or node.regions:
+            if len(node.outputs) != 1 or node.regions or id(node) in readers:
                 continue
             uses = self.uses.get(vid, [])
             if _is_literal_const(node):
                 chosen[vid] = node
             elif (
                 len(uses) == 1
+                and vid not in self.reuse_into
                 and uses[0][0] == self.block_of[vid]
                 and (node.op.inline or node.outputs[0].role in INLINE_ROLES)
             ):

@@ -39,6 +39,11 @@ class Namer:
         self.name_of[value.id] = name
         return name
 
+    def share(self, value: Value, name: str) -> str:
+        """Give `value` the name of the value that holds it (and goes on holding it)."""
+        self.name_of[value.id] = name
+        return name
+
     def name(self, value: Value) -> str:
         if value.id in self.name_of:
             return self.name_of[value.id]
