@@ -27,6 +27,7 @@ from tests import corpus_control as C
 from tests import corpus_models as m
 from tests.test_codegen import GOLDEN, normalized
 from tests.test_control import KNOWN, _leaves
+from tests.test_forward import MODELS, model_args
 from tests.test_rules import CASES as OP_CASES
 from tests.test_rules import inputs as op_inputs
 
@@ -108,6 +109,32 @@ def test_specialized_equals_generic_on_the_control_corpus(case):
 @pytest.mark.parametrize("c", [c.param() for c in OP_CASES if not c.xfail])
 def test_specialized_equals_generic_on_every_operator(c):
     check_specialized(c.fn, op_inputs(c), c.wrt)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_specialized_equals_generic_on_the_models(name):
+    fn, wrt, _ = MODELS[name]
+    check_specialized(fn, model_args(name), wrt)
+
+
+def test_specialized_equals_generic_through_a_custom_rule():
+    from tests.test_custom import custom_rules, logistic_args, logistic_loss
+
+    rules = custom_rules.__wrapped__()
+    next(rules)
+    try:
+        check_specialized(logistic_loss, logistic_args(), ("w",))
+    finally:
+        next(rules, None)
+
+
+@pytest.mark.parametrize("workload", ["logistic", "mlp", "gmm", "lstm", "scalar_loop"])
+def test_specialized_equals_generic_on_the_benchmark_workloads(workload):
+    import importlib
+
+    w = importlib.import_module(f"benchmarks.workloads.{workload}")
+    inputs = w.make_inputs("small")
+    check_specialized(w.primal, list(inputs.values()), w.WRT)
 
 
 def test_a_mask_does_not_freeze_the_shape():
