@@ -110,8 +110,10 @@ def main(argv=None):
     import adcompiler
 
     generated = adcompiler.value_and_grad(workload.primal, wrt=workload.WRT)
+    generated(*args), generated(*args)  # the second call makes the specialized version
+    function = getattr(generated, "latest", generated)  # the version that runs
     source = adcompiler.source(generated)
-    rows, plain = profile(generated, source, generated.__globals__, args, options.seconds)
+    rows, plain = profile(function, source, function.__globals__, args, options.seconds)
     show("adcompiler", rows, plain, options.top)
     return 0
 
