@@ -327,6 +327,8 @@ def _generate(
 
 def _callees(fn: _ir.Function) -> list:
     """The functions generated for recursive helpers that `fn` calls (all the way down)."""
+    if not any(n.op.name.startswith("call") for n in _ir.walk(fn.body)):
+        return []
     from adcompiler import calls
 
     return calls.callees(fn)
@@ -543,7 +545,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
     if _may_be_structured(f, wrt):
         g = ForwardStructured(f, kind, wrt)
     else:
-        g = build(f, kind, wrt)
+        g = _specializing(build(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import sys
 
 import numpy as np
 
@@ -47,9 +48,9 @@ def load(
         for dep in runtime.DEPENDS.get(h, ()):
             namespace[dep] = runtime.HELPERS[dep]
     namespace.update(runtime.EXTERNAL)  # functions with custom rules (adcompiler.custom)
-    from adcompiler.calls import GENERATED  # functions generated for recursive helpers
-
-    namespace.update(GENERATED)
+    calls = sys.modules.get("adcompiler.calls")  # functions generated for recursive helpers
+    if calls is not None:  # (none exist before it is imported: no import on the fast path)
+        namespace.update(calls.GENERATED)
     namespace.update(emitted.constants)
     namespace.update(extra or {})
     if code is None:

@@ -102,7 +102,8 @@ def observe(fn: Function, run) -> tuple[Any, dict[int, set]]:
     Returns what the call returned and, per value id, the descriptions seen."""
     global _record
     probed = clone(fn)
-    _add_probes(probed.body, top=True, params=probed.params)
+    lazy = _lazy_values(probed)
+    _add_probes(probed.body, top=True, params=probed.params, lazy=lazy)
     seen: dict[int, set] = {}
     previous, _record = _record, seen
     try:
@@ -112,16 +113,31 @@ def observe(fn: Function, run) -> tuple[Any, dict[int, set]]:
     return result, seen
 
 
-def _add_probes(block: Block, top: bool = False, params: list[Value] | None = None) -> None:
+def _add_probes(block: Block, top: bool = False, params: list[Value] | None = None,
+                lazy: frozenset = frozenset()) -> None:  # fmt: skip
     out: list[Node] = [_probe(p) for p in (params if top else block.params)]
     for node in block.nodes:
         if node.op.name == "print":
             continue  # the generic version ran first and printed
         for region in node.regions:
-            _add_probes(region)
+            _add_probes(region, lazy=lazy)
         out.append(node)
-        out.extend(_probe(v) for v in node.outputs)
+        out.extend(_probe(v) for v in node.outputs if v.id not in lazy)
     block.nodes = out
+
+
+def _lazy_values(fn: Function) -> frozenset:
+    """Values computed inside the right operand of `and`/`or` (written inline there, so
+    that `i < n and x[i] > 0` short-circuits): a probe would compute them first."""
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    lazy: set[int] = set()
+    stack = [n.inputs[1] for n in walk(fn.body) if n.op.name in ("and", "or")]
+    while stack:
+        v = stack.pop()
+        if v.id not in lazy and v.id in defs:
+            lazy.add(v.id)
+            stack.extend(defs[v.id].inputs)
+    return frozenset(lazy)
 
 
 def _probe(v: Value) -> Node:

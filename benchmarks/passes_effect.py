@@ -4,7 +4,9 @@
 
 Runs benchmarks/mlp_vs_hand.py and benchmarks/rnn_vs_hand.py in fresh processes with
 the passes off (ADCOMPILER_OPTIMIZE=0: no CSE, no simplification, adjoints summed
-into new arrays) and on, and prints the ratios side by side.
+into new arrays, no specialization), with the passes on but no specialization on
+argument shapes (ADCOMPILER_SPECIALIZE=0), and with everything on, and prints the
+ratios side by side.
 """
 
 import os
@@ -19,8 +21,16 @@ RUNS = [
 ]
 
 
-def ratio(script: str, args: list[str], optimize: str) -> str:
-    env = {**os.environ, "ADCOMPILER_OPTIMIZE": optimize, "ADCOMPILER_DISK_CACHE": "0"}
+SETTINGS = [  # column title, ADCOMPILER_OPTIMIZE, ADCOMPILER_SPECIALIZE
+    ("passes off", "0", "0"),
+    ("passes on", "1", "0"),
+    ("+ specialized", "1", "1"),
+]
+
+
+def ratio(script: str, args: list[str], optimize: str, specialize: str) -> str:
+    env = {**os.environ, "ADCOMPILER_OPTIMIZE": optimize, "ADCOMPILER_SPECIALIZE": specialize,
+           "ADCOMPILER_DISK_CACHE": "0"}  # fmt: skip
     out = subprocess.run([sys.executable, os.path.join(HERE, script), *args], env=env,
                          capture_output=True, text=True, check=True)  # fmt: skip
     line = out.stdout.strip().splitlines()[-1]
@@ -28,11 +38,10 @@ def ratio(script: str, args: list[str], optimize: str) -> str:
 
 
 def main():
-    print(f"{'workload':<32} {'passes off':>10} {'passes on':>10}")
+    print(f"{'workload':<32}" + "".join(f" {title:>14}" for title, _, _ in SETTINGS))
     for script, args in RUNS:
-        name, off = ratio(script, args, "0")
-        _, on = ratio(script, args, "1")
-        print(f"{name:<32} {off:>10} {on:>10}")
+        ratios = [ratio(script, args, optimize, spec) for _, optimize, spec in SETTINGS]
+        print(f"{ratios[0][0]:<32}" + "".join(f" {r:>14}" for _, r in ratios))
 
 
 if __name__ == "__main__":
