@@ -346,6 +346,10 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
         return []  # the arguments' dtypes are the signature's: checked once, in the probe
     if name == "check_scalar" and _shape(node.inputs[0], known) == ():
         return []
+    if name == "size" and _value(node.output, known) is not None:  # np.size(g) in mean's adjoint
+        return [_const_node(_value(node.output, known), node, replace)]
+    if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint"):
+        return _matmul_adjoint(node, known) or [node]
     if name == "tape_get" and _value(node.output, known) is not None:
         # a shape or an index that is the same in every iteration: no need to save it
         return [_const_node(_value(node.output, known), node, replace)]
@@ -382,6 +386,25 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     else:
         total.outputs = [node.output]
     return nodes
+
+
+def _matmul_adjoint(node: Node, known: dict) -> list[Node] | None:
+    """The adjoints of a 2-D `a @ b` written out: `g @ b.T` and `a.T @ g` (what the
+    run-time helper does after looking at the dimensions, which are known here)."""
+    g, a, b = node.inputs
+    dims = [len(known[v.id][1]) if _float_array(known.get(v.id)) else None for v in (g, a, b)]
+    if node.op.name == "matmul_lhs_adjoint" and dims == [2, 2, 2]:
+        left, right = g, b  # g @ b.T
+    elif node.op.name == "matmul_rhs_adjoint" and dims[1] == 2 and dims[0] == dims[2]:
+        left, right = a, g  # a.T @ g
+    else:
+        return None
+    flip = Node(lookup(np.transpose), [right if left is g else left], {"axes": None},
+                loc=node.loc)  # fmt: skip
+    flip.outputs[0].role = "adjoint_temp"
+    first, second = (left, flip.output) if left is g else (flip.output, right)
+    product = Node(lookup(np.matmul), [first, second], {}, [node.output], loc=node.loc)
+    return [flip, product]
 
 
 def _const_node(value, at: Node, replace: dict) -> Node:

@@ -430,7 +430,17 @@ def _transpose_rule(g, ans, x, axes):
     return g.builder.call(np.transpose, g, axes=inverse)
 
 
-deflinear("transpose", np.transpose, "x, axes=None", _transpose_rule)
+def _transpose_spelling(node, args):
+    """`x.T` (all axes reversed), or `np.transpose(x, axes=...)`."""
+    from adcompiler.codegen.emit import constant_ast
+
+    if node.attrs.get("axes") is None:
+        return ast.Attribute(args[0], "T", ast.Load())
+    func = ast.Attribute(ast.Name("np", ast.Load()), "transpose", ast.Load())
+    return ast.Call(func, [args[0]], [ast.keyword("axes", constant_ast(node.attrs["axes"]))])
+
+
+deflinear("transpose", np.transpose, "x, axes=None", _transpose_rule, _transpose_spelling)
 deflinear(
     "swapaxes",
     np.swapaxes,

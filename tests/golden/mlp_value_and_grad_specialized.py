@@ -40,11 +40,11 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     logits_bar += shifted_bar
     # adjoint of line 18: logits = h @ W2 + b2
     b2_bar = np.sum(logits_bar, axis=0)
-    h_bar = matmul_lhs_adjoint(logits_bar, h, W2)
-    W2_bar = matmul_rhs_adjoint(logits_bar, h, W2)
+    h_bar = logits_bar @ W2.T
+    W2_bar = h.T @ logits_bar
     # adjoint of line 17: h = np.tanh(x @ W1 + b1)
     add_matmul_bar = 1 - h * h
     add_matmul_bar *= h_bar
     b1_bar = np.sum(add_matmul_bar, axis=0)
-    W1_bar = matmul_rhs_adjoint(add_matmul_bar, x, W1)
+    W1_bar = x.T @ add_matmul_bar
     return divide_negative, (W1_bar, b1_bar, W2_bar, b2_bar)
