@@ -307,7 +307,8 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
             region.yields = [replace.get(v.id, v) for v in region.yields]
     out.body.yields = [replace.get(v.id, v) for v in out.body.yields]
     out.results = [replace.get(v.id, v) for v in out.results]
-    _drop_broadcasts(out, known, defs)
+    out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
+    _drop_broadcasts(out, known, {v.id: n for n in walk(out.body) for v in n.outputs})
     _push_sums(out, known)
     out = passes.dce(out)
     _mark_reuse(out, known)
@@ -347,6 +348,10 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     if name == "check_scalar" and _shape(node.inputs[0], known) == ():
         return []
     if name == "size" and _value(node.output, known) is not None:  # np.size(g) in mean's adjoint
+        return [_const_node(_value(node.output, known), node, replace)]
+    if name == "shape" and node.output.role not in ("primal", "temp") and isinstance(
+            _value(node.output, known), tuple):  # fmt: skip
+        # a shape the derivative needs: the value it is taken of may not be needed at all
         return [_const_node(_value(node.output, known), node, replace)]
     if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint"):
         return _matmul_adjoint(node, known) or [node]
@@ -713,7 +718,9 @@ def _generic_ir(g):
 
 def _describe_signature(fn: Function, args: tuple, kwargs: dict) -> str:
     """`W: (784, 128) float64, b: float`: what a specialized version is for."""
-    names = [p.hint for p in fn.params]
+    from adcompiler.codegen.naming import base_name
+
+    names = [base_name(p) for p in fn.params]
     items = list(zip(names, args)) + sorted(kwargs.items())
     parts = [
         f"{n}: {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else f"{n}: {type(a).__name__}"
