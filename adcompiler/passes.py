@@ -397,3 +397,62 @@ def drop_broadcasts(fn: Function) -> Function:
             if target >= 0 and classes.get(other.id, -1) == target:
                 node.inputs[i] = producer.inputs[0]
     return fn
+
+
+# ---------------------------------------------------------------------------
+# Maxima that only shift a logsumexp
+# ---------------------------------------------------------------------------
+
+
+def shift_invariant_maxes(fn: Function) -> set[int]:
+    """Ids of `m = np.max(x, axis)` whose only use is to shift a logsumexp or a
+    log-softmax of `x` along that axis, where its derivative is exactly zero:
+
+        s = x - m;  log(sum(exp(s), axis)) + m      (logsumexp)
+        s = x - m;  s - log(sum(exp(s), axis))      (log-softmax)
+
+    Differentiating `m` anyway costs a mask, a count and a division that sum to
+    zero; the transforms treat these maxima as constants (as ``ad.stop_gradient``)."""
+    readers: dict[int, list] = {}
+    for node in walk(fn.body):
+        for i, v in enumerate(node.inputs):
+            readers.setdefault(v.id, []).append((node, i))
+    escaped = {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}
+    escaped |= {v.id for v in fn.results} | {v.id for v in fn.body.yields}
+
+    def only(v, name):
+        rs = readers.get(v.id, []) if v.id not in escaped else []
+        return rs[0][0] if len(rs) == 1 and rs[0][0].op.name == name else None
+
+    out: set[int] = set()
+    for node in walk(fn.body):
+        if node.op.name != "max" or len(node.inputs) != 1 or node.output.id in escaped:
+            continue
+        x, m = node.inputs[0], node.output
+        axis, keepdims = node.attrs.get("axis"), node.attrs.get("keepdims")
+        if not (keepdims or axis is None or axis == 0):
+            continue  # x - m would not line m up with the axis it was taken along
+        uses = readers.get(m.id, [])
+        shifts = [n for n, i in uses if n.op.name == "subtract" and i == 1 and n.inputs[0] is x]
+        adds = [n for n, _ in uses if n.op.name == "add"]
+        if len(shifts) != 1 or len(shifts) + len(adds) != len(uses) or len(adds) > 1:
+            continue
+        s = shifts[0].output
+        s_uses = [] if s.id in escaped else readers.get(s.id, [])
+        exps = [n for n, _ in s_uses if n.op.name == "exp"]
+        total = only(exps[0].output, "sum") if len(exps) == 1 else None
+        if total is None or total.attrs.get("axis") != axis:
+            continue
+        log = only(total.output, "log")
+        if log is None:
+            continue
+        last = only(log.output, "add" if adds else "subtract")
+        rest = [n for n, _ in s_uses if n is not exps[0]]
+        if adds:
+            pair = {v.id for v in adds[0].inputs}
+            ok = last is adds[0] and not rest and pair == {log.output.id, m.id}
+        else:
+            ok = last is not None and rest == [last] and last.inputs[0] is s
+        if ok:
+            out.add(m.id)
+    return out

@@ -159,6 +159,7 @@ def reverse(
     roots = fn.results if cotangent == "param" else fn.results[:1]
     tapes = tape_values(fn)
     active = varied_through_tapes(fn, wrt_values) & useful_through_tapes(fn, roots)
+    active -= passes.shift_invariant_maxes(fn)  # their derivative is exactly zero
     shapes = _shape_classes(fn)
     by_class = {shapes.get(p.id, p.id): p for p in reversed(fn.params)}
     adj = Adjoints(active, tapes=tapes)

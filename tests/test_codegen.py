@@ -121,3 +121,28 @@ def test_temporaries_read_once_are_written_inline():
 
     source = ad.source(ad.value_and_grad(f))
     assert "np.tanh(np.exp(x) + 1.0)" in source or "np.tanh(exp + 1.0)" in source
+
+
+def test_the_max_that_shifts_a_logsumexp_is_not_differentiated():
+    """`x - max(x)` inside a logsumexp or a log-softmax: the max's derivative is exactly
+    zero, so no `max_adjoint` is emitted; elsewhere it is, and both are right."""
+
+    def log_softmax_loss(x, y):
+        shifted = x - np.max(x, axis=1, keepdims=True)
+        return -np.sum(y * (shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))))
+
+    def logsumexp(x):
+        m = np.max(x, axis=0)
+        return np.sum(np.log(np.sum(np.exp(x - m), axis=0)) + m)
+
+    def not_a_shift(x):
+        m = np.max(x, axis=0)
+        return np.sum((x - m) ** 2)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 3)), np.eye(3)[[0, 2, 1, 0]]
+    for f, args, emitted in ((log_softmax_loss, (x, y), False), (logsumexp, (x,), False),
+                             (not_a_shift, (x,), True)):  # fmt: skip
+        g = ad.grad(f)
+        assert ("max_adjoint" in ad.source(g)) is emitted, f.__name__
+        ad.check_grad(f, args)

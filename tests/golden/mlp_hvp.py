@@ -37,18 +37,9 @@ def mlp_hvp(W1, b1, W2, b2, x, y, W1_dot):
     shifted_bar = shifted_bar + shifted_bar_1
     shifted_bar_dot = np.broadcast_to(shifted_bar_dot, np.shape(shifted_bar))
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    shape = np.shape(logits)
+    shape = np.broadcast_shapes(np.shape(matmul_h), np.shape(b2))
     logits_bar = unbroadcast(shifted_bar, shape)
     logits_bar_dot = unbroadcast(shifted_bar_dot, shape)
-    shape = np.shape(max_logits)
-    max_logits_bar = unbroadcast(shifted_bar, shape)
-    max_logits_bar_dot = unbroadcast(shifted_bar_dot, shape)
-    max_logits_bar = -max_logits_bar
-    max_logits_bar_dot = -max_logits_bar_dot
-    logits_bar_1 = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
-    logits_bar_dot_1 = max_adjoint(max_logits_bar_dot, max_logits, logits, axis=1, keepdims=True)
-    logits_bar = logits_bar + logits_bar_1
-    logits_bar_dot = logits_bar_dot + logits_bar_dot_1
     # adjoint of line 18: logits = h @ W2 + b2
     shape = np.shape(matmul_h)
     matmul_h_bar = unbroadcast(logits_bar, shape)

@@ -10,8 +10,7 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     matmul_h = h @ W2
     logits = matmul_h + b2
     # line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    max_logits = np.max(logits, axis=1, keepdims=True)
-    shifted = logits - max_logits
+    shifted = logits - np.max(logits, axis=1, keepdims=True)
     # line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)
     sum_exp = np.sum(exp_shifted, axis=1, keepdims=True)
@@ -32,11 +31,7 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     shifted_bar_1 = sum_exp_bar * exp_shifted
     shifted_bar = shifted_bar + shifted_bar_1
     # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    logits_bar = unbroadcast(shifted_bar, np.shape(logits))
-    max_logits_bar = unbroadcast(shifted_bar, np.shape(max_logits))
-    max_logits_bar = -max_logits_bar
-    logits_bar_1 = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
-    logits_bar = logits_bar + logits_bar_1
+    logits_bar = unbroadcast(shifted_bar, np.broadcast_shapes(np.shape(matmul_h), np.shape(b2)))
     # adjoint of line 18: logits = h @ W2 + b2
     matmul_h_bar = unbroadcast(logits_bar, np.shape(matmul_h))
     b2_bar = unbroadcast(logits_bar, np.shape(b2))

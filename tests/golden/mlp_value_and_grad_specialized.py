@@ -11,8 +11,8 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     logits = h @ W2
     logits += b2
     # line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    max_logits = np.max(logits, axis=1, keepdims=True)
-    shifted = logits - max_logits
+    shifted = logits
+    shifted -= np.max(logits, axis=1, keepdims=True)
     # line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)
     sum_exp = np.sum(exp_shifted, axis=1, keepdims=True)
@@ -33,15 +33,10 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     shifted_bar = exp_shifted
     shifted_bar *= sum_exp_bar
     shifted_bar += log_probs_bar
-    # adjoint of line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    max_logits_bar = np.sum(shifted_bar, axis=1, keepdims=True)
-    max_logits_bar = -max_logits_bar
-    logits_bar = max_adjoint(max_logits_bar, max_logits, logits, axis=1, keepdims=True)
-    logits_bar += shifted_bar
     # adjoint of line 18: logits = h @ W2 + b2
-    b2_bar = np.sum(logits_bar, axis=0)
-    h_bar = logits_bar @ W2.T
-    W2_bar = h.T @ logits_bar
+    b2_bar = np.sum(shifted_bar, axis=0)
+    h_bar = shifted_bar @ W2.T
+    W2_bar = h.T @ shifted_bar
     # adjoint of line 17: h = np.tanh(x @ W1 + b1)
     add_matmul_bar = 1 - h * h
     add_matmul_bar *= h_bar
