@@ -354,14 +354,34 @@ def simplify(fn: Function) -> Function:
             )  # fmt: skip
             if inner is not None and inner.op is node.op and same:
                 replace[node.output.id] = replace.get(inner.inputs[0].id, inner.inputs[0])
+    substitute(fn, replace)
+    _negate_after_summing(fn.body, defs, uses)
+    return fn
+
+
+def substitute(fn: Function, replace: dict[int, Value]) -> None:
+    """Read `replace[v.id]` wherever `fn` reads `v` (inputs, yields, results)."""
     for node in walk(fn.body):
         node.inputs = [replace.get(v.id, v) for v in node.inputs]
         for region in node.regions:
             region.yields = [replace.get(v.id, v) for v in region.yields]
     fn.body.yields = [replace.get(v.id, v) for v in fn.body.yields]
     fn.results = [replace.get(v.id, v) for v in fn.results]
-    _negate_after_summing(fn.body, defs, uses)
-    return fn
+
+
+def readers(fn: Function) -> dict[int, list[tuple[Node, int]]]:
+    """Value id → the (node, input position) pairs that read it."""
+    out: dict[int, list[tuple[Node, int]]] = {}
+    for node in walk(fn.body):
+        for i, v in enumerate(node.inputs):
+            out.setdefault(v.id, []).append((node, i))
+    return out
+
+
+def yielded(fn: Function) -> set[int]:
+    """Ids of the values that regions yield or the function returns (read by no node)."""
+    out = {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}
+    return out | {v.id for v in fn.results} | {v.id for v in fn.body.yields}
 
 
 _ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
@@ -413,15 +433,11 @@ def shift_invariant_maxes(fn: Function) -> set[int]:
 
     Differentiating `m` anyway costs a mask, a count and a division that sum to
     zero; the transforms treat these maxima as constants (as ``ad.stop_gradient``)."""
-    readers: dict[int, list] = {}
-    for node in walk(fn.body):
-        for i, v in enumerate(node.inputs):
-            readers.setdefault(v.id, []).append((node, i))
-    escaped = {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}
-    escaped |= {v.id for v in fn.results} | {v.id for v in fn.body.yields}
+    reading = readers(fn)
+    escaped = yielded(fn)
 
     def only(v, name):
-        rs = readers.get(v.id, []) if v.id not in escaped else []
+        rs = reading.get(v.id, []) if v.id not in escaped else []
         return rs[0][0] if len(rs) == 1 and rs[0][0].op.name == name else None
 
     out: set[int] = set()
@@ -432,13 +448,13 @@ def shift_invariant_maxes(fn: Function) -> set[int]:
         axis, keepdims = node.attrs.get("axis"), node.attrs.get("keepdims")
         if not (keepdims or axis is None or axis == 0):
             continue  # x - m would not line m up with the axis it was taken along
-        uses = readers.get(m.id, [])
+        uses = reading.get(m.id, [])
         shifts = [n for n, i in uses if n.op.name == "subtract" and i == 1 and n.inputs[0] is x]
         adds = [n for n, _ in uses if n.op.name == "add"]
         if len(shifts) != 1 or len(shifts) + len(adds) != len(uses) or len(adds) > 1:
             continue
         s = shifts[0].output
-        s_uses = [] if s.id in escaped else readers.get(s.id, [])
+        s_uses = [] if s.id in escaped else reading.get(s.id, [])
         exps = [n for n, _ in s_uses if n.op.name == "exp"]
         total = only(exps[0].output, "sum") if len(exps) == 1 else None
         if total is None or total.attrs.get("axis") != axis:

@@ -301,12 +301,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
             node.inputs = [replace.get(v.id, v) for v in node.inputs]
             nodes.extend(_rewrite(node, known, defs, replace))
         block.nodes = nodes
-    for node in walk(out.body):
-        node.inputs = [replace.get(v.id, v) for v in node.inputs]
-        for region in node.regions:
-            region.yields = [replace.get(v.id, v) for v in region.yields]
-    out.body.yields = [replace.get(v.id, v) for v in out.body.yields]
-    out.results = [replace.get(v.id, v) for v in out.results]
+    passes.substitute(out, replace)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
     _drop_broadcasts(out, known, {v.id: n for n in walk(out.body) for v in n.outputs})
     _push_sums(out, known)
@@ -442,12 +437,8 @@ def _drop_broadcasts(fn: Function, known: dict, defs: dict) -> None:
         %p = mul(%b, %y)                ──▶      %q = add(%z, %s)
         %q = add(%z, %b)
     """
-    readers: dict[int, list] = {}
-    for node in walk(fn.body):
-        for i, v in enumerate(node.inputs):
-            readers.setdefault(v.id, []).append((node, i))
-    kept = {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}
-    kept |= {v.id for v in fn.results} | {v.id for v in fn.body.yields}
+    readers = passes.readers(fn)
+    kept = passes.yielded(fn)
     for vid, producer in defs.items():
         if producer.op.name != "broadcast_to" or vid in kept or vid not in readers:
             continue

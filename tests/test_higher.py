@@ -231,6 +231,17 @@ def test_hvp_source_names_tangents_of_adjoints():
 def test_hvp_through_control_flow(case):
     import copy
 
+    args, wrt, single, names, g, vs = control_setup(case)
+    hv = ad.hvp(case.fn, wrt=case.wrt)(*copy.deepcopy(args), vs[0] if single else tuple(vs))
+    expected = gradient_difference(g, args, wrt, vs, names)
+    assert_same_tree(hv, expected)
+
+
+def control_setup(case):
+    """A control-flow case's arguments, `wrt` as a tuple, whether it is one name, the
+    parameter names, its gradient (xfail if reverse mode fails) and directions."""
+    import copy
+
     args = control_args(case)
     wrt = tuple(case.wrt) if isinstance(case.wrt, (tuple, list)) else (case.wrt,)
     single = not isinstance(case.wrt, (tuple, list))
@@ -240,9 +251,13 @@ def test_hvp_through_control_flow(case):
         g(*copy.deepcopy(args))
     except Exception as err:  # noqa: BLE001 - reverse mode must work first
         pytest.xfail(f"reverse mode fails: {type(err).__name__}")
-    vs = directions(case.fn, args, wrt, seed=3)
-    hv = ad.hvp(case.fn, wrt=case.wrt)(*copy.deepcopy(args), vs[0] if single else tuple(vs))
-    eps = 1e-5
+    return args, wrt, single, names, g, directions(case.fn, args, wrt, seed=3)
+
+
+def gradient_difference(g, args, wrt, vs, names, eps=1e-5):
+    """H·v by a central difference of the gradient `g` along `vs` (xfail where the
+    gradient is not finite there)."""
+    import copy
 
     def grad_at(sign):
         shifted = copy.deepcopy(args)
@@ -253,7 +268,7 @@ def test_hvp_through_control_flow(case):
     expected = scaled(moved(grad_at(1), -1.0, grad_at(-1)), 1 / (2 * eps))
     if not np.isfinite(inner(expected, expected)):
         pytest.xfail("the gradient is not finite here")
-    assert_same_tree(hv, expected)
+    return expected
 
 
 def scaled(x, factor):
@@ -356,16 +371,7 @@ def test_grad_of_grad_through_control_flow(case):
     gradient and against forward over reverse (`ad.hvp`), on every control-flow case."""
     import copy
 
-    args = control_args(case)
-    wrt = tuple(case.wrt) if isinstance(case.wrt, (tuple, list)) else (case.wrt,)
-    single = not isinstance(case.wrt, (tuple, list))
-    names = list(inspect.signature(case.fn).parameters)
-    try:
-        g = ad.grad(case.fn, wrt=case.wrt)
-        g(*copy.deepcopy(args))
-    except Exception as err:  # noqa: BLE001 - reverse mode must work first
-        pytest.xfail(f"reverse mode fails: {type(err).__name__}")
-    vs = directions(case.fn, args, wrt, seed=3)
+    args, wrt, single, names, g, vs = control_setup(case)
     try:
         _, hv = ad.vjp(g, wrt=case.wrt)(*copy.deepcopy(args), *([vs[0]] if single else vs))
     except NotImplementedError as err:
@@ -376,17 +382,7 @@ def test_grad_of_grad_through_control_flow(case):
         if not _structured(case, args):
             raise
         pytest.xfail("vjp of a gradient with respect to a dict argument")
-    eps = 1e-5
-
-    def grad_at(sign):
-        shifted = copy.deepcopy(args)
-        for w, v in zip(wrt, vs):
-            shifted[names.index(w)] = moved(shifted[names.index(w)], sign * eps, v)
-        return g(*shifted)
-
-    expected = scaled(moved(grad_at(1), -1.0, grad_at(-1)), 1 / (2 * eps))
-    if not np.isfinite(inner(expected, expected)):
-        pytest.xfail("the gradient is not finite here")
+    expected = gradient_difference(g, args, wrt, vs, names)
     by_forward = ad.hvp(case.fn, wrt=case.wrt)(*copy.deepcopy(args), vs[0] if single else tuple(vs))
     if _structured(case, args):  # vjp takes a list of arrays as one array: compare leaves
         hv, expected, by_forward = (_leaves_of(t) for t in (hv, expected, by_forward))
