@@ -348,6 +348,14 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
             _value(node.output, known), tuple):  # fmt: skip
         # a shape the derivative needs: the value it is taken of may not be needed at all
         return [_const_node(_value(node.output, known), node, replace)]
+    if name in ("index_add", "unindex"):  # integers settled by the shapes, as literals:
+        first = 2  # (x, g, *dyn) or (g, shape, *dyn); `x[:, 16:24] += g` needs no add_at
+        consts = []
+        for v in node.inputs[first:]:
+            value = _value(v, known)
+            consts.append(_const_node(value, node, {}) if type(value) is int else None)
+        node.inputs[first:] = [c.output if c else v for c, v in zip(consts, node.inputs[first:])]
+        return [c for c in consts if c] + [node]
     if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint"):
         return _matmul_adjoint(node, known) or [node]
     if name == "tape_get" and _value(node.output, known) is not None:

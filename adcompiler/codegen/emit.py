@@ -299,6 +299,10 @@ class Emitter:
             name = self.namer.name(node.output)
             copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])
             stmts.append(ast.Assign([ast.Name(name, ast.Store())], copy))
+        if node.op.name == "index_add" and _basic_index(node.attrs["index"], dyn):
+            target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
+            stmts.append(ast.AugAssign(target, ast.Add(), value))  # no repeated indices
+            return stmts
         if node.op.name == "index_add":
             call = ast.Call(
                 ast.Name("add_at", ast.Load()),
@@ -492,6 +496,22 @@ class Emitter:
         self.out.source = source
         self.out.helpers = _helpers_used(source)
         return self.out
+
+
+def _basic_index(template, dyn: list[Value]) -> bool:
+    """True for an index of integers, slices, None and ... known while compiling: it
+    names no element twice, so `x[index] += g` is `np.add.at(x, index, g)`."""
+    from adcompiler.ops.structure import Dyn
+
+    def basic(p) -> bool:
+        if isinstance(p, Dyn):
+            return dyn[p.k].is_const and type(dyn[p.k].const) in (int, type(None))
+        if isinstance(p, slice):
+            return all(basic(e) for e in (p.start, p.stop, p.step) if e is not None)
+        return type(p) in (int, type(None)) or p is Ellipsis
+
+    items, _ = template
+    return all(basic(p) for p in items)
 
 
 def _is_literal_const(node: Node) -> bool:
