@@ -594,7 +594,7 @@ _FRESH = {
     "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint", "dot_rhs_adjoint",
     "max_adjoint", "prod_adjoint", "norm_adjoint",
 }  # fmt: skip
-_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0,)}
+_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0, 1)}
 
 
 def _unary_ufunc(op: Op) -> bool:
@@ -603,7 +603,6 @@ def _unary_ufunc(op: Op) -> bool:
     return (
         op.same_shape and isinstance(impl, np.ufunc) and impl.nin == 1
         and getattr(np, impl.__name__, None) is impl
-        and impl is not np.negative  # `-x` reads better than np.negative(x, out=x)
     )  # fmt: skip
 
 

@@ -234,15 +234,21 @@ class Emitter:
         self.namer.kill(node.inputs[i].id)  # its name may go on; not the other's yet
         name = self.chain_name(node.output) or self.namer.name(node.output)
         self.advance(position)
-        if unary:  # y = np.tanh(t, out=t)
+        if unary and node.op.impl is np.negative:  # y = t; y *= -1
+            other, unary = ast.Constant(-1), False
+            node_op = ast.Mult()
+        elif unary or (node.op.name == "divide" and i == 1):  # y = np.tanh(t, out=t)
+            operands = [target] if unary else [other, target]  # np.divide(c, t, out=t)
             call = ast.Call(
                 ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load()),
-                [target], [ast.keyword("out", ast.Name(target.id, ast.Load()))],
+                operands, [ast.keyword("out", ast.Name(target.id, ast.Load()))],
             )  # fmt: skip
             if name == target.id:
                 return [ast.Expr(call)]
             return [ast.Assign([ast.Name(name, ast.Store())], call)]
-        op = _AUGMENTED[node.op.name]()
+        else:
+            node_op = _AUGMENTED[node.op.name]()
+        op = node_op
         if name != target.id and any(isinstance(n, ast.Name) and n.id == name
                                      for n in ast.walk(other)):  # fmt: skip
             return [ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(target, op, other))]

@@ -27,7 +27,7 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     log_probs_bar = sum_multiply_bar * y
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     log_sum_bar = np.sum(log_probs_bar, axis=1, keepdims=True)
-    log_sum_bar = -log_sum_bar
+    log_sum_bar *= -1
     sum_exp_bar = log_sum_bar
     sum_exp_bar /= sum_exp
     shifted_bar = exp_shifted
