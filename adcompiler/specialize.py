@@ -344,7 +344,7 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
         return []
     if name == "size" and _value(node.output, known) is not None:  # np.size(g) in mean's adjoint
         return [_const_node(_value(node.output, known), node, replace)]
-    if name == "shape" and node.output.role not in ("primal", "temp") and isinstance(
+    if name in ("shape", "broadcast_shapes") and _derived(node) and isinstance(
             _value(node.output, known), tuple):  # fmt: skip
         # a shape the derivative needs: the value it is taken of may not be needed at all
         return [_const_node(_value(node.output, known), node, replace)]
@@ -394,6 +394,11 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     else:
         total.outputs = [node.output]
     return nodes
+
+
+def _derived(node: Node) -> bool:
+    """True for a node the transforms made (an adjoint's or a tangent's), not the user."""
+    return node.output.role not in ("primal", "temp")
 
 
 def _matmul_adjoint(node: Node, known: dict) -> list[Node] | None:
@@ -668,8 +673,17 @@ class Specializing:
         return g(*args, **kwargs)
 
     def specialized(self, args: tuple, kwargs: dict):
-        """The version of this function for arguments like `args`, `kwargs`."""
-        fn = _generic_ir(self.generic)
+        """The version of this function for arguments like `args`, `kwargs` (made from the
+        version with helpers inlined, where the generic one calls generated helper
+        functions: what flows through a call is not known to the rewrites)."""
+        source = self.generic
+        rebuild = getattr(source, "__adcompiler_rebuild_inline__", None)
+        if rebuild is not None:
+            try:
+                source = rebuild()
+            except Exception:  # noqa: BLE001 - the generic version stays in charge
+                return self.generic
+        fn = _generic_ir(source)
         if fn is None:
             return self.generic
         try:
