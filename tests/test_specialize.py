@@ -1,4 +1,4 @@
-"""Specialization on argument shapes (adcompiler/specialize.py).
+"""Specialization on argument shapes (adcompiler/specialize/).
 
 From the second call with one signature of arguments (types, shapes, dtypes), a
 generated function runs a version specialized on it. Checked here:

@@ -1,0 +1,159 @@
+"""Specialization of a generated function on the shapes and dtypes of its arguments.
+
+Generic generated code cannot know whether `x + b` broadcast, so the adjoint sums
+`unbroadcast(g, np.shape(x))` at run time, and a scalar's adjoint is spread with
+`np.broadcast_to`. Once the arguments' shapes and dtypes are known, most of those
+disappear: `unbroadcast(g, np.shape(x))` is `g` when the shapes agree and a plain
+`np.sum(g, axis=0)` when they do not; a broadcast that a product makes anyway
+goes too.
+
+Two facts about each value make that safe:
+
+- its *status*, found statically on the IR: CONST (the value itself is fixed by
+  the arguments' shapes, like `np.shape(x)` or `x.shape[0] * 2`), SHAPED (its
+  shape and dtype are fixed by them, like `x @ w`), or FREE (its shape may depend
+  on the data: a boolean mask, a list grown in a `while` loop, a branch taken on
+  the data, the result of a recursive helper);
+- what it *was* in one run of the generic code with probes (`observe`): its
+  shape, dtype or, for shape tuples and integers, its value. A value seen with
+  two different shapes (a carried value that grows) counts as FREE.
+
+A rewrite uses a value's observation only if its status makes it hold for every
+call with arguments of the same shapes and dtypes; `Specializing` (in api.py)
+keys the generated versions on exactly that.
+
+Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites), `sums`
+(sums moved ahead of linear steps), `buffers` (results written in place).
+
+    %s = shape(%x)                               (%x, %g seen with shape (32, 10))
+    %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from adcompiler import passes
+from adcompiler.specialize.facts import facts, observe, probe
+from adcompiler.specialize.rewrite import specialize
+from adcompiler.ssa import Function
+
+
+def enabled() -> bool:
+    """Specialization is on unless ADCOMPILER_SPECIALIZE=0 (or ADCOMPILER_OPTIMIZE=0)."""
+    return os.environ.get("ADCOMPILER_SPECIALIZE", "1") != "0" and passes.optimizing()
+
+
+_ND = np.ndarray
+
+
+def signature(args: tuple, kwargs: dict) -> tuple:
+    """What the generated versions are keyed on: each argument's type, and an array's
+    shape and dtype."""
+    key = [(a.shape, a.dtype) if type(a) is _ND else type(a) for a in args]
+    if kwargs:
+        key.extend((k, (v.shape, v.dtype) if type(v) is _ND else type(v))
+                   for k, v in sorted(kwargs.items()))  # fmt: skip
+    return tuple(key)
+
+
+class Specializing:
+    """A generated function that, from the second call with arguments of one signature
+    (types, shapes, dtypes), runs a version of itself specialized on that signature.
+
+    The first call runs the generic code; the second observes it once more with
+    probes and compiles the specialized version, which every later call with that
+    signature runs. Attributes (the IR, for transforms of this function) are the
+    generic version's; `ad.source` shows the version that ran last.
+    """
+
+    def __init__(self, generic, build):
+        functools.update_wrapper(self, generic)
+        self.generic = generic
+        self._build = build  # (ir, note for the docstring, extra globals) -> function
+        self.versions: dict = {}
+        self.once: set = set()
+        self.latest = generic
+
+    def __call__(self, *args, **kwargs):
+        key = signature(args, kwargs)
+        g = self.versions.get(key)
+        if g is None:
+            if key in self.once:
+                g = self.versions[key] = self.specialized(args, kwargs)
+            else:
+                self.once.add(key)
+                g = self.generic
+        self.latest = g
+        return g(*args, **kwargs)
+
+    def specialized(self, args: tuple, kwargs: dict):
+        """The version of this function for arguments like `args`, `kwargs` (made from the
+        version with helpers inlined, where the generic one calls generated helper
+        functions: what flows through a call is not known to the rewrites)."""
+        source = self.generic
+        rebuild = getattr(source, "__adcompiler_rebuild_inline__", None)
+        if rebuild is not None:
+            try:
+                source = rebuild()
+            except Exception:  # noqa: BLE001 - the generic version stays in charge
+                return self.generic
+        fn = _generic_ir(source)
+        if fn is None:
+            return self.generic
+        try:
+            _, seen = observe(
+                fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
+            )
+        except Exception:  # noqa: BLE001 - the generic version stays in charge
+            return self.generic
+        known = facts(fn, seen)
+        special = specialize(fn, known)
+        return self._build(special, _describe_signature(fn, args, kwargs))
+
+    @property
+    def __adcompiler_source__(self) -> str:
+        return self.latest.__adcompiler_source__
+
+    @property
+    def __adcompiler_emitted__(self):
+        return self.latest.__adcompiler_emitted__
+
+    @property
+    def __code__(self):
+        return self.latest.__code__
+
+    @property
+    def __globals__(self):
+        return self.generic.__globals__
+
+    @property
+    def __defaults__(self):
+        return self.generic.__defaults__
+
+    @property
+    def __kwdefaults__(self):
+        return self.generic.__kwdefaults__
+
+
+def _generic_ir(g):
+    fn = getattr(g, "__adcompiler_ir__", None)
+    if fn is None and hasattr(g, "__adcompiler_rebuild__"):
+        fn = g.__adcompiler_ir__ = g.__adcompiler_rebuild__().__adcompiler_ir__
+    return fn
+
+
+def _describe_signature(fn: Function, args: tuple, kwargs: dict) -> str:
+    """`W: (784, 128) float64, b: float`: what a specialized version is for."""
+    from adcompiler.codegen.naming import base_name
+
+    names = [base_name(p) for p in fn.params]
+    items = list(zip(names, args)) + sorted(kwargs.items())
+    parts = [
+        f"{n}: {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else f"{n}: {type(a).__name__}"
+        for n, a in items
+    ]
+    return "Specialized for " + ", ".join(parts) + "."

@@ -1,0 +1,54 @@
+"""Which elementwise results may be written into the buffer of an operand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adcompiler.ops.core import Op
+from adcompiler.ssa import REUSE, Function, walk
+
+# Operators whose result is always a new array (never one of their inputs, or a view
+# of one: np.einsum("ii->i", x) is a view of x, so einsum is not here).
+_FRESH = {
+    "matmul", "dot", "outer", "sum", "mean", "where", "clip", "zeros", "ones", "unindex",
+    "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint", "dot_rhs_adjoint",
+    "max_adjoint", "prod_adjoint", "norm_adjoint",
+}  # fmt: skip
+
+
+_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0, 1)}
+
+
+def _unary_ufunc(op: Op) -> bool:
+    """`np.tanh` and the like: callable as ``np.<name>(x, out=x)``."""
+    impl = op.impl
+    return (
+        op.same_shape and isinstance(impl, np.ufunc) and impl.nin == 1
+        and getattr(np, impl.__name__, None) is impl
+    )  # fmt: skip
+
+
+def mark_reuse(fn: Function, known: dict) -> None:
+    """Mark `a * b` (and +, -, /) and `np.tanh(a)` (and other unary ufuncs) whose result
+    has the shape and dtype of `a`, where `a` is an array computed here: the code
+    generator may then write `a *= b`, `np.tanh(a, out=a)` if nothing reads `a`
+    afterwards (ssa.REUSE)."""
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    for node in walk(fn.body):
+        if node.op.name in _IN_PLACE and len(node.inputs) == 2:
+            sides = _IN_PLACE[node.op.name]
+        elif _unary_ufunc(node.op) and len(node.inputs) == 1:
+            sides = (0,)
+        else:
+            continue
+        result = known.get(node.output.id)
+        if result is None or result[0] != "array" or result[1] == ():
+            continue
+        free = tuple(
+            i for i in sides
+            if known.get(node.inputs[i].id) == result
+            and (producer := defs.get(node.inputs[i].id)) is not None
+            and (isinstance(producer.op.impl, np.ufunc) or producer.op.name in _FRESH)
+        )  # fmt: skip
+        if free:
+            REUSE[node] = free

@@ -1,0 +1,275 @@
+"""What each value of a generated function is, for every call with one signature.
+
+`observe` runs the generic code once with a `probe` after every value; `statuses`
+says, statically, which of those observations hold for every call with arguments
+of the same shapes and dtypes (CONST, SHAPED) and which may not (FREE); `facts`
+keeps the ones that hold. See the package docstring.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+
+from adcompiler import passes
+from adcompiler.ops.core import Op, Param, register
+from adcompiler.ops.structure import Dyn
+from adcompiler.ssa import Block, Function, Node, Value, clone, walk
+
+CONST, SHAPED, FREE = 0, 1, 2
+
+
+_record: dict[int, set] | None = None
+
+
+def probe(value, key):
+    """Record what `value` is (generated code of `observe` calls this)."""
+    if _record is not None:
+        _record.setdefault(key, set()).add(_describe(value))
+
+
+def _describe(value) -> tuple:
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, value.dtype.str)
+    if isinstance(value, np.generic):
+        return ("scalar", type(value).__name__)
+    if isinstance(value, (bool, int)):
+        return (type(value).__name__, value)
+    if isinstance(value, float):
+        return ("float",)
+    if isinstance(value, tuple) and all(type(v) is int for v in value):
+        return ("tuple", value)
+    return ("object", type(value).__name__)
+
+
+def _probe_spelling(node, args):
+    return ast.Call(ast.Name("probe", ast.Load()), [args[0], ast.Constant(node.attrs["key"])], [])
+
+
+PROBE = register(
+    Op("probe", probe, (Param("x"), Param("key", "attr")), _probe_spelling, nondiff=True)
+)
+
+
+def observe(fn: Function, run) -> tuple[Any, dict[int, set]]:
+    """Run `fn` with a probe on every value; `run(probed_fn)` compiles and calls it.
+    Returns what the call returned and, per value id, the descriptions seen."""
+    global _record
+    probed = clone(fn)
+    lazy = _lazy_values(probed)
+    _add_probes(probed.body, top=True, params=probed.params, lazy=lazy)
+    seen: dict[int, set] = {}
+    previous, _record = _record, seen
+    try:
+        result = run(probed)
+    finally:
+        _record = previous
+    return result, seen
+
+
+def _add_probes(block: Block, top: bool = False, params: list[Value] | None = None,
+                lazy: frozenset = frozenset()) -> None:  # fmt: skip
+    out: list[Node] = [_probe(p) for p in (params if top else block.params)]
+    for node in block.nodes:
+        if node.op.name == "print":
+            continue  # the generic version ran first and printed
+        for region in node.regions:
+            _add_probes(region, lazy=lazy)
+        out.append(node)
+        out.extend(_probe(v) for v in node.outputs if v.id not in lazy)
+    block.nodes = out
+
+
+def _lazy_values(fn: Function) -> frozenset:
+    """Values computed inside the right operand of `and`/`or` (written inline there, so
+    that `i < n and x[i] > 0` short-circuits): a probe would compute them first."""
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    lazy: set[int] = set()
+    stack = [n.inputs[1] for n in walk(fn.body) if n.op.name in ("and", "or")]
+    while stack:
+        v = stack.pop()
+        if v.id not in lazy and v.id in defs:
+            lazy.add(v.id)
+            stack.extend(defs[v.id].inputs)
+    return frozenset(lazy)
+
+
+def _probe(v: Value) -> Node:
+    return Node(PROBE, [v], {"key": v.id}, outputs=[])
+
+
+# Inputs whose *value* sets the output's shape: they must be CONST.
+SIZE_INPUTS = {"shape", "N", "rest", "start", "stop", "step", "n"}
+
+
+LISTS = {"list", "list_append", "array_list", "stack_list", "sum_list", "unstack", "spread"}
+
+
+CALLS = {"call", "call_forward", "call_adjoint", "call_jvp"}
+
+
+SHAPE_ONLY = {"shape", "size", "ndim", "dtype"}
+
+
+INDEXING = {"getitem", "unindex", "setitem", "index_add"}
+
+
+def statuses(fn: Function, seen: dict[int, set]) -> dict[int, int]:
+    """The status of every value of `fn` (see the module docstring)."""
+    status: dict[int, int] = {}
+    for p in fn.params:
+        kinds = {d[0] for d in seen.get(p.id, ())}
+        status[p.id] = SHAPED if kinds <= {"array", "scalar", "float", "int", "bool"} else FREE
+    tapes: dict[int, int] = {}
+    while True:  # statuses only grow: a few rounds reach the fixed point
+        before = (dict(status), dict(tapes))
+        _status_block(fn.body, status, seen, tapes)
+        if (status, tapes) == before:
+            return status
+
+
+def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
+    for node in block.nodes:
+        if node.regions:
+            _status_region(node, status, seen, tapes)
+            continue
+        name = node.op.name
+        ins = [status.get(v.id, FREE) for v in node.inputs]
+        if name in ("tape_set", "tape_append"):
+            tape = node.inputs[0].id
+            tapes[tape] = max(tapes.get(tape, CONST), ins[-1])
+            continue
+        if name == "tape_get":
+            out = tapes.get(node.inputs[0].id, CONST)
+        elif name in ("tape_new", "tape_list") or name in LISTS or name in CALLS:
+            out = FREE
+        elif name == "const":
+            out = CONST
+        elif name in SHAPE_ONLY:
+            out = CONST if ins[0] <= SHAPED else FREE
+        elif name == "len":
+            kinds = {d[0] for d in seen.get(node.inputs[0].id, ())}
+            out = CONST if ins[0] <= SHAPED and kinds == {"array"} else max(ins[0], SHAPED)
+        elif all(s == CONST for s in ins):
+            out = CONST
+        elif any(s == FREE for s in ins):
+            out = FREE
+        else:
+            out = SHAPED if _shape_blind(node, ins, seen) else FREE
+        for v in node.outputs:
+            status[v.id] = max(status.get(v.id, CONST), out)
+
+
+def _shape_blind(node: Node, ins: list[int], seen: dict) -> bool:
+    """True if the output's shape does not depend on the values of the non-CONST inputs."""
+    name = node.op.name
+    params = _input_names(node)
+    if name in INDEXING:
+        return _index_blind(node, ins, seen)
+    return not any(s != CONST and p in SIZE_INPUTS for s, p in zip(ins, params))
+
+
+def _input_names(node: Node) -> list[str]:
+    names: list[str] = []
+    for p in node.op.input_params:
+        if p.kind in ("varargs", "seq"):
+            names.extend([p.name] * (len(node.inputs) - len(names)))
+        else:
+            names.append(p.name)
+    return names
+
+
+def _index_blind(node: Node, ins: list[int], seen: dict) -> bool:
+    """`x[i]` with `i` an integer or an integer array has a shape independent of the
+    values of `i`; a boolean mask, or `i` as a slice bound, does not."""
+    name = node.op.name
+    if name in ("setitem", "index_add"):
+        return True  # the output is the input array, written into
+    first = 2 if name == "unindex" else 1
+    if name == "unindex" and ins[1] != CONST:
+        return False
+    items, _ = node.attrs["index"]
+    bare = {p.k for p in items if isinstance(p, Dyn)}
+    for k, v in enumerate(node.inputs[first:]):
+        if ins[first + k] == CONST:
+            continue
+        if k not in bare:
+            return False  # a slice bound
+        if any(d[0] == "array" and d[2] == "|b1" for d in seen.get(v.id, ())):
+            return name == "unindex"  # a mask: the shape of x[mask] depends on the data
+    return True
+
+
+def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
+    name = node.op.name
+    if name == "if":
+        cond = status.get(node.inputs[0].id, FREE)
+        for region in node.regions:
+            _status_block(region, status, seen, tapes)
+        for k, out in enumerate(node.outputs):
+            yields = max(status.get(r.yields[k].id, FREE) for r in node.regions)
+            status[out.id] = max(status.get(out.id, CONST), yields, FREE if cond else CONST)
+        return
+    inits = passes.carried_inits(node)
+    if name == "for":
+        for region in node.regions:
+            status[region.params[0].id] = max(
+                status.get(region.params[0].id, CONST),
+                max(status.get(v.id, FREE) for v in node.inputs[:3]), SHAPED,
+            )  # fmt: skip
+    for _ in range(4):
+        for region in node.regions:
+            for k, p in enumerate(passes.carried_params(node, region)):
+                s = status.get(inits[k].id, FREE)
+                for body in passes.yielding_regions(node):
+                    s = max(s, status.get(body.yields[k].id, CONST))
+                if len(seen.get(p.id, ())) > 1:
+                    s = FREE  # seen with two shapes: it changes from one iteration to the next
+                status[p.id] = max(status.get(p.id, CONST), s)
+            _status_block(region, status, seen, tapes)
+    for k, out in enumerate(node.outputs):
+        params = passes.carried_params(node, passes.yielding_regions(node)[0])
+        status[out.id] = max(status.get(out.id, CONST), status.get(params[k].id, FREE))
+
+
+def facts(fn: Function, seen: dict[int, set]) -> dict[int, tuple]:
+    """What each value is, for every call with the same signature (where that is known)."""
+    status = statuses(fn, seen)
+    return {
+        vid: next(iter(d))
+        for vid, d in seen.items()
+        if len(d) == 1 and status.get(vid, FREE) <= SHAPED
+        and (next(iter(d))[0] not in ("int", "bool", "tuple") or status.get(vid) == CONST)
+    }  # fmt: skip
+
+
+def blocks(block: Block):
+    yield block
+    for node in block.nodes:
+        for region in node.regions:
+            yield from blocks(region)
+
+
+def shape_of(v: Value, known: dict) -> tuple | None:
+    """The shape of `v` (() for a scalar), if known."""
+    d = known.get(v.id)
+    if d is None or d[0] == "object":
+        return None
+    if d[0] == "array":
+        return d[1]
+    if d[0] == "tuple":
+        return None  # a tuple is not an array here
+    return ()
+
+
+def value_of(v: Value, known: dict):
+    if v.is_const:
+        return v.const
+    d = known.get(v.id)
+    return d[1] if d is not None and d[0] in ("tuple", "int") else None
+
+
+def float_array(fact) -> bool:
+    return fact is not None and fact[0] == "array" and fact[2] == np.dtype(np.float64).str

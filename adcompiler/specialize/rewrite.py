@@ -1,0 +1,167 @@
+"""The rewrites that the facts about a generated function's values allow.
+
+    %s = shape(%x)                               (%x, %g seen with shape (32, 10))
+    %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adcompiler import passes
+from adcompiler.ops.core import lookup
+from adcompiler.ops.structure import CONST as CONST_OP
+from adcompiler.specialize.buffers import mark_reuse
+from adcompiler.specialize.facts import blocks, float_array, shape_of, value_of
+from adcompiler.specialize.sums import push_sums
+from adcompiler.ssa import Function, Node, Value, clone, walk
+
+
+def specialize(fn: Function, known: dict[int, tuple]) -> Function:
+    """A copy of `fn` without the shape work that `known` settles."""
+    out = clone(fn)
+    defs = {v.id: n for n in walk(out.body) for v in n.outputs}
+    replace: dict[int, Value] = {}
+    for block in blocks(out.body):
+        nodes: list[Node] = []
+        for node in block.nodes:
+            node.inputs = [replace.get(v.id, v) for v in node.inputs]
+            nodes.extend(_rewrite(node, known, defs, replace))
+        block.nodes = nodes
+    passes.substitute(out, replace)
+    out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
+    _drop_broadcasts(out, known, {v.id: n for n in walk(out.body) for v in n.outputs})
+    push_sums(out, known)
+    out = passes.dce(out)
+    mark_reuse(out, known)
+    return out
+
+
+def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
+    name = node.op.name
+    if name == "check_float" and all(v.id in known for v in node.inputs):
+        return []  # the arguments' dtypes are the signature's: checked once, in the probe
+    if name == "check_scalar" and shape_of(node.inputs[0], known) == ():
+        return []
+    if name == "size" and value_of(node.output, known) is not None:  # np.size(g) in mean's adjoint
+        return [const_node(value_of(node.output, known), node, replace)]
+    if name in ("shape", "broadcast_shapes") and _derived(node) and isinstance(
+            value_of(node.output, known), tuple):  # fmt: skip
+        # a shape the derivative needs: the value it is taken of may not be needed at all
+        return [const_node(value_of(node.output, known), node, replace)]
+    if name in ("index_add", "unindex"):  # integers settled by the shapes, as literals:
+        first = 2  # (x, g, *dyn) or (g, shape, *dyn); `x[:, 16:24] += g` needs no add_at
+        consts = []
+        for v in node.inputs[first:]:
+            value = value_of(v, known)
+            consts.append(const_node(value, node, {}) if type(value) is int else None)
+        node.inputs[first:] = [c.output if c else v for c, v in zip(consts, node.inputs[first:])]
+        return [c for c in consts if c] + [node]
+    if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint"):
+        return _matmul_adjoint(node, known) or [node]
+    if name == "tape_get" and value_of(node.output, known) is not None:
+        # a shape or an index that is the same in every iteration: no need to save it
+        return [const_node(value_of(node.output, known), node, replace)]
+    if name not in ("unbroadcast", "broadcast_to"):
+        return [node]
+    x, target = node.inputs
+    shape, want = shape_of(x, known), value_of(target, known)
+    if shape is None or not isinstance(want, tuple):
+        return [node]
+    array = known.get(x.id, ("",))[0] == "array"
+    if shape == want and (array or name == "unbroadcast"):  # (broadcast_to makes an array)
+        producer = defs.get(x.id)
+        if producer is not None and x.role == "adjoint_temp" and node.output.role == "adjoint":
+            # `p = g * y; y_bar = unbroadcast(p, ...)` becomes `y_bar = g * y`: the
+            # producer takes the adjoint's name
+            producer.outputs = [node.output if o is x else o for o in producer.outputs]
+            replace[x.id] = node.output
+            defs[node.output.id] = producer
+        else:
+            replace[node.output.id] = replace.get(x.id, x)
+        return []
+    if name == "broadcast_to" or not array:
+        return [node]
+    extra = len(shape) - len(want)
+    if extra < 0:
+        return [node]
+    kept = tuple(extra + i for i, n in enumerate(want) if n == 1 and shape[extra + i] != 1)
+    total = _sum_node(x, tuple(range(extra)) + kept, bool(kept), node)
+    nodes = [total]
+    if kept and extra:
+        reshaped = Node(lookup(np.reshape), [total.output, target], {}, loc=node.loc)
+        reshaped.outputs = [node.output]
+        nodes.append(reshaped)
+    else:
+        total.outputs = [node.output]
+    return nodes
+
+
+def _derived(node: Node) -> bool:
+    """True for a node the transforms made (an adjoint's or a tangent's), not the user."""
+    return node.output.role not in ("primal", "temp")
+
+
+def _matmul_adjoint(node: Node, known: dict) -> list[Node] | None:
+    """The adjoints of a 2-D `a @ b` written out: `g @ b.T` and `a.T @ g` (what the
+    run-time helper does after looking at the dimensions, which are known here)."""
+    g, a, b = node.inputs
+    dims = [len(known[v.id][1]) if float_array(known.get(v.id)) else None for v in (g, a, b)]
+    if node.op.name == "matmul_lhs_adjoint" and dims == [2, 2, 2]:
+        left, right = g, b  # g @ b.T
+    elif node.op.name == "matmul_rhs_adjoint" and dims[1] == 2 and dims[0] == dims[2]:
+        left, right = a, g  # a.T @ g
+    else:
+        return None
+    flip = Node(lookup(np.transpose), [right if left is g else left], {"axes": None},
+                loc=node.loc)  # fmt: skip
+    flip.outputs[0].role = "adjoint_temp"
+    first, second = (left, flip.output) if left is g else (flip.output, right)
+    product = Node(lookup(np.matmul), [first, second], {}, [node.output], loc=node.loc)
+    return [flip, product]
+
+
+def const_node(value, at: Node, replace: dict) -> Node:
+    out = Value(at.output.hint, role=at.output.role, loc=at.loc)
+    out.const = value
+    replace[at.output.id] = out
+    return Node(CONST_OP, [], {"value": value}, [out], loc=at.loc)
+
+
+def _sum_node(x: Value, axes: tuple, keepdims: bool, at: Node) -> Node:
+    axis = axes[0] if len(axes) == 1 else axes
+    return Node(lookup(np.sum), [x], {"axis": axis, "keepdims": keepdims}, loc=at.loc)
+
+
+ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
+
+
+def _drop_broadcasts(fn: Function, known: dict, defs: dict) -> None:
+    """`broadcast_to(s, shape) * y` is `s * y` when `y` is a float64 array of that shape
+    already (so the product has that shape and dtype either way); done where every
+    reader of the broadcast is such an operation.
+
+        %b = broadcast_to(%s, (n, k))            %p = mul(%s, %y)
+        %p = mul(%b, %y)                ──▶      %q = add(%z, %s)
+        %q = add(%z, %b)
+    """
+    readers = passes.readers(fn)
+    kept = passes.yielded(fn)
+    for vid, producer in defs.items():
+        if producer.op.name != "broadcast_to" or vid in kept or vid not in readers:
+            continue
+        want = value_of(producer.inputs[1], known)
+        if not want or not all(_product_of_shape(node, i, want, known)
+                               for node, i in readers[vid]):  # fmt: skip
+            continue
+        for node, i in readers[vid]:
+            node.inputs[i] = producer.inputs[0]
+
+
+def _product_of_shape(node: Node, i: int, want: tuple, known: dict) -> bool:
+    """True if `node` is elementwise arithmetic whose other operand is a float64 array
+    of shape `want`."""
+    if node.op.name not in ELEMENTWISE_BINARY or len(node.inputs) != 2:
+        return False
+    d = known.get(node.inputs[1 - i].id, ("",))
+    return d[0] == "array" and d[1] == want and d[2] == np.dtype(np.float64).str
