@@ -198,6 +198,20 @@ def test_each_signature_gets_its_own_version():
     assert len(g.versions) == 2
 
 
+def test_the_number_of_versions_is_bounded():
+    from adcompiler.specialize import MAX_VERSIONS
+
+    def f(x):
+        return np.sum(np.tanh(x) * x)
+
+    g = ad.grad(f)
+    for n in range(1, MAX_VERSIONS + 6):
+        x = np.linspace(-1.0, 1.0, n)
+        for _ in range(2):
+            np.testing.assert_allclose(g(x), np.tanh(x) + x / np.cosh(x) ** 2, rtol=1e-12)
+    assert len(g.versions) == MAX_VERSIONS
+
+
 def test_python_float_and_numpy_scalar_are_different_signatures():
     def f(x, s):
         return np.sum(x * s) * s

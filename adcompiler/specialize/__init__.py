@@ -48,6 +48,9 @@ def enabled() -> bool:
 
 
 _ND = np.ndarray
+# Versions kept per function: beyond that (sequences of ever new lengths, say), new
+# signatures run the generic code rather than compile a version each.
+MAX_VERSIONS = 16
 
 
 def signature(args: tuple, kwargs: dict) -> tuple:
@@ -82,9 +85,9 @@ class Specializing:
         key = signature(args, kwargs)
         g = self.versions.get(key)
         if g is None:
-            if key in self.once:
+            if key in self.once and len(self.versions) < MAX_VERSIONS:
                 g = self.versions[key] = self.specialized(args, kwargs)
-            else:
+            else:  # a first call, or shapes that keep changing: the generic code
                 self.once.add(key)
                 g = self.generic
         self.latest = g
