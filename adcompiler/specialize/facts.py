@@ -9,6 +9,7 @@ keeps the ones that hold. See the package docstring.
 from __future__ import annotations
 
 import ast
+import threading
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,14 @@ from adcompiler.ssa import Block, Function, Node, Value, clone, walk
 CONST, SHAPED, FREE = 0, 1, 2
 
 
-_record: dict[int, set] | None = None
+_state = threading.local()  # .record: what the probes of this thread's observation saw
 
 
 def probe(value, key):
     """Record what `value` is (generated code of `observe` calls this)."""
-    if _record is not None:
-        _record.setdefault(key, set()).add(_describe(value))
+    record = getattr(_state, "record", None)
+    if record is not None:
+        record.setdefault(key, set()).add(_describe(value))
 
 
 def _describe(value) -> tuple:
@@ -56,16 +58,15 @@ PROBE = register(
 def observe(fn: Function, run) -> tuple[Any, dict[int, set]]:
     """Run `fn` with a probe on every value; `run(probed_fn)` compiles and calls it.
     Returns what the call returned and, per value id, the descriptions seen."""
-    global _record
     probed = clone(fn)
     lazy = _lazy_values(probed)
     _add_probes(probed.body, top=True, params=probed.params, lazy=lazy)
     seen: dict[int, set] = {}
-    previous, _record = _record, seen
+    previous, _state.record = getattr(_state, "record", None), seen
     try:
         result = run(probed)
     finally:
-        _record = previous
+        _state.record = previous
     return result, seen
 
 
