@@ -154,7 +154,8 @@ def forward(fn: Function, wrt: list, *, return_value: bool = True) -> Function:
     value (``x_dot``); a result that does not depend on `wrt` has a zero tangent.
     """
     wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
-    tan = Tangents(*_varied_through_tapes(fn, wrt_values))
+    varied, tapes = _varied_through_tapes(fn, wrt_values)
+    tan = Tangents(varied - passes.shift_invariant_maxes(fn), tapes)  # exactly zero
     shapes = passes.shape_classes(fn)
     extra_params = _tangent_params(fn, wrt_values, [True] * len(wrt_values), tan)
     nodes = _forward_block(fn.body.nodes, tan, shapes)

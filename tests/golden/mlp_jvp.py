@@ -10,9 +10,8 @@ def mlp_jvp(W1, b1, W2, b2, x, y, tangent):
     logits = h @ W2 + b2
     logits_dot = np.broadcast_to(h_dot @ W2, np.shape(logits))
     # line 19: shifted = logits - np.max(logits, axis=1, keepdims=True)
-    max_logits = np.max(logits, axis=1, keepdims=True)
-    shifted = logits - max_logits
-    shifted_dot = logits_dot - np.sum(logits_dot * max_adjoint(np.ones_like(max_logits), max_logits, logits, axis=1, keepdims=True), axis=1, keepdims=True)
+    shifted = logits - np.max(logits, axis=1, keepdims=True)
+    shifted_dot = np.broadcast_to(logits_dot, np.shape(shifted))
     # line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)
     sum_exp = np.sum(exp_shifted, axis=1, keepdims=True)
