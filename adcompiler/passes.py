@@ -387,34 +387,42 @@ def yielded(fn: Function) -> set[int]:
 _ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
 
 
-def drop_broadcasts(fn: Function) -> Function:
+def drop_broadcasts(fn: Function, fits=None, one_reader: bool = True) -> Function:
     """`broadcast_to(s, shape(v)) * y` is `s * y` when `y` has the shape of `v`: the
     product broadcasts anyway, so the broadcast view need not be made.
 
         %b = broadcast_to(%s, shape(%x))          %p = mul(%s, %x)
         %p = mul(%b, %x)                  ──▶
+
+    `fits(node, i, target)` says whether elementwise `node`, whose input `i` is the
+    broadcast to the shape `target`, makes that shape anyway; by default, when the
+    other input has the shape class of the `v` in `shape(v)`. The broadcast goes where
+    every reader fits (and, with `one_reader`, there is only one).
     """
-    classes = shape_classes(fn)
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
-    uses: dict[int, int] = {}
-    for node in walk(fn.body):
-        for v in node.inputs:
-            uses[v.id] = uses.get(v.id, 0) + 1
-    for r in fn.results:
-        uses[r.id] = uses.get(r.id, 0) + 1
-    for node in walk(fn.body):
-        if node.op.name not in _ELEMENTWISE_BINARY or len(node.inputs) != 2:
-            continue
-        for i in (0, 1):
-            b, other = node.inputs[i], node.inputs[1 - i]
-            producer = defs.get(b.id)
-            if producer is None or producer.op.name != "broadcast_to" or uses.get(b.id) != 1:
-                continue
-            shape = defs.get(producer.inputs[1].id)
+    if fits is None:
+        classes = shape_classes(fn)
+
+        def fits(node: Node, i: int, target: Value) -> bool:
+            shape = defs.get(target.id)
             if shape is None or shape.op.name != "shape":
-                continue
-            target = classes.get(shape.inputs[0].id, -1)
-            if target >= 0 and classes.get(other.id, -1) == target:
+                return False
+            cls = classes.get(shape.inputs[0].id, -1)
+            return cls >= 0 and classes.get(node.inputs[1 - i].id, -1) == cls
+
+    reading, kept = readers(fn), yielded(fn)
+    for vid, producer in defs.items():
+        found = reading.get(vid, [])
+        if producer.op.name != "broadcast_to" or vid in kept or not found:
+            continue
+        if one_reader and len(found) != 1:
+            continue
+        if all(
+            node.op.name in _ELEMENTWISE_BINARY and len(node.inputs) == 2
+            and fits(node, i, producer.inputs[1])
+            for node, i in found
+        ):  # fmt: skip
+            for node, i in found:
                 node.inputs[i] = producer.inputs[0]
     return fn
 

@@ -30,7 +30,10 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
         block.nodes = nodes
     passes.substitute(out, replace)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
-    _drop_broadcasts(out, known, {v.id: n for n in walk(out.body) for v in n.outputs})
+    # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that shape
+    # already (the product has that shape and dtype either way), for every reader
+    passes.drop_broadcasts(out, lambda node, i, target: _product_of_shape(
+        node, i, value_of(target, known), known), one_reader=False)  # fmt: skip
     push_sums(out, known)
     out = passes.dce(out)
     mark_reuse(out, known)
@@ -133,35 +136,10 @@ def _sum_node(x: Value, axes: tuple, keepdims: bool, at: Node) -> Node:
     return Node(lookup(np.sum), [x], {"axis": axis, "keepdims": keepdims}, loc=at.loc)
 
 
-ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
-
-
-def _drop_broadcasts(fn: Function, known: dict, defs: dict) -> None:
-    """`broadcast_to(s, shape) * y` is `s * y` when `y` is a float64 array of that shape
-    already (so the product has that shape and dtype either way); done where every
-    reader of the broadcast is such an operation.
-
-        %b = broadcast_to(%s, (n, k))            %p = mul(%s, %y)
-        %p = mul(%b, %y)                ──▶      %q = add(%z, %s)
-        %q = add(%z, %b)
-    """
-    readers = passes.readers(fn)
-    kept = passes.yielded(fn)
-    for vid, producer in defs.items():
-        if producer.op.name != "broadcast_to" or vid in kept or vid not in readers:
-            continue
-        want = value_of(producer.inputs[1], known)
-        if not want or not all(_product_of_shape(node, i, want, known)
-                               for node, i in readers[vid]):  # fmt: skip
-            continue
-        for node, i in readers[vid]:
-            node.inputs[i] = producer.inputs[0]
-
-
-def _product_of_shape(node: Node, i: int, want: tuple, known: dict) -> bool:
-    """True if `node` is elementwise arithmetic whose other operand is a float64 array
-    of shape `want`."""
-    if node.op.name not in ELEMENTWISE_BINARY or len(node.inputs) != 2:
+def _product_of_shape(node: Node, i: int, want: tuple | None, known: dict) -> bool:
+    """True if the other operand of elementwise `node` is a float64 array of shape
+    `want`."""
+    if not want:
         return False
     d = known.get(node.inputs[1 - i].id, ("",))
     return d[0] == "array" and d[1] == want and d[2] == np.dtype(np.float64).str
