@@ -80,6 +80,7 @@ class Specializing:
         self.versions: dict = {}
         self.once: set = set()
         self.latest = generic
+        self._ir: Function | None = None
 
     def __call__(self, *args, **kwargs):
         key = signature(args, kwargs)
@@ -97,14 +98,7 @@ class Specializing:
         """The version of this function for arguments like `args`, `kwargs` (made from the
         version with helpers inlined, where the generic one calls generated helper
         functions: what flows through a call is not known to the rewrites)."""
-        source = self.generic
-        rebuild = getattr(source, "__adcompiler_rebuild_inline__", None)
-        if rebuild is not None:
-            try:
-                source = rebuild()
-            except Exception:  # noqa: BLE001 - the generic version stays in charge
-                return self.generic
-        fn = _generic_ir(source)
+        fn = self.source_ir()
         if fn is None:
             return self.generic
         try:
@@ -116,6 +110,17 @@ class Specializing:
         known = facts(fn, seen)
         special = specialize(fn, known)
         return self._build(special, _describe_signature(fn, args, kwargs))
+
+    def source_ir(self) -> Function | None:
+        """The IR the versions are made from (the helpers inlined), built once."""
+        if self._ir is None:
+            source = self.generic
+            rebuild = getattr(source, "__adcompiler_rebuild_inline__", None)
+            try:
+                self._ir = _generic_ir(rebuild() if rebuild is not None else source)
+            except Exception:  # noqa: BLE001 - the generic version stays in charge
+                return None
+        return self._ir
 
     @property
     def __adcompiler_source__(self) -> str:
