@@ -110,13 +110,16 @@ def _multiply_tangent(ts, ans, x, y):
 
 defbinary("multiply", np.multiply, _multiply_adjoint, "_0 * _1", keys=[operator.mul])
 tangent(np.multiply)(_multiply_tangent)
-defbinary(
-    "divide",
-    np.true_divide,
-    lambda g, ans, x, y: (g / y, -g * ans / y),
-    "_0 / _1",
-    keys=[operator.truediv],
-)
+def _divide_adjoint(g, ans, x, y):
+    # d(x/y)/dy = -ans / y; for a constant numerator c != 0 that is -ans * ans / c, which
+    # needs only the result: `1.0 / (1.0 + np.exp(-z))` then saves no denominator.
+    c = x.const
+    if x.is_const and isinstance(c, (int, float)) and not isinstance(c, bool) and c != 0:
+        return g / y, -g * ans * ans / c
+    return g / y, -g * ans / y
+
+
+defbinary("divide", np.true_divide, _divide_adjoint, "_0 / _1", keys=[operator.truediv])
 defbinary(
     "power",
     np.power,
