@@ -29,6 +29,10 @@ ACCUMULATIONS: weakref.WeakSet = weakref.WeakSet()
 # indices of those that may): same shape and dtype, a fresh array. adcompiler.specialize
 # marks them; codegen does it where that operand is read no more: ``a *= b``.
 REUSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Nodes that write their result into a row of a tape (`np.tanh(c, out=tape[t])`): node
+# → (tape, index); a `tape_set` of a value made so → None (it copies only if codegen did
+# not, in the end, compute the value in that row). adcompiler.specialize.stacks marks them.
+INTO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 NOT_CONST = object()
 
 

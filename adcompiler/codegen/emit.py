@@ -29,7 +29,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.ops.core import Op
-from adcompiler.ssa import ACCUMULATIONS, REUSE, Block, Function, Node, Value, walk
+from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
 # Operators whose result may share memory with their first input.
@@ -170,6 +170,7 @@ class Emitter:
         plan = Plan(self.fn)
         self.plan = plan
         self.inline_defs = plan.inline_defs
+        self.in_rows: set[int] = set()  # values computed in a row of a tape (ssa.INTO)
         self.line = None
         body: list[ast.stmt] = [ast.Expr(ast.Constant(doc.replace("\n", "\n    ")))]
         body.extend(self.block(self.fn.body))
@@ -201,11 +202,29 @@ class Emitter:
                 out.extend(self.setitem_statement(node, start))
             elif node.op.name == "list_append":
                 out.extend(self.append_statement(node, start))
+            elif node in INTO and INTO[node] is not None and self.optimize:
+                out.append(self.row_statement(node, start))
+            elif node in INTO and node.inputs[2].id in self.in_rows:
+                self.advance(start)  # the value was computed in its row of the tape
             elif node in REUSE and (side := self.reuse(node, start)) is not None:
+                if node.inputs[side].id in self.in_rows:
+                    self.in_rows.add(node.output.id)
                 out.extend(self.reuse_statement(node, side, start))
             else:
                 out.append(self.simple_statement(node, start))
         return out
+
+    def row_statement(self, node: Node, position: int) -> ast.stmt:
+        """``v = np.tanh(c, out=tape[t])``: a saved value made in its row (ssa.INTO)."""
+        tape, index = INTO[node]
+        args = [self.read(v) for v in node.inputs]
+        row = ast.Subscript(self.read(tape), self.read(index), ast.Load())
+        ufunc = ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load())
+        call = ast.Call(ufunc, args, [ast.keyword("out", row)])
+        self.chain_name(node.output)
+        self.advance(position)
+        self.in_rows.add(node.output.id)
+        return ast.Assign([ast.Name(self.namer.name(node.output), ast.Store())], call)
 
     def reuse(self, node: Node, position: int) -> int | None:
         """The operand whose buffer `node` may write its result into (REUSE), if any: the
@@ -525,7 +544,9 @@ def _is_literal_const(node: Node) -> bool:
 
 
 def _is_adjoint(node: Node) -> bool:
-    return any(v.role.startswith("adjoint") for v in node.outputs)
+    """True for a node of the adjoint sweep (a tape write: if it saves an adjoint)."""
+    written = node.outputs or (node.inputs[-1:] if node.op.name == "tape_set" else [])
+    return any(v.role.startswith("adjoint") for v in written)
 
 
 class Plan:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ast
 
+import numpy as np
+
 from adcompiler.ops.core import Op, Param, register
 
 
@@ -168,6 +170,40 @@ TAPE_APPEND = register(
 )
 TAPE_GET = register(
     Op("tape_get", None, (Param("tape"), Param("k")), _tape_get_spelling, nondiff=True)
+)
+# A tape of same-shaped arrays as one array, their rows one after another (made by
+# adcompiler.specialize.batch, for sums over a loop's iterations taken after it).
+TAPE_CONCAT = register(
+    Op(
+        "tape_concat",
+        lambda tape: np.concatenate(tape),
+        (Param("tape"),),
+        "np.concatenate",
+        nondiff=True,
+    )  # fmt: skip
+)
+
+
+def tape_stack(n, shape=()):
+    return np.empty((n, *shape))
+
+
+def _tape_stack_spelling(node, args):
+    dims = ast.Tuple([args[0], *(ast.Constant(d) for d in node.attrs["shape"])], ast.Load())
+    empty = ast.Attribute(ast.Name("np", ast.Load()), "empty", ast.Load())
+    return ast.Call(empty, [dims], [])
+
+
+# A tape of float arrays of one shape, one row per iteration: `np.empty((n, *shape))`
+# (adcompiler.specialize.stacks; `tape_set` copies into a row, `tape_get` reads a view).
+TAPE_STACK = register(
+    Op(
+        "tape_stack",
+        tape_stack,
+        (Param("n"), Param("shape", "attr", ())),
+        _tape_stack_spelling,
+        nondiff=True,
+    )  # fmt: skip
 )
 STATEMENT_OPS = {"tape_set", "tape_append"}  # spelled as statements, not expressions
 

@@ -11,8 +11,10 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.core import lookup
 from adcompiler.ops.structure import CONST as CONST_OP
+from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
 from adcompiler.specialize.facts import blocks, float_array, shape_of, value_of
+from adcompiler.specialize.stacks import stack_tapes
 from adcompiler.specialize.sums import push_sums
 from adcompiler.ssa import Function, Node, Value, clone, walk
 
@@ -35,8 +37,10 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
     passes.drop_broadcasts(out, lambda node, i, target: _product_of_shape(
         node, i, value_of(target, known), known), one_reader=False)  # fmt: skip
     push_sums(out, known)
+    batch_loop_sums(out, known)
     out = passes.dce(out)
     mark_reuse(out, known)
+    stack_tapes(out, known)
     return out
 
 

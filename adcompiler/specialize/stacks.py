@@ -1,0 +1,144 @@
+"""Tapes as one array, and results written straight into their rows.
+
+A tape is a list with a slot per iteration (`[None] * n`): each iteration's saved
+value is an array of its own. Where every value a tape keeps is a float array of
+one shape (SHAPED: the same for every call with the signature) and the loop that
+writes it runs over `range(n)` and writes row `t` in iteration `t`, the tape is
+one array, `np.empty((n, *shape))`, as a gradient written by hand keeps it, and:
+
+- the operation that makes a saved value writes it into its row:
+  `tanh_c = np.tanh(c, out=tanh_c_saved[t])`; where the value is the last of a
+  chain computed in one buffer (`e = -z; np.exp(e, out=e)`), the chain starts in
+  the row (`e = np.negative(z, out=e_saved[t])`), so the iteration makes no array
+  for it at all;
+- any other saved value (a view, a carried value) is copied into its row;
+- `tape[t]` reads a view, and `np.concatenate(tape)` (adcompiler.specialize.batch)
+  is a reshape.
+
+    h_saved = [None] * n                    h_saved = np.empty((n, 32, 32))
+    for t in range(n):            ──▶       for t in range(n):
+        h = o * tanh_c                          h = np.multiply(o, tanh_c, out=h_saved[t])
+        h_saved[t] = h
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adcompiler.ops.control import TAPE_STACK
+from adcompiler.ops.core import lookup
+from adcompiler.specialize.facts import float_array, value_of
+from adcompiler.ssa import INTO, REUSE, Block, Function, Node, Value
+
+
+def stack_tapes(fn: Function, known: dict) -> None:
+    """Make, in place, every tape of `fn` that qualifies one array (see the module)."""
+    tapes: dict[int, list] = {}  # tape id → [(node, block, enclosing for-node or None)]
+    makers: dict[int, tuple[Node, Block]] = {}
+    readers: dict[int, list[Node]] = {}
+    _scan(fn.body, None, tapes, makers, readers)
+    for v in fn.results:
+        readers.setdefault(v.id, []).append(None)
+    for tid, (maker, block) in makers.items():
+        entry = _entry_shape(tid, maker, tapes.get(tid, []), known)
+        if entry is None:
+            continue
+        stack = Node(TAPE_STACK, [maker.inputs[0]], {"shape": entry}, maker.outputs,
+                     loc=maker.loc)  # fmt: skip
+        block.nodes[block.nodes.index(maker)] = stack
+        for node, body, _ in tapes[tid]:
+            if node.op.name == "tape_set":
+                _write_into_row(node, body, readers)
+            elif node.op.name == "tape_concat":  # the rows, one after another: a view
+                rows = (value_of(maker.inputs[0], known) * entry[0], *entry[1:])
+                const = _const(rows, node)
+                reshape = Node(lookup(np.reshape), [node.inputs[0], const.output], {},
+                               node.outputs, loc=node.loc)  # fmt: skip
+                i = body.nodes.index(node)
+                body.nodes[i : i + 1] = [const, reshape]
+
+
+def _scan(block: Block, loop: Node | None, tapes, makers, readers) -> None:
+    for node in block.nodes:
+        if node.op.name == "tape_new":
+            makers[node.output.id] = (node, block)
+        tape_op = node.op.name in ("tape_set", "tape_get", "tape_concat", "tape_append")
+        for i, v in enumerate(node.inputs):
+            readers.setdefault(v.id, []).append(node)
+            # a tape read any other way (carried, saved, passed on) stays a list
+            use = (node, block, loop) if tape_op and i == 0 else (None, block, None)
+            tapes.setdefault(v.id, []).append(use)
+        for region in node.regions:
+            _scan(region, node if node.op.name == "for" else None, tapes, makers, readers)
+            for v in region.yields:  # a tape yielded from a region stays a list
+                tapes.setdefault(v.id, []).append((None, region, None))
+                readers.setdefault(v.id, []).append(None)  # read by the yield
+
+
+def _entry_shape(tid: int, maker: Node, uses: list, known: dict) -> tuple | None:
+    """The shape of every entry of tape `tid`, if it may be one array; else None."""
+    n = value_of(maker.inputs[0], known)
+    if type(n) is not int or n < 1 or not uses:
+        return None
+    shapes = set()
+    for node, _, loop in uses:
+        if node is None or node.op.name not in ("tape_set", "tape_get", "tape_concat"):
+            return None
+        if node.op.name == "tape_set":
+            fact = known.get(node.inputs[2].id)
+            if not float_array(fact) or not fact[1] or not _fills(loop, node, n, known):
+                return None
+            shapes.add(fact[1])
+    return shapes.pop() if len(shapes) == 1 else None
+
+
+def _fills(loop: Node | None, write: Node, n: int, known: dict) -> bool:
+    """True if `write` runs in every iteration of `loop` over `range(n)`, writing row `t`."""
+    if loop is None:
+        return False
+    start, stop, step = (value_of(v, known) for v in loop.inputs[:3])
+    body = loop.regions[0]
+    return (
+        (start, stop, step) == (0, n, 1)
+        and write.inputs[1] is body.params[0]
+        and write in body.nodes
+    )
+
+
+def _write_into_row(write: Node, body: Block, readers: dict) -> None:
+    """Have the node that makes the saved value (or the first of its in-place chain)
+    write it into the row; the `tape_set` then copies only if the code generator did
+    not compute the value in that row after all (ssa.INTO)."""
+    tape, index, v = write.inputs
+    defs = {o.id: n for n in body.nodes for o in n.outputs}
+    producer = defs.get(v.id)
+    if producer is None or not _ufunc_call(producer) or producer in INTO:
+        return  # copied into its row by the tape_set
+    while producer in REUSE:  # the chain's first buffer is the row
+        before = [
+            defs[producer.inputs[i].id] for i in REUSE[producer]
+            if producer.inputs[i].id in defs
+            and len(readers.get(producer.inputs[i].id, ())) == 1
+        ]  # fmt: skip
+        if len(before) != 1 or not _ufunc_call(before[0]) or before[0] in INTO:
+            break
+        producer = before[0]
+    INTO[producer] = (tape, index)
+    INTO[write] = None
+
+
+def _ufunc_call(node: Node) -> bool:
+    """A NumPy ufunc applied to its inputs (no attributes): it takes ``out=``."""
+    impl = node.op.impl
+    return (
+        isinstance(impl, np.ufunc) and getattr(np, impl.__name__, None) is impl
+        and not node.attrs and len(node.outputs) == 1 and not node.regions
+    )  # fmt: skip
+
+
+def _const(value, at: Node) -> Node:
+    from adcompiler.ops.structure import CONST
+
+    out = Value("shape", role="adjoint_temp", loc=at.loc)
+    out.const = value
+    return Node(CONST, [], {"value": value}, [out], loc=at.loc)
