@@ -253,7 +253,7 @@ def optimizing() -> bool:
     return os.environ.get("ADCOMPILER_OPTIMIZE", "1") != "0"
 
 
-def cse(fn: Function) -> Function:
+def cse(fn: Function, reads: bool = False) -> Function:
     """Compute each pure expression once: a node equal to an earlier one (same operator,
     same inputs, same attributes), in its block or an enclosing one, is dropped and its
     result replaced by the earlier one's.
@@ -261,21 +261,25 @@ def cse(fn: Function) -> Function:
         %a = mul(%x, %y)              %a = mul(%x, %y)
         %b = mul(%x, %y)     ──▶      %c = add(%a, %a)
         %c = add(%a, %b)
+
+    `reads`: index reads (`x[:, d:]`) are merged too (specialized versions, where two
+    reads of one slice would otherwise make two products in `x[:, d:] * x[:, d:]`'s
+    adjoint).
     """
     replace: dict[int, Value] = {}
-    _cse_block(fn.body, {}, replace)
+    _cse_block(fn.body, {}, replace, reads)
     fn.results = [replace.get(v.id, v) for v in fn.results]
     return fn
 
 
-def _cse_block(block: Block, seen: dict, replace: dict[int, Value]) -> None:
+def _cse_block(block: Block, seen: dict, replace: dict[int, Value], reads: bool) -> None:
     seen = dict(seen)
     kept = []
     for node in block.nodes:
         node.inputs = [replace.get(v.id, v) for v in node.inputs]
         for region in node.regions:
-            _cse_block(region, seen, replace)
-        key = _cse_key(node)
+            _cse_block(region, seen, replace, reads)
+        key = _cse_key(node, reads)
         if key is not None:
             earlier = seen.get(key)
             if earlier is not None:
@@ -288,12 +292,12 @@ def _cse_block(block: Block, seen: dict, replace: dict[int, Value]) -> None:
     block.yields = [replace.get(v.id, v) for v in block.yields]
 
 
-def _cse_key(node: Node):
+def _cse_key(node: Node, reads: bool = False):
     # Cheap reads (shapes, constants, index reads) stay where they are written: merging
     # them would save nothing and cost the reader a name to look up.
     if node.regions or not node.outputs or node.op.name in _NOT_PURE or node.op.impl is None:
         return None
-    if node.op.inline:
+    if node.op.inline and not (reads and node.op.name == "getitem"):
         return None
     try:
         attrs = tuple(sorted((k, _hashable(v)) for k, v in node.attrs.items()))

@@ -256,8 +256,9 @@ class Emitter:
         if unary and node.op.impl is np.negative:  # y = t; y *= -1
             other, unary = ast.Constant(-1), False
             node_op = ast.Mult()
-        elif unary or (node.op.name == "divide" and i == 1):  # y = np.tanh(t, out=t)
-            operands = [target] if unary else [other, target]  # np.divide(c, t, out=t)
+        elif unary or (node.op.name in ("divide", "subtract") and i == 1):
+            # y = np.tanh(t, out=t); np.divide(c, t, out=t); np.subtract(c, t, out=t)
+            operands = [target] if unary else [other, target]
             call = ast.Call(
                 ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load()),
                 operands, [ast.keyword("out", ast.Name(target.id, ast.Load()))],

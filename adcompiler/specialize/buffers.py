@@ -16,7 +16,7 @@ _FRESH = {
 }  # fmt: skip
 
 
-_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0,), "divide": (0, 1)}
+_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0, 1), "divide": (0, 1)}
 
 
 def _unary_ufunc(op: Op) -> bool:

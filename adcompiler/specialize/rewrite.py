@@ -31,6 +31,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
             nodes.extend(_rewrite(node, known, defs, replace))
         block.nodes = nodes
     passes.substitute(out, replace)
+    passes.cse(out, reads=True)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
     # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that shape
     # already (the product has that shape and dtype either way), for every reader

@@ -38,7 +38,9 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     h_bar = shifted_bar @ W2.T
     W2_bar = h.T @ shifted_bar
     # adjoint of line 17: h = np.tanh(x @ W1 + b1)
-    add_matmul_bar = 1 - h * h
+    add_matmul_bar = h
+    add_matmul_bar *= h
+    np.subtract(1, add_matmul_bar, out=add_matmul_bar)
     add_matmul_bar *= h_bar
     b1_bar = np.sum(add_matmul_bar, axis=0)
     W1_bar = x.T @ add_matmul_bar
