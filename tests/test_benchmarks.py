@@ -107,3 +107,32 @@ def f(a, b):
     assert profiled(2.0, 3.0) == (8.0, (2.0, 3.0))
     assert statements == ["c = a * b", "for _ in range(2):", "  c = c + 1.0", "return (c, (a, b))"]
     assert all(total > 0 for total in totals)
+
+
+def _makes_arrays(a, b):
+    c = a * b  # one
+    c += 1.0  # in place: none
+    np.tanh(c, out=c)  # into c: none
+    d = c[:, :2]  # a view: none
+    e = d.T @ np.exp(b)  # two: exp, the product
+    np.multiply(e, 2.0, out=e)  # none
+    return e.sum(axis=0)  # one
+
+
+def test_temporaries_counts_every_new_array_and_no_view():
+    from benchmarks.temporaries import count
+
+    a, b = np.ones((4, 3)), np.ones((4, 3))
+    recorder = count(_makes_arrays, [a, b])
+    assert recorder.count == 4, recorder.sites
+    assert recorder.nbytes == (12 + 12 + 6 + 3) * 8  # a * b, exp(b), (2, 3), (3,)
+    assert recorder.sites["e = d.T @ np.exp(b)  # two: exp, the product"] == 2
+
+
+def test_temporaries_command_prints_the_table():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.temporaries", "--workload", "logistic",
+         "--size", "small"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+    ).stdout  # fmt: skip
+    assert "| logistic | 64x10 |" in out, out

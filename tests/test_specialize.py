@@ -333,3 +333,79 @@ def test_helpers_are_inlined_in_the_specialized_version():
     assert "scaled_tanh_forward(" in ad.source(g)
     _same(g(*args), generic)
     assert "scaled_tanh_forward(" not in ad.source(g) and "Specialized for" in ad.source(g)
+
+
+# ---------------------------------------------------------------------------
+# Loops: sums over the iterations after the loop, tapes as one array
+# ---------------------------------------------------------------------------
+
+
+def _rnn(W, U, b, xs):
+    T = xs.shape[0]
+    h = np.zeros((xs.shape[1], U.shape[0]))
+    total = 0.0
+    for t in range(T):
+        h = np.tanh(xs[t] @ W + h @ U + b)
+        total = total + np.sum(h * h)
+    return total
+
+
+def _rnn_args(T=6, B=4, D=3, H=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [0.4 * rng.standard_normal((D, H)), 0.4 * rng.standard_normal((H, H)),
+            0.1 * rng.standard_normal(H), rng.standard_normal((T, B, D))]  # fmt: skip
+
+
+def test_weight_sums_of_a_recurrent_loop_are_one_product_after_it():
+    g = check_specialized(_rnn, _rnn_args(), ("W", "U", "b"))
+    source = ad.source(g)
+    backward = source[source.index("for t in reversed"):]
+    loop = backward[: backward.index("\n    return")]
+    after = [line for line in loop.splitlines() if line.startswith("    ") and
+             not line.startswith("        ")]  # fmt: skip
+    assert not any("W_bar" in line or "U_bar" in line for line in loop.splitlines()
+                   if line.startswith("        ")), source  # fmt: skip
+    assert any(".T @ " in line and "W_bar" in line for line in after), source
+    assert "np.empty((T, 4, 5))" in source, source
+
+
+def test_a_trip_count_from_an_int_argument_keeps_the_loop_sums_in_the_loop():
+    def f(W, xs, n):
+        h = np.zeros((xs.shape[1], W.shape[1]))
+        for t in range(n):
+            h = np.tanh(xs[t] @ W + h)
+        return np.sum(h)
+
+    rng = np.random.default_rng(0)
+    W, xs = rng.standard_normal((3, 4)), rng.standard_normal((6, 2, 3))
+    g = ad.value_and_grad(f, wrt="W")
+    generic = _fresh_generic(f, "W")
+    for n in (3, 3, 5, 1, 6):  # one signature: (array, array, int)
+        _same(g(W, xs, n), generic(W, xs, n))
+
+
+def test_a_saved_value_computed_in_the_buffer_of_a_carried_one():
+    # c is carried and its tanh is saved: the tanh must not be computed in c's buffer
+    def f(W, xs):
+        c = np.zeros(W.shape[1])
+        total = 0.0
+        for t in range(xs.shape[0]):
+            c = c * 0.5 + np.tanh(xs[t] @ W)
+            h = np.tanh(c)
+            total = total + np.sum(h * h * c)
+        return total
+
+    rng = np.random.default_rng(2)
+    check_specialized(f, [rng.standard_normal((3, 4)), rng.standard_normal((5, 3))], "W")
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("workload", ["scalar_loop", "logistic", "mlp", "gmm", "lstm"])
+def test_no_benchmark_gradient_makes_more_arrays_than_the_hand_written_one(workload, size):
+    """Issue 4: counted per call by benchmarks/temporaries.py (every new array each
+    expression makes), adcompiler's specialized gradient against the hand-written one."""
+    from benchmarks import workloads
+    from benchmarks.temporaries import measure
+
+    hand, generated = measure(workloads.get(workload), size)
+    assert generated.count <= hand.count, (hand.sites, generated.sites)
