@@ -27,9 +27,13 @@ def zero_like(x):
     return 0.0 if type(x) in (float, int) else np.zeros_like(x)
 
 
-def unindex(g, shape, index):
-    """The adjoint of ``x[index]``: zeros of `shape` with `g` added at `index`."""
-    out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+def unindex(g, shape, index, out=None):
+    """The adjoint of ``x[index]``: zeros of `shape` with `g` added at `index` (in `out`,
+    if given: a row of a tape, in specialized code)."""
+    if out is None:
+        out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    else:
+        out[...] = 0
     if type(index) is int or type(index) is slice:  # a row or a range: no repeats
         out[index] = g
         return out

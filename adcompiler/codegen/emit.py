@@ -217,10 +217,14 @@ class Emitter:
     def row_statement(self, node: Node, position: int) -> ast.stmt:
         """``v = np.tanh(c, out=tape[t])``: a saved value made in its row (ssa.INTO)."""
         tape, index = INTO[node]
-        args = [self.read(v) for v in node.inputs]
         row = ast.Subscript(self.read(tape), self.read(index), ast.Load())
-        ufunc = ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load())
-        call = ast.Call(ufunc, args, [ast.keyword("out", row)])
+        if isinstance(node.op.impl, np.ufunc):
+            args = [self.read(v) for v in node.inputs]
+            ufunc = ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load())
+            call = ast.Call(ufunc, args, [ast.keyword("out", row)])
+        else:  # a run-time helper that takes `out=` (unindex)
+            call = self.expression(node)
+            call.keywords.append(ast.keyword("out", row))
         self.chain_name(node.output)
         self.advance(position)
         self.in_rows.add(node.output.id)
@@ -321,6 +325,8 @@ class Emitter:
         if in_place:
             name = base.id
             self.namer.fix(node.output, name)
+            if x.id in self.in_rows:  # written in place in a row of a tape
+                self.in_rows.add(node.output.id)
         else:
             name = self.namer.name(node.output)
             copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])

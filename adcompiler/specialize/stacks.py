@@ -43,10 +43,19 @@ def stack_tapes(fn: Function, known: dict) -> None:
         entry = _entry_shape(tid, maker, tapes.get(tid, []), known)
         if entry is None:
             continue
-        stack = Node(TAPE_STACK, [maker.inputs[0]], {"shape": entry}, maker.outputs,
-                     loc=maker.loc)  # fmt: skip
-        block.nodes[block.nodes.index(maker)] = stack
+        whole = _rows_of_an_array(tapes[tid], entry, known)
+        if whole is not None:  # the tape keeps `A[t]` in row t: it is A
+            block.nodes.remove(maker)
+        else:
+            stack = Node(TAPE_STACK, [maker.inputs[0]], {"shape": entry}, maker.outputs,
+                         loc=maker.loc)  # fmt: skip
+            block.nodes[block.nodes.index(maker)] = stack
         for node, body, _ in tapes[tid]:
+            if whole is not None:
+                if node.op.name == "tape_set":
+                    body.nodes.remove(node)
+                    continue
+                node.inputs[0] = whole
             if node.op.name == "tape_set":
                 _write_into_row(node, body, readers)
             elif node.op.name == "tape_concat":  # the rows, one after another: a view
@@ -92,6 +101,34 @@ def _entry_shape(tid: int, maker: Node, uses: list, known: dict) -> tuple | None
     return shapes.pop() if len(shapes) == 1 else None
 
 
+def _rows_of_an_array(uses: list, entry: tuple, known: dict) -> Value | None:
+    """`A` if every write to the tape saves `A[t]` in row `t` of a loop over all of
+    `A`'s rows, with `A` made before the loop (the input sequence of a recurrent model)."""
+    from adcompiler.ops.structure import Dyn
+
+    arrays = set()
+    for node, body, loop in uses:
+        if node.op.name != "tape_set":
+            continue
+        defs = {o.id: n for n in body.nodes for o in n.outputs}
+        read = defs.get(node.inputs[2].id)
+        if read is None or read.op.name != "getitem" or len(read.inputs) != 2:
+            return None
+        a, t = read.inputs
+        items = read.attrs.get("index", ((),))[0]
+        fact = known.get(a.id)
+        if (
+            t is not node.inputs[1]
+            or items != (Dyn(k=0),)
+            or a.id in defs
+            or not float_array(fact)
+            or fact[1] != (value_of(loop.inputs[1], known), *entry)
+        ):
+            return None  # fmt: skip
+        arrays.add(a)
+    return arrays.pop() if len(arrays) == 1 else None
+
+
 def _fills(loop: Node | None, write: Node, n: int, known: dict) -> bool:
     """True if `write` runs in every iteration of `loop` over `range(n)`, writing row `t`."""
     if loop is None:
@@ -112,7 +149,16 @@ def _write_into_row(write: Node, body: Block, readers: dict) -> None:
     tape, index, v = write.inputs
     defs = {o.id: n for n in body.nodes for o in n.outputs}
     producer = defs.get(v.id)
-    if producer is None or not _ufunc_call(producer) or producer in INTO:
+    while producer is not None and producer.op.name == "index_add" and _only_reader(
+            producer, 0, defs, readers):  # fmt: skip
+        producer = defs[producer.inputs[0].id]  # `x[16:24] += g` in place: x's buffer
+    if producer is None or producer in INTO:
+        return
+    if producer.op.name == "unindex":
+        INTO[producer] = (tape, index)  # zeros written into the row, then g
+        INTO[write] = None
+        return
+    if not _ufunc_call(producer):
         return  # copied into its row by the tape_set
     while producer in REUSE:  # the chain's first buffer is the row
         before = [
@@ -125,6 +171,12 @@ def _write_into_row(write: Node, body: Block, readers: dict) -> None:
         producer = before[0]
     INTO[producer] = (tape, index)
     INTO[write] = None
+
+
+def _only_reader(node: Node, i: int, defs: dict, readers: dict) -> bool:
+    """True if `node` is the only reader of its input `i`, made in the same block."""
+    v = node.inputs[i]
+    return v.id in defs and len(readers.get(v.id, ())) == 1
 
 
 def _ufunc_call(node: Node) -> bool:
