@@ -221,7 +221,6 @@ def has_effects(node: Node) -> bool:
     return any(has_effects(n) for region in node.regions for n in region.nodes)
 
 
-
 def uses(fn: Function) -> dict[int, int]:
     """How many times each value is read (by nodes, yields and results)."""
     count: dict[int, int] = {}
@@ -359,8 +358,59 @@ def simplify(fn: Function) -> Function:
             if inner is not None and inner.op is node.op and same:
                 replace[node.output.id] = replace.get(inner.inputs[0].id, inner.inputs[0])
     substitute(fn, replace)
+    _cancel_negations(fn)
     _negate_after_summing(fn.body, defs, uses)
     return fn
+
+
+_THROUGH = {"multiply", "divide", "unbroadcast"}  # -(a * b) = (-a) * b, exactly
+
+
+def _cancel_negations(fn: Function) -> None:
+    """`-((-g) * a * b)` is `g * a * b`: a negation of a product (or quotient, or sum
+    over broadcast axes) with a negated factor drops both signs, bit for bit. The
+    sigmoid's adjoint, written `1 / (1 + exp(-z))`, has two."""
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    uses = read_counts(fn)
+    replace: dict[int, Value] = {}
+    for node in walk(fn.body):
+        if node.op.name != "negative" or node.output.id in replace:
+            continue
+        found = _negated_factor(node.inputs[0], defs, uses, depth=6)
+        if found is not None:
+            reader, i = found
+            reader.inputs[i] = defs[reader.inputs[i].id].inputs[0]
+            replace[node.output.id] = node.inputs[0]
+    substitute(fn, replace)
+
+
+def read_counts(fn: Function) -> dict[int, int]:
+    """How many times each value is read: by nodes, yields and results."""
+    count = uses(fn)
+    for v in (v for n in walk(fn.body) for r in n.regions for v in r.yields):
+        count[v.id] = count.get(v.id, 0) + 1
+    return count
+
+
+def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
+    """`(reader, i)` where `reader.inputs[i]` is a negation read only there, found
+    through single-use products from `v`; None if there is none."""
+    producer = defs.get(v.id)
+    if depth == 0 or producer is None or producer.op.name not in _THROUGH:
+        return None
+    if uses.get(v.id) != 1:
+        return None
+    sides = (0,) if producer.op.name == "unbroadcast" else (0, 1)
+    for i in sides:
+        w = producer.inputs[i]
+        inner = defs.get(w.id)
+        if inner is not None and inner.op.name == "negative" and uses.get(w.id) == 1:
+            return producer, i
+    for i in sides:
+        found = _negated_factor(producer.inputs[i], defs, uses, depth - 1)
+        if found is not None:
+            return found
+    return None
 
 
 def substitute(fn: Function, replace: dict[int, Value]) -> None:

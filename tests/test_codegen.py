@@ -146,3 +146,19 @@ def test_the_max_that_shifts_a_logsumexp_is_not_differentiated():
         g = ad.grad(f)
         assert ("max_adjoint" in ad.source(g)) is emitted, f.__name__
         ad.check_grad(f, args)
+
+
+def _sigmoid_sum(z):
+    return np.sum(1.0 / (1.0 + np.exp(-z)))
+
+
+def test_the_sigmoid_adjoint_keeps_no_denominator_and_no_pair_of_signs():
+    """`d(1/a)/da = -(1/a)**2` reads only the result, and the two negations the chain
+    `1 / (1 + exp(-z))` makes cancel: `g * s * s * exp(-z)`, which is `g * s * (1 - s)`."""
+    g = ad.grad(_sigmoid_sum)
+    z = np.linspace(-4.0, 4.0, 9)
+    s = 1.0 / (1.0 + np.exp(-z))
+    np.testing.assert_allclose(g(z), s * (1 - s), rtol=1e-14)
+    adjoint = ad.source(g, generic=True).split("# adjoint of")[1]
+    assert "-" not in adjoint.split("\n", 1)[1], adjoint
+    assert "1.0 + exp_negative" not in adjoint, adjoint

@@ -35,10 +35,7 @@ from adcompiler.ssa import Function, Node, Value, walk
 
 def batch_loop_sums(fn: Function, known: dict) -> None:
     """Rewrite, in place, every carried sum of per-iteration products in `fn`'s loops."""
-    counts = passes.uses(fn)  # reads by nodes and results; and by the regions' yields:
-    for region in (r for n in walk(fn.body) for r in n.regions):
-        for v in region.yields:
-            counts[v.id] = counts.get(v.id, 0) + 1
+    counts = passes.read_counts(fn)
     made = {v.id: n for n in walk(fn.body) for v in n.outputs}
     replace: dict[int, Value] = {}  # a loop's old output → the sum taken after it
     for block in list(blocks(fn.body)):
