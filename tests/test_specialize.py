@@ -99,9 +99,7 @@ def _copy_function(fn):
     return new
 
 
-CONTROL = [
-    pytest.param(c, id=f"{c.category}-{c.id}") for c in C.cases() if c.id not in KNOWN
-]
+CONTROL = [pytest.param(c, id=f"{c.category}-{c.id}") for c in C.cases() if c.id not in KNOWN]
 
 
 @pytest.mark.parametrize("case", CONTROL)
@@ -359,7 +357,7 @@ def _rnn_args(T=6, B=4, D=3, H=5, seed=0):
 def test_weight_sums_of_a_recurrent_loop_are_one_product_after_it():
     g = check_specialized(_rnn, _rnn_args(), ("W", "U", "b"))
     source = ad.source(g)
-    backward = source[source.index("for t in reversed"):]
+    backward = source[source.index("for t in reversed") :]
     loop = backward[: backward.index("\n    return")]
     after = [line for line in loop.splitlines() if line.startswith("    ") and
              not line.startswith("        ")]  # fmt: skip
@@ -409,3 +407,33 @@ def test_no_benchmark_gradient_makes_more_arrays_than_the_hand_written_one(workl
 
     hand, generated = measure(workloads.get(workload), size)
     assert generated.count <= hand.count, (hand.sites, generated.sites)
+
+
+def _gates(z):
+    H = z.shape[1] // 4
+    i = np.tanh(z[:, :H])
+    f = np.exp(z[:, H : 2 * H])
+    o = z[:, 2 * H : 3 * H] ** 2
+    return np.sum(i * f + o * np.sin(z[:, 3 * H :]))
+
+
+def _gappy(z):  # column 2 is not read: its adjoint is zero
+    return np.sum(np.tanh(z[:, :2]) + z[:, 3:5] ** 2)
+
+
+def _overlapping(z):
+    return np.sum(np.tanh(z[:, :3]) * z[:, 1:4])
+
+
+def _rows(z):
+    return np.sum(np.exp(z[:2]) * z[2:4] + z[4:] ** 2)
+
+
+@pytest.mark.parametrize("fn, joined", [(_gates, True), (_gappy, False),
+                                        (_overlapping, False), (_rows, True)])  # fmt: skip
+def test_adjoints_of_slices_that_tile_an_array_are_joined(fn, joined):
+    z = np.random.default_rng(4).standard_normal((4, 8) if fn is not _rows else (6, 3))
+    g = check_specialized(fn, [z], "z")
+    source = ad.source(g)
+    assert ("np.concatenate(" in source) == joined, source
+    assert ("unindex(" in source) == (not joined), source

@@ -189,6 +189,9 @@ class Emitter:
             if node.outputs and node.outputs[0].id in self.inline_defs:
                 continue
             start, _ = self.plan.span[id(node)]
+            if node in INTO and INTO[node] is None and node.inputs[2].id in self.in_rows:
+                self.advance(start)  # the value was computed in its row of the tape
+                continue
             if node.loc is not None and (node.loc.line, _is_adjoint(node)) != self.line:
                 self.line = (node.loc.line, _is_adjoint(node))
                 out.append(self.comment(node))
@@ -204,8 +207,6 @@ class Emitter:
                 out.extend(self.append_statement(node, start))
             elif node in INTO and INTO[node] is not None and self.optimize:
                 out.append(self.row_statement(node, start))
-            elif node in INTO and node.inputs[2].id in self.in_rows:
-                self.advance(start)  # the value was computed in its row of the tape
             elif node in REUSE and (side := self.reuse(node, start)) is not None:
                 if node.inputs[side].id in self.in_rows:
                     self.in_rows.add(node.output.id)

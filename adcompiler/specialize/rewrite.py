@@ -11,6 +11,7 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.core import lookup
 from adcompiler.ops.structure import CONST as CONST_OP
+from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
 from adcompiler.specialize.facts import blocks, float_array, shape_of, value_of
@@ -39,6 +40,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
         node, i, value_of(target, known), known), one_reader=False)  # fmt: skip
     push_sums(out, known)
     batch_loop_sums(out, known)
+    join_slice_adjoints(out, known)
     out = passes.dce(out)
     mark_reuse(out, known)
     stack_tapes(out, known)

@@ -154,8 +154,8 @@ def _write_into_row(write: Node, body: Block, readers: dict) -> None:
         producer = defs[producer.inputs[0].id]  # `x[16:24] += g` in place: x's buffer
     if producer is None or producer in INTO:
         return
-    if producer.op.name == "unindex":
-        INTO[producer] = (tape, index)  # zeros written into the row, then g
+    if producer.op.name in ("unindex", "concatenate"):  # both take `out=`
+        INTO[producer] = (tape, index)
         INTO[write] = None
         return
     if not _ufunc_call(producer):
