@@ -176,13 +176,16 @@ SHAPE_CLASS = -2
 
 def dce(fn: Function) -> Function:
     """Remove nodes whose outputs are never read; nodes with no outputs are effects: kept,
-    except writes to a tape that nothing reads."""
-    live = {v.id for v in fn.results}
-    read = {  # a tape written to is not read by that; a tape saved on another tape is
-        v.id for n in walk(fn.body)
-        for v in (n.inputs[1:] if n.op.name in _TAPE_WRITES else n.inputs)
-    } | {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}  # fmt: skip
-    dce_block(fn.body, live, read)
+    except writes to a tape that nothing reads (once its reads are gone: again, until
+    nothing changes)."""
+    size = -1
+    while size != (size := sum(1 for _ in walk(fn.body))):
+        live = {v.id for v in fn.results}
+        read = {  # a tape written to is not read by that; a tape saved on another tape is
+            v.id for n in walk(fn.body)
+            for v in (n.inputs[1:] if n.op.name in _TAPE_WRITES else n.inputs)
+        } | {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}  # fmt: skip
+        dce_block(fn.body, live, read)
     return fn
 
 
@@ -359,8 +362,87 @@ def simplify(fn: Function) -> Function:
                 replace[node.output.id] = replace.get(inner.inputs[0].id, inner.inputs[0])
     substitute(fn, replace)
     _cancel_negations(fn)
+    _sigmoid_adjoints(fn)
     _negate_after_summing(fn.body, defs, uses)
     return fn
+
+
+def _sigmoid_adjoints(fn: Function) -> None:
+    """`g * s * s * e` where `s = 1 / (1 + e)` is `g * s * (1 - s)`: the adjoint of a
+    sigmoid written `1 / (1 + np.exp(-z))` then reads only `s`, so `exp(-z)` need not be
+    kept (a loop no longer saves it), as a gradient written by hand does it."""
+    import numpy as np
+
+    from adcompiler.ops.core import lookup
+    from adcompiler.ops.structure import CONST
+
+    subtract = lookup(np.subtract)
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    uses = read_counts(fn)
+
+    def made(v: Value, name: str) -> Node | None:
+        node = defs.get(v.id)
+        return node if node is not None and node.op.name == name else None
+
+    def one(v: Value) -> bool:
+        return v.is_const and type(v.const) in (int, float) and v.const == 1
+
+    written: dict[int, list[Value]] = {}  # tape → the values written to it
+    for node in walk(fn.body):
+        if node.op.name in ("tape_set", "tape_append"):
+            written.setdefault(node.inputs[0].id, []).append(node.inputs[-1])
+
+    def saved(v: Value) -> Value:
+        """What `v` is a read of: the one value written to the tape it is read from."""
+        read = made(v, "tape_get")
+        values = written.get(read.inputs[0].id, []) if read is not None else []
+        return values[0] if len(values) == 1 else v
+
+    def sigmoid_of(s: Value, e: Value) -> bool:
+        """True if `s = 1 / (1 + e)` (directly, or as what loops saved of them)."""
+        s, e = saved(s), saved(e)
+        q = made(s, "divide")
+        total = made(q.inputs[1], "add") if q is not None and one(q.inputs[0]) else None
+        if total is None or e not in total.inputs:
+            return False
+        return one(total.inputs[1] if total.inputs[0] is e else total.inputs[0])
+
+    for block in blocks(fn.body):
+        nodes: list[Node] = []
+        for node in block.nodes:
+            nodes.append(node)
+            if node.op.name != "multiply" or len(node.inputs) != 2:
+                continue
+            for x, e in (node.inputs, node.inputs[::-1]):
+                outer = made(x, "multiply") if uses.get(x.id) == 1 else None
+                if outer is None:
+                    continue
+                for inner_v, s in (outer.inputs, outer.inputs[::-1]):
+                    inner = made(inner_v, "multiply") if uses.get(inner_v.id) == 1 else None
+                    if inner is None or s not in inner.inputs:
+                        continue
+                    if not sigmoid_of(s, e):
+                        continue
+                    unit = Value("const", role="adjoint_temp", loc=node.loc)
+                    unit.const = 1.0
+                    rest = Node(subtract, [unit, s], {}, loc=node.loc)
+                    rest.output.role = "adjoint_temp"
+                    rest.output.hint = "one_minus"
+                    nodes[-1:-1] = [Node(CONST, [], {"value": 1.0}, [unit], loc=node.loc), rest]
+                    node.inputs = [inner_v, rest.output]
+                    break
+                else:
+                    continue
+                break
+        block.nodes = nodes
+
+
+def blocks(block: Block):
+    """`block` and every block nested in it."""
+    yield block
+    for node in block.nodes:
+        for region in node.regions:
+            yield from blocks(region)
 
 
 _THROUGH = {"multiply", "divide", "unbroadcast"}  # -(a * b) = (-a) * b, exactly

@@ -22,14 +22,14 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.core import lookup
 from adcompiler.ops.structure import build_index
-from adcompiler.specialize.facts import blocks, float_array, value_of
+from adcompiler.specialize.facts import float_array, value_of
 from adcompiler.ssa import Function, Node
 
 
 def join_slice_adjoints(fn: Function, known: dict) -> None:
     """Rewrite, in place, every `unindex` + `index_add` chain that tiles its array."""
     counts = passes.read_counts(fn)
-    for block in blocks(fn.body):
+    for block in passes.blocks(fn.body):
         defs = {v.id: n for n in block.nodes for v in n.outputs}
         readers: dict[int, Node] = {}
         for node in block.nodes:

@@ -29,7 +29,7 @@ from adcompiler import passes
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops.control import TAPE_CONCAT, TAPE_NEW, TAPE_SET
 from adcompiler.ops.core import lookup
-from adcompiler.specialize.facts import blocks, float_array, value_of
+from adcompiler.specialize.facts import float_array, value_of
 from adcompiler.ssa import Function, Node, Value, walk
 
 
@@ -38,7 +38,7 @@ def batch_loop_sums(fn: Function, known: dict) -> None:
     counts = passes.read_counts(fn)
     made = {v.id: n for n in walk(fn.body) for v in n.outputs}
     replace: dict[int, Value] = {}  # a loop's old output → the sum taken after it
-    for block in list(blocks(fn.body)):
+    for block in list(passes.blocks(fn.body)):
         nodes: list[Node] = []
         for node in block.nodes:
             nodes.extend(_batched(node, known, counts, made, replace) or [node])

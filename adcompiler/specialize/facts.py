@@ -246,13 +246,6 @@ def facts(fn: Function, seen: dict[int, set]) -> dict[int, tuple]:
     }  # fmt: skip
 
 
-def blocks(block: Block):
-    yield block
-    for node in block.nodes:
-        for region in node.regions:
-            yield from blocks(region)
-
-
 def shape_of(v: Value, known: dict) -> tuple | None:
     """The shape of `v` (() for a scalar), if known."""
     d = known.get(v.id)

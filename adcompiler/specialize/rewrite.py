@@ -1,7 +1,7 @@
 """The rewrites that the facts about a generated function's values allow.
 
-    %s = shape(%x)                               (%x, %g seen with shape (32, 10))
-    %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
+%s = shape(%x)                               (%x, %g seen with shape (32, 10))
+%gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from adcompiler.ops.structure import CONST as CONST_OP
 from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
-from adcompiler.specialize.facts import blocks, float_array, shape_of, value_of
+from adcompiler.specialize.facts import float_array, shape_of, value_of
 from adcompiler.specialize.stacks import stack_tapes
 from adcompiler.specialize.sums import push_sums
 from adcompiler.ssa import Function, Node, Value, clone, walk
@@ -25,7 +25,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
     out = clone(fn)
     defs = {v.id: n for n in walk(out.body) for v in n.outputs}
     replace: dict[int, Value] = {}
-    for block in blocks(out.body):
+    for block in passes.blocks(out.body):
         nodes: list[Node] = []
         for node in block.nodes:
             node.inputs = [replace.get(v.id, v) for v in node.inputs]

@@ -15,14 +15,14 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.core import lookup
 from adcompiler.ops.structure import CONST as CONST_OP
-from adcompiler.specialize.facts import blocks, float_array
+from adcompiler.specialize.facts import float_array
 from adcompiler.ssa import Function, Node, Value, walk
 
 
 def push_sums(fn: Function, known: dict) -> None:
     uses = passes.uses(fn)
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
-    for block in blocks(fn.body):
+    for block in passes.blocks(fn.body):
         nodes: list[Node] = []
         for node in block.nodes:
             nodes.extend(_pushed(node, known, uses, defs) or [node])
