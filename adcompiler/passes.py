@@ -399,7 +399,11 @@ def _sigmoid_adjoints(fn: Function) -> None:
         return values[0] if len(values) == 1 else v
 
     def sigmoid_of(s: Value, e: Value) -> bool:
-        """True if `s = 1 / (1 + e)` (directly, or as what loops saved of them)."""
+        """True if `s = 1 / (1 + e)` (directly, or as what a loop saved of them, read
+        back at one index)."""
+        reads = [made(v, "tape_get") for v in (s, e)]
+        if any(reads) and not (all(reads) and reads[0].inputs[1] is reads[1].inputs[1]):
+            return False
         s, e = saved(s), saved(e)
         q = made(s, "divide")
         total = made(q.inputs[1], "add") if q is not None and one(q.inputs[0]) else None
