@@ -364,7 +364,10 @@ def test_weight_sums_of_a_recurrent_loop_are_one_product_after_it():
     assert not any("W_bar" in line or "U_bar" in line for line in loop.splitlines()
                    if line.startswith("        ")), source  # fmt: skip
     assert any(".T @ " in line and "W_bar" in line for line in after), source
-    assert "np.empty((T, 4, 5))" in source, source
+    assert "np.empty((T, 4, 5))" in source, source  # the adjoints, one row per step
+    # h before each step and h after it: one array of T + 1 rows, as by hand
+    assert "h_saved = np.empty((T + 1, 4, 5))" in source, source
+    assert "h_saved[0] = h" in source, source
 
 
 def test_a_trip_count_from_an_int_argument_keeps_the_loop_sums_in_the_loop():

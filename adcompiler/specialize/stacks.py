@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from adcompiler.ops.control import TAPE_STACK
+from adcompiler.ops.control import TAPE_SET, TAPE_STACK
 from adcompiler.ops.core import lookup
+from adcompiler.ops.structure import Dyn, getitem
 from adcompiler.specialize.facts import float_array, value_of
 from adcompiler.ssa import INTO, REUSE, Block, Function, Node, Value
 
@@ -39,6 +40,7 @@ def stack_tapes(fn: Function, known: dict) -> None:
     _scan(fn.body, None, tapes, makers, readers)
     for v in fn.results:
         readers.setdefault(v.id, []).append(None)
+    stacked: dict[int, tuple] = {}  # tape id → (stack node, block, entry, its writes)
     for tid, (maker, block) in makers.items():
         entry = _entry_shape(tid, maker, tapes.get(tid, []), known)
         if entry is None:
@@ -50,6 +52,8 @@ def stack_tapes(fn: Function, known: dict) -> None:
             stack = Node(TAPE_STACK, [maker.inputs[0]], {"shape": entry}, maker.outputs,
                          loc=maker.loc)  # fmt: skip
             block.nodes[block.nodes.index(maker)] = stack
+            writes = [use for use in tapes[tid] if use[0].op.name == "tape_set"]
+            stacked[tid] = (stack, block, entry, writes)
         for node, body, _ in tapes[tid]:
             if whole is not None:
                 if node.op.name == "tape_set":
@@ -65,6 +69,52 @@ def stack_tapes(fn: Function, known: dict) -> None:
                                node.outputs, loc=node.loc)  # fmt: skip
                 i = body.nodes.index(node)
                 body.nodes[i : i + 1] = [const, reshape]
+    _share_carried_rows(stacked)
+
+
+def _share_carried_rows(stacked: dict) -> None:
+    """A carried value saved at the start of each iteration (tape P) and its next value
+    saved at the end (tape Y) are one array of n + 1 rows, as a hand-written RNN keeps
+    its states: row 0 the initial value, `P = S[:n]`, `Y = S[1:]`; P's writes go (row
+    t + 1 of S was written as Y's row t)."""
+    by_value = {
+        writes[0][0].inputs[2].id: tid for tid, (_, _, _, writes) in stacked.items()
+        if len(writes) == 1
+    }  # fmt: skip
+    for tid, (stack, block, entry, writes) in list(stacked.items()):
+        if len(writes) != 1:
+            continue
+        write, body, loop = writes[0]
+        p = write.inputs[2]
+        if loop is None or p not in body.params[1:] or loop not in block.nodes:
+            continue
+        k = body.params.index(p) - 1
+        other = by_value.get(body.yields[k].id)
+        if other is None or other == tid or other not in stacked:
+            continue
+        y_stack, y_block, y_entry, y_writes = stacked[other]
+        if y_block is not block or y_entry != entry or y_writes[0][1] is not body:
+            continue
+        n, init = loop.inputs[1], loop.inputs[3 + k]
+        one, zero = _const(1, stack), _const(0, stack)
+        rows = Node(lookup(np.add), [n, one.output], {}, loc=stack.loc)
+        rows.output.role = "adjoint_temp"
+        states = Node(TAPE_STACK, [rows.output], {"shape": entry},
+                      [Value(y_stack.output.hint, role=y_stack.output.role, loc=stack.loc)],
+                      loc=stack.loc)  # fmt: skip
+        first = Node(TAPE_SET, [states.output, zero.output, init], {}, [], loc=stack.loc)
+        before = _view(states.output, slice(None, Dyn(k=0)), [n], stack.output, stack.loc)
+        after = _view(states.output, slice(1, None), [], y_stack.output, stack.loc)
+        block.nodes.remove(stack)
+        block.nodes.remove(y_stack)
+        at = block.nodes.index(loop)
+        block.nodes[at:at] = [one, zero, rows, states, first, before, after]
+        body.nodes.remove(write)  # row t of P is row t - 1 of Y, or the initial value
+        del stacked[tid], stacked[other]
+
+
+def _view(array: Value, part: slice, dyn: list, out: Value, loc) -> Node:
+    return Node(lookup(getitem), [array, *dyn], {"index": ((part,), True)}, [out], loc=loc)
 
 
 def _scan(block: Block, loop: Node | None, tapes, makers, readers) -> None:
@@ -191,6 +241,6 @@ def _ufunc_call(node: Node) -> bool:
 def _const(value, at: Node) -> Node:
     from adcompiler.ops.structure import CONST
 
-    out = Value("shape", role="adjoint_temp", loc=at.loc)
+    out = Value("const", role="adjoint_temp", loc=at.loc)
     out.const = value
     return Node(CONST, [], {"value": value}, [out], loc=at.loc)
