@@ -390,6 +390,10 @@ def outer(x, y, w):
     return np.sum(np.outer(x, y) * w)
 
 
+def vdot(x, y, w):
+    return np.vdot(x, y) * np.vdot(x, x) * w
+
+
 def einsum_matmul(x, y, w):
     return np.sum(np.einsum("ij,jk->ik", x, y) * w)
 

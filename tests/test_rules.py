@@ -290,6 +290,8 @@ OTHER = [
     case(C.outer, x="n", y="m"),
     case(C.outer, id="outer[2d]", x="n,2", y="m"),
     case(C.outer, id="outer[scalar]", x="", y="m"),
+    case(C.vdot, x="n,m", y="n,m"),
+    case(C.vdot, id="vdot[reshaped]", x="n,m", y="m,n"),
     case(C.einsum_matmul, x="n,m", y="m,k"),
     case(C.einsum_implicit, x="n,m", y="m,k"),
     case(C.einsum_implicit_transpose, x="n,m"),

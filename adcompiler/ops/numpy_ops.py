@@ -391,6 +391,20 @@ tangent(np.outer)(
 )
 
 
+defop("vdot", np.vdot, "a, b")  # the sum of a * b over all elements (real arrays)
+adjoint(np.vdot)(
+    lambda g, ans, a, b: (
+        g * _call(np.reshape, b, a.shape),
+        g * _call(np.reshape, a, b.shape),
+    )
+)
+tangent(np.vdot)(
+    lambda ts, ans, a, b: _sum_parts(
+        _call(np.vdot, t, other) for t, other in zip(ts, (b, a)) if t is not None
+    )
+)
+
+
 def _einsum_spelling(node, args):
     fn = ast.Attribute(ast.Name("np", ast.Load()), "einsum", ast.Load())
     return ast.Call(fn, [ast.Constant(node.attrs["subscripts"]), *args], [])

@@ -5,7 +5,8 @@ array: `np.sum(g @ B.T + g * c, axis=1, keepdims=True)` where `c` is constant al
 axis 1. Summing first is cheaper and makes no big temporary:
 `np.sum(g, axis=1, keepdims=True) @ B.T + np.sum(g, axis=1, keepdims=True) * c`
 (the two sums are one after CSE). A sum of a product of two arrays of one shape is
-an `np.einsum`, which makes no temporary for the product.
+an `np.einsum` (over all elements, `np.vdot`), which makes no temporary for the
+product.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _pushed(node: Node, known: dict, uses: dict, defs: dict) -> list[Node] | Non
     keepdims = bool(node.attrs.get("keepdims"))
     built: list[Node] = []
     v = _sum_of(x, axes, keepdims, built, known, uses, defs, node, top=True)
-    if v is None or not any(n.op.name in ("einsum", "matmul", "multiply") for n in built):
+    if v is None or not any(n.op.name in ("einsum", "vdot", "matmul", "multiply")
+                            for n in built):  # fmt: skip
         return None  # only sums split over a sum: no gain
     built[-1].outputs = [node.output]  # the last node makes the sum's value (and name)
     return built
@@ -86,6 +88,11 @@ def _sum_of(x, axes, keepdims, built, known, uses, defs, at, top=False):
             if full(a) and _constant_along(known.get(c.id), axes, len(shape)):
                 s = _sum_of(a, axes, keepdims, built, known, uses, defs, at)
                 return emit(np.multiply, [s, c] if i == 0 else [c, s])
+    if name == "multiply" and all(full(v) for v in p.inputs) and len(axes) == len(shape):
+        v = emit(np.vdot, list(p.inputs))  # a dot product of the flattened arrays (BLAS)
+        if keepdims:
+            v = emit(np.reshape, [v, _const((1,) * len(shape), built, at)])
+        return v
     if name == "multiply" and all(full(v) for v in p.inputs):
         letters = "abcdefghij"[: len(shape)]
         kept = "".join(ch for k, ch in enumerate(letters) if k not in axes)

@@ -20,7 +20,7 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     log_probs -= np.log(sum_exp)
     # line 21: return -np.sum(y * log_probs) / x.shape[0]
     getitem_shape = np.shape(x)[0]
-    divide_negative = -np.einsum('ab,ab->', y, log_probs) / getitem_shape
+    divide_negative = -np.vdot(y, log_probs) / getitem_shape
     # adjoint of line 21: return -np.sum(y * log_probs) / x.shape[0]
     negative_sum_bar = 1.0 / getitem_shape
     sum_multiply_bar = -negative_sum_bar
