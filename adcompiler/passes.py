@@ -12,6 +12,8 @@ return %a
 
 from __future__ import annotations
 
+import numpy as np
+
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
@@ -371,8 +373,6 @@ def _sigmoid_adjoints(fn: Function) -> None:
     """`g * s * s * e` where `s = 1 / (1 + e)` is `g * s * (1 - s)`: the adjoint of a
     sigmoid written `1 / (1 + np.exp(-z))` then reads only `s`, so `exp(-z)` need not be
     kept (a loop no longer saves it), as a gradient written by hand does it."""
-    import numpy as np
-
     from adcompiler.ops.core import lookup
     from adcompiler.ops.structure import CONST
 
@@ -455,18 +455,32 @@ _THROUGH = {"multiply", "divide", "unbroadcast"}  # -(a * b) = (-a) * b, exactly
 def _cancel_negations(fn: Function) -> None:
     """`-((-g) * a * b)` is `g * a * b`: a negation of a product (or quotient, or sum
     over broadcast axes) with a negated factor drops both signs, bit for bit. The
-    sigmoid's adjoint, written `1 / (1 + exp(-z))`, has two."""
+    sigmoid's adjoint, written `1 / (1 + exp(-z))`, has two. Without a negated factor,
+    a constant factor takes the sign: `-(0.5 * g * a)` is `-0.5 * g * a`."""
+    from adcompiler.ops.structure import CONST
+
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     uses = read_counts(fn)
+    block_of = {id(n): b for b in blocks(fn.body) for n in b.nodes}
     replace: dict[int, Value] = {}
     for node in walk(fn.body):
         if node.op.name != "negative" or node.output.id in replace:
             continue
         found = _negated_factor(node.inputs[0], defs, uses, depth=6)
-        if found is not None:
-            reader, i = found
-            reader.inputs[i] = defs[reader.inputs[i].id].inputs[0]
-            replace[node.output.id] = node.inputs[0]
+        if found is None:
+            continue
+        reader, i = found
+        w = reader.inputs[i]
+        if w.is_const:
+            flipped = Value(w.hint, role=w.role, loc=reader.loc)
+            flipped.const = -w.const
+            nodes = block_of[id(reader)].nodes
+            nodes.insert(nodes.index(reader), Node(CONST, [], {"value": flipped.const},
+                                                   [flipped], loc=reader.loc))  # fmt: skip
+            reader.inputs[i] = flipped
+        else:
+            reader.inputs[i] = defs[w.id].inputs[0]
+        replace[node.output.id] = node.inputs[0]
     substitute(fn, replace)
 
 
@@ -496,7 +510,46 @@ def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
         found = _negated_factor(producer.inputs[i], defs, uses, depth - 1)
         if found is not None:
             return found
+    for i in sides:  # a constant factor (not a divisor: -(a / 2) is a / -2 all the same)
+        w = producer.inputs[i]
+        if w.is_const and type(w.const) in (int, float) and producer.op.name != "unbroadcast":
+            return producer, i
     return None
+
+
+_FOLDABLE = {"add", "subtract", "multiply", "divide", "negative", "power", "floor_divide"}
+
+
+def fold_constants(fn: Function) -> Function:
+    """Arithmetic on constants computed while compiling: `1.0 / 10000` is `0.0001` (the
+    specialized adjoint of a mean, once the size is known)."""
+    from adcompiler.ops.structure import CONST
+
+    replace: dict[int, Value] = {}
+    for block in blocks(fn.body):
+        for k, node in enumerate(block.nodes):
+            node.inputs = [replace.get(v.id, v) for v in node.inputs]
+            if node.op.name not in _FOLDABLE or node.attrs or len(node.outputs) != 1:
+                continue
+            if not node.inputs or not all(v.is_const for v in node.inputs):
+                continue
+            args = [v.const for v in node.inputs]
+            if not all(type(a) in (int, float) for a in args):
+                continue
+            try:
+                value = node.op.impl(*args)
+            except (ArithmeticError, ValueError):
+                continue
+            if isinstance(value, np.number):
+                value = value.item()
+            if type(value) not in (int, float):
+                continue
+            out = Value(node.output.hint, role=node.output.role, loc=node.loc)
+            out.const = value
+            block.nodes[k] = Node(CONST, [], {"value": value}, [out], loc=node.loc)
+            replace[node.output.id] = out
+    substitute(fn, replace)
+    return fn
 
 
 def substitute(fn: Function, replace: dict[int, Value]) -> None:

@@ -32,6 +32,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
             nodes.extend(_rewrite(node, known, defs, replace))
         block.nodes = nodes
     passes.substitute(out, replace)
+    passes.simplify(passes.fold_constants(out))  # the shapes made constants: `-(1.0 / n)`
     passes.cse(out, reads=True)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
     # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that shape

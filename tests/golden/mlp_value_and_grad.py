@@ -19,9 +19,8 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     getitem_shape = np.shape(x)[0]
     divide_negative = -np.sum(y * log_probs) / getitem_shape
     # adjoint of line 21: return -np.sum(y * log_probs) / x.shape[0]
-    negative_sum_bar = 1.0 / getitem_shape
-    sum_multiply_bar = -negative_sum_bar
-    multiply_y_bar = np.broadcast_to(sum_multiply_bar, np.broadcast_shapes(np.shape(y), np.shape(log_probs)))
+    negative_sum_bar = -1.0 / getitem_shape
+    multiply_y_bar = np.broadcast_to(negative_sum_bar, np.broadcast_shapes(np.shape(y), np.shape(log_probs)))
     log_probs_bar = unbroadcast(multiply_y_bar * y, np.shape(log_probs))
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     shifted_bar = unbroadcast(log_probs_bar, np.shape(exp_shifted))

@@ -22,9 +22,8 @@ def mlp_value_and_grad(W1, b1, W2, b2, x, y):
     getitem_shape = np.shape(x)[0]
     divide_negative = -np.vdot(y, log_probs) / getitem_shape
     # adjoint of line 21: return -np.sum(y * log_probs) / x.shape[0]
-    negative_sum_bar = 1.0 / getitem_shape
-    sum_multiply_bar = -negative_sum_bar
-    log_probs_bar = sum_multiply_bar * y
+    negative_sum_bar = -1.0 / getitem_shape
+    log_probs_bar = negative_sum_bar * y
     # adjoint of line 20: log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     log_sum_bar = np.sum(log_probs_bar, axis=1, keepdims=True)
     log_sum_bar *= -1
