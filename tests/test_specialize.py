@@ -440,3 +440,19 @@ def test_adjoints_of_slices_that_tile_an_array_are_joined(fn, joined):
     source = ad.source(g)
     assert ("np.concatenate(" in source) == joined, source
     assert ("unindex(" in source) == (not joined), source
+
+
+def _softplus_mean(w, X):
+    return np.mean(np.log1p(np.exp(-(X @ w))))
+
+
+def test_constants_are_folded_and_take_the_sign_of_a_negation():
+    """The mean's `1.0 / n` is a constant once `n` is known, and the negation of
+    `exp(-m)`'s adjoint moves into it: no `1.0 / 8` and no pass of `*= -1` over the data."""
+    rng = np.random.default_rng(5)
+    g = check_specialized(_softplus_mean, [rng.standard_normal(3), rng.standard_normal((8, 3))],
+                          "w")  # fmt: skip
+    source = ad.source(g)
+    assert "-0.125" in source and "1.0 / 8" not in source, source
+    adjoint = source.split("# adjoint of")[1]
+    assert "*= -1" not in adjoint and "-" not in adjoint.replace("-0.125", ""), source
