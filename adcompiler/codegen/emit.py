@@ -613,11 +613,19 @@ class Plan:
         self.ownership(fn.body)
         self.escaped = {  # kept on a tape or in a list: read later through that
             self.root.get(v.id, v.id)
-            for node in walk(fn.body) if node.op.name in _STORES
+            for node in walk(fn.body) if node.op.name in _STORES and not self.copies(node)
             for v in node.inputs[1 if node.op.name != "list" else 0:]
         }  # fmt: skip
         self.escape_through_regions(fn.body)
         self.cursor = 0
+
+    def copies(self, node: Node) -> bool:
+        """True for a write into a row of a tape kept as one array (`tape_stack`): it
+        copies the value, which is then not kept (unless it was made in that row)."""
+        if node.op.name != "tape_set" or (node in INTO and INTO[node] is None):
+            return False
+        maker = self.defs.get(self.root.get(node.inputs[0].id, node.inputs[0].id))
+        return maker is not None and maker.op.name == "tape_stack"
 
     def number(self, block: Block) -> None:
         for p in block.params:

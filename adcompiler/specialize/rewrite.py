@@ -45,7 +45,7 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
     out = passes.dce(out)
     mark_reuse(out, known)
     stack_tapes(out, known)
-    return out
+    return passes.dce(out)  # copies that writing a row makes anyway
 
 
 def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:

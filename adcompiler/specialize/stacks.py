@@ -45,7 +45,7 @@ def stack_tapes(fn: Function, known: dict) -> None:
         entry = _entry_shape(tid, maker, tapes.get(tid, []), known)
         if entry is None:
             continue
-        whole = _rows_of_an_array(tapes[tid], entry, known)
+        whole = _rows_of_an_array(tapes[tid], entry, known, fn.params)
         if whole is not None:  # the tape keeps `A[t]` in row t: it is A
             block.nodes.remove(maker)
         else:
@@ -151,7 +151,7 @@ def _entry_shape(tid: int, maker: Node, uses: list, known: dict) -> tuple | None
     return shapes.pop() if len(shapes) == 1 else None
 
 
-def _rows_of_an_array(uses: list, entry: tuple, known: dict) -> Value | None:
+def _rows_of_an_array(uses: list, entry: tuple, known: dict, params) -> Value | None:
     """`A` if every write to the tape saves `A[t]` in row `t` of a loop over all of
     `A`'s rows, with `A` made before the loop (the input sequence of a recurrent model)."""
     from adcompiler.ops.structure import Dyn
@@ -162,6 +162,10 @@ def _rows_of_an_array(uses: list, entry: tuple, known: dict) -> Value | None:
             continue
         defs = {o.id: n for n in body.nodes for o in n.outputs}
         read = defs.get(node.inputs[2].id)
+        if read is not None and read.op.name == "copy":  # (of an argument: never written)
+            read = defs.get(read.inputs[0].id)
+            if read is not None and read.inputs[0] not in params:
+                return None
         if read is None or read.op.name != "getitem" or len(read.inputs) != 2:
             return None
         a, t = read.inputs
@@ -199,6 +203,10 @@ def _write_into_row(write: Node, body: Block, readers: dict) -> None:
     tape, index, v = write.inputs
     defs = {o.id: n for n in body.nodes for o in n.outputs}
     producer = defs.get(v.id)
+    if producer is not None and producer.op.name == "copy" and _only_reader(write, 2, defs,
+                                                                            readers):  # fmt: skip
+        write.inputs[2] = producer.inputs[0]  # writing the row copies: one copy, not two
+        return
     while producer is not None and producer.op.name == "index_add" and _only_reader(
             producer, 0, defs, readers):  # fmt: skip
         producer = defs[producer.inputs[0].id]  # `x[16:24] += g` in place: x's buffer
