@@ -170,7 +170,7 @@ class Emitter:
         plan = Plan(self.fn)
         self.plan = plan
         self.inline_defs = plan.inline_defs
-        self.in_rows: set[int] = set()  # values computed in a row of a tape (ssa.INTO)
+        self.in_rows: dict[int, int] = {}  # value → the tape in whose row it was made
         self.line = None
         body: list[ast.stmt] = [ast.Expr(ast.Constant(doc.replace("\n", "\n    ")))]
         body.extend(self.block(self.fn.body))
@@ -189,7 +189,8 @@ class Emitter:
             if node.outputs and node.outputs[0].id in self.inline_defs:
                 continue
             start, _ = self.plan.span[id(node)]
-            if node in INTO and INTO[node] is None and node.inputs[2].id in self.in_rows:
+            if (node in INTO and INTO[node] is None
+                    and self.in_rows.get(node.inputs[2].id) == node.inputs[0].id):  # fmt: skip
                 self.advance(start)  # the value was computed in its row of the tape
                 continue
             if node.loc is not None and (node.loc.line, _is_adjoint(node)) != self.line:
@@ -209,7 +210,7 @@ class Emitter:
                 out.append(self.row_statement(node, start))
             elif node in REUSE and (side := self.reuse(node, start)) is not None:
                 if node.inputs[side].id in self.in_rows:
-                    self.in_rows.add(node.output.id)
+                    self.in_rows[node.output.id] = self.in_rows[node.inputs[side].id]
                 out.extend(self.reuse_statement(node, side, start))
             else:
                 out.append(self.simple_statement(node, start))
@@ -228,7 +229,7 @@ class Emitter:
             call.keywords.append(ast.keyword("out", row))
         self.chain_name(node.output)
         self.advance(position)
-        self.in_rows.add(node.output.id)
+        self.in_rows[node.output.id] = tape.id
         return ast.Assign([ast.Name(self.namer.name(node.output), ast.Store())], call)
 
     def reuse(self, node: Node, position: int) -> int | None:
@@ -327,12 +328,13 @@ class Emitter:
             name = base.id
             self.namer.fix(node.output, name)
             if x.id in self.in_rows:  # written in place in a row of a tape
-                self.in_rows.add(node.output.id)
+                self.in_rows[node.output.id] = self.in_rows[x.id]
         else:
             name = self.namer.name(node.output)
             copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])
             stmts.append(ast.Assign([ast.Name(name, ast.Store())], copy))
-        if node.op.name == "index_add" and _basic_index(node.attrs["index"], dyn):
+        if node.op.name == "index_add" and _basic_index(node.attrs["index"], dyn,
+                                                        self.plan.ints):  # fmt: skip
             target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
             stmts.append(ast.AugAssign(target, ast.Add(), value))  # no repeated indices
             return stmts
@@ -531,20 +533,41 @@ class Emitter:
         return self.out
 
 
-def _basic_index(template, dyn: list[Value]) -> bool:
-    """True for an index of integers, slices, None and ... known while compiling: it
-    names no element twice, so `x[index] += g` is `np.add.at(x, index, g)`."""
+def _basic_index(template, dyn: list[Value], ints: set[int] = frozenset()) -> bool:
+    """True for an index of integers, slices, None and ... known while compiling, or
+    of Python ints (`ints`: a loop's index, `t + 1`): it names no element twice, so
+    `x[index] += g` is `np.add.at(x, index, g)`."""
     from adcompiler.ops.structure import Dyn
 
     def basic(p) -> bool:
         if isinstance(p, Dyn):
-            return dyn[p.k].is_const and type(dyn[p.k].const) in (int, type(None))
+            v = dyn[p.k]
+            return v.id in ints or (v.is_const and type(v.const) in (int, type(None)))
         if isinstance(p, slice):
             return all(basic(e) for e in (p.start, p.stop, p.step) if e is not None)
         return type(p) in (int, type(None)) or p is Ellipsis
 
     items, _ = template
     return all(basic(p) for p in items)
+
+
+_INT_ARITHMETIC = {"add", "subtract", "multiply", "floor_divide", "mod", "negative"}
+
+
+def _python_ints(fn: Function) -> set[int]:
+    """Ids of values that are always Python ints: a `for` loop's index (it runs over a
+    `range`) and integer arithmetic on those and on integer constants."""
+    ints: set[int] = set()
+    for node in walk(fn.body):  # definitions come before their readers
+        if node.op.name == "for":
+            ints.add(node.regions[0].params[0].id)
+        elif (
+            node.op.name in _INT_ARITHMETIC
+            and node.inputs
+            and all(v.id in ints or (v.is_const and type(v.const) is int) for v in node.inputs)
+        ):
+            ints.update(v.id for v in node.outputs)
+    return ints
 
 
 def _is_literal_const(node: Node) -> bool:
@@ -617,6 +640,7 @@ class Plan:
             for v in node.inputs[1 if node.op.name != "list" else 0:]
         }  # fmt: skip
         self.escape_through_regions(fn.body)
+        self.ints = _python_ints(fn)
         self.cursor = 0
 
     def copies(self, node: Node) -> bool:

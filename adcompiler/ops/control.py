@@ -171,15 +171,12 @@ TAPE_APPEND = register(
 TAPE_GET = register(
     Op("tape_get", None, (Param("tape"), Param("k")), _tape_get_spelling, nondiff=True)
 )
-# A tape of same-shaped arrays as one array, their rows one after another (made by
-# adcompiler.specialize.batch, for sums over a loop's iterations taken after it).
+# The rows of a tape's same-shaped entries as one matrix: vectors stacked, matrices one
+# under the other (`np.vstack`; adcompiler.specialize.batch, for sums over a loop's
+# iterations taken after it).
 TAPE_CONCAT = register(
     Op(
-        "tape_concat",
-        lambda tape: np.concatenate(tape),
-        (Param("tape"),),
-        "np.concatenate",
-        nondiff=True,
+        "tape_concat", lambda tape: np.vstack(tape), (Param("tape"),), "np.vstack", nondiff=True
     )  # fmt: skip
 )
 

@@ -4,7 +4,7 @@ The reverse sweep of a recurrent model adds a weight's adjoint contribution to a
 carried sum in every iteration: `W_bar = W_bar + h.T @ g` and, for a bias,
 `b_bar = b_bar + np.sum(g, axis=0)`, a small matrix product and a weight-sized
 array per step. The sum over the iterations of `X_t.T @ G_t` is one product of the
-iterations' rows stacked: `concat(X).T @ concat(G)`, which is what a gradient
+iterations' rows stacked: `vstack(X).T @ vstack(G)`, which is what a gradient
 written by hand does (one big GEMM instead of T small ones, and no temporary per
 step). So, in a `for` over `range(n)` with `n` known:
 
@@ -12,8 +12,8 @@ step). So, in a `for` over `range(n)` with `n` known:
     for t in range(n):                           for t in range(n):
         ...                            ──▶           ...
         W_bar = W_bar + X_t.T @ G_t                  G_saved[t] = G_t
-                                                 W_bar = np.concatenate(X_saved).T
-                                                         @ np.concatenate(G_saved)
+                                                 W_bar = np.vstack(X_saved).T
+                                                         @ np.vstack(G_saved)
 
 `X_t` read from a tape at the loop's index uses that tape; any other per-iteration
 value is saved on a new one. Only 2-D float arrays of one shape in every iteration
@@ -63,12 +63,12 @@ def _batched(loop: Node, known, counts, made, replace) -> list[Node] | None:
     n = loop.inputs[1]
     before: list[Node] = []
     after: list[Node] = []
-    stacked: dict[int, Value] = {}  # per-iteration value → its rows, concatenated
+    stacked: dict[int, Value] = {}  # per-iteration value → its rows, stacked
     saves: list[tuple[int, Node]] = []  # (position in the body, tape_set)
 
     def rows(v: Value) -> Value:
         if v.id not in stacked:
-            tape = _tape_read_at(v, index, n, defs, made, known)
+            tape = _tape_read_at(v, index, n, body, defs, made, known)
             if tape is None:
                 new = Node(TAPE_NEW, [n], {}, [_temp(f"{base_name(v)}_saved", loop)],
                            loc=loop.loc)  # fmt: skip
@@ -119,30 +119,43 @@ def _counts_from_zero(loop: Node, known: dict) -> bool:
 
 
 def _summed_term(param, y, defs, known, counts):
-    """`("matmul", (X, G))` for `y = param + X.T @ G`, `("sum", (G,))` for
-    `y = param + np.sum(G, axis=0)`, where `param` and `y` are read nowhere else and
-    `X`, `G` are 2-D float arrays made in the body; else None."""
+    """What `y = param + term` adds per iteration, where `param` and `y` are read
+    nowhere else and the arrays are float arrays made in the body:
+    `("matmul", (X, G))` for `term = X.T @ G` (2-D), `("sum", (G,))` for
+    `term = np.sum(G, axis=0)` (2-D) or `term = G` (1-D), and `("matmul", (g, x))`
+    for `term = np.outer(g, x)` (1-D: the adjoint of `W @ x`). Else None."""
     if y.id not in defs or counts.get(param.id) != 1 or counts.get(y.id) != 1:
         return None
     add = defs[y.id][1]
     if add.op.name != "add" or param not in add.inputs or len(add.inputs) != 2:
         return None
     term = add.inputs[1] if add.inputs[0] is param else add.inputs[0]
-    if term is param or term.id not in defs or counts.get(term.id) != 1:
+    if term is param or term.id not in defs:
         return None
     if not (known.get(term.id) == known.get(param.id) == known.get(y.id) is not None):
         return None
-    producer = defs[term.id][1]
 
-    def per_iteration_matrix(v: Value) -> bool:
+    def per_iteration(v: Value, ndim: int) -> bool:
         fact = known.get(v.id)
-        return v.id in defs and float_array(fact) and len(fact[1]) == 2
+        return v.id in defs and float_array(fact) and len(fact[1]) == ndim
 
+    if per_iteration(term, 1):  # a vector per iteration: their sum is a column sum
+        return "sum", (term,)
+    if counts.get(term.id) != 1:
+        return None
+    producer = defs[term.id][1]
     if producer.op.name == "sum":
         (g,) = producer.inputs
         if producer.attrs.get("axis") == 0 and not producer.attrs.get("keepdims"):
-            if per_iteration_matrix(g):
+            if per_iteration(g, 2):
                 return "sum", (g,)
+        return None
+    if producer.op.name == "matmul_lhs_adjoint":  # W @ x with W 2-D, x 1-D: outer(g, x)
+        g, w, x = producer.inputs
+        fact = known.get(w.id)
+        if per_iteration(g, 1) and per_iteration(x, 1) and float_array(fact) and len(
+                fact[1]) == 2:  # fmt: skip
+            return "matmul", (g, x)
         return None
     if producer.op.name != "matmul" or len(producer.inputs) != 2:
         return None
@@ -153,20 +166,27 @@ def _summed_term(param, y, defs, known, counts):
     if flip.op.name != "transpose" or flip.attrs.get("axes") is not None:
         return None
     (x,) = flip.inputs
-    if per_iteration_matrix(x) and per_iteration_matrix(g):
+    if per_iteration(x, 2) and per_iteration(g, 2):
         return "matmul", (x, g)
     return None
 
 
-def _tape_read_at(v, index, n, defs, made, known) -> Value | None:
-    """The tape `v` is read from at the loop's index, if it holds one entry per
-    iteration (made by `tape_new(n)` for this loop's `n`)."""
+def _tape_read_at(v, index, n, body, defs, made, known) -> Value | None:
+    """The tape `v` is saved on or read from at the loop's index, if it holds one entry
+    per iteration (made by `tape_new(n)` for this loop's `n`)."""
     if v.id not in defs:
         return None
     node = defs[v.id][1]
-    if node.op.name != "tape_get" or node.inputs[1] is not index:
+    saved = [
+        n.inputs[0] for n in body.nodes
+        if n.op.name == "tape_set" and n.inputs[2] is v and n.inputs[1] is index
+    ]  # fmt: skip
+    if saved:  # saved on a tape in this loop already
+        tape = saved[0]
+    elif node.op.name == "tape_get" and node.inputs[1] is index:
+        tape = node.inputs[0]
+    else:
         return None
-    tape = node.inputs[0]
     maker = made.get(tape.id)
     if maker is None or maker.op.name != "tape_new":
         return None

@@ -12,7 +12,7 @@ one array, `np.empty((n, *shape))`, as a gradient written by hand keeps it, and:
   the row (`e = np.negative(z, out=e_saved[t])`), so the iteration makes no array
   for it at all;
 - any other saved value (a view, a carried value) is copied into its row;
-- `tape[t]` reads a view, and `np.concatenate(tape)` (adcompiler.specialize.batch)
+- `tape[t]` reads a view, and `np.vstack(tape)` (adcompiler.specialize.batch)
   is a reshape.
 
     h_saved = [None] * n                    h_saved = np.empty((n, 32, 32))
@@ -41,6 +41,7 @@ def stack_tapes(fn: Function, known: dict) -> None:
     for v in fn.results:
         readers.setdefault(v.id, []).append(None)
     stacked: dict[int, tuple] = {}  # tape id → (stack node, block, entry, its writes)
+    claimed: set[int] = set()  # values made in a row: any other tape copies them
     for tid, (maker, block) in makers.items():
         entry = _entry_shape(tid, maker, tapes.get(tid, []), known)
         if entry is None:
@@ -60,10 +61,12 @@ def stack_tapes(fn: Function, known: dict) -> None:
                     body.nodes.remove(node)
                     continue
                 node.inputs[0] = whole
-            if node.op.name == "tape_set":
+            if node.op.name == "tape_set" and node.inputs[2].id not in claimed:
+                claimed.add(node.inputs[2].id)  # a value saved twice is made in one row
                 _write_into_row(node, body, readers)
             elif node.op.name == "tape_concat":  # the rows, one after another: a view
-                rows = (value_of(maker.inputs[0], known) * entry[0], *entry[1:])
+                n = value_of(maker.inputs[0], known)
+                rows = (n, *entry) if len(entry) == 1 else (n * entry[0], *entry[1:])
                 const = _const(rows, node)
                 reshape = Node(lookup(np.reshape), [node.inputs[0], const.output], {},
                                node.outputs, loc=node.loc)  # fmt: skip

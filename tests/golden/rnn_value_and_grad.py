@@ -64,5 +64,5 @@ def rnn_value_and_grad(Wh, Wx, b, xs, h0):
         getitem_H_bar = matmul_rhs_adjoint(matmul_Wh_bar, Wh, getitem_H)
         Wh_bar += Wh_bar_1
         H_bar[add_t] = 0.0
-        add_at(H_bar, t, getitem_H_bar)
+        H_bar[t] += getitem_H_bar
     return divide_sum, (Wh_bar, Wx_bar, b_bar)
