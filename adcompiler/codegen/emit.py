@@ -209,9 +209,12 @@ class Emitter:
             elif node in INTO and INTO[node] is not None and self.optimize:
                 out.append(self.row_statement(node, start))
             elif node in REUSE and (side := self.reuse(node, start)) is not None:
-                if node.inputs[side].id in self.in_rows:
+                stmts = self.reuse_statement(node, side, start)
+                in_place = not isinstance(stmts[-1], ast.Assign) or isinstance(
+                    stmts[-1].value, ast.Call)  # `c = a; c *= b`, np.tanh(a, out=a)  # fmt: skip
+                if in_place and node.inputs[side].id in self.in_rows:
                     self.in_rows[node.output.id] = self.in_rows[node.inputs[side].id]
-                out.extend(self.reuse_statement(node, side, start))
+                out.extend(stmts)
             else:
                 out.append(self.simple_statement(node, start))
         return out
