@@ -139,8 +139,15 @@ def _summed_term(param, y, defs, known, counts):
         fact = known.get(v.id)
         return v.id in defs and float_array(fact) and len(fact[1]) == ndim
 
-    if per_iteration(term, 1):  # a vector per iteration: their sum is a column sum
+    found = _product_term(term, defs, known, counts, per_iteration)
+    if found is None and per_iteration(term, 1):  # vectors: their sum is a column sum
         return "sum", (term,)
+    return found
+
+
+def _product_term(term, defs, known, counts, per_iteration):
+    """`_summed_term`'s products and sums of matrices: the term's producer, if it is one
+    read only by the carried sum."""
     if counts.get(term.id) != 1:
         return None
     producer = defs[term.id][1]
