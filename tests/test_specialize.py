@@ -361,8 +361,8 @@ def test_weight_sums_of_a_recurrent_loop_are_one_product_after_it():
     loop = backward[: backward.index("\n    return")]
     after = [line for line in loop.splitlines() if line.startswith("    ") and
              not line.startswith("        ")]  # fmt: skip
-    assert not any("W_bar" in line or "U_bar" in line or "b_bar" in line
-                   for line in loop.splitlines() if line.startswith("        ")), source  # fmt: skip
+    inside = [line for line in loop.splitlines() if line.startswith("        ")]
+    assert not any(name in line for line in inside for name in ("W_bar", "U_bar", "b_bar")), source
     assert any(".T @ " in line and "W_bar" in line for line in after), source
     assert "np.empty((T, 4, 5))" in source, source  # the adjoints, one row per step
     # h before each step and h after it: one array of T + 1 rows, as by hand
