@@ -4,9 +4,10 @@
 
 Issue 4 asks that the generated gradient of every benchmark workload make no
 temporary array that a hand-written gradient would not. This counts them. Each
-function's source is rewritten so that every call, arithmetic and unary
-expression passes its result through a recorder; a result that is a NumPy array
-owning its memory and not seen before in the call is a new array. Views
+function's source is rewritten so that every call, arithmetic, unary and
+indexing expression passes its result through a recorder; a result that is a NumPy array
+whose memory (its own, or its base's) was not seen before in the call is a new
+array. Views
 (slices, ``.T``, reshapes), results written into a given ``out=`` buffer and
 in-place updates (``a += b``) make none. The count is exact for the function's
 own statements; a helper called from it (``zero_like``, ``unindex``) counts as
@@ -50,14 +51,17 @@ class Recorder:
             self._seen[id(value)] = weakref.ref(value)
 
     def __call__(self, value, line):
-        if isinstance(value, np.ndarray) and value.base is None:
-            known = self._seen.get(id(value))
-            if known is None or known() is not value:
-                self.see(value)
+        if isinstance(value, np.ndarray):
+            root = value  # the array that owns the memory (fancy indexing may return a
+            while isinstance(root.base, np.ndarray):  # view of a new internal array)
+                root = root.base
+            known = self._seen.get(id(root))
+            if known is None or known() is not root:
+                self.see(root)
                 self.count += 1
-                self.nbytes += value.nbytes
+                self.nbytes += root.nbytes
                 self.sites[line] += 1
-                self.site_bytes[line] += value.nbytes
+                self.site_bytes[line] += root.nbytes
         return value
 
 
@@ -75,6 +79,9 @@ class _Wrap(ast.NodeTransformer):
         )
 
     visit_Call = visit_BinOp = visit_UnaryOp = _wrapped
+
+    def visit_Subscript(self, node):  # x[mask], x[:, idx]: a copy; x[1:]: a view
+        return self._wrapped(node) if isinstance(node.ctx, ast.Load) else self.generic_visit(node)
 
 
 def count(function, args, source=None):

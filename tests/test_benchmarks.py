@@ -129,6 +129,18 @@ def test_temporaries_counts_every_new_array_and_no_view():
     assert recorder.sites["e = d.T @ np.exp(b)  # two: exp, the product"] == 2
 
 
+def _fancy(a, idx):
+    return a[:, idx]  # advanced indexing: a new array (NumPy may return a view of it)
+
+
+def test_temporaries_counts_a_fancy_index_but_not_a_slice():
+    from benchmarks.temporaries import count
+
+    a = np.ones((3, 4))
+    assert count(_fancy, [a, np.array([0, 2])]).count == 1
+    assert count(_fancy, [a, slice(1, 3)]).count == 0
+
+
 def test_temporaries_command_prints_the_table():
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.temporaries", "--workload", "logistic",

@@ -456,3 +456,15 @@ def test_constants_are_folded_and_take_the_sign_of_a_negation():
     assert "-0.125" in source and "1.0 / 8" not in source, source
     adjoint = source.split("# adjoint of")[1].split("\n", 1)[1]  # after its comment
     assert "*= -1" not in adjoint and "-" not in adjoint.replace("-0.125", ""), source
+
+
+def _new_axis(x, w):
+    return np.sum(np.tanh(x[:, None, :]) * w)
+
+
+def test_the_adjoint_of_a_new_axis_is_a_reshape():
+    rng = np.random.default_rng(6)
+    g = check_specialized(_new_axis, [rng.standard_normal((4, 3)), rng.standard_normal((4, 2, 3))],
+                          "x")  # fmt: skip
+    source = ad.source(g)
+    assert "np.reshape(" in source and "unindex(" not in source, source

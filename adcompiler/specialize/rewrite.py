@@ -60,6 +60,8 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
             value_of(node.output, known), tuple):  # fmt: skip
         # a shape the derivative needs: the value it is taken of may not be needed at all
         return [const_node(value_of(node.output, known), node, replace)]
+    if name == "unindex" and (flat := _only_new_axes(node, known)) is not None:
+        return flat  # the adjoint of x[:, None, :] is a reshape: no zeros to fill
     if name in ("index_add", "unindex"):  # integers settled by the shapes, as literals:
         first = 2  # (x, g, *dyn) or (g, shape, *dyn); `x[:, 16:24] += g` needs no add_at
         consts = []
@@ -106,6 +108,32 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     else:
         total.outputs = [node.output]
     return nodes
+
+
+def _only_new_axes(node: Node, known: dict) -> list[Node] | None:
+    """`[reshape(g, shape)]` for `unindex(g, shape, ...)` whose index only takes whole
+    axes and adds new ones (`[:, None, :]`): every element of `g` lands once, in order."""
+    from adcompiler.ops.structure import build_index
+
+    g, target, *dyn = node.inputs
+    shape, g_shape = value_of(target, known), shape_of(g, known)
+    values = [value_of(v, known) for v in dyn]
+    if not isinstance(shape, tuple) or g_shape is None or None in values:
+        return None
+    try:
+        index = build_index(node.attrs["index"], values)
+    except (IndexError, TypeError):
+        return None
+    items = index if isinstance(index, tuple) else (index,)
+    if not all(p is None or p == slice(None) for p in items) or not float_array(known.get(g.id)):
+        return None
+    if int(np.prod(shape)) != int(np.prod(g_shape)) or sum(p is not None for p in items) > len(
+            shape):  # fmt: skip
+        return None
+    out = Value("shape", role="adjoint_temp", loc=node.loc)
+    out.const = shape
+    const = Node(CONST_OP, [], {"value": shape}, [out], loc=node.loc)
+    return [const, Node(lookup(np.reshape), [g, out], {}, [node.output], loc=node.loc)]
 
 
 def _derived(node: Node) -> bool:
