@@ -238,6 +238,25 @@ def test_specialized_source_of_the_mlp_matches_golden_file():
     assert normalized(source) == path.read_text()
 
 
+def test_specialized_source_of_the_lstm_matches_golden_file():
+    """The loop forms: rows of one array per saved value (`out=` the row), `h` in T + 1
+    rows, gate adjoints joined into their row, weight gradients as one product after
+    the loop."""
+    from benchmarks.workloads import lstm
+
+    g = ad.value_and_grad(lstm.primal, wrt=lstm.WRT)
+    inputs = lstm.make_inputs("small")
+    g(**inputs), g(**inputs)
+    source = ad.source(g)
+    for form in ("out=i_saved[t]", "h_saved = np.empty((T + 1, 1, 8))", "np.concatenate(",
+                 "Wh_bar = np.reshape(h_saved[:T], (20, 8)).T @ gates_bar_rows"):  # fmt: skip
+        assert form in source, (form, source)
+    path = GOLDEN / "lstm_value_and_grad_specialized.py"
+    if os.environ.get("ADCOMPILER_UPDATE_GOLDEN") == "1":
+        path.write_text(normalized(source))
+    assert normalized(source) == path.read_text()
+
+
 def _mlp_args(batch, seed=0):
     import inspect
 
