@@ -487,3 +487,13 @@ def test_the_adjoint_of_a_new_axis_is_a_reshape():
                           "x")  # fmt: skip
     source = ad.source(g)
     assert "np.reshape(" in source and "unindex(" not in source, source
+
+
+def _l2(w, lam):
+    return lam * np.sum(w * w)
+
+
+def test_a_scalar_and_a_constant_are_multiplied_before_the_array():
+    g = check_specialized(_l2, [np.random.default_rng(7).standard_normal(5), 0.3], "w")
+    source = ad.source(g)
+    assert "w_bar = w * (lam * 2)" in source, source

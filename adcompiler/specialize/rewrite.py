@@ -33,6 +33,8 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
         block.nodes = nodes
     passes.substitute(out, replace)
     passes.simplify(passes.fold_constants(out))  # the shapes made constants: `-(1.0 / n)`
+    _scalars_together(out, known)
+    passes.fold_constants(out)
     passes.cse(out, reads=True)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
     # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that shape
@@ -108,6 +110,41 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
     else:
         total.outputs = [node.output]
     return nodes
+
+
+def _scalars_together(fn: Function, known: dict) -> None:
+    """`(s * a) * k` with `s` a scalar and `k` a constant is `a * (s * k)`: one pass
+    over the array, not two (`w_bar = lam * w; w_bar *= 2` is `w_bar = w * (lam * 2)`)."""
+    counts = passes.read_counts(fn)
+    defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
+    multiply = lookup(np.multiply)
+
+    def scalar(v: Value) -> bool:
+        return v.is_const and type(v.const) in (int, float) or shape_of(v, known) == () and (
+            known.get(v.id, ("",))[0] in ("float", "int", "array"))  # fmt: skip
+
+    for block in passes.blocks(fn.body):
+        nodes: list[Node] = []
+        for node in block.nodes:
+            nodes.append(node)
+            if node.op is not multiply or len(node.inputs) != 2:
+                continue
+            for p, k in (node.inputs, node.inputs[::-1]):
+                inner = defs.get(p.id)
+                if not (k.is_const and type(k.const) in (int, float)) or inner is None:
+                    continue
+                if inner.op is not multiply or counts.get(p.id) != 1 or inner not in nodes:
+                    continue
+                a, b = inner.inputs
+                s, array = (a, b) if scalar(a) and not scalar(b) else (b, a)
+                if not scalar(s) or scalar(array) or not float_array(known.get(array.id)):
+                    continue
+                together = Node(multiply, [s, k], {}, loc=node.loc)
+                together.output.role = "adjoint_temp" if node.output.role != "primal" else "temp"
+                nodes.insert(len(nodes) - 1, together)
+                node.inputs = [array, together.output]
+                break
+        block.nodes = nodes
 
 
 def _only_new_axes(node: Node, known: dict) -> list[Node] | None:
