@@ -227,7 +227,8 @@ def has_effects(node: Node) -> bool:
 
 
 def uses(fn: Function) -> dict[int, int]:
-    """How many times each value is read (by nodes, yields and results)."""
+    """How many times each value is read by nodes and results (`read_counts` also counts
+    the yields of regions)."""
     count: dict[int, int] = {}
     for node in walk(fn.body):
         for v in node.inputs:
@@ -374,7 +375,6 @@ def _sigmoid_adjoints(fn: Function) -> None:
     sigmoid written `1 / (1 + np.exp(-z))` then reads only `s`, so `exp(-z)` need not be
     kept (a loop no longer saves it), as a gradient written by hand does it."""
     from adcompiler.ops.core import lookup
-    from adcompiler.ops.structure import CONST
 
     subtract = lookup(np.subtract)
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
@@ -427,18 +427,26 @@ def _sigmoid_adjoints(fn: Function) -> None:
                         continue
                     if not sigmoid_of(s, e):
                         continue
-                    unit = Value("const", role="adjoint_temp", loc=node.loc)
-                    unit.const = 1.0
-                    rest = Node(subtract, [unit, s], {}, loc=node.loc)
+                    unit = constant(1.0, node.loc)
+                    rest = Node(subtract, [unit.output, s], {}, loc=node.loc)
                     rest.output.role = "adjoint_temp"
                     rest.output.hint = "one_minus"
-                    nodes[-1:-1] = [Node(CONST, [], {"value": 1.0}, [unit], loc=node.loc), rest]
+                    nodes[-1:-1] = [unit, rest]
                     node.inputs = [inner_v, rest.output]
                     break
                 else:
                     continue
                 break
         block.nodes = nodes
+
+
+def constant(value, loc, hint: str = "const", role: str = "adjoint_temp") -> Node:
+    """A `const` node whose output is the compile-time `value`."""
+    from adcompiler.ops.structure import CONST
+
+    out = Value(hint, role=role, loc=loc)
+    out.const = value
+    return Node(CONST, [], {"value": value}, [out], loc=loc)
 
 
 def blocks(block: Block):
@@ -457,8 +465,6 @@ def _cancel_negations(fn: Function) -> None:
     over broadcast axes) with a negated factor drops both signs, bit for bit. The
     sigmoid's adjoint, written `1 / (1 + exp(-z))`, has two. Without a negated factor,
     a constant factor takes the sign: `-(0.5 * g * a)` is `-0.5 * g * a`."""
-    from adcompiler.ops.structure import CONST
-
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     uses = read_counts(fn)
     block_of = {id(n): b for b in blocks(fn.body) for n in b.nodes}
@@ -472,12 +478,10 @@ def _cancel_negations(fn: Function) -> None:
         reader, i = found
         w = reader.inputs[i]
         if w.is_const:
-            flipped = Value(w.hint, role=w.role, loc=reader.loc)
-            flipped.const = -w.const
+            flipped = constant(-w.const, reader.loc, w.hint, w.role)
             nodes = block_of[id(reader)].nodes
-            nodes.insert(nodes.index(reader), Node(CONST, [], {"value": flipped.const},
-                                                   [flipped], loc=reader.loc))  # fmt: skip
-            reader.inputs[i] = flipped
+            nodes.insert(nodes.index(reader), flipped)
+            reader.inputs[i] = flipped.output
         else:
             reader.inputs[i] = defs[w.id].inputs[0]
         replace[node.output.id] = node.inputs[0]
@@ -523,8 +527,6 @@ _FOLDABLE = {"add", "subtract", "multiply", "divide", "negative", "power", "floo
 def fold_constants(fn: Function) -> Function:
     """Arithmetic on constants computed while compiling: `1.0 / 10000` is `0.0001` (the
     specialized adjoint of a mean, once the size is known)."""
-    from adcompiler.ops.structure import CONST
-
     replace: dict[int, Value] = {}
     for block in blocks(fn.body):
         for k, node in enumerate(block.nodes):
@@ -544,10 +546,8 @@ def fold_constants(fn: Function) -> Function:
                 value = value.item()
             if type(value) not in (int, float):
                 continue
-            out = Value(node.output.hint, role=node.output.role, loc=node.loc)
-            out.const = value
-            block.nodes[k] = Node(CONST, [], {"value": value}, [out], loc=node.loc)
-            replace[node.output.id] = out
+            block.nodes[k] = constant(value, node.loc, node.output.hint, node.output.role)
+            replace[node.output.id] = block.nodes[k].output
     substitute(fn, replace)
     return fn
 

@@ -209,12 +209,7 @@ class Emitter:
             elif node in INTO and INTO[node] is not None and self.optimize:
                 out.append(self.row_statement(node, start))
             elif node in REUSE and (side := self.reuse(node, start)) is not None:
-                stmts = self.reuse_statement(node, side, start)
-                in_place = not isinstance(stmts[-1], ast.Assign) or isinstance(
-                    stmts[-1].value, ast.Call)  # `c = a; c *= b`, np.tanh(a, out=a)  # fmt: skip
-                if in_place and node.inputs[side].id in self.in_rows:
-                    self.in_rows[node.output.id] = self.in_rows[node.inputs[side].id]
-                out.extend(stmts)
+                out.extend(self.reuse_statement(node, side, start))
             else:
                 out.append(self.simple_statement(node, start))
         return out
@@ -224,9 +219,7 @@ class Emitter:
         tape, index = INTO[node]
         row = ast.Subscript(self.read(tape), self.read(index), ast.Load())
         if isinstance(node.op.impl, np.ufunc):
-            args = [self.read(v) for v in node.inputs]
-            ufunc = ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load())
-            call = ast.Call(ufunc, args, [ast.keyword("out", row)])
+            call = _np_call(node.op.impl.__name__, [self.read(v) for v in node.inputs], row)
         else:  # a run-time helper that takes `out=` (unindex)
             call = self.expression(node)
             call.keywords.append(ast.keyword("out", row))
@@ -234,6 +227,11 @@ class Emitter:
         self.advance(position)
         self.in_rows[node.output.id] = tape.id
         return ast.Assign([ast.Name(self.namer.name(node.output), ast.Store())], call)
+
+    def in_place(self, x: Value, v: Value) -> None:
+        """`v` was computed in `x`'s buffer: in `x`'s row of a tape, if `x` is in one."""
+        if x.id in self.in_rows:
+            self.in_rows[v.id] = self.in_rows[x.id]
 
     def reuse(self, node: Node, position: int) -> int | None:
         """The operand whose buffer `node` may write its result into (REUSE), if any: the
@@ -268,10 +266,8 @@ class Emitter:
         elif unary or (node.op.name in ("divide", "subtract") and i == 1):
             # y = np.tanh(t, out=t); np.divide(c, t, out=t); np.subtract(c, t, out=t)
             operands = [target] if unary else [other, target]
-            call = ast.Call(
-                ast.Attribute(ast.Name("np", ast.Load()), node.op.impl.__name__, ast.Load()),
-                operands, [ast.keyword("out", ast.Name(target.id, ast.Load()))],
-            )  # fmt: skip
+            call = _np_call(node.op.impl.__name__, operands, ast.Name(target.id, ast.Load()))
+            self.in_place(node.inputs[i], node.output)
             if name == target.id:
                 return [ast.Expr(call)]
             return [ast.Assign([ast.Name(name, ast.Store())], call)]
@@ -281,6 +277,7 @@ class Emitter:
         if name != target.id and any(isinstance(n, ast.Name) and n.id == name
                                      for n in ast.walk(other)):  # fmt: skip
             return [ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(target, op, other))]
+        self.in_place(node.inputs[i], node.output)
         stmts: list[ast.stmt] = []
         if name != target.id:
             stmts.append(ast.Assign([ast.Name(name, ast.Store())], target))
@@ -330,8 +327,7 @@ class Emitter:
         if in_place:
             name = base.id
             self.namer.fix(node.output, name)
-            if x.id in self.in_rows:  # written in place in a row of a tape
-                self.in_rows[node.output.id] = self.in_rows[x.id]
+            self.in_place(x, node.output)
         else:
             name = self.namer.name(node.output)
             copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])
@@ -534,6 +530,12 @@ class Emitter:
         self.out.source = source
         self.out.helpers = _helpers_used(source)
         return self.out
+
+
+def _np_call(name: str, args: list[ast.expr], out: ast.expr) -> ast.Call:
+    """``np.<name>(*args, out=out)``."""
+    function = ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load())
+    return ast.Call(function, args, [ast.keyword("out", out)])
 
 
 def _basic_index(template, dyn: list[Value], ints: set[int] = frozenset()) -> bool:

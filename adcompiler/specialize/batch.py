@@ -29,7 +29,7 @@ from adcompiler import passes
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops.control import TAPE_CONCAT, TAPE_NEW, TAPE_SET
 from adcompiler.ops.core import lookup
-from adcompiler.specialize.facts import float_array, value_of
+from adcompiler.specialize.facts import float_array, range_length, value_of
 from adcompiler.ssa import Function, Node, Value, walk
 
 
@@ -48,7 +48,7 @@ def batch_loop_sums(fn: Function, known: dict) -> None:
 
 def _batched(loop: Node, known, counts, made, replace) -> list[Node] | None:
     """`[...before, loop, ...after]` with the loop's carried sums taken after it."""
-    if loop.op.name != "for" or not _counts_from_zero(loop, known):
+    if loop.op.name != "for" or range_length(loop, known) is None:
         return None
     body = loop.regions[0]
     index, params = body.params[0], body.params[1:]
@@ -110,12 +110,6 @@ def _batched(loop: Node, known, counts, made, replace) -> list[Node] | None:
 
 def _temp(hint: str, loop: Node) -> Value:
     return Value(hint, role="adjoint_temp", loc=loop.loc)
-
-
-def _counts_from_zero(loop: Node, known: dict) -> bool:
-    start, stop, step = loop.inputs[:3]
-    n = value_of(stop, known)
-    return value_of(start, known) == 0 and value_of(step, known) == 1 and type(n) is int and n > 0
 
 
 def _summed_term(param, y, defs, known, counts):

@@ -19,13 +19,16 @@ _FRESH = {
 _IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0, 1), "divide": (0, 1)}
 
 
+def numpy_ufunc(op: Op) -> bool:
+    """True for an operator that is a NumPy ufunc spelled ``np.<name>``: it takes
+    ``out=``."""
+    impl = op.impl
+    return isinstance(impl, np.ufunc) and getattr(np, impl.__name__, None) is impl
+
+
 def _unary_ufunc(op: Op) -> bool:
     """`np.tanh` and the like: callable as ``np.<name>(x, out=x)``."""
-    impl = op.impl
-    return (
-        op.same_shape and isinstance(impl, np.ufunc) and impl.nin == 1
-        and getattr(np, impl.__name__, None) is impl
-    )  # fmt: skip
+    return op.same_shape and numpy_ufunc(op) and op.impl.nin == 1
 
 
 def mark_reuse(fn: Function, known: dict) -> None:

@@ -265,5 +265,14 @@ def value_of(v: Value, known: dict):
     return d[1] if d is not None and d[0] in ("tuple", "int") else None
 
 
+def range_length(loop: Node, known: dict) -> int | None:
+    """`n` if `loop` is a `for` over `range(n)` (from 0, step 1) with `n` a known positive
+    int: it then runs its body, with index `t`, for every `t` in `0..n-1`."""
+    start, stop, step = (value_of(v, known) for v in loop.inputs[:3])
+    if start == 0 and step == 1 and type(stop) is int and stop > 0:
+        return stop
+    return None
+
+
 def float_array(fact) -> bool:
     return fact is not None and fact[0] == "array" and fact[2] == np.dtype(np.float64).str

@@ -10,7 +10,6 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.ops.core import lookup
-from adcompiler.ops.structure import CONST as CONST_OP
 from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
@@ -167,10 +166,8 @@ def _only_new_axes(node: Node, known: dict) -> list[Node] | None:
     if int(np.prod(shape)) != int(np.prod(g_shape)) or sum(p is not None for p in items) > len(
             shape):  # fmt: skip
         return None
-    out = Value("shape", role="adjoint_temp", loc=node.loc)
-    out.const = shape
-    const = Node(CONST_OP, [], {"value": shape}, [out], loc=node.loc)
-    return [const, Node(lookup(np.reshape), [g, out], {}, [node.output], loc=node.loc)]
+    const = passes.constant(shape, node.loc, "shape")
+    return [const, Node(lookup(np.reshape), [g, const.output], {}, [node.output], loc=node.loc)]
 
 
 def _derived(node: Node) -> bool:
@@ -198,10 +195,10 @@ def _matmul_adjoint(node: Node, known: dict) -> list[Node] | None:
 
 
 def const_node(value, at: Node, replace: dict) -> Node:
-    out = Value(at.output.hint, role=at.output.role, loc=at.loc)
-    out.const = value
-    replace[at.output.id] = out
-    return Node(CONST_OP, [], {"value": value}, [out], loc=at.loc)
+    """`at`'s output as the constant `value` (its readers read it through `replace`)."""
+    node = passes.constant(value, at.loc, at.output.hint, at.output.role)
+    replace[at.output.id] = node.output
+    return node
 
 
 def _sum_node(x: Value, axes: tuple, keepdims: bool, at: Node) -> Node:

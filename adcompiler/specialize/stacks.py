@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from adcompiler import passes
 from adcompiler.ops.control import TAPE_SET, TAPE_STACK
 from adcompiler.ops.core import lookup
 from adcompiler.ops.structure import Dyn, getitem
-from adcompiler.specialize.facts import float_array, value_of
+from adcompiler.specialize.buffers import numpy_ufunc
+from adcompiler.specialize.facts import float_array, range_length, value_of
 from adcompiler.ssa import INTO, REUSE, Block, Function, Node, Value
 
 
@@ -67,7 +69,7 @@ def stack_tapes(fn: Function, known: dict) -> None:
             elif node.op.name == "tape_concat":  # the rows, one after another: a view
                 n = value_of(maker.inputs[0], known)
                 rows = (n, *entry) if len(entry) == 1 else (n * entry[0], *entry[1:])
-                const = _const(rows, node)
+                const = passes.constant(rows, node.loc)
                 reshape = Node(lookup(np.reshape), [node.inputs[0], const.output], {},
                                node.outputs, loc=node.loc)  # fmt: skip
                 i = body.nodes.index(node)
@@ -99,7 +101,7 @@ def _share_carried_rows(stacked: dict) -> None:
         if y_block is not block or y_entry != entry or y_writes[0][1] is not body:
             continue
         n, init = loop.inputs[1], loop.inputs[3 + k]
-        one, zero = _const(1, stack), _const(0, stack)
+        one, zero = passes.constant(1, stack.loc), passes.constant(0, stack.loc)
         rows = Node(lookup(np.add), [n, one.output], {}, loc=stack.loc)
         rows.output.role = "adjoint_temp"
         states = Node(TAPE_STACK, [rows.output], {"shape": entry},
@@ -188,15 +190,10 @@ def _rows_of_an_array(uses: list, entry: tuple, known: dict, params) -> Value | 
 
 def _fills(loop: Node | None, write: Node, n: int, known: dict) -> bool:
     """True if `write` runs in every iteration of `loop` over `range(n)`, writing row `t`."""
-    if loop is None:
+    if loop is None or range_length(loop, known) != n:
         return False
-    start, stop, step = (value_of(v, known) for v in loop.inputs[:3])
     body = loop.regions[0]
-    return (
-        (start, stop, step) == (0, n, 1)
-        and write.inputs[1] is body.params[0]
-        and write in body.nodes
-    )
+    return write.inputs[1] is body.params[0] and write in body.nodes
 
 
 def _write_into_row(write: Node, body: Block, readers: dict) -> None:
@@ -242,16 +239,4 @@ def _only_reader(node: Node, i: int, defs: dict, readers: dict) -> bool:
 
 def _ufunc_call(node: Node) -> bool:
     """A NumPy ufunc applied to its inputs (no attributes): it takes ``out=``."""
-    impl = node.op.impl
-    return (
-        isinstance(impl, np.ufunc) and getattr(np, impl.__name__, None) is impl
-        and not node.attrs and len(node.outputs) == 1 and not node.regions
-    )  # fmt: skip
-
-
-def _const(value, at: Node) -> Node:
-    from adcompiler.ops.structure import CONST
-
-    out = Value("const", role="adjoint_temp", loc=at.loc)
-    out.const = value
-    return Node(CONST, [], {"value": value}, [out], loc=at.loc)
+    return numpy_ufunc(node.op) and not node.attrs and len(node.outputs) == 1

@@ -15,7 +15,6 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.ops.core import lookup
-from adcompiler.ops.structure import CONST as CONST_OP
 from adcompiler.specialize.facts import float_array
 from adcompiler.ssa import Function, Node, Value, walk
 
@@ -124,7 +123,5 @@ def _constant_along(fact, axes: tuple, ndim: int) -> bool:
 
 
 def _const(value, built: list, at: Node) -> Value:
-    out = Value("const", loc=at.loc)
-    out.const = value
-    built.append(Node(CONST_OP, [], {"value": value}, [out], loc=at.loc))
-    return out
+    built.append(passes.constant(value, at.loc, role="primal"))
+    return built[-1].output
