@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from adcompiler import diskcache, specialize
+from adcompiler import depends, diskcache, specialize
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, WrtError
@@ -76,7 +76,7 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
     if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
         g = Structured(f, kind, wrt)
     else:
-        g = _specializing(_build(f, kind, wrt))
+        g = _guarded(lambda: _build(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -113,7 +113,7 @@ class Structured:
         return g(*args, **kwargs)
 
     def build(self, structures: dict | None) -> Callable:
-        return _specializing(_build(self.f, self.kind, self.wrt, structures))
+        return _guarded(lambda: _build(self.f, self.kind, self.wrt, structures))
 
     @property
     def flat(self) -> Callable:
@@ -125,7 +125,8 @@ class Structured:
 
     def __getattr__(self, name: str):  # anything else: as the version for arrays
         if name in ("f", "versions", "flat", "build") or name.startswith("__"):
-            if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__"):
+            if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__",
+                            "__adcompiler_refresh__"):  # fmt: skip
                 raise AttributeError(name)
         return getattr(self.flat, name)
 
@@ -199,15 +200,17 @@ def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> 
             cached = _from_record(f, kind, wrt, record, entry)
             if cached is not None:
                 return cached
-    g = _generate(f, kind, wrt, structures)
+    with depends.recording() as facts:
+        g = _generate(f, kind, wrt, structures)
     if entry is not None:
-        _remember(entry, f, g)
+        _remember(entry, f, g, facts)
     return g
 
 
-def _specializing(g: Callable) -> Callable:
+def _specializing(g: Callable, cls: type | None = None) -> Callable:
     """`g`, running from its second call with one signature of arguments a version
-    specialized on their shapes and dtypes (adcompiler.specialize)."""
+    specialized on their shapes and dtypes (adcompiler.specialize); `cls`: a subclass
+    of `specialize.Specializing` to make."""
     if not specialize.enabled():
         return g
 
@@ -217,7 +220,76 @@ def _specializing(g: Callable) -> Callable:
                        g.__adcompiler_result_tree__, g.__defaults__, g.__kwdefaults__,
                        extra)  # fmt: skip
 
-    return specialize.Specializing(g, build)
+    return (cls or specialize.Specializing)(g, build)
+
+
+# ---------------------------------------------------------------------------
+# Globals and closure cells: regenerate when what the code was compiled with changes
+# ---------------------------------------------------------------------------
+
+
+def _guarded(make: Callable[[], Callable], specializing: bool = True) -> Callable:
+    """The function `make()` generates (specialized on its arguments, unless
+    `specializing` is False), checking on each call that the globals and closure
+    cells it was compiled with still hold what they held (adcompiler.depends), and
+    regenerating itself from `make` when one does not."""
+    with depends.recording() as facts:
+        g = make()
+    check = facts.holds
+    check()  # compile the check now, not on the first call
+    g.__adcompiler_depends__ = facts
+    special = _specializing(g, GuardedSpecializing) if specializing else g
+    if not isinstance(special, GuardedSpecializing):
+        special = GuardedFunction(g)
+    special._holds = facts._check
+    special._make = (make, specializing)
+    return special
+
+
+class _Guard:
+    """What `GuardedFunction` and `GuardedSpecializing` share: the check of the facts,
+    and the regeneration when one fails (the object stays the same: ``ad.grad(f)``
+    returns it again)."""
+
+    _holds: Callable[[], bool]
+    _make: tuple
+
+    def __adcompiler_refresh__(self) -> depends.Depends:
+        """Regenerate if a fact no longer holds; the facts (what transforms of this
+        function depend on too)."""
+        if not self._holds():
+            make, specializing = self._make
+            fresh = _guarded(make, specializing)
+            self.__dict__.clear()
+            self.__dict__.update(fresh.__dict__)
+        return self.__adcompiler_depends__
+
+
+class GuardedSpecializing(_Guard, specialize.Specializing):
+    """A `specialize.Specializing` whose first step, on each call, checks the facts."""
+
+    def __call__(self, *args, **kwargs):
+        if not self._holds():
+            self.__adcompiler_refresh__()
+        return specialize.Specializing.__call__(self, *args, **kwargs)
+
+
+class GuardedFunction(_Guard):
+    """A generated function (not specialized) whose first step checks the facts."""
+
+    def __init__(self, g: Callable):
+        functools.update_wrapper(self, g)
+        self._function = g
+
+    def __call__(self, *args, **kwargs):
+        if not self._holds():
+            self.__adcompiler_refresh__()
+        return self._function(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # __code__, __globals__, ...: the function's
+        if name in ("_function", "_holds", "_make"):
+            raise AttributeError(name)
+        return getattr(self._function, name)
 
 
 def _loaded(
@@ -239,25 +311,55 @@ def _loaded(
     return g
 
 
-def _remember(entry: str, f: Callable, g: Callable) -> None:
+def _remember(entry: str, f: Callable, g: Callable, facts: depends.Depends) -> None:
     """Write `g`'s source to the disk cache, if a fresh process could load it alone."""
     emitted = g.__adcompiler_emitted__
     from adcompiler import runtime
 
     if any(re.search(rf"\b{re.escape(name)}\(", emitted.source) for name in runtime.EXTERNAL):
         return  # a custom rule is registered per process: the code depends on it
-    if emitted.callees or any(
-        f.__globals__.get(name, _MISSING) is not value for name, value in emitted.constants.items()
-    ):
+    written = _written_facts(f, facts)
+    if emitted.callees or written is None:
         return
+    constants = {}
+    for name, value in emitted.constants.items():
+        found = [i for i, fact in enumerate(facts) if fact.value is value]
+        if not found:
+            return  # not read from a global or a cell: another process cannot find it
+        constants[name] = found[0]
     diskcache.write(entry, {
         "name": emitted.name,
         "source": emitted.source,
         "helpers": sorted(emitted.helpers),
-        "constants": sorted(emitted.constants),
+        "constants": constants,
+        "depends": written,
         "tree": repr(g.__adcompiler_result_tree__),
     })  # fmt: skip
     diskcache.write_code(entry, emitted.source, emitted.name)
+
+
+def _written_facts(f: Callable, facts: depends.Depends) -> list | None:
+    """The facts as the disk cache keeps them: where each read is made (a module's global
+    or a cell of `f`, and the path) and what it found; None if one cannot be written."""
+    out = []
+    for fact in facts:
+        where, seen = depends.describe(fact, f), depends.fingerprint(fact.value)
+        if where is None or seen is None:
+            return None
+        out.append([where, seen])
+    return out
+
+
+def _facts_now(f: Callable, written: list) -> list | None:
+    """The facts of a disk cache entry, read in this process: None unless every read
+    finds what the entry was generated with."""
+    facts = []
+    for where, seen in written:
+        fact = depends.resolve(where, f)
+        if fact is None or depends.fingerprint(fact.value) != seen:
+            return None
+        facts.append(fact)
+    return facts
 
 
 def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
@@ -266,7 +368,10 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
     from adcompiler.codegen.emit import Emitted
 
     try:
-        constants = {name: f.__globals__[name] for name in record["constants"]}
+        facts = _facts_now(f, record["depends"])
+        if facts is None:
+            return None  # a global or a cell changed since: generate again
+        constants = {name: facts[i].value for name, i in record["constants"].items()}
         emitted = Emitted(record["source"], record["name"], set(record["helpers"]), constants)
         emitted.callees = []
         g = load(
@@ -277,16 +382,15 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
             filename=diskcache.filename(entry, emitted.name),
         )
         g.__adcompiler_result_tree__ = _ast.literal_eval(record["tree"])
-    except (KeyError, SyntaxError, ValueError, TypeError):
+    except (KeyError, SyntaxError, ValueError, TypeError, AttributeError, IndexError):
         return None
+    for fact in facts:
+        depends.record(fact)
     g.__adcompiler_source__ = emitted.source
     g.__adcompiler_emitted__ = emitted
     g.__adcompiler_rebuild__ = lambda: _generate(f, kind, wrt, None)
     g.__wrapped_primal__ = f
     return g
-
-
-_MISSING = object()
 
 
 def _generate(
@@ -438,6 +542,7 @@ def source(g: Callable, generic: bool = False) -> str:
 
 def _generated_ir(f: Callable):
     """The IR a generated function came from (rebuilt if it was loaded from disk)."""
+    depends.replay(depends.of(f))  # a transform of it relies on what it relies on
     fn = getattr(f, "__adcompiler_ir__", None)
     if fn is None and hasattr(f, "__adcompiler_rebuild__"):
         fn = f.__adcompiler_ir__ = f.__adcompiler_rebuild__().__adcompiler_ir__
@@ -561,7 +666,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
     if _may_be_structured(f, wrt):
         g = ForwardStructured(f, kind, wrt)
     else:
-        g = _specializing(build(f, kind, wrt))
+        g = _guarded(lambda: build(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -571,7 +676,9 @@ class ForwardStructured(Structured):
     (and an hvp's result) has the structure of the arguments."""
 
     def build(self, structures: dict | None) -> Callable:
-        return _build_forward(self.f, self.kind, self.wrt, structures)
+        return _guarded(
+            lambda: _build_forward(self.f, self.kind, self.wrt, structures), specializing=False
+        )
 
 
 def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from adcompiler import ssa
+from adcompiler import depends, ssa
 from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.ops.core import Builder
 from adcompiler.ops.structure import GETITEM, MAKE_TUPLE
@@ -42,19 +42,40 @@ from adcompiler.ssa import Block, Function, Node, Value, walk
 
 NAMESPACE: dict = {"np": np, "__name__": "adcompiler.helpers"}
 _built: dict = {}  # function -> (forward Emitted, adjoint Emitted)
+_facts: dict = {}  # function -> the globals and cells its generated functions rely on
 GENERATED: dict[str, Callable] = {}  # name -> every function generated into NAMESPACE
 
 
 def build(fn) -> tuple:
-    """Generate (once) the forward and adjoint functions of the helper `fn`."""
+    """Generate (once, and again when a global or cell it read changed) the forward and
+    adjoint functions of the helper `fn`."""
+    if fn in _built and _built[fn] is not None and not _facts[fn].holds():
+        forget_stale()
     if fn in _built:
+        depends.replay(_facts.get(fn))  # what reuses them relies on the same values
         return _built[fn]
     _built[fn] = None  # being built: a recursive call finds its name below
     try:
-        return _build(fn)
+        with depends.recording() as facts:
+            built = _build(fn)
+        _facts[fn] = facts
+        return built
     except BaseException:
         del _built[fn]
         raise
+
+
+def forget_stale() -> None:
+    """Drop the generated functions of helpers whose globals or cells changed since,
+    and every tangent function (they are made from those; made again when needed)."""
+    stale = [fn for fn, facts in _facts.items() if not facts.holds()]
+    for fn in stale:
+        del _built[fn], _facts[fn]
+    lowered = [fn for fn, facts in _lowered_facts.items() if not facts.holds()]
+    for fn in lowered:
+        del _lowered[fn], _lowered_facts[fn]
+    if stale or lowered:
+        _jvp.clear()
 
 
 def _build(fn) -> tuple:
@@ -275,10 +296,12 @@ class TangentFunction:
     final: list | None = None  # the structures the built function really returns
     ir: Function | None = None
     emitted: Any = None
+    facts: Any = None  # the globals and cells it relies on (adcompiler.depends)
 
 
 _jvp: dict[JvpKey, TangentFunction] = {}
 _lowered: dict = {}  # helper -> its IR (helpers inlined, recursive calls kept as calls)
+_lowered_facts: dict = {}  # helper -> the globals and cells its IR relies on
 
 
 def callee_of(node: Node) -> tuple:
@@ -291,10 +314,15 @@ def _callee_ir(callee: tuple) -> tuple[Function, str, Any]:
     """The IR of what `callee` names, the name of its function, and how its results nest."""
     kind, target = callee
     if kind == "call":
+        if target in _lowered_facts and not _lowered_facts[target].holds():
+            forget_stale()
         if target not in _lowered:
             from adcompiler.frontend import lower_function
 
-            _lowered[target] = ssa.verify(lower_function(target))
+            with depends.recording() as facts:
+                _lowered[target] = ssa.verify(lower_function(target))
+            _lowered_facts[target] = facts
+        depends.replay(_lowered_facts.get(target))
         fn = _lowered[target]
         tree = tuple(range(len(fn.results))) if fn.returns_tuple else 0
         if not fn.returns_tuple and len(fn.results) != 1:
@@ -374,14 +402,21 @@ def tangent_function(callee: tuple, structs: tuple) -> TangentFunction:
     While it is generated, a recursive call finds its entry (name, result structures)."""
     key = JvpKey(callee, tuple(structs))
     entry = _jvp.get(key)
+    if entry is not None and entry.facts is not None and not entry.facts.holds():
+        forget_stale()
+        del _jvp[key]  # (what calls it relies on its facts too: made again when used)
+        entry = None
     if entry is not None:
+        depends.replay(entry.facts)
         return entry
-    fn, name, tree = _callee_ir(callee)
-    entry = TangentFunction(key, _unique_name(f"{name}_jvp", fn, key.structs), [], tree)
-    entry.declared = _declared(fn, key)
-    _jvp[key] = entry
     try:
-        _generate_tangent(entry, fn, name)
+        with depends.recording() as facts:
+            fn, name, tree = _callee_ir(callee)
+            entry = TangentFunction(key, _unique_name(f"{name}_jvp", fn, key.structs), [], tree)
+            entry.declared = _declared(fn, key)
+            _jvp[key] = entry
+            _generate_tangent(entry, fn, name)
+        entry.facts = facts
     except BaseException:
         for k in [k for k, e in _jvp.items() if e.ir is None]:
             del _jvp[k]  # this one and any recursive callee left half-built

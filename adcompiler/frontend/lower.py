@@ -22,12 +22,13 @@ import builtins
 import inspect
 import operator
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gast
 import numpy as np
 
+from adcompiler import depends
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
@@ -73,6 +74,9 @@ class Static:
 
     obj: Any
     name: str | None = None  # the global or closure variable it was read from
+    # where it was read (a global, a cell, an attribute or item of one): a fact the
+    # generated code relies on (adcompiler.depends)
+    origin: depends.Fact | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,11 +168,12 @@ class Lowering(ControlFlow, Containers):
         self.functions = False  # see lower_function
         self.loc: Loc | None = None
         closure = fn.__closure__ or ()
-        self.closure = {
-            name: cell.cell_contents
+        self.cells = {
+            name: cell
             for name, cell in zip(fn.__code__.co_freevars, closure)
             if _cell_has_value(cell)
         }
+        self.closure = {name: cell.cell_contents for name, cell in self.cells.items()}
 
     # -- entry points ------------------------------------------------------
 
@@ -428,9 +433,9 @@ class Lowering(ControlFlow, Containers):
                 )
             return self.env[name]
         if name in self.closure:
-            return Static(self.closure[name], name)
+            return _read(self.cells[name], name, self.closure[name])
         if name in self.fn.__globals__:
-            return Static(self.fn.__globals__[name], name)
+            return _read(self.fn.__globals__, name, self.fn.__globals__[name])
         if hasattr(builtins, name):
             return Static(getattr(builtins, name))
         raise LoweringError(node, f"name `{name}` is not defined")
@@ -498,7 +503,7 @@ class Lowering(ControlFlow, Containers):
         base = self.expr(node.value)
         if isinstance(base, Static):
             try:
-                return Static(getattr(base.obj, node.attr))
+                return _derived(base, "attr", node.attr, getattr(base.obj, node.attr))
             except AttributeError:
                 raise LoweringError(
                     node, f"`{node.attr}` is not an attribute of {base.obj!r}"
@@ -523,7 +528,7 @@ class Lowering(ControlFlow, Containers):
                 return base[index.obj]
             raise LoweringError(node, "a tuple can only be indexed by a constant")
         if isinstance(base, Static) and isinstance(index, Static):
-            return Static(base.obj[index.obj])
+            return _derived(base, "item", index.obj, base.obj[index.obj])
         template, dyn = self.template(index, node)
         return self.getitem(self.as_value(base), template, dyn)
 
@@ -710,7 +715,7 @@ class Lowering(ControlFlow, Containers):
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         inner = Lowering(self.fn, self.parsed, self.nodes, self.diagnostics, self.depth + 1)
-        inner.closure = self.closure
+        inner.closure, inner.cells = self.closure, self.cells
         inner.env = {k: v for k, v in self.env.items() if not k.startswith(".")}
         bound = dict(zip(local.names, args))
         for k, v in kwargs.items():
@@ -888,6 +893,22 @@ def _temp_hint(hint: str, inputs) -> str:
         return hint
     first = inputs[0].hint if inputs[0].role != "temp" else inputs[0].hint.split("_")[0]
     return f"{hint}_{first}" if first.isidentifier() else hint
+
+
+def _read(scope, name: str, value) -> Static:
+    """A global or closure variable read while compiling: recorded as a fact that the
+    generated code relies on (checked when it is called, adcompiler.depends)."""
+    fact = depends.Fact(scope, name, (), value)
+    depends.record(fact)
+    return Static(value, name, fact)
+
+
+def _derived(base: Static, kind: str, key, value) -> Static:
+    """An attribute or item of a value known while compiling (`CFG["k"]`, `config.SCALE`,
+    `W.shape`): a fact of its own where the base was read from a global."""
+    fact = base.origin.child(kind, key, value) if base.origin is not None else None
+    depends.record(fact)
+    return Static(value, None, fact)
 
 
 def _cell_has_value(cell) -> bool:
