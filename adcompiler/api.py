@@ -91,7 +91,7 @@ class Structured:
 
     def __init__(self, f: Callable, kind: str, wrt: Any):
         self.f, self.kind, self.wrt = f, kind, wrt
-        self.names = list(inspect.signature(f).parameters)
+        self.names = list(inspect.signature(f, follow_wrapped=False).parameters)
         items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
         self.indices = [self.names.index(w) if isinstance(w, str) else w for w in items]
         self.versions: dict = {}
@@ -850,7 +850,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
 
 def _bind(f: Callable, args: tuple, kwargs: dict) -> list:
     """f's arguments by position, with its defaults filled in."""
-    bound = inspect.signature(f).bind(*args, **kwargs)
+    bound = inspect.signature(f, follow_wrapped=False).bind(*args, **kwargs)
     bound.apply_defaults()
     return list(bound.args)
 

@@ -114,7 +114,7 @@ def _base_name(fn) -> str:
     if fn not in _base_names:
         taken = set(_base_names.values())
         base, n = fn.__name__, 1
-        while base in taken:
+        while base in taken or f"{base}_forward" in GENERATED or f"{base}_adjoint" in GENERATED:
             n += 1
             base = f"{fn.__name__}_{n}"
         _base_names[fn] = base

@@ -114,6 +114,31 @@ def lower_function(fn, structures: dict | None = None, functions: bool = False) 
     to the same structure of those values.
     """
     parsed = parse_function(fn)
+    try:
+        return _lower(fn, parsed, structures, functions)
+    except UnsupportedSyntaxError as err:
+        if not hasattr(fn, "__wrapped__"):
+            raise
+        raise UnsupportedSyntaxError([*err.diagnostics, _decorated(fn, parsed)]) from None
+
+
+def _decorated(fn, parsed: ParsedSource) -> Diagnostic:
+    """The note on a decorated function that cannot be lowered: what was read (the
+    decorator's wrapper, never the function it wraps: that would drop the decorator)."""
+    wrapper = getattr(fn.__code__, "co_qualname", fn.__code__.co_name)
+    decorator = wrapper.split(".<locals>.")[0]
+    return Diagnostic(
+        parsed.loc(parsed.tree),
+        f"`{fn.__name__}` is wrapped by the decorator `{decorator}` (functools.wraps): "
+        f"adcompiler differentiates what calling `{fn.__name__}` runs, the wrapper "
+        f"`{wrapper}`",
+        f"write the wrapper with {fn.__name__}'s parameters (`def wrapper(x, w): ...`), or, "
+        f"if `{decorator}` does not change the result, differentiate the undecorated "
+        f"function: `ad.grad({fn.__name__}.__wrapped__)`",
+    )
+
+
+def _lower(fn, parsed: ParsedSource, structures: dict | None, functions: bool) -> Function:
     problems = find_unsupported(parsed)
     if problems:
         raise UnsupportedSyntaxError(problems)
@@ -692,8 +717,10 @@ class Lowering(ControlFlow, Containers):
                 bound.append(Static(p.default))
             else:
                 raise LoweringError(node, f"missing argument `{p.name}` in call to `{fn.__name__}`")
+        from adcompiler.calls import helper_name
+
         inputs = [self.as_value(a) for a in bound]
-        out = self.emit(CALL, inputs, {"function": fn, "name": fn.__name__}, fn.__name__)
+        out = self.emit(CALL, inputs, {"function": fn, "name": helper_name(fn)}, fn.__name__)
         return out
 
     def run_inlined(self, inner, body, name: str, node):

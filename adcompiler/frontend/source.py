@@ -40,7 +40,11 @@ def parse_function(fn) -> ParsedSource:
             f"of type {type(fn).__name__} (wrap it in a def, or register a rule for it)"
         )
     try:
-        raw_lines, first_line = inspect.getsourcelines(fn)
+        # A decorated function (functools.wraps sets __wrapped__) is the decorator's
+        # wrapper: read the wrapper's own source, never the function it wraps.
+        raw_lines, first_line = inspect.getsourcelines(
+            fn.__code__ if hasattr(fn, "__wrapped__") else fn
+        )
         file = inspect.getsourcefile(fn) or fn.__code__.co_filename
     except (OSError, TypeError) as exc:
         raise SourceUnavailableError(
