@@ -335,7 +335,6 @@ def _remember(entry: str, f: Callable, g: Callable, facts: depends.Depends) -> N
         "depends": written,
         "tree": repr(g.__adcompiler_result_tree__),
     })  # fmt: skip
-    diskcache.write_code(entry, emitted.source, emitted.name)
 
 
 def _written_facts(f: Callable, facts: depends.Depends) -> list | None:
@@ -378,7 +377,7 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
             emitted,
             _defaults_for(f, kind),
             f.__kwdefaults__,
-            code=diskcache.read_code(entry),
+            code=diskcache.read_code(entry, record),
             filename=diskcache.filename(entry, emitted.name),
         )
         g.__adcompiler_result_tree__ = _ast.literal_eval(record["tree"])

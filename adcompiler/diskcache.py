@@ -1,11 +1,23 @@
 """A disk cache of generated source, so a fresh process skips compiling.
 
-Key: a hash of the adcompiler version, the transform and its options, and the
-source and bytecode of the function and of every user function it can reach
-through its globals (helpers it calls, transitively). Entry: a small JSON file
-with the generated source and the names it needs. Files are written to a
-temporary file, fsync'd and renamed into place, so concurrent processes see a
-whole entry or none. The directory is created owner-only (0700).
+Key: a hash of the adcompiler version and files, the transform and its options, and
+the source and bytecode of the function and of every user function it can reach
+through its globals (helpers it calls, transitively). Entry: a small JSON file with
+the generated source, the names it needs, and the globals and closure cells it was
+generated with (adcompiler.depends: where each read is made and what it found,
+checked again before the entry is used), beside the compiled code. Files are written
+to a temporary file, fsync'd and renamed into place, so concurrent processes see a
+whole entry or none.
+
+Security: the cache holds code that is run, so it must not be a way in.
+
+- The folder must be owned by this user and writable by no one else (as ssh demands
+  of ~/.ssh); it is created 0700. Otherwise it is not used at all (an
+  `UnsafeCacheWarning`, once): the cache only saves compile time.
+- Every file read must be a regular file owned by this user, not group/other-writable.
+- Each entry is bound to its key: it holds the sha256 of its code file and an HMAC of
+  the key and the entry under a random secret (`secret`, 0600) made in the folder. A
+  planted, replaced or swapped file does not verify and is compiled again, never run.
 
     ADCOMPILER_CACHE_DIR   where the entries go (default: $XDG_CACHE_HOME/adcompiler
                            or ~/.cache/adcompiler)
@@ -15,12 +27,16 @@ whole entry or none. The directory is created owner-only (0700).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import marshal
 import os
+import secrets
+import stat
 import sys
 import tempfile
 import types
+import warnings
 from pathlib import Path
 
 
@@ -106,16 +122,25 @@ def _source(fn) -> str:
 
 
 def read(entry_key: str) -> dict | None:
-    path = directory() / f"{entry_key}.json"
+    """The entry stored under `entry_key`, or None: missing, unreadable, or not bound to
+    this key by this user's secret (a planted or replaced file is never used)."""
+    folder = checked_directory()
+    if folder is None:
+        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        stored = json.loads(_read_own(folder / f"{entry_key}.json"))
+        body, tag = stored["body"], stored["tag"]
+        expected = _tag(folder, entry_key, _canonical(body))
+        if expected is None or not hmac.compare_digest(expected, tag):
+            return None
+        return body
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def code_path(entry_key: str) -> Path:
+def code_path(entry_key: str, folder: Path | None = None) -> Path:
     """Where the compiled code of an entry goes (bytecode is per Python version)."""
-    return directory() / f"{entry_key}.{sys.implementation.cache_tag}.code"
+    return (folder or directory()) / f"{entry_key}.{sys.implementation.cache_tag}.code"
 
 
 def filename(entry_key: str, name: str) -> str:
@@ -123,33 +148,149 @@ def filename(entry_key: str, name: str) -> str:
     return f"<adcompiler: {name} {entry_key[:12]}>"
 
 
-def read_code(entry_key: str):
+def read_code(entry_key: str, record: dict):
+    """The compiled code of an entry `read` returned, if its bytes are the ones the entry
+    names (their sha256 is in the bound entry); else None (the source is compiled)."""
+    folder = checked_directory()
+    if folder is None or not isinstance(record.get("code"), str):
+        return None
     try:
-        return marshal.loads(code_path(entry_key).read_bytes())
+        data = _read_own(code_path(entry_key, folder))
+        if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), record["code"]):
+            return None
+        return marshal.loads(data)
     except (OSError, ValueError, EOFError, TypeError):
         return None
 
 
-def write_code(entry_key: str, source: str, name: str) -> None:
-    """Save the compiled code too, so that a fresh process skips `compile()`."""
-    code = compile(source, filename(entry_key, name), "exec")
-    _write_bytes(code_path(entry_key), marshal.dumps(code))
-
-
 def write(entry_key: str, record: dict) -> None:
-    _write_bytes(directory() / f"{entry_key}.json", json.dumps(record).encode())
+    """Store `record` (its "source" defines the function "name") and the compiled code,
+    bound to `entry_key`: the entry holds the code's sha256 and an HMAC of the key and
+    the entry under a secret only this user can read."""
+    folder = checked_directory(create=True)
+    if folder is None:
+        return
+    code = marshal.dumps(compile(record["source"], filename(entry_key, record["name"]), "exec"))
+    body = {**record, "code": hashlib.sha256(code).hexdigest()}
+    tag = _tag(folder, entry_key, _canonical(body), create=True)
+    if tag is None:
+        return
+    _write_bytes(code_path(entry_key, folder), code)
+    _write_bytes(folder / f"{entry_key}.json", json.dumps({"body": body, "tag": tag}).encode())
+
+
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _tag(folder: Path, entry_key: str, data: bytes, create: bool = False) -> str | None:
+    secret = _secret(folder, create)
+    if secret is None:
+        return None
+    return hmac.new(secret, entry_key.encode() + b"\0" + data, hashlib.sha256).hexdigest()
+
+
+_SECRETS: dict[str, bytes] = {}
+
+
+def _secret(folder: Path, create: bool) -> bytes | None:
+    """The key entries are bound with: random bytes in `folder/secret` (0600), made once."""
+    if str(folder) in _SECRETS:
+        return _SECRETS[str(folder)]
+    path = folder / "secret"
+    try:
+        data = _read_own(path)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            data = _read_own(path)
+        except OSError:  # made by another process at the same time: read theirs
+            try:
+                data = _read_own(path)
+            except OSError:
+                return None
+    except OSError:
+        return None
+    if len(data) != 32:
+        return None
+    _SECRETS[str(folder)] = data
+    return data
+
+
+def _read_own(path: Path) -> bytes:
+    """The bytes of a regular file this user owns and only this user can write."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or _unsafe(info):
+            raise PermissionError(f"{path} is not a private file of this user")
+        return handle.read()
+
+
+def _unsafe(info: os.stat_result) -> str | None:
+    """Why a file or folder with this status must not be trusted, or None."""
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        return f"it is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"others can write into it (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+_CHECKED: dict[str, bool] = {}
+
+
+class UnsafeCacheWarning(UserWarning):
+    """The disk cache folder could be written by someone else: it is not used."""
+
+
+def checked_directory(create: bool = False) -> Path | None:
+    """The cache folder, if it is safe to load code from: a folder owned by this user
+    that no one else can write into (as ssh demands of ~/.ssh). Made 0700 when missing
+    (with `create`). An unsafe folder is not used at all, with one warning per process:
+    the disk cache only saves compile time, so the program goes on without it."""
+    folder = directory()
+    known = _CHECKED.get(str(folder))
+    if known is not None:
+        return folder if known else None
+    try:
+        info = os.stat(folder)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
+            info = os.stat(folder)
+        except OSError:  # a read-only home: the cache is an optimisation only
+            return None
+    except OSError:
+        return None
+    reason = "it is not a folder" if not stat.S_ISDIR(info.st_mode) else _unsafe(info)
+    _CHECKED[str(folder)] = reason is None
+    if reason is not None:
+        warnings.warn(
+            f"adcompiler: not using the disk cache {folder}: {reason}; generated code is "
+            f"not loaded from a folder others can write to (make it yours with mode 0700, "
+            f"or set ADCOMPILER_CACHE_DIR to another folder)",
+            UnsafeCacheWarning,
+            stacklevel=2,
+        )
+        return None
+    return folder
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all: a temporary file, fsync, rename."""
-    folder = path.parent
+    """Write `path` whole or not at all: a temporary file (0600), fsync, rename."""
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    except OSError:  # a read-only home, a full disk: the cache is an optimisation only
+    except OSError:  # a full disk: the cache is an optimisation only
         pass

@@ -46,7 +46,7 @@ def test_a_fresh_process_loads_the_gradient_from_disk(tmp_path):
     entries = list(cache.glob("*.json"))
     assert (
         len(entries) == 1
-        and "def mlp_value_and_grad" in json.loads(entries[0].read_text())["source"]
+        and "def mlp_value_and_grad" in json.loads(entries[0].read_text())["body"]["source"]
     )
 
 
