@@ -868,12 +868,31 @@ def emit_function(
 ) -> Emitted:
     """Write `fn` as a Python function called `name`."""
     param_names = [base_name(p) for p in fn.params]
-    constants = {
-        node.attrs["name"]: node.attrs["value"]
-        for node in fn.body.nodes
-        if node.op.name == "const" and "name" in node.attrs
-    }
+    constants = _named_constants(fn, set(reserved) | set(param_names))
     emitter = Emitter(fn, name, param_names, set(reserved) | set(param_names) | set(constants))
     emitted = emitter.emit(doc, result_tree)
     emitted.constants = constants
     return emitted
+
+
+def _named_constants(fn: Function, taken: set[str]) -> dict[str, Any]:
+    """The objects generated code reads by name (arrays and other globals the user's code
+    read), one name each: two objects read under one name (a global `W` of two modules,
+    the items of a global list) get `W`, `W_2`. The const nodes are renamed to match."""
+    constants: dict[str, Any] = {}
+    names: dict[int, str] = {}
+    for node in walk(fn.body):
+        if node.op.name != "const" or "name" not in node.attrs:
+            continue
+        value = node.attrs["value"]
+        name = names.get(id(value))
+        if name is None:
+            base = name = node.attrs["name"]
+            n = 1
+            while name in constants or name in taken:
+                n += 1
+                name = f"{base}_{n}"
+            names[id(value)] = name
+            constants[name] = value
+        node.attrs["name"] = name
+    return constants
