@@ -66,16 +66,16 @@ def build(fn) -> tuple:
 
 
 def forget_stale() -> None:
-    """Drop the generated functions of helpers whose globals or cells changed since,
-    and every tangent function (they are made from those; made again when needed)."""
+    """Drop the generated functions, IR and tangent functions of helpers whose globals or
+    cells changed since (each is made again when it is needed)."""
     stale = [fn for fn, facts in _facts.items() if not facts.holds()]
     for fn in stale:
         del _built[fn], _facts[fn]
     lowered = [fn for fn, facts in _lowered_facts.items() if not facts.holds()]
     for fn in lowered:
         del _lowered[fn], _lowered_facts[fn]
-    if stale or lowered:
-        _jvp.clear()
+    for key in [k for k, e in _jvp.items() if e.facts is not None and not e.facts.holds()]:
+        del _jvp[key]
 
 
 def _build(fn) -> tuple:
@@ -196,7 +196,7 @@ def helper_sources(keys) -> list:
     and adjoint functions, or a tangent function (for `ad.source` and the CLI's files)."""
     out = []
     for key in keys:
-        out.extend([_jvp[key].emitted] if isinstance(key, JvpKey) else build(key))
+        out.extend([_tangent_entry(key).emitted] if isinstance(key, JvpKey) else build(key))
     return out
 
 
@@ -221,8 +221,14 @@ def callees(fn: Function) -> list:
                 key = node.attrs["function"]
                 if key not in found:
                     found.append(key)
-                    stack.append(_jvp[key].ir)
+                    stack.append(_tangent_entry(key).ir)
     return found
+
+
+def _tangent_entry(key: JvpKey) -> TangentFunction:
+    """The tangent function `key` names (made again if it was dropped as stale)."""
+    entry = _jvp.get(key)
+    return entry if entry is not None else tangent_function(key.callee, key.structs)
 
 
 def _register_helper(fn: Callable, name: str) -> None:
@@ -332,7 +338,7 @@ def _callee_ir(callee: tuple) -> tuple[Function, str, Any]:
         e = build(target)[0 if kind == "forward" else 1]
         tree = (0, 1) if kind == "forward" else tuple(range(len(e.ir.results)))
         return e.ir, e.name, tree
-    entry = _jvp[target]
+    entry = _tangent_entry(target)
     if entry.ir is None:
         raise NotImplementedError(f"the tangent of {entry.name} is needed while it is built")
     return entry.ir, entry.name, ((entry.tree, _shift(entry.tree, len(entry.declared))))
@@ -403,8 +409,7 @@ def tangent_function(callee: tuple, structs: tuple) -> TangentFunction:
     key = JvpKey(callee, tuple(structs))
     entry = _jvp.get(key)
     if entry is not None and entry.facts is not None and not entry.facts.holds():
-        forget_stale()
-        del _jvp[key]  # (what calls it relies on its facts too: made again when used)
+        forget_stale()  # this one too (what calls it relies on its facts: made again)
         entry = None
     if entry is not None:
         depends.replay(entry.facts)

@@ -68,6 +68,8 @@ class Fact:
             return None
         if self.items is not None and kind == "item":
             return None  # a global list's or dict's items are checked with it
+        if self.shape is not None and not _is_literal(value):
+            return None  # a view of a global array (`W.T`, `W[0]`): the array's fact covers it
         if not (isinstance(key, (str, int)) or _is_literal(key) and isinstance(key, tuple)):
             return None
         return Fact(self.scope, self.name, (*self.path, (kind, key)), value)
@@ -185,7 +187,7 @@ def _compile_check(facts: list[Fact]):
     source = (
         "def holds():\n"
         "    try:\n"
-        f"        return bool({body})\n"
+        f"        return ({body})\n"
         "    except Exception:\n"
         "        return False\n"
     )

@@ -346,3 +346,24 @@ def test_two_helpers_of_one_name_in_two_modules(tmp_path):
 
     names = {name for name, fn in calls.GENERATED.items() if fn in (a.step, b.step)}
     assert len(names) <= 2 and all(calls.GENERATED[n] in (a.step, b.step) for n in names)
+
+
+MATRIX = np.array([[1.0, 2.0], [3.0, -1.0]])
+
+
+def rows(x):
+    return np.sum(np.tanh(x * MATRIX[0] + x * MATRIX.T[1])) * MATRIX.shape[0]
+
+
+def test_views_of_a_global_array_do_not_regenerate_on_every_call():
+    x = np.array([0.2, -0.4])
+    g = check(rows, x)
+    version = g.generic
+    g(x)
+    assert g.generic is version
+    MATRIX[0, 0] = 5.0  # a write into the array: seen through the views, no regeneration
+    try:
+        check(rows, x)
+        assert g.generic is version
+    finally:
+        MATRIX[0, 0] = 1.0
