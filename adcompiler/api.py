@@ -235,13 +235,11 @@ def _guarded(make: Callable[[], Callable], specializing: bool = True) -> Callabl
     regenerating itself from `make` when one does not."""
     with depends.recording() as facts:
         g = make()
-    check = facts.holds
-    check()  # compile the check now, not on the first call
     g.__adcompiler_depends__ = facts
     special = _specializing(g, GuardedSpecializing) if specializing else g
     if not isinstance(special, GuardedSpecializing):
         special = GuardedFunction(g)
-    special._holds = facts._check
+    special._holds = facts.checker()
     special._make = (make, specializing)
     return special
 
@@ -259,9 +257,10 @@ class _Guard:
         function depend on too)."""
         if not self._holds():
             make, specializing = self._make
-            fresh = _guarded(make, specializing)
-            self.__dict__.clear()
-            self.__dict__.update(fresh.__dict__)
+            fresh = _guarded(make, specializing).__dict__
+            self.__dict__.update(fresh)  # (a call in another thread sees old or new)
+            for name in [name for name in self.__dict__ if name not in fresh]:
+                del self.__dict__[name]
         return self.__adcompiler_depends__
 
 

@@ -145,10 +145,13 @@ class Depends:
 
     def holds(self) -> bool:
         """Whether every fact still holds (a fraction of a microsecond per fact)."""
-        check = self._check
-        if check is None:
-            check = self._check = _compile_check(list(self.facts.values()))
-        return check()
+        return self.checker()()
+
+    def checker(self):
+        """The function (no arguments) that `holds` calls: one compiled expression."""
+        if self._check is None:
+            self._check = _compile_check(list(self.facts.values()))
+        return self._check
 
     def changed(self) -> list[Fact]:
         """The facts that no longer hold (slow; for messages and tests)."""
