@@ -389,3 +389,25 @@ def test_the_check_is_cheap():
     g(X), g(X)
     per_call = min(timeit.repeat(g._holds, number=2000, repeat=5)) / 2000
     assert per_call < 5e-6  # (about 50 ns for the one global `np` on an idle machine)
+
+
+def calls_logged(x):
+    return logged_squares(x) * 2.0
+
+
+def test_a_decorated_helper_that_cannot_be_read_is_refused_naming_the_decorator():
+    with pytest.raises(ad.UnsupportedSyntaxError, match="decorator `logged`"):
+        ad.grad(calls_logged)(X)
+
+
+@doubled
+def doubled_helper(x):
+    return np.sum(np.sin(x))
+
+
+def calls_doubled(x):
+    return doubled_helper(x) * x[0]
+
+
+def test_a_decorated_helper_is_inlined_with_its_decorator():
+    check(calls_doubled, X)

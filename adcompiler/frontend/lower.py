@@ -683,6 +683,8 @@ class Lowering(ControlFlow, Containers):
         problems = find_unsupported(parsed)
         if problems:
             self.diagnostics.extend(problems)
+            if hasattr(fn, "__wrapped__"):
+                self.diagnostics.append(_decorated(fn, parsed))
             raise LoweringError(node, f"the helper `{fn.__name__}` uses unsupported constructs")
         inner = Lowering(fn, parsed, self.nodes, self.diagnostics, self.depth + 1)
         inner.chain = self.chain | {fn}
