@@ -53,12 +53,7 @@ class Fact:
     def __init__(self, scope, name: str, path: tuple, value: Any):
         self.scope, self.name, self.path, self.value = scope, name, path, value
         self.shape = value.shape if type(value) is np.ndarray else None
-        if type(value) is list:
-            self.items = list(value)
-        elif type(value) is dict:
-            self.items = list(value.items())
-        else:
-            self.items = None
+        self.items = snapshot(value) if type(value) in (list, dict) else None
 
     def child(self, kind: str, key: Any, value: Any) -> Fact | None:
         """The fact for `value`, read from this one's value by an attribute or an item;
@@ -66,8 +61,6 @@ class Fact:
         step cannot be written down (an index that is not a constant)."""
         if isinstance(self.value, types.ModuleType) and _is_library(self.value):
             return None
-        if self.items is not None and kind == "item":
-            return None  # a global list's or dict's items are checked with it
         if self.shape is not None and not _is_literal(value):
             return None  # a view of a global array (`W.T`, `W[0]`): the array's fact covers it
         if not (isinstance(key, (str, int)) or _is_literal(key) and isinstance(key, tuple)):
@@ -109,18 +102,28 @@ def _is_literal(value) -> bool:
     return isinstance(value, _LITERALS) or value is Ellipsis
 
 
-def same_items(current, items: list) -> bool:
-    """A global list or dict still holds the same objects (by identity)."""
-    if type(current) is dict:
-        current = list(current.items())
-        return len(current) == len(items) and all(
-            a[0] == b[0] and a[1] is b[1] for a, b in zip(current, items)
-        )
-    return (
-        type(current) is list
-        and len(current) == len(items)
-        and all(a is b for a, b in zip(current, items))
-    )
+def snapshot(value) -> tuple:
+    """What a global list or dict holds: its type, keys and items (by identity), and the
+    same of the lists and dicts in it (a loop over a list folds its items)."""
+    pairs = value.items() if type(value) is dict else enumerate(value)
+    return (type(value), [
+        (key, item, snapshot(item) if type(item) in (list, dict) else None)
+        for key, item in pairs
+    ])  # fmt: skip
+
+
+def same_items(current, items: tuple) -> bool:
+    """A global list or dict still holds what `snapshot` saw (the same objects)."""
+    kind, saved = items
+    if type(current) is not kind or len(current) != len(saved):
+        return False
+    pairs = current.items() if kind is dict else enumerate(current)
+    for (key, item), (old_key, old_item, inner) in zip(pairs, saved):
+        if key != old_key or item is not old_item:
+            return False
+        if inner is not None and not same_items(item, inner):
+            return False
+    return True
 
 
 class Depends:

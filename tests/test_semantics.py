@@ -411,3 +411,24 @@ def calls_doubled(x):
 
 def test_a_decorated_helper_is_inlined_with_its_decorator():
     check(calls_doubled, X)
+
+
+NESTED = {"layers": [np.array([1.0, -1.0, 0.5]), np.array([0.5, 2.0, 1.0])], "k": {"a": 2.0}}
+
+
+def nested(x):
+    for w in NESTED["layers"]:
+        x = np.tanh(x * w)
+    return np.sum(x) * NESTED["k"]["a"]
+
+
+def test_nested_global_containers_changed_in_place_are_seen():
+    check(nested, X)
+    NESTED["k"]["a"] = -1.0
+    NESTED["layers"].append(np.array([3.0, 3.0, 3.0]))
+    try:
+        check(nested, X)
+    finally:
+        NESTED["k"]["a"] = 2.0
+        NESTED["layers"].pop()
+    check(nested, X)
