@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import sys
+import threading
 import types
 from contextlib import contextmanager
 from typing import Any
@@ -205,23 +206,24 @@ def _compile_check(facts: list[Fact]):
 # Recording
 # ---------------------------------------------------------------------------
 
-_active: list[Depends] = []
+_local = threading.local()  # .active: the recordings open in this thread
 
 
 @contextmanager
 def recording():
     """Collect the facts recorded while the block runs (nested recordings each get them)."""
     depends = Depends()
-    _active.append(depends)
+    active = _local.__dict__.setdefault("active", [])
+    active.append(depends)
     try:
         yield depends
     finally:
-        _active.remove(depends)
+        active.remove(depends)
 
 
 def record(fact: Fact | None) -> None:
     if fact is not None:
-        for depends in _active:
+        for depends in getattr(_local, "active", ()):
             depends.add(fact)
 
 
