@@ -103,12 +103,18 @@ def _is_literal(value) -> bool:
     return isinstance(value, _LITERALS) or value is Ellipsis
 
 
-def snapshot(value) -> tuple:
+def _is_nan(value) -> bool:
+    return isinstance(value, (float, np.floating)) and value != value
+
+
+def snapshot(value, within: frozenset = frozenset()) -> tuple:
     """What a global list or dict holds: its type, keys and items (by identity), and the
     same of the lists and dicts in it (a loop over a list folds its items)."""
+    within = within | {id(value)}
     pairs = value.items() if type(value) is dict else enumerate(value)
     return (type(value), [
-        (key, item, snapshot(item) if type(item) in (list, dict) else None)
+        (key, item, snapshot(item, within)
+         if type(item) in (list, dict) and id(item) not in within else None)
         for key, item in pairs
     ])  # fmt: skip
 
@@ -187,7 +193,8 @@ def _compile_check(facts: list[Fact]):
             terms.append(f"same_items({read}, I{i})")
         elif _is_literal(fact.value):
             namespace[f"T{i}"] = type(fact.value)
-            terms.append(f"((x := {read}) is {value} or type(x) is T{i} and x == {value})")
+            same = "x != x" if _is_nan(fact.value) else f"x == {value}"
+            terms.append(f"((x := {read}) is {value} or type(x) is T{i} and {same})")
         else:
             terms.append(f"{read} is {value}")
     body = " and\n            ".join(terms) or "True"
@@ -286,7 +293,7 @@ def resolve(description: dict, f) -> Fact | None:
         return None
 
 
-def fingerprint(value: Any) -> str | None:
+def fingerprint(value: Any, within: frozenset = frozenset()) -> str | None:
     """What of `value` the generated code depends on, the same in every process; None
     for an object that cannot be described (the code is then not written to disk)."""
     if _is_literal(value):
@@ -301,11 +308,11 @@ def fingerprint(value: Any) -> str | None:
     if isinstance(value, (types.BuiltinFunctionType, np.ufunc, type)):
         module = getattr(value, "__module__", None) or "builtins"
         return f"callable:{module}.{getattr(value, '__qualname__', value.__name__)}"
-    if type(value) in (list, dict):
+    if type(value) in (list, dict) and id(value) not in within:
         items = value.items() if type(value) is dict else enumerate(value)
         parts = []
         for key, item in items:
-            part = fingerprint(item)
+            part = fingerprint(item, within | {id(value)})
             if part is None:
                 return None
             parts.append(f"{key!r}={part}")

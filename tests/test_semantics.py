@@ -432,3 +432,19 @@ def test_nested_global_containers_changed_in_place_are_seen():
         NESTED["k"]["a"] = 2.0
         NESTED["layers"].pop()
     check(nested, X)
+
+
+GAPS = np.array([np.nan, 2.0])
+CYCLE: list = [np.array([1.0, 2.0, 0.5])]
+CYCLE.append(CYCLE)
+
+
+def with_gaps(x):
+    return np.sum(np.where(np.isnan(GAPS[0]), x**2, x)) * CYCLE[0][2]
+
+
+def test_a_nan_read_from_a_global_does_not_regenerate_on_every_call():
+    g = check(with_gaps, X)
+    version = g.generic
+    g(X)
+    assert g._holds() and g.generic is version
