@@ -221,6 +221,7 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
                 max(status.get(v.id, FREE) for v in node.inputs[:3]), SHAPED,
             )  # fmt: skip
     for _ in range(4):
+        fixed = _fixed_trips(node, status)
         for region in node.regions:
             for k, p in enumerate(passes.carried_params(node, region)):
                 s = status.get(inits[k].id, FREE)
@@ -228,11 +229,40 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
                     s = max(s, status.get(body.yields[k].id, CONST))
                 if len(seen.get(p.id, ())) > 1:
                     s = FREE  # seen with two shapes: it changes from one iteration to the next
+                elif not fixed and not _same_every_iteration(node, k, seen):
+                    s = FREE  # the iterations seen may be fewer than another call's
                 status[p.id] = max(status.get(p.id, CONST), s)
             _status_block(region, status, seen, tapes)
     for k, out in enumerate(node.outputs):
         params = passes.carried_params(node, passes.yielding_regions(node)[0])
         status[out.id] = max(status.get(out.id, CONST), status.get(params[k].id, FREE))
+
+
+def _fixed_trips(loop: Node, status: dict) -> bool:
+    """True if `loop` runs the same number of iterations in every call with the signature:
+    a `for` over a range of CONST bounds, a `while` whose condition is CONST."""
+    if loop.op.name == "for":
+        return all(status.get(v.id, FREE) == CONST for v in loop.inputs[:3])
+    return status.get(loop.regions[0].yields[0].id, FREE) == CONST
+
+
+def _same_every_iteration(loop: Node, k: int, seen: dict) -> bool:
+    """True if carried slot `k` of `loop` (whose trip count depends on the data) was seen
+    as one thing, initial value, parameters and next values alike, in an observation
+    that ran the body; or if it is only passed on. What one run saw of a slot that
+    changes (`i + 1`, a growing list) says nothing of the iterations another run makes:
+    the first call may have left the loop at step 0."""
+    init = passes.carried_inits(loop)[k]
+    bodies = passes.yielding_regions(loop)
+    params = [passes.carried_params(loop, r)[k] for r in loop.regions]
+    if all(body.yields[k] in params for body in bodies):
+        return True  # passed on unchanged: it is the initial value in every iteration
+    descriptions: set = set(seen.get(init.id, ()))
+    for v in params + [body.yields[k] for body in bodies]:
+        if v.id not in seen:
+            return False  # not observed: the body did not run, or not to the end
+        descriptions |= seen[v.id]
+    return len(descriptions) == 1
 
 
 def facts(fn: Function, seen: dict[int, set]) -> dict[int, tuple]:
