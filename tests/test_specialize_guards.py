@@ -168,3 +168,59 @@ def test_a_while_loop_that_ran_once_when_observed():
 
     x1, x2 = np.array([1.0, 1.5]), np.array([0.2, 0.1])
     check_calls(f, [(x1,), (x1,), (x2,), (x1,)])
+
+
+# -- 6 and the signature: what a version is keyed on ---------------------------------
+
+
+def test_memmap_slices_of_another_length_get_their_own_version(tmp_path):
+    data = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=(16, 3))
+    data[:] = np.arange(48.0).reshape(16, 3) / 48.0
+
+    def f(x):
+        return np.mean(x * x)
+
+    g = ad.grad(f)
+    for batch in (4, 4, 8, 8, 4):
+        x = data[:batch]
+        np.testing.assert_allclose(g(x), 2 * np.asarray(x) / x.size, rtol=1e-12)
+    assert len(g.versions) == 2
+
+
+def test_python_float_numpy_scalar_and_0d_array_are_different_signatures():
+    from adcompiler.specialize import signature
+
+    keys = {signature((s,), {}) for s in (2.0, np.float64(2.0), np.array(2.0), 2)}
+    assert len(keys) == 4
+
+    def f(x, s):
+        return np.sum(x * s) * s
+
+    x = np.array([1.0, 2.0])
+    calls = [(x, 2.0), (x, 2.0), (x, np.array(2.0)), (x, np.float64(2.0)), (x, 2.0)]
+    check_calls(f, calls, wrt=("x", "s"))
+
+
+def test_the_leaves_of_containers_are_in_the_signature():
+    from adcompiler.specialize import signature
+
+    a, b = np.ones(3), np.ones(4)
+    assert signature(({"w": a},), {}) != signature(({"w": b},), {})
+    assert signature(([a, a],), {}) != signature(([a, b],), {})
+    assert signature(((a,),), {}) != signature(((b,),), {})
+    assert signature(({"w": a, "b": b},), {}) != signature(({"b": b, "w": a},), {})
+
+
+def test_a_dict_of_parameters_with_other_leaf_shapes():
+    def f(p, x):
+        return np.mean((x @ p["W"] + p["b"]) ** 2)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3))
+    g = ad.grad(f, wrt="p")
+    for k in (2, 2, 5, 5, 2):
+        p = {"W": rng.standard_normal((3, k)), "b": rng.standard_normal(k)}
+        e = 2 * (x @ p["W"] + p["b"]) / (4 * k)
+        got = g(p, x)
+        np.testing.assert_allclose(got["b"], e.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(got["W"], x.T @ e, rtol=1e-12)

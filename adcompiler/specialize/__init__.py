@@ -54,13 +54,27 @@ MAX_VERSIONS = 16
 
 
 def signature(args: tuple, kwargs: dict) -> tuple:
-    """What the generated versions are keyed on: each argument's type, and an array's
-    shape and dtype."""
-    key = [(a.shape, a.dtype) if type(a) is _ND else type(a) for a in args]
+    """What the generated versions are keyed on: each argument's type, an array's shape
+    and dtype (of an ndarray subclass too: a memmap's slices differ in shape), and the
+    same of every leaf of a tuple, list or dict (its keys, in order, and its length)."""
+    key = [_key(a) for a in args]
     if kwargs:
-        key.extend((k, (v.shape, v.dtype) if type(v) is _ND else type(v))
-                   for k, v in sorted(kwargs.items()))  # fmt: skip
+        key.extend((k, _key(v)) for k, v in sorted(kwargs.items()))
     return tuple(key)
+
+
+def _key(a):
+    """One argument's part of the signature (see `signature`)."""
+    kind = type(a)
+    if kind is _ND:
+        return a.shape, a.dtype
+    if isinstance(a, _ND):
+        return kind, a.shape, a.dtype
+    if kind in (tuple, list) or isinstance(a, (tuple, list)):
+        return kind, tuple(_key(v) for v in a)
+    if isinstance(a, dict):
+        return kind, tuple((k, _key(v)) for k, v in a.items())
+    return kind
 
 
 class Specializing:
