@@ -37,6 +37,7 @@ import os
 import numpy as np
 
 from adcompiler import passes
+from adcompiler.specialize import check
 from adcompiler.specialize.facts import facts, observe, probe
 from adcompiler.specialize.rewrite import specialize
 from adcompiler.ssa import Function
@@ -95,6 +96,10 @@ class Specializing:
         self.once: set = set()
         self.latest = generic
         self._ir: Function | None = None
+        # with ADCOMPILER_CHECK=1 (adcompiler.specialize.check): per signature, the calls
+        # still to check, and what its version was made from
+        self.unchecked: dict = {}
+        self.recipes: dict = {}
 
     def __call__(self, *args, **kwargs):
         key = signature(args, kwargs)
@@ -106,6 +111,8 @@ class Specializing:
                 self.once.add(key)
                 g = self.generic
         self.latest = g
+        if key in self.unchecked and g is not self.generic:  # ADCOMPILER_CHECK=1
+            return check.checked_call(self, key, g, args, kwargs)
         return g(*args, **kwargs)
 
     def specialized(self, args: tuple, kwargs: dict):
@@ -123,7 +130,11 @@ class Specializing:
             return self.generic
         known = facts(fn, seen)
         special = specialize(fn, known)
-        return self._build(special, _describe_signature(fn, args, kwargs))
+        note = _describe_signature(fn, args, kwargs)
+        if check.enabled():
+            key = signature(args, kwargs)
+            self.unchecked[key], self.recipes[key] = check.CALLS, (fn, known, note)
+        return self._build(special, note)
 
     def source_ir(self) -> Function | None:
         """The IR the versions are made from (the helpers inlined), built once."""
