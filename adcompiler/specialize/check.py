@@ -2,12 +2,12 @@
 
 On the first `CALLS` calls of each specialized version, the generic version also runs,
 on copies of the arguments, and the two must agree: the same structure, types, shapes
-and dtypes, the same values (NaN equal to NaN; floats to `RTOL`, the order of sums may
-differ), and neither the caller's arguments written into. On a disagreement the
-version is made again with only the first k rewrites of `rewrite.REWRITES`, for k
-found by bisection, and `SpecializationMismatchError` names the first rewrite with
-which the version differs. The test suite runs with the check on (tests/conftest.py).
-"""
+and dtypes, the same values (NaN equal to NaN; floats to `RTOL`, as the order of sums
+may differ; a 0-d array and a NumPy scalar of one dtype count as one type), and the
+caller's arguments not written into. On a disagreement the version is made again with
+only the first k rewrites of `rewrite.REWRITES`, for k found by bisection, and
+`SpecializationMismatchError` names the first rewrite with which the version differs.
+The test suite runs with the check on (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def _written(originals, now) -> str | None:
 def _difference(got, want, path: str = "result", exact: bool = False) -> str | None:
     """Where and how `got` differs from `want` (structure, types, shapes, dtypes,
     values), or None."""
-    if type(got) is not type(want):
+    if type(got) is not type(want) and not _scalars(got, want):
         return f"{path} is a {type(got).__name__}, the generic version's a " \
                f"{type(want).__name__}"  # fmt: skip
     if isinstance(want, dict):
@@ -165,6 +165,14 @@ def _difference(got, want, path: str = "result", exact: bool = False) -> str | N
     except Exception:  # noqa: BLE001 - values that cannot be compared are not checked
         return None
     return None if same else f"{path} is {got!r}, the generic version's {want!r}"
+
+
+def _scalars(a, b) -> bool:
+    """True for a 0-d array and a NumPy scalar (either way round): NumPy makes one from
+    the other across `x += y` and `x = x + y`, which the code generator chooses between;
+    their dtypes are still compared."""
+    return all(isinstance(v, np.generic) or type(v) is np.ndarray and v.ndim == 0
+               for v in (a, b))  # fmt: skip
 
 
 def _same_values(a: np.ndarray, b: np.ndarray, exact: bool) -> bool:
