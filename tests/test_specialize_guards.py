@@ -224,3 +224,161 @@ def test_a_dict_of_parameters_with_other_leaf_shapes():
         got = g(p, x)
         np.testing.assert_allclose(got["b"], e.sum(0), rtol=1e-12)
         np.testing.assert_allclose(got["W"], x.T @ e, rtol=1e-12)
+
+
+def test_memmap_slices_of_another_length_do_not_reuse_a_loop_version(tmp_path):
+    """The crash of issue 12: a version made for 4 rows of a memmap reshaped the saved
+    rows of 2 as 4 (`np.reshape` of a tape made for another length)."""
+    data = np.memmap(tmp_path / "xs.dat", dtype=np.float64, mode="w+", shape=(8, 2, 3))
+    data[:] = np.random.default_rng(0).standard_normal((8, 2, 3))
+
+    def rnn(W, xs):
+        h = np.zeros((2, W.shape[0]))
+        for t in range(xs.shape[0]):
+            h = np.tanh(h @ W + xs[t])
+        return np.sum(h)
+
+    W = np.full((3, 3), 0.1)
+    check_calls(rnn, [(W, data[:4]), (W, data[:4]), (W, data[:2]), (W, data[:2]),
+                      (W, data[8:])])  # fmt: skip
+
+
+# -- folded constants -----------------------------------------------------------------
+
+
+def test_a_global_container_is_not_a_constant_of_the_version():
+    from adcompiler.specialize.facts import CONST, FREE, SHAPED, _const_status
+
+    assert _const_status((1, 2.0, None, "a")) == CONST
+    assert _const_status(np.ones(3)) == SHAPED  # its values may be written in place
+    assert _const_status({"n": 3}) == FREE  # what is read from it may change
+    assert _const_status([1, 2]) == FREE
+    assert _const_status((1, [2])) == FREE
+
+
+# -- ADCOMPILER_CHECK=1 ----------------------------------------------------------------
+
+
+def _sabotage(monkeypatch, rewrite_function, change):
+    """Make the rewrite `rewrite_function` (a name in adcompiler.specialize.rewrite) also
+    apply `change` to the first node that it accepts."""
+    from adcompiler.specialize import rewrite
+    from adcompiler.ssa import walk
+
+    original = getattr(rewrite, rewrite_function)
+
+    def broken(fn, known, *rest):
+        result = original(fn, known, *rest)
+        for node in walk(fn.body):
+            if change(node, fn):
+                break
+        return result
+
+    monkeypatch.setattr(rewrite, rewrite_function, broken)
+
+
+def _loss():
+    """A new function object each time: the compiled versions are cached per function."""
+
+    def loss(x, w):
+        return np.sum(np.tanh(x * w) * x)
+
+    return loss
+
+
+def test_a_wrong_rewrite_is_named(monkeypatch):
+    from adcompiler.errors import SpecializationMismatchError
+    from adcompiler.ops.core import lookup
+
+    def to_add(node, fn):
+        if node.op.name == "multiply" and node.output.role != "primal":
+            node.op = lookup(np.add)
+            return True
+        return False
+
+    _sabotage(monkeypatch, "join_slice_adjoints", to_add)
+    monkeypatch.setenv("ADCOMPILER_CHECK", "1")
+    g = ad.grad(_loss(), wrt="x")
+    x, w = np.array([[0.5, -1.0, 2.0], [1.0, 0.25, -0.5]]), np.array([1.0, 2.0, 3.0])
+    g(x, w)
+    with pytest.raises(SpecializationMismatchError) as info:
+        g(x, w)
+    message = str(info.value)
+    assert "loss_grad" in message and "x: (2, 3) float64, w: (3,) float64" in message
+    assert "result is" in message and "'slices'" in message
+    assert isinstance(info.value, AssertionError)
+
+
+def test_a_version_that_raises_where_the_generic_one_does_not(monkeypatch):
+    from adcompiler.errors import SpecializationMismatchError
+    from adcompiler.ops.core import lookup
+
+    def to_matmul(node, fn):
+        if node.op.name == "multiply" and node.output.role != "primal":
+            node.op = lookup(np.matmul)  # (2, 3) @ (2, 3): a ValueError
+            return True
+        return False
+
+    _sabotage(monkeypatch, "push_sums", to_matmul)
+    monkeypatch.setenv("ADCOMPILER_CHECK", "1")
+    g = ad.grad(_loss(), wrt="x")
+    x, w = np.ones((2, 3)), np.array([1.0, 2.0, 3.0])
+    g(x, w)
+    with pytest.raises(SpecializationMismatchError, match="raises ValueError") as info:
+        g(x, w)
+    assert "'sums'" in str(info.value)
+
+
+def test_a_version_that_writes_into_an_argument():
+    from adcompiler.errors import SpecializationMismatchError
+    from adcompiler.specialize import check
+
+    class Spec:  # what check.checked_call needs of a Specializing
+        __name__ = "f_grad"
+        generic = staticmethod(lambda x: 2 * x)
+        unchecked = {"key": check.CALLS}
+        recipes: dict = {}
+
+    def version(x):  # right, but it uses the caller's array as its buffer
+        x *= 2
+        return x.copy()
+
+    x = np.arange(3.0)
+    with pytest.raises(SpecializationMismatchError, match=r"writes into the caller's "
+                       r"arguments: argument 0 is 4.0 at \[2\] \(of shape \(3,\)\), it was 2.0"):
+        check.checked_call(Spec, "key", version, (x,), {})
+    np.testing.assert_array_equal(check._difference(np.zeros(2), np.zeros(2)), None)
+    assert check._difference(np.float64(1.0), np.array(1.0)) is None  # one type, for NumPy
+    assert "dtype float32" in check._difference(np.zeros(2, np.float32), np.zeros(2))
+    assert check._difference(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) is None
+    assert "is a float" in check._difference(1.0, np.zeros(1))
+
+
+def test_the_check_stops_after_the_first_calls(monkeypatch):
+    from adcompiler.specialize import check
+
+    monkeypatch.setenv("ADCOMPILER_CHECK", "1")
+    runs = []
+    original = check._generic
+    monkeypatch.setattr(check, "_generic", lambda spec, o: runs.append(1) or original(spec, o))
+
+    def f(x):
+        return np.sum(np.sin(x) * x)
+
+    g = ad.grad(f)
+    for _ in range(2 + check.CALLS + 3):
+        g(np.arange(3.0))
+    assert len(runs) == check.CALLS and not g.unchecked
+
+
+def test_the_check_does_not_print_twice(monkeypatch, capsys):
+    monkeypatch.setenv("ADCOMPILER_CHECK", "1")
+
+    def f(x):
+        print("once")
+        return np.sum(x * x)
+
+    g = ad.grad(f)
+    for _ in range(3):
+        g(np.arange(3.0))
+    assert capsys.readouterr().out.count("once") == 3

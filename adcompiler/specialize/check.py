@@ -126,45 +126,51 @@ def _first_rewrite(spec, fn, known, note, originals, expected, failure) -> str:
 
 def _written(originals, now) -> str | None:
     """Where the caller's arguments were written into, if they were."""
-    where = _difference(now, originals, "argument", exact=True)
-    return f"it writes into the caller's arguments: {where}" if where else None
+    (args, kwargs), (args_now, kwargs_now) = originals, now
+    pairs = [(f"argument {i}", a, b) for i, (a, b) in enumerate(zip(args_now, args))]
+    pairs += [(f"argument {k!r}", kwargs_now[k], kwargs[k]) for k in kwargs]
+    for path, a, b in pairs:
+        where = _difference(a, b, path, exact=True, theirs="it was")
+        if where:
+            return f"it writes into the caller's arguments: {where}"
+    return None
 
 
-def _difference(got, want, path: str = "result", exact: bool = False) -> str | None:
+def _difference(got, want, path: str = "result", exact: bool = False,
+                theirs: str = "the generic version's") -> str | None:  # fmt: skip
     """Where and how `got` differs from `want` (structure, types, shapes, dtypes,
-    values), or None."""
+    values), or None; `theirs` introduces what `want` has."""
     if type(got) is not type(want) and not _scalars(got, want):
-        return f"{path} is a {type(got).__name__}, the generic version's a " \
-               f"{type(want).__name__}"  # fmt: skip
+        return f"{path} is a {type(got).__name__}, {theirs} a {type(want).__name__}"
     if isinstance(want, dict):
         if list(got) != list(want):
-            return f"{path} has the keys {list(got)}, the generic version's {list(want)}"
+            return f"{path} has the keys {list(got)}, {theirs} {list(want)}"
         for k in want:
-            found = _difference(got[k], want[k], f"{path}[{k!r}]", exact)
+            found = _difference(got[k], want[k], f"{path}[{k!r}]", exact, theirs)
             if found:
                 return found
         return None
     if isinstance(want, (list, tuple)):
         if len(got) != len(want):
-            return f"{path} has {len(got)} items, the generic version's {len(want)}"
+            return f"{path} has {len(got)} items, {theirs} {len(want)}"
         for i, (a, b) in enumerate(zip(got, want)):
-            found = _difference(a, b, f"{path}[{i}]", exact)
+            found = _difference(a, b, f"{path}[{i}]", exact, theirs)
             if found:
                 return found
         return None
     if isinstance(want, (np.ndarray, np.generic, float, complex)):
         a, b = np.asarray(got), np.asarray(want)
         if a.shape != b.shape or a.dtype != b.dtype:
-            return f"{path} has shape {a.shape} and dtype {a.dtype}, the generic " \
-                   f"version's {b.shape} and {b.dtype}"  # fmt: skip
+            return f"{path} has shape {a.shape} and dtype {a.dtype}, {theirs} {b.shape} " \
+                   f"and {b.dtype}"  # fmt: skip
         if _same_values(a, b, exact):
             return None
-        return f"{path} is {_show(a, b)}"
+        return f"{path} is {_show(a, b, theirs)}"
     try:
         same = bool(got == want)
     except Exception:  # noqa: BLE001 - values that cannot be compared are not checked
         return None
-    return None if same else f"{path} is {got!r}, the generic version's {want!r}"
+    return None if same else f"{path} is {got!r}, {theirs} {want!r}"
 
 
 def _scalars(a, b) -> bool:
@@ -188,14 +194,14 @@ def _same_values(a: np.ndarray, b: np.ndarray, exact: bool) -> bool:
     return bool(np.allclose(a, b, rtol=RTOL, atol=ATOL * scale, equal_nan=True))
 
 
-def _show(a: np.ndarray, b: np.ndarray) -> str:
+def _show(a: np.ndarray, b: np.ndarray, theirs: str) -> str:
     """The first element where `a` and `b` differ most, each side."""
     if a.ndim == 0:
-        return f"{a[()]!r}, the generic version's {b[()]!r}"
+        return f"{a.item()!r}, {theirs} {b.item()!r}"
     with np.errstate(invalid="ignore"):
         gap = np.abs(a.astype(complex) - b.astype(complex))
     gap[np.isnan(gap) & ~(np.isnan(a) & np.isnan(b))] = np.inf
     gap[np.isnan(gap)] = 0
     at = np.unravel_index(int(np.argmax(gap)), a.shape)
-    return f"{a[at]!r} at {list(at)} (of shape {a.shape}), the generic version's " \
-           f"{b[at]!r}"  # fmt: skip
+    return f"{a[at].item()!r} at {[int(i) for i in at]} (of shape {a.shape}), {theirs} " \
+           f"{b[at].item()!r}"  # fmt: skip

@@ -147,7 +147,7 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
         elif name in ("tape_new", "tape_list") or name in LISTS or name in CALLS:
             out = FREE
         elif name == "const":
-            out = CONST
+            out = _const_status(node.attrs.get("value"))
         elif name in SHAPE_ONLY:
             out = CONST if ins[0] <= SHAPED else FREE
         elif name == "len":
@@ -161,6 +161,20 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             out = SHAPED if _shape_blind(node, ins, seen) else FREE
         for v in node.outputs:
             status[v.id] = max(status.get(v.id, CONST), out)
+
+
+def _const_status(value) -> int:
+    """CONST for an immutable value (a literal, a tuple of them); SHAPED for an array (a
+    global's values may be written in place, not its shape); FREE for anything else (a
+    global dict or list: what the code reads from it may change between calls)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic,
+                                           np.dtype, slice, type(Ellipsis))):  # fmt: skip
+        return CONST
+    if isinstance(value, tuple):
+        return max((_const_status(v) for v in value), default=CONST)
+    if isinstance(value, np.ndarray):
+        return SHAPED
+    return FREE
 
 
 def _shape_blind(node: Node, ins: list[int], seen: dict) -> bool:
