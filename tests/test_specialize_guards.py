@@ -382,3 +382,24 @@ def test_the_check_does_not_print_twice(monkeypatch, capsys):
     for _ in range(3):
         g(np.arange(3.0))
     assert capsys.readouterr().out.count("once") == 3
+
+
+def test_a_boolean_scalar_index_is_a_mask():
+    """`x[flag]` has a new axis of length 1 or 0, as `flag` is True or False: its shape
+    depends on the data."""
+    from adcompiler.specialize.facts import FREE, observe, statuses
+
+    def f(x, w):
+        flag = np.sum(x) > 0
+        return np.sum(x[flag] * w)
+
+    x, w = np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]])
+    g = check_calls(f, [(x, w), (x, w), (-x, w), (x, w)], wrt=("x", "w"))
+    fn = g.source_ir()
+    _, seen = observe(fn, lambda probed: g._build(probed, None, {"probe": ad.specialize.probe})(
+        x, w))  # fmt: skip
+    status = statuses(fn, seen)
+    from adcompiler.ssa import walk
+
+    masked = [n for n in walk(fn.body) if n.op.name == "getitem" and len(n.inputs) == 2]
+    assert masked and all(status[n.output.id] == FREE for n in masked)
