@@ -403,3 +403,36 @@ def test_a_boolean_scalar_index_is_a_mask():
 
     masked = [n for n in walk(fn.body) if n.op.name == "getitem" and len(n.inputs) == 2]
     assert masked and all(status[n.output.id] == FREE for n in masked)
+
+
+# -- the cases above through tests/test_specialize.py's check (value_and_grad, generic
+#    against specialized, on the arguments and on other data of the same shapes) ------
+
+
+def _sum_twice(x):
+    return np.sum(x + x)
+
+
+def _helper_loop(x):
+    return np.sum(_helper(np.sum(x, axis=1)))
+
+
+def _break_late(x, w):
+    return _last_row_later(x, w)
+
+
+_ISSUE_CASES = {
+    "broadcast read twice": (_sum_twice, [np.arange(6.0).reshape(2, 3)], "x"),
+    "helper loop in place": (_helper_loop, [np.linspace(-1, 1, 12).reshape(3, 4)], "x"),
+    "break at step 0": (_last_row, [_BREAKS["at step 0"], np.array([0.5, 0.25])], ("x", "w")),
+    "break never": (_last_row, [_BREAKS["never"], np.array([0.5, 0.25])], ("x", "w")),
+    "break later": (_break_late, [_BREAKS["at step 1"], np.array([0.5, 0.25])], ("x", "w")),
+}
+
+
+@pytest.mark.parametrize("name", list(_ISSUE_CASES))
+def test_specialized_equals_generic_on_the_issue_cases(name):
+    from tests.test_specialize import check_specialized
+
+    fn, args, wrt = _ISSUE_CASES[name]
+    check_specialized(fn, args, wrt)
