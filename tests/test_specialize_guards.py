@@ -336,8 +336,10 @@ def test_a_version_that_writes_into_an_argument():
     class Spec:  # what check.checked_call needs of a Specializing
         __name__ = "f_grad"
         generic = staticmethod(lambda x: 2 * x)
-        unchecked = {"key": check.CALLS}
         recipes: dict = {}
+
+        def __init__(self):
+            self.unchecked = {"key": check.CALLS}
 
     def version(x):  # right, but it uses the caller's array as its buffer
         x *= 2
@@ -346,7 +348,15 @@ def test_a_version_that_writes_into_an_argument():
     x = np.arange(3.0)
     with pytest.raises(SpecializationMismatchError, match=r"writes into the caller's "
                        r"arguments: argument 0 is 4.0 at \[2\] \(of shape \(3,\)\), it was 2.0"):
-        check.checked_call(Spec, "key", version, (x,), {})
+        check.checked_call(Spec(), "key", version, (x,), {})
+    np.testing.assert_array_equal(x, [0.0, 2.0, 4.0])  # (the version did write)
+
+    class Careless(Spec):
+        generic = staticmethod(version)  # the generic version must not write either
+
+    with pytest.raises(SpecializationMismatchError, match="the generic version of f_grad: "
+                       "it writes into the caller's arguments: argument 0"):  # fmt: skip
+        check.checked_call(Careless(), "key", lambda x: 2 * x, (np.arange(3.0),), {})
     np.testing.assert_array_equal(check._difference(np.zeros(2), np.zeros(2)), None)
     assert check._difference(np.float64(1.0), np.array(1.0)) is None  # one type, for NumPy
     assert "dtype float32" in check._difference(np.zeros(2, np.float32), np.zeros(2))

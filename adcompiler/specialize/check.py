@@ -43,9 +43,9 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
     try:
         result = version(*args, **kwargs)
     except Exception as err:
-        if failure is None:
+        if failure is None or type(failure) is not type(err):
             _fail(spec, key, originals, expected, failure,
-                  f"it raises {type(err).__name__}: {err}", err)  # fmt: skip
+                  f"it raises {type(err).__name__}: {err}" + _raised(failure), err)  # fmt: skip
         raise
     if failure is not None:
         _fail(spec, key, originals, expected, failure,
@@ -57,15 +57,26 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
     return result
 
 
+def _raised(failure) -> str:
+    if failure is None:
+        return ", the generic version does not"
+    return f", the generic version {type(failure).__name__}: {failure}"
+
+
 def _generic(spec, originals) -> tuple:
     """What the generic version returns on a copy of the arguments, or the exception it
-    raises (what it prints is not printed twice)."""
+    raises (what it prints is not printed twice). It must not write into them either."""
     args, kwargs = copy.deepcopy(originals)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return spec.generic(*args, **kwargs), None
+            result = spec.generic(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - compared with what the version does
         return None, err
+    problem = _written(originals, (args, kwargs))
+    if problem:
+        name = getattr(spec, "__name__", "the function")
+        raise SpecializationMismatchError(f"the generic version of {name}: {problem}")
+    return result, None
 
 
 def _disagreement(version, originals, expected, failure) -> str | None:
@@ -75,7 +86,9 @@ def _disagreement(version, originals, expected, failure) -> str | None:
         with contextlib.redirect_stdout(io.StringIO()):
             result = version(*args, **kwargs)
     except Exception as err:  # noqa: BLE001
-        return None if failure is not None else f"it raises {type(err).__name__}: {err}"
+        if failure is not None and type(failure) is type(err):
+            return None
+        return f"it raises {type(err).__name__}: {err}" + _raised(failure)
     if failure is not None:
         return "it returns where the generic version raises"
     return _written(originals, (args, kwargs)) or _difference(result, expected)
