@@ -446,3 +446,22 @@ def test_specialized_equals_generic_on_the_issue_cases(name):
 
     fn, args, wrt = _ISSUE_CASES[name]
     check_specialized(fn, args, wrt)
+
+
+@pytest.mark.parametrize("fn", [_last_row, _last_row_later])
+@pytest.mark.parametrize("first", list(_BREAKS))
+def test_forward_mode_agrees_with_reverse_where_the_loop_breaks_elsewhere(fn, first):
+    """jvp (forward mode, specialized from its second call) against the gradient (reverse
+    mode, specialized too): J·v is the gradient's dot product with v."""
+    jvp, grad = ad.jvp(fn, wrt=("x", "w")), ad.grad(fn, wrt=("x", "w"))
+    w = np.array([0.5, 0.25])
+    rng = np.random.default_rng(3)
+    order = [first, first] + [k for k in _BREAKS if k != first]
+    for key in order:
+        x = _BREAKS[key]
+        v = (rng.standard_normal(x.shape), rng.standard_normal(w.shape))
+        value, tangent = jvp(x, w, v)
+        gx, gw = grad(x, w)
+        assert value == pytest.approx(fn(x, w), rel=1e-12)
+        expected = float(np.sum(gx * v[0]) + np.sum(gw * v[1]))
+        assert float(tangent) == pytest.approx(expected, rel=1e-10, abs=1e-12)
