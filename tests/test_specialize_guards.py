@@ -465,3 +465,31 @@ def test_forward_mode_agrees_with_reverse_where_the_loop_breaks_elsewhere(fn, fi
         assert value == pytest.approx(fn(x, w), rel=1e-12)
         expected = float(np.sum(gx * v[0]) + np.sum(gw * v[1]))
         assert float(tangent) == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+def test_the_leaves_of_a_dict_of_parameters_are_specialized_on():
+    def f(p, x):
+        return np.mean((x @ p["W"] + p["b"]) ** 2)
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3))
+    g = ad.grad(f, wrt="p")
+    p = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+    g(p, x), g(p, x)
+    source = ad.source(g)
+    assert "Specialized for" in source and "unbroadcast" not in source
+
+
+def test_a_list_of_arrays_and_a_tuple_of_ints_as_arguments():
+    def f(x, ws, shape):
+        h = np.reshape(x, shape)
+        for w in ws:
+            h = np.tanh(h @ w)
+        return np.sum(h[: shape[0] - 1])
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(12)
+    w3, w4, w2 = (rng.standard_normal((k, k)) * 0.5 for k in (3, 4, 2))
+    calls = [(x, [w3, w3], (4, 3)), (x, [w3, w3], (4, 3)), (x, [w4], (3, 4)),
+             (x, [w4], (3, 4)), (x, [w2, w2, w2], (6, 2)), (x, [w3, w3], (4, 3))]  # fmt: skip
+    check_calls(f, calls, wrt="x")

@@ -122,13 +122,20 @@ def statuses(fn: Function, seen: dict[int, set]) -> dict[int, int]:
     status: dict[int, int] = {}
     for p in fn.params:
         kinds = {d[0] for d in seen.get(p.id, ())}
-        status[p.id] = SHAPED if kinds <= {"array", "scalar", "float", "int", "bool"} else FREE
+        leaves = all(d[:1] == ("tuple",) or d in _CONTAINERS for d in seen.get(p.id, ()))
+        # a container's structure and the shapes of its leaves are in the signature
+        # (specialize.signature): what is read from it at a fixed key is SHAPED
+        status[p.id] = SHAPED if kinds <= {"array", "scalar", "float", "int", "bool"} or (
+            leaves) else FREE  # fmt: skip
     tapes: dict[int, int] = {}
     while True:  # statuses only grow: a few rounds reach the fixed point
         before = (dict(status), dict(tapes))
         _status_block(fn.body, status, seen, tapes)
         if (status, tapes) == before:
             return status
+
+
+_CONTAINERS = {("object", "dict"), ("object", "list"), ("object", "tuple")}
 
 
 def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
