@@ -71,7 +71,7 @@ def _key(a):
         return a.shape, a.dtype
     if isinstance(a, _ND):
         return kind, a.shape, a.dtype
-    if kind in (tuple, list) or isinstance(a, (tuple, list)):
+    if isinstance(a, (tuple, list)):
         return kind, tuple(_key(v) for v in a)
     if isinstance(a, dict):
         return kind, tuple((k, _key(v)) for k, v in a.items())
