@@ -65,3 +65,9 @@ class DifferentiationTypeError(TypeError):
 
 class WrtError(ValueError):
     """A `wrt` names an argument the function does not have."""
+
+
+class SpecializationMismatchError(AssertionError):
+    """With ADCOMPILER_CHECK=1: a version specialized on its arguments' shapes disagrees
+    with the generic version (names the function, the signature, the output and the
+    rewrite; adcompiler/specialize/check.py)."""

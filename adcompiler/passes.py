@@ -612,6 +612,7 @@ def drop_broadcasts(fn: Function, fits=None, one_reader: bool = True) -> Functio
             continue
         if all(
             node.op.name in _ELEMENTWISE_BINARY and len(node.inputs) == 2
+            and node.inputs[1 - i] is not node.inputs[i]  # `b + b`: no other operand
             and fits(node, i, producer.inputs[1])
             for node, i in found
         ):  # fmt: skip

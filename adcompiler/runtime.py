@@ -14,6 +14,8 @@ def unbroadcast(g, shape):
     if type(g) is float or getattr(g, "shape", None) == shape or np.shape(g) == shape:
         return g  # a Python float is the adjoint of a scalar: nothing was broadcast
     g = np.asarray(g)
+    if shape == ():  # a NumPy scalar, as the sum the specialized code writes (np.sum(g))
+        return np.sum(g)
     extra = g.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1

@@ -620,8 +620,10 @@ class Plan:
             if node not in REUSE:
                 continue
             for v in (node.inputs[i] for i in REUSE[node]):  # one operand per reader
-                if (v.id in self.defs and v.role in INLINE_ROLES
-                        and len(self.uses.get(v.id, ())) == 1):  # fmt: skip
+                uses = self.uses.get(v.id, ())
+                # read once: not from inside a loop that it was made before
+                if (v.id in self.defs and v.role in INLINE_ROLES and len(uses) == 1
+                        and uses[0][0] == self.block_of[v.id]):  # fmt: skip
                     self.reuse_into[v.id] = node
                     break
         self.inline_defs = self.choose_inline()

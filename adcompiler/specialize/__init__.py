@@ -37,6 +37,7 @@ import os
 import numpy as np
 
 from adcompiler import passes
+from adcompiler.specialize import check
 from adcompiler.specialize.facts import facts, observe, probe
 from adcompiler.specialize.rewrite import specialize
 from adcompiler.ssa import Function
@@ -54,13 +55,27 @@ MAX_VERSIONS = 16
 
 
 def signature(args: tuple, kwargs: dict) -> tuple:
-    """What the generated versions are keyed on: each argument's type, and an array's
-    shape and dtype."""
-    key = [(a.shape, a.dtype) if type(a) is _ND else type(a) for a in args]
+    """What the generated versions are keyed on: each argument's type, an array's shape
+    and dtype (of an ndarray subclass too: a memmap's slices differ in shape), and the
+    same of every leaf of a tuple, list or dict (its keys, in order, and its length)."""
+    key = [_key(a) for a in args]
     if kwargs:
-        key.extend((k, (v.shape, v.dtype) if type(v) is _ND else type(v))
-                   for k, v in sorted(kwargs.items()))  # fmt: skip
+        key.extend((k, _key(v)) for k, v in sorted(kwargs.items()))
     return tuple(key)
+
+
+def _key(a):
+    """One argument's part of the signature (see `signature`)."""
+    kind = type(a)
+    if kind is _ND:
+        return a.shape, a.dtype
+    if isinstance(a, _ND):
+        return kind, a.shape, a.dtype
+    if isinstance(a, (tuple, list)):
+        return kind, tuple(_key(v) for v in a)
+    if isinstance(a, dict):
+        return kind, tuple((k, _key(v)) for k, v in a.items())
+    return kind
 
 
 class Specializing:
@@ -81,6 +96,10 @@ class Specializing:
         self.once: set = set()
         self.latest = generic
         self._ir: Function | None = None
+        # with ADCOMPILER_CHECK=1 (adcompiler.specialize.check): per signature, the calls
+        # still to check, and what its version was made from
+        self.unchecked: dict = {}
+        self.recipes: dict = {}
 
     def __call__(self, *args, **kwargs):
         key = signature(args, kwargs)
@@ -92,6 +111,8 @@ class Specializing:
                 self.once.add(key)
                 g = self.generic
         self.latest = g
+        if key in self.unchecked and g is not self.generic:  # ADCOMPILER_CHECK=1
+            return check.checked_call(self, key, g, args, kwargs)
         return g(*args, **kwargs)
 
     def specialized(self, args: tuple, kwargs: dict):
@@ -109,7 +130,11 @@ class Specializing:
             return self.generic
         known = facts(fn, seen)
         special = specialize(fn, known)
-        return self._build(special, _describe_signature(fn, args, kwargs))
+        note = _describe_signature(fn, args, kwargs)
+        if check.enabled():
+            key = signature(args, kwargs)
+            self.unchecked[key], self.recipes[key] = check.CALLS, (fn, known, note)
+        return self._build(special, note)
 
     def source_ir(self) -> Function | None:
         """The IR the versions are made from (the helpers inlined), built once."""

@@ -122,13 +122,20 @@ def statuses(fn: Function, seen: dict[int, set]) -> dict[int, int]:
     status: dict[int, int] = {}
     for p in fn.params:
         kinds = {d[0] for d in seen.get(p.id, ())}
-        status[p.id] = SHAPED if kinds <= {"array", "scalar", "float", "int", "bool"} else FREE
+        leaves = all(d[:1] == ("tuple",) or d in _CONTAINERS for d in seen.get(p.id, ()))
+        # a container's structure and the shapes of its leaves are in the signature
+        # (specialize.signature): what is read from it at a fixed key is SHAPED
+        status[p.id] = SHAPED if kinds <= {"array", "scalar", "float", "int", "bool"} or (
+            leaves) else FREE  # fmt: skip
     tapes: dict[int, int] = {}
     while True:  # statuses only grow: a few rounds reach the fixed point
         before = (dict(status), dict(tapes))
         _status_block(fn.body, status, seen, tapes)
         if (status, tapes) == before:
             return status
+
+
+_CONTAINERS = {("object", "dict"), ("object", "list"), ("object", "tuple")}
 
 
 def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
@@ -147,7 +154,7 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
         elif name in ("tape_new", "tape_list") or name in LISTS or name in CALLS:
             out = FREE
         elif name == "const":
-            out = CONST
+            out = _const_status(node.attrs.get("value"))
         elif name in SHAPE_ONLY:
             out = CONST if ins[0] <= SHAPED else FREE
         elif name == "len":
@@ -161,6 +168,20 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             out = SHAPED if _shape_blind(node, ins, seen) else FREE
         for v in node.outputs:
             status[v.id] = max(status.get(v.id, CONST), out)
+
+
+def _const_status(value) -> int:
+    """CONST for an immutable value (a literal, a tuple of them); SHAPED for an array (a
+    global's values may be written in place, not its shape); FREE for anything else (a
+    global dict or list: what the code reads from it may change between calls)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic,
+                                           np.dtype, slice, type(Ellipsis))):  # fmt: skip
+        return CONST
+    if isinstance(value, tuple):
+        return max((_const_status(v) for v in value), default=CONST)
+    if isinstance(value, np.ndarray):
+        return SHAPED
+    return FREE
 
 
 def _shape_blind(node: Node, ins: list[int], seen: dict) -> bool:
@@ -198,8 +219,11 @@ def _index_blind(node: Node, ins: list[int], seen: dict) -> bool:
             continue
         if k not in bare:
             return False  # a slice bound
-        if any(d[0] == "array" and d[2] == "|b1" for d in seen.get(v.id, ())):
-            return name == "unindex"  # a mask: the shape of x[mask] depends on the data
+        if any(d[0] == "array" and d[2] == "|b1" or d[0] == "bool" or d[0] == "scalar" and
+               d[1].startswith("bool") for d in seen.get(v.id, ())):  # fmt: skip
+            # a mask: the shape of x[mask] depends on the data (x[True] has a new axis
+            # of length 1, x[False] of length 0)
+            return name == "unindex"
     return True
 
 
@@ -221,6 +245,7 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
                 max(status.get(v.id, FREE) for v in node.inputs[:3]), SHAPED,
             )  # fmt: skip
     for _ in range(4):
+        fixed = _fixed_trips(node, status)
         for region in node.regions:
             for k, p in enumerate(passes.carried_params(node, region)):
                 s = status.get(inits[k].id, FREE)
@@ -228,11 +253,40 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
                     s = max(s, status.get(body.yields[k].id, CONST))
                 if len(seen.get(p.id, ())) > 1:
                     s = FREE  # seen with two shapes: it changes from one iteration to the next
+                elif not fixed and not _same_every_iteration(node, k, seen):
+                    s = FREE  # the iterations seen may be fewer than another call's
                 status[p.id] = max(status.get(p.id, CONST), s)
             _status_block(region, status, seen, tapes)
     for k, out in enumerate(node.outputs):
         params = passes.carried_params(node, passes.yielding_regions(node)[0])
         status[out.id] = max(status.get(out.id, CONST), status.get(params[k].id, FREE))
+
+
+def _fixed_trips(loop: Node, status: dict) -> bool:
+    """True if `loop` runs the same number of iterations in every call with the signature:
+    a `for` over a range of CONST bounds, a `while` whose condition is CONST."""
+    if loop.op.name == "for":
+        return all(status.get(v.id, FREE) == CONST for v in loop.inputs[:3])
+    return status.get(loop.regions[0].yields[0].id, FREE) == CONST
+
+
+def _same_every_iteration(loop: Node, k: int, seen: dict) -> bool:
+    """True if carried slot `k` of `loop` (whose trip count depends on the data) was seen
+    as one thing, initial value, parameters and next values alike, in an observation
+    that ran the body; or if it is only passed on. What one run saw of a slot that
+    changes (`i + 1`, a growing list) says nothing of the iterations another run makes:
+    the first call may have left the loop at step 0."""
+    init = passes.carried_inits(loop)[k]
+    bodies = passes.yielding_regions(loop)
+    params = [passes.carried_params(loop, r)[k] for r in loop.regions]
+    if all(body.yields[k] in params for body in bodies):
+        return True  # passed on unchanged: it is the initial value in every iteration
+    descriptions: set = set(seen.get(init.id, ()))
+    for v in params + [body.yields[k] for body in bodies]:
+        if v.id not in seen:
+            return False  # not observed: the body did not run, or not to the end
+        descriptions |= seen[v.id]
+    return len(descriptions) == 1
 
 
 def facts(fn: Function, seen: dict[int, set]) -> dict[int, tuple]:

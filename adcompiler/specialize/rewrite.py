@@ -18,9 +18,35 @@ from adcompiler.specialize.stacks import stack_tapes
 from adcompiler.specialize.sums import push_sums
 from adcompiler.ssa import Function, Node, Value, clone, walk
 
+# The rewrites, in the order `specialize` applies them. `specialize(fn, known, on)`
+# applies only those named in `on`: the check (adcompiler.specialize.check) finds the
+# first one that makes a version differ from the generic code by turning them on one
+# after another (a bisection over this list).
+REWRITES = (
+    "checks",  # check_float / check_scalar, run by the probe for this signature
+    "sizes",  # np.size(g) in mean's adjoint, as a constant
+    "shapes",  # a shape the derivative takes (np.shape, broadcast_shapes), as a constant
+    "new axes",  # the adjoint of x[:, None, :] is a reshape
+    "indices",  # integer indices settled by the shapes, as literals
+    "matmul adjoints",  # g @ b.T and a.T @ g written out
+    "tape reads",  # a tape read of a CONST value is the constant
+    "unbroadcast",  # unbroadcast(g, s) is g, or a sum over the broadcast axes
+    "fold constants",  # arithmetic on the constants above, simplified once more
+    "scalars together",  # (s * a) * k is a * (s * k)
+    "cse",  # common subexpressions, reads included
+    "broadcasts",  # broadcast_to(s, shape) * y is s * y
+    "sums",  # sums moved ahead of linear steps (adcompiler.specialize.sums)
+    "loop sums",  # a loop's carried sums of products, after it (specialize.batch)
+    "slices",  # adjoints of slices that tile an array, joined (specialize.assemble)
+    "buffers",  # results written into an operand's buffer (specialize.buffers)
+    "tapes",  # tapes as one array (specialize.stacks)
+)
 
-def specialize(fn: Function, known: dict[int, tuple]) -> Function:
-    """A copy of `fn` without the shape work that `known` settles."""
+
+def specialize(fn: Function, known: dict[int, tuple], on=REWRITES) -> Function:
+    """A copy of `fn` without the shape work that `known` settles, by the rewrites named
+    in `on` (all of `REWRITES` by default)."""
+    on = frozenset(on)
     out = clone(fn)
     defs = {v.id: n for n in walk(out.body) for v in n.outputs}
     replace: dict[int, Value] = {}
@@ -28,55 +54,64 @@ def specialize(fn: Function, known: dict[int, tuple]) -> Function:
         nodes: list[Node] = []
         for node in block.nodes:
             node.inputs = [replace.get(v.id, v) for v in node.inputs]
-            nodes.extend(_rewrite(node, known, defs, replace))
+            nodes.extend(_rewrite(node, known, defs, replace, on))
         block.nodes = nodes
     passes.substitute(out, replace)
-    passes.simplify(passes.fold_constants(out))  # the shapes made constants: `-(1.0 / n)`
-    _scalars_together(out, known)
-    passes.fold_constants(out)
-    passes.cse(out, reads=True)
+    if "fold constants" in on:  # the shapes made constants: `-(1.0 / n)`
+        passes.simplify(passes.fold_constants(out))
+    if "scalars together" in on:
+        _scalars_together(out, known)
+        passes.fold_constants(out)
+    if "cse" in on:
+        passes.cse(out, reads=True)
     out = passes.dce(out)  # readers that are dead would keep broadcasts below alive
-    # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that shape
-    # already (the product has that shape and dtype either way), for every reader
-    passes.drop_broadcasts(out, lambda node, i, target: _product_of_shape(
-        node, i, value_of(target, known), known), one_reader=False)  # fmt: skip
-    push_sums(out, known)
-    batch_loop_sums(out, known)
-    join_slice_adjoints(out, known)
+    if "broadcasts" in on:
+        # `broadcast_to(s, shape) * y` is `s * y` where `y` is a float64 array of that
+        # shape already (the product has that shape and dtype either way), for every reader
+        passes.drop_broadcasts(out, lambda node, i, target: _product_of_shape(
+            node, i, value_of(target, known), known), one_reader=False)  # fmt: skip
+    if "sums" in on:
+        push_sums(out, known)
+    if "loop sums" in on:
+        batch_loop_sums(out, known)
+    if "slices" in on:
+        join_slice_adjoints(out, known)
     out = passes.dce(out)
-    mark_reuse(out, known)
-    stack_tapes(out, known)
+    if "buffers" in on:
+        mark_reuse(out, known)
+    if "tapes" in on:
+        stack_tapes(out, known)
     return passes.dce(out)  # copies that writing a row makes anyway
 
 
-def _rewrite(node: Node, known: dict, defs: dict, replace: dict) -> list[Node]:
+def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) -> list[Node]:
     name = node.op.name
-    if name == "check_float" and all(v.id in known for v in node.inputs):
+    if name == "check_float" and "checks" in on and all(v.id in known for v in node.inputs):
         return []  # the arguments' dtypes are the signature's: checked once, in the probe
-    if name == "check_scalar" and shape_of(node.inputs[0], known) == ():
+    if name == "check_scalar" and "checks" in on and shape_of(node.inputs[0], known) == ():
         return []
-    if name == "size" and value_of(node.output, known) is not None:  # np.size(g) in mean's adjoint
-        return [const_node(value_of(node.output, known), node, replace)]
-    if name in ("shape", "broadcast_shapes") and _derived(node) and isinstance(
-            value_of(node.output, known), tuple):  # fmt: skip
+    if name == "size" and "sizes" in on and value_of(node.output, known) is not None:
+        return [const_node(value_of(node.output, known), node, replace)]  # np.size(g): mean
+    if name in ("shape", "broadcast_shapes") and "shapes" in on and _derived(node) and (
+            isinstance(value_of(node.output, known), tuple)):  # fmt: skip
         # a shape the derivative needs: the value it is taken of may not be needed at all
         return [const_node(value_of(node.output, known), node, replace)]
-    if name == "unindex" and (flat := _only_new_axes(node, known)) is not None:
+    if name == "unindex" and "new axes" in on and (flat := _only_new_axes(node, known)):
         return flat  # the adjoint of x[:, None, :] is a reshape: no zeros to fill
-    if name in ("index_add", "unindex"):  # integers settled by the shapes, as literals:
-        first = 2  # (x, g, *dyn) or (g, shape, *dyn); `x[:, 16:24] += g` needs no add_at
-        consts = []
+    if name in ("index_add", "unindex") and "indices" in on:  # integers settled by the
+        first = 2  # shapes, as literals: (x, g, *dyn) or (g, shape, *dyn);
+        consts = []  # `x[:, 16:24] += g` needs no add_at
         for v in node.inputs[first:]:
             value = value_of(v, known)
             consts.append(const_node(value, node, {}) if type(value) is int else None)
         node.inputs[first:] = [c.output if c else v for c, v in zip(consts, node.inputs[first:])]
         return [c for c in consts if c] + [node]
-    if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint"):
+    if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint") and "matmul adjoints" in on:
         return _matmul_adjoint(node, known) or [node]
-    if name == "tape_get" and value_of(node.output, known) is not None:
+    if name == "tape_get" and "tape reads" in on and value_of(node.output, known) is not None:
         # a shape or an index that is the same in every iteration: no need to save it
         return [const_node(value_of(node.output, known), node, replace)]
-    if name not in ("unbroadcast", "broadcast_to"):
+    if name not in ("unbroadcast", "broadcast_to") or "unbroadcast" not in on:
         return [node]
     x, target = node.inputs
     shape, want = shape_of(x, known), value_of(target, known)
