@@ -98,4 +98,4 @@ def test_cli_reports_unsupported_code_and_bad_targets():
     result = run_cli("grad", "tests/corpus_models.py:nope")
     assert result.returncode != 0 and "has no function 'nope'" in result.stderr
     result = run_cli("grad", "tests/corpus_models.py:mlp", "--wrt", "W9")
-    assert result.returncode == 1 and "choose from" in result.stderr
+    assert result.returncode == 2 and "choose from" in result.stderr  # a usage error

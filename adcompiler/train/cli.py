@@ -30,7 +30,6 @@ Exit status: 0 on success, 1 when training fails (non-finite loss, bad checkpoin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -40,33 +39,45 @@ from adcompiler.train.checkpoint import CheckpointError
 from adcompiler.train.loop import NonFiniteLossError, evaluate, fit
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import make_optimizer
+from adcompiler.usage import (
+    ArgumentParser,
+    UsageError,
+    check_output_path,
+    import_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 BUILTIN_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0, "optimizer": "adam"}
 
 
 def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     """The argument parser; option defaults are ``None`` so a sample's ``defaults`` apply."""
-    parser = argparse.ArgumentParser(prog=prog, description="Train a sample model.")
+    parser = ArgumentParser(prog=prog, description="Train a sample model.")
     parser.add_argument(
         "sample", nargs="?", help="a .py file exposing loss, init_params, load_data"
     )
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--lr", type=positive_float, help="learning rate")
     parser.add_argument("--optimizer", help="sgd, momentum, nesterov, adam or adamw")
-    parser.add_argument("--seed", type=int, help="seeds initialization and batch order")
+    parser.add_argument("--seed", type=non_negative_int, help="seeds initialization and order")
     parser.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
-    parser.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    parser.add_argument(
+        "--checkpoint-every", type=positive_int, help="also checkpoint every N steps"
+    )
     parser.add_argument("--resume", help="continue from this checkpoint")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    parser.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE")
     parser.add_argument("--emit", help="write the generated gradient's source to this file")
     parser.add_argument("--save", help="write the trained parameters to this .npz")
     parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     parser.add_argument(
-        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (default 1: fastest here)"
+        "--blas-threads", type=positive_int, default=1,
+        help="NumPy BLAS threads (default 1: fastest here)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="data-parallel workers")
+    parser.add_argument("--workers", type=positive_int, default=1, help="data-parallel workers")
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--backend", choices=("local", "mpi"), default="local")
     return parser
@@ -79,11 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is None:
         parser.error("the sample file is required")
     try:
+        check_outputs(args)
         module = load_sample(args.sample)
-    except (OSError, ImportError, AttributeError) as error:
-        print(f"adcompiler train: {error}", file=sys.stderr)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     return run(module, args)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every file the run will write must be writable, checked before any work is done."""
+    for option in ("checkpoint", "emit", "save", "plot"):
+        path = getattr(args, option)
+        if path is not None:
+            check_output_path(path, "--" + option)
 
 
 def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
@@ -92,21 +112,21 @@ def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sample is not None:
         parser.error(f"unexpected argument {args.sample!r}")
+    try:
+        check_outputs(args)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     return run(module, args)
 
 
 def load_sample(path: str) -> ModuleType:
     """Import a sample file as a module and check that it exposes what training needs."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such sample file: {path}")
     name = "adcompiler_sample_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module = import_file(path, name, what="sample file")
     missing = [n for n in ("loss", "init_params", "load_data") if not hasattr(module, n)]
     if missing:
-        raise AttributeError(
+        raise UsageError(
             f"{path} does not define {', '.join(missing)} (see adcompiler.train.cli)"
         )
     return module

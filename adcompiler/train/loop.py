@@ -30,7 +30,7 @@ from adcompiler.train.data import as_dataset, batch_order, batch_slices
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import Adam
 from adcompiler.train.threads import set_blas_threads
-from adcompiler.train.tree import Tree, structure, tree_map
+from adcompiler.train.tree import Tree, describe, leaves, paths, structure, tree_map
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,10 +118,7 @@ class TrainState:
                     f"checkpoint {path} is from a run with {key}={meta['run'].get(key)!r}, "
                     f"this run has {key}={value!r}"
                 )
-        if structure(arrays["params"]) != structure(params):
-            raise checkpoints.CheckpointError(
-                f"checkpoint {path} holds parameters of another layout"
-            )
+        _check_same_parameters(path, arrays["params"], params)
         expected = batch_order(run["examples"], run["seed"], meta["epoch"])
         if not np.array_equal(arrays["order"], expected):
             raise checkpoints.CheckpointError(f"checkpoint {path}: the data order does not match")
@@ -145,6 +142,34 @@ class TrainState:
             best_params=arrays["best_params"],
             **{k: meta[k] for k in fields},
         )
+
+
+def _check_same_parameters(path, saved: Tree, params: Tree) -> None:
+    """Refuse to resume when the checkpoint's parameters differ from the run's in their
+    names, shapes or dtypes: the checkpoint's would silently replace them."""
+    if structure(saved) != structure(params):
+        theirs, ours = set(paths(saved)), set(paths(params))
+        missing, extra = sorted(ours - theirs), sorted(theirs - ours)
+        detail = "; ".join(
+            part
+            for part in (
+                f"the run has {', '.join(missing)}, the checkpoint does not" if missing else "",
+                f"the checkpoint has {', '.join(extra)}, the run does not" if extra else "",
+            )
+            if part
+        ) or f"checkpoint: {describe(structure(saved))}, run: {describe(structure(params))}"
+        raise checkpoints.CheckpointError(
+            f"checkpoint {path} holds parameters of another layout ({detail})"
+        )
+    for name, old, new in zip(paths(saved), leaves(saved), leaves(params)):
+        old_shape, new_shape = np.shape(old), np.shape(new)
+        old_dtype, new_dtype = np.asarray(old).dtype, np.asarray(new).dtype
+        if old_shape != new_shape or old_dtype != new_dtype:
+            raise checkpoints.CheckpointError(
+                f"checkpoint {path}: parameter {name or 'params'} is {old_dtype}{list(old_shape)} "
+                f"in the checkpoint but {new_dtype}{list(new_shape)} in this run; resume with "
+                "the model the checkpoint was written by"
+            )
 
 
 def _numbers(values) -> bool:
@@ -255,6 +280,8 @@ _RUN_OPTIONS = {
 def _fit(loss, params, data, *, checkpoint, checkpoint_every, resume, quiet, workers, mode,
          backend, **options) -> FitResult:  # fmt: skip
     """One process, or hand everything (with any extra options) to the parallel engines."""
+    if checkpoint is not None and backend == "local":  # (with MPI, rank 0 writes it)
+        checkpoints.check_writable(checkpoint)
     if workers > 1 or backend != "local" or mode != "sync" or set(options) - _RUN_OPTIONS:
         from adcompiler.train.parallel import fit_parallel
 
