@@ -29,6 +29,7 @@ from adcompiler.train import checkpoint as checkpoints
 from adcompiler.train.data import as_dataset, batch_order, batch_slices
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import Adam
+from adcompiler.train.progress import epoch_line, progress_bar
 from adcompiler.train.threads import set_blas_threads
 from adcompiler.train.tree import Tree, describe, leaves, paths, structure, tree_map
 
@@ -370,19 +371,11 @@ class Run:
         self, state: TrainState, checkpoint=None, checkpoint_every=None, quiet=False
     ) -> FitResult:
         """Run the remaining epochs of ``state`` in this process."""
-        from tqdm.auto import tqdm
-
         while state.epoch < self.epochs and not state.stopped:
             slices = self._slices(state.epoch)
             started = time.perf_counter()
-            with tqdm(
-                total=len(slices),
-                initial=state.batch,
-                disable=quiet,
-                leave=False,
-                desc=f"epoch {state.epoch + 1}/{self.epochs}",
-                unit="step",
-            ) as bar:
+            desc = f"epoch {state.epoch + 1}/{self.epochs}"
+            with progress_bar(len(slices), state.batch, desc, quiet) as bar:
                 while state.batch < len(slices):
                     rows = slices[state.batch]
                     self.step(state, self.dataset.take(rows))
@@ -433,8 +426,7 @@ class Run:
         for key, value in record.items():
             state.history.setdefault(key, []).append(value)
         if not quiet:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            print(f"epoch {record['epoch']}/{self.epochs}: {shown}", flush=True)
+            print(epoch_line(record, self.epochs), flush=True)
         self._early_stopping(state, record)
         state.epoch += 1
         state.batch = 0
