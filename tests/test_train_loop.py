@@ -185,7 +185,10 @@ def test_argument_errors():
         fit(linear_loss, params, data[:1], grad_fn=linear_value_and_grad, quiet=True)
 
 
-def test_progress_and_epoch_lines_unless_quiet(capsys):
+def test_progress_and_epoch_lines_unless_quiet(capsys, monkeypatch):
+    from adcompiler.train import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)  # as on a terminal
     train(epochs=2, quiet=False)
     captured = capsys.readouterr()
     assert "epoch 2/2: loss" in captured.out
