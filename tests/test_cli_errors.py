@@ -180,3 +180,12 @@ def test_no_traceback_through_the_real_entry_point(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.startswith("adcompiler train: error: argument --workers")
     assert "Traceback" not in completed.stderr
+
+
+def test_train_heartbeat_timeout_needs_local_workers(tmp_path, capsys):
+    sample = tmp_path / "tiny.py"
+    sample.write_text(TINY_SAMPLE)
+    code = train_main([str(sample), "--heartbeat-timeout", "5"])
+    err = one_line_error(capsys, code, prefix="adcompiler train: error: ")
+    assert "--workers 2 or more" in err
+    assert train_main([str(sample), "--workers", "2", "--heartbeat-timeout", "20", "--quiet"]) == 0

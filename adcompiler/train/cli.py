@@ -78,6 +78,11 @@ def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
         help="NumPy BLAS threads (default 1: fastest here)",
     )
     parser.add_argument("--workers", type=positive_int, default=1, help="data-parallel workers")
+    parser.add_argument(
+        "--heartbeat-timeout", type=positive_float, metavar="SECONDS",
+        help="with --workers > 1: stop when a worker sends no heartbeat for this long "
+        "(default 30)",
+    )  # fmt: skip
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--backend", choices=("local", "mpi"), default="local")
     return parser
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is None:
         parser.error("the sample file is required")
     try:
-        check_outputs(args)
+        check_arguments(args)
         module = load_sample(args.sample)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
@@ -98,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     return run(module, args)
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Every file the run will write must be writable, checked before any work is done."""
+def check_arguments(args: argparse.Namespace) -> None:
+    """Options that only make sense together, and every file the run will write (which must
+    be writable): checked before any work is done."""
+    if args.heartbeat_timeout is not None and (args.workers < 2 or args.backend != "local"):
+        raise UsageError("--heartbeat-timeout applies to --workers 2 or more (local backend)")
     for option in ("checkpoint", "emit", "save", "plot"):
         path = getattr(args, option)
         if path is not None:
@@ -113,7 +121,7 @@ def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
     if args.sample is not None:
         parser.error(f"unexpected argument {args.sample!r}")
     try:
-        check_outputs(args)
+        check_arguments(args)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -164,7 +172,7 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             early_stopping=settings.get("early_stopping"), checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every, resume=args.resume, quiet=args.quiet,
             workers=args.workers, mode=args.mode, backend=args.backend,
-            blas_threads=args.blas_threads,
+            blas_threads=args.blas_threads, **parallel_options(args),
         )  # fmt: skip
     except (NonFiniteLossError, CheckpointError) as error:
         print(f"adcompiler train: {error}", file=sys.stderr)
@@ -192,6 +200,13 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             print(f"adcompiler train: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def parallel_options(args: argparse.Namespace) -> dict:
+    """Options that only the data-parallel engines take, when they are given."""
+    if args.heartbeat_timeout is None:
+        return {}
+    return {"heartbeat_timeout": args.heartbeat_timeout}
 
 
 def emit_gradient(loss, params, path: str) -> None:
