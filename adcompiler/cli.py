@@ -2,7 +2,7 @@
 
 adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
 adcompiler ir model.py:loss
-adcompiler train samples/mlp_digits.py --epochs 10
+adcompiler train mlp_digits --epochs 10
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", help="FILE.py:FUNCTION")
     p.add_argument("--wrt", help="print the gradient's IR with respect to these arguments")
     p.set_defaults(run=cmd_ir)
-    sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py --help")
+    sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py|NAME --help")
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -17,11 +17,14 @@ name                required  what
 
 Command-line options override ``defaults``::
 
-    adcompiler train samples/mlp_digits.py --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
+    adcompiler train mlp_digits --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
         --checkpoint run.ckpt [--resume run.ckpt] [--save params.npz] [--plot history.png] \\
         [--emit loss_grad.py]
 
-``python samples/mlp_digits.py [options]`` does the same, through :func:`run_module`.
+A sample is a path to a ``.py`` file or the name of one that ships with adcompiler
+(``linear_regression``, ``logistic_regression``, ``mlp_digits``, ``rnn_sequence``; see
+:mod:`adcompiler.samples`). ``python -m adcompiler.samples.mlp_digits [options]`` does the
+same, through :func:`run_module`.
 It prints one line per epoch, then the test loss and metric and the training time.
 Exit status: 0 on success, 1 when training fails (non-finite loss, bad checkpoint),
 2 for usage errors.
@@ -35,6 +38,7 @@ import sys
 import time
 from types import ModuleType
 
+from adcompiler import samples
 from adcompiler.train.checkpoint import CheckpointError
 from adcompiler.train.loop import NonFiniteLossError, evaluate, fit
 from adcompiler.train.objective import Objective
@@ -56,8 +60,10 @@ def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     """The argument parser; option defaults are ``None`` so a sample's ``defaults`` apply."""
     parser = ArgumentParser(prog=prog, description="Train a sample model.")
     parser.add_argument(
-        "sample", nargs="?", help="a .py file exposing loss, init_params, load_data"
-    )
+        "sample", nargs="?",
+        help="a .py file exposing loss, init_params, load_data, or the name of a sample that "
+        "ships with adcompiler: " + ", ".join(samples.NAMES),
+    )  # fmt: skip
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--lr", type=positive_float, help="learning rate")
@@ -129,7 +135,15 @@ def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
 
 
 def load_sample(path: str) -> ModuleType:
-    """Import a sample file as a module and check that it exposes what training needs."""
+    """Import a sample file (or a shipped sample, by name) as a module and check that it
+    exposes what training needs."""
+    if not os.path.exists(path) and samples.path(path) is not None:
+        path = samples.path(path)
+    elif not os.path.exists(path) and os.sep not in path and not path.endswith(".py"):
+        raise UsageError(
+            f"no sample file or shipped sample named {path!r}; the shipped samples are "
+            + ", ".join(samples.NAMES)
+        )
     name = "adcompiler_sample_" + os.path.splitext(os.path.basename(path))[0]
     module = import_file(path, name, what="sample file")
     missing = [n for n in ("loss", "init_params", "load_data") if not hasattr(module, n)]
