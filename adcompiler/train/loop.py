@@ -333,6 +333,8 @@ class Run:
         elif lr is not None:
             raise TypeError("pass lr= or optimizer=, not both (set the rate on the optimizer)")
         self.optimizer = optimizer
+        if metric is not None:
+            self.objective.check_metric(metric)
         self.metric = metric
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         self.drop_last, self.eval_batch_size = drop_last, eval_batch_size

@@ -94,6 +94,23 @@ class Objective:
         """The loss on a batch (the plain NumPy function, no gradient)."""
         return float(self.loss(*self.arguments(params, batch)))
 
+    def check_metric(self, metric: Callable) -> None:
+        """Refuse, before training, a metric that cannot take the loss's arguments (it is
+        called like the loss, e.g. ``metric(W, b, x, y)``, not ``metric(logits, labels)``)."""
+        try:
+            signature = inspect.signature(metric)
+        except (TypeError, ValueError):  # a builtin without a signature: find out when called
+            return
+        try:
+            signature.bind(*self.arg_names)
+        except TypeError:
+            names = ", ".join(self.arg_names)
+            raise TypeError(
+                f"the metric {_name(metric)}{signature} is called like the loss, with "
+                f"{_name(self.loss)}'s arguments ({names}); wrap it, e.g. "
+                f"def my_metric({names}): return {_name(metric)}(<predictions>, <labels>)"
+            ) from None
+
     def call(self, fn: Callable, params: Tree, batch: Sequence):
         """Call ``fn`` (e.g. a metric) with the loss's argument binding."""
         return fn(*self.arguments(params, batch))
