@@ -189,3 +189,27 @@ def test_train_heartbeat_timeout_needs_local_workers(tmp_path, capsys):
     err = one_line_error(capsys, code, prefix="adcompiler train: error: ")
     assert "--workers 2 or more" in err
     assert train_main([str(sample), "--workers", "2", "--heartbeat-timeout", "20", "--quiet"]) == 0
+
+
+def test_train_sample_whose_loss_the_compiler_refuses(tmp_path, capsys):
+    sample = tmp_path / "refused.py"
+    sample.write_text(TINY_SAMPLE.replace(
+        "    return mean_squared_error(x @ w, y)",
+        "    try:\n        r = x @ w\n    except ValueError:\n        r = y\n"
+        "    return mean_squared_error(r, y)",
+    ))  # fmt: skip
+    for extra in ([], ["--emit", str(tmp_path / "grad.py")]):
+        assert train_main([str(sample), "--quiet", *extra]) == 1
+        err = capsys.readouterr().err
+        assert "`try` is not supported" in err and "Traceback" not in err
+
+
+def test_train_sample_with_a_metric_on_predictions(tmp_path, capsys):
+    sample = tmp_path / "metric.py"
+    sample.write_text(
+        TINY_SAMPLE.replace('"train": (x', '"validation": (x, x[:, 0]), "train": (x')
+        + "\nfrom adcompiler.train.metrics import r2_score as metric\n"
+    )
+    err = one_line_error(capsys, train_main([str(sample), "--quiet"]),
+                         prefix="adcompiler train: error: ")  # fmt: skip
+    assert "the metric r2_score(prediction, target) is called like the loss" in err

@@ -39,9 +39,10 @@ import time
 from types import ModuleType
 
 from adcompiler import samples
+from adcompiler.errors import UnsupportedSyntaxError
 from adcompiler.train.checkpoint import CheckpointError
 from adcompiler.train.loop import NonFiniteLossError, evaluate, fit
-from adcompiler.train.objective import Objective
+from adcompiler.train.objective import MetricSignatureError, Objective
 from adcompiler.train.optimizers import make_optimizer
 from adcompiler.usage import (
     ArgumentParser,
@@ -174,11 +175,12 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
     else:
         optimizer = make_optimizer(settings["optimizer"], settings["lr"])
     metric = getattr(module, "metric", None)
-    if args.emit:
-        emit_gradient(module.loss, params, args.emit)
-        print(f"wrote the generated gradient to {args.emit}")
     started = time.perf_counter()
     try:
+        if args.emit:
+            emit_gradient(module.loss, params, args.emit)
+            print(f"wrote the generated gradient to {args.emit}")
+            started = time.perf_counter()
         result = fit(
             module.loss, params, data["train"], epochs=settings["epochs"],
             batch_size=settings["batch_size"], optimizer=optimizer,
@@ -191,6 +193,12 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
     except (NonFiniteLossError, CheckpointError) as error:
         print(f"adcompiler train: {error}", file=sys.stderr)
         return 1
+    except UnsupportedSyntaxError as error:  # the sample's loss: every problem, located
+        print(error, file=sys.stderr)
+        return 1
+    except MetricSignatureError as error:
+        print(f"adcompiler train: error: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - started
     if result.history.get("parallel", {}).get("rank", 0) != 0:
         return 0  # under MPI, rank 0 reports (and writes files) for the job

@@ -25,6 +25,10 @@ from collections.abc import Callable, Sequence
 from adcompiler.train.tree import Tree
 
 
+class MetricSignatureError(TypeError):
+    """A metric that cannot be called with the loss's arguments (checked before training)."""
+
+
 class Objective:
     """Binds parameters and batches to a loss's arguments and holds its gradient function.
 
@@ -105,7 +109,7 @@ class Objective:
             signature.bind(*self.arg_names)
         except TypeError:
             names = ", ".join(self.arg_names)
-            raise TypeError(
+            raise MetricSignatureError(
                 f"the metric {_name(metric)}{signature} is called like the loss, with "
                 f"{_name(self.loss)}'s arguments ({names}); wrap it, e.g. "
                 f"def my_metric({names}): return {_name(metric)}(<predictions>, <labels>)"
