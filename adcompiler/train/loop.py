@@ -281,7 +281,7 @@ _RUN_OPTIONS = {
 def _fit(loss, params, data, *, checkpoint, checkpoint_every, resume, quiet, workers, mode,
          backend, **options) -> FitResult:  # fmt: skip
     """One process, or hand everything (with any extra options) to the parallel engines."""
-    if checkpoint is not None and backend == "local":  # (with MPI, rank 0 writes it)
+    if checkpoint is not None and backend == "local":  # (MPI: rank 0 checks, in mpi.fit)
         checkpoints.check_writable(checkpoint)
     if workers > 1 or backend != "local" or mode != "sync" or set(options) - _RUN_OPTIONS:
         from adcompiler.train.parallel import fit_parallel
