@@ -26,8 +26,9 @@ A sample is a path to a ``.py`` file or the name of one that ships with adcompil
 :mod:`adcompiler.samples`). ``python -m adcompiler.samples.mlp_digits [options]`` does the
 same, through :func:`run_module`.
 It prints one line per epoch, then the test loss and metric and the training time.
-Exit status: 0 on success, 1 when training fails (non-finite loss, bad checkpoint),
-2 for usage errors.
+Exit status: 0 on success, 1 when the compiler refuses the loss (its diagnostics are
+printed) or training fails (non-finite loss, bad checkpoint), 2 for a bad input (printed as
+one line: a sample that cannot be imported, an unwritable output path, a bad option).
 """
 
 from __future__ import annotations
