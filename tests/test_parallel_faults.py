@@ -175,6 +175,25 @@ def test_a_stopped_worker_is_detected_by_its_heartbeat(tmp_path, mode):
     wait_for(lambda: children(process.pid) == [], 5.0, "the workers to exit")
 
 
+def test_stopping_and_continuing_the_whole_job_is_not_a_lost_worker(tmp_path):
+    """Ctrl-Z then ``fg`` stops and continues the parent and its workers together: when the
+    parent runs again, the workers' beats are old, but so is its own last look."""
+    process = start(tmp_path, heartbeat=1.0, delay=0.02)
+    workers = running_with_checkpoint(process, tmp_path)
+    everyone = [process.pid, *workers]
+    try:
+        for pid in everyone:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(3.0)  # three times the timeout
+    finally:
+        for pid in reversed(everyone):  # the workers first, the parent last
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "finished" in stdout
+
+
 def _sleepy_worker(comm, seconds):
     time.sleep(seconds)  # one long step that neither communicates nor reports progress
     return comm.rank

@@ -280,7 +280,9 @@ class LocalGroup:
 
     def start(self, target: Callable, args: Sequence = ()) -> None:
         """Start ``target(comm, *args)`` in every worker; ``comm`` is a :class:`LocalComm`."""
-        self.control[_PROGRESS + self.workers :] = time.monotonic_ns()  # a grace period
+        now = time.monotonic_ns()
+        self.control[_PROGRESS + self.workers :] = now  # a grace period to start
+        self._last_check = self._resumed = now  # see _check_heartbeats
         for rank in range(self.workers):
             parent_end, child_end = self.context.Pipe(duplex=True)
             process = self.context.Process(
@@ -323,10 +325,19 @@ class LocalGroup:
         return [results[r] for r in range(self.workers)]
 
     def _check_heartbeats(self, running: set[int]) -> None:
-        """Stop the run if a running worker's last heartbeat is too old (it is stopped)."""
+        """Stop the run if a running worker's last heartbeat is too old (it is stopped).
+
+        A beat counts from when this process last ran without a gap: if the parent was
+        stopped too (Ctrl-Z stops the whole job, then ``fg``), the workers get a whole
+        timeout to beat again instead of being declared lost at once."""
         now = time.monotonic_ns()
+        interval = self.heartbeat_timeout / 4 * 1e9
+        if now - self._last_check > 2 * interval:  # this process did not run for a while
+            self._resumed = now
+        self._last_check = now
         for rank in sorted(running):
-            silent = (now - int(self.control[_PROGRESS + self.workers + rank])) / 1e9
+            beat = max(int(self.control[_PROGRESS + self.workers + rank]), self._resumed)
+            silent = (now - beat) / 1e9
             if silent <= self.heartbeat_timeout:
                 continue
             process = self.processes[rank]
