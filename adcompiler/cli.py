@@ -1,6 +1,7 @@
 """The command line: emit gradients, print IR, train samples.
 
 adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
+adcompiler grad model.py:loss --wrt params --keys params=W,b    (params: a dict of arrays)
 adcompiler ir model.py:loss
 adcompiler train mlp_digits --epochs 10
 """
@@ -44,21 +45,43 @@ def parse_wrt(text: str | None):
     return items[0] if len(items) == 1 else tuple(items)
 
 
-def compile_gradient(fn, kind: str, wrt):
-    """The generated function for `fn`; refuses arguments used as dicts or lists, whose
-    keys are known only at a call (a written file needs them now)."""
+def parse_keys(items: list[str]) -> dict[str, tuple]:
+    """``--keys params=W,b`` (repeatable) -> ``{"params": <structure of a dict of arrays>}``."""
+    structures = {}
+    for item in items:
+        name, sep, keys = item.partition("=")
+        names = [k.strip() for k in keys.split(",")]
+        if not sep or not name.strip().isidentifier() or not all(names):
+            raise UsageError(f"--keys {item!r}: expected NAME=KEY1,KEY2,... (e.g. params=W,b)")
+        if len(set(names)) != len(names):
+            raise UsageError(f"--keys {item!r}: a key is listed twice")
+        structures[name.strip()] = ("dict", tuple((k, None) for k in names))
+    return structures
+
+
+def compile_gradient(fn, kind: str, wrt, keys: dict | None = None):
+    """The generated function for `fn`. An argument used as a dict of arrays (``p["W"]``)
+    needs its keys (``--keys``): generated code is made for one structure."""
     from adcompiler import api
 
+    keys = keys or {}
     g = api.compiled(fn, kind, wrt)
-    if isinstance(g, api.Structured):
-        names = [g.names[i] for i in g.indices]
+    containers = [g.names[i] for i in g.indices] if isinstance(g, api.Structured) else []
+    unused = sorted(set(keys) - set(containers))
+    if unused:
         raise UsageError(
-            f"{fn.__name__} uses {', '.join(names)} as a dict, list or tuple of arrays, whose "
-            f"keys and length are known only when it is called; the command line needs plain "
-            f"array arguments (pass the arrays as separate arguments, or call "
-            f"adcompiler.{kind}({fn.__name__}, wrt=...) from Python)"
+            f"--keys {unused[0]}: {fn.__name__} does not use {unused[0]!r} as a dict of arrays "
+            f"that --wrt differentiates with respect to"
         )
-    return g
+    missing = [name for name in containers if name not in keys]
+    if missing:
+        raise UsageError(
+            f"{fn.__name__} uses {', '.join(missing)} as a dict, list or tuple of arrays, whose "
+            f"keys are known only when it is called; name them with --keys "
+            f"{missing[0]}=KEY1,KEY2,... (a dict of arrays), or pass the arrays as separate "
+            f"arguments"
+        )
+    return g.build(keys) if containers else g
 
 
 def cmd_grad(args) -> int:
@@ -68,7 +91,7 @@ def cmd_grad(args) -> int:
         check_output_path(args.output, "-o")
     fn = load_target(args.target)
     kind = "value_and_grad" if args.value else "grad"
-    g = compile_gradient(fn, kind, parse_wrt(args.wrt))
+    g = compile_gradient(fn, kind, parse_wrt(args.wrt), parse_keys(args.keys))
     command = "adcompiler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = module_source(
         [g.__adcompiler_emitted__],
@@ -98,10 +121,19 @@ def cmd_ir(args) -> int:
 
     fn = load_target(args.target)
     if args.wrt:
-        print(api.ir(compile_gradient(fn, "grad", parse_wrt(args.wrt))), end="")
+        g = compile_gradient(fn, "grad", parse_wrt(args.wrt), parse_keys(args.keys))
+        print(api.ir(g), end="")
+    elif args.keys:
+        raise UsageError("--keys needs --wrt (it describes arguments to differentiate)")
     else:
         print(api.ir(fn), end="")
     return 0
+
+
+KEYS = dict(
+    action="append", default=[], metavar="NAME=KEY1,KEY2",
+    help="the keys of a --wrt argument that is a dict of arrays (repeat for each)",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wrt", help="comma-separated argument names or positions (default: first)")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.add_argument("--value", action="store_true", help="also return the function's value")
+    p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_grad)
     p = sub.add_parser("ir", help="print the IR of FILE.py:FUNCTION (or of its gradient)")
     p.add_argument("target", help="FILE.py:FUNCTION")
     p.add_argument("--wrt", help="print the gradient's IR with respect to these arguments")
+    p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_ir)
     sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py|NAME --help")
     args = parser.parse_args(argv)

@@ -103,8 +103,8 @@ def test_bad_wrt(capsys, wrt):
 
 
 def test_wrt_a_dict_of_parameters(tmp_path, capsys):
-    """A parameter used as a dict has keys known only at a call: no file can be written
-    for it, and the CLI says so instead of crashing (ir likewise)."""
+    """A parameter used as a dict has keys known only at a call: without --keys the CLI
+    says so (and how to give them) instead of crashing (ir likewise)."""
     model = tmp_path / "dict_params.py"
     model.write_text(
         "import numpy as np\n\n"
@@ -113,7 +113,12 @@ def test_wrt_a_dict_of_parameters(tmp_path, capsys):
     )
     for command in ("grad", "ir"):
         err = one_line_error(capsys, cli_main([command, f"{model}:loss", "--wrt", "params"]))
-        assert "uses params as a dict, list or tuple" in err
+        assert "uses params as a dict, list or tuple" in err and "--keys params=" in err
+    err = one_line_error(capsys, cli_main(["grad", f"{model}:loss", "--wrt", "x",
+                                           "--keys", "params=w,b"]))  # fmt: skip
+    assert "does not use 'params' as a dict" in err
+    err = one_line_error(capsys, cli_main(["ir", f"{model}:loss", "--keys", "params=w,b"]))
+    assert "--keys needs --wrt" in err
 
 
 def test_unknown_option_is_one_line(capsys):
