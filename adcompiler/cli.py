@@ -1,63 +1,109 @@
 """The command line: emit gradients, print IR, train samples.
 
 adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
+adcompiler grad model.py:loss --wrt params --keys params=W,b    (params: a dict of arrays)
 adcompiler ir model.py:loss
-adcompiler train samples/mlp_digits.py --epochs 10
+adcompiler train mlp_digits --epochs 10
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from adcompiler.errors import UnsupportedSyntaxError
+from adcompiler.errors import UnsupportedSyntaxError, WrtError
+from adcompiler.usage import ArgumentParser, UsageError, check_output_path, import_file
 
 
 def load_target(spec: str):
     """Import ``path/to/file.py:function`` and return the function."""
     path, sep, name = spec.rpartition(":")
     if not sep or not path or not name:
-        raise SystemExit(f"error: expected FILE.py:FUNCTION, got {spec!r}")
-    file = Path(path)
-    if not file.is_file():
-        raise SystemExit(f"error: no such file: {path}")
-    module_name = f"_adcompiler_target_{file.stem}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    sys.path.insert(0, str(file.resolve().parent))
-    module_spec.loader.exec_module(module)
+        raise UsageError(f"expected FILE.py:FUNCTION, got {spec!r}")
+    module = import_file(path, f"_adcompiler_target_{Path(path).stem}", what="model file")
     fn = getattr(module, name, None)
     if fn is None:
-        raise SystemExit(f"error: {path} has no function {name!r}")
+        raise UsageError(f"{path} has no function {name!r}")
+    if not callable(fn):
+        raise UsageError(f"{path}: {name} is a {type(fn).__name__}, not a function")
     return fn
 
 
-def cmd_grad(args) -> int:
+def parse_wrt(text: str | None):
+    """``--wrt w,b`` -> ``("w", "b")``; ``--wrt 0`` -> ``0``; None when not given."""
+    if text is None:
+        return None
+    items = [w.strip() for w in text.split(",")]
+    if not all(items):
+        raise UsageError(f"--wrt {text!r}: empty name; expected names or positions like w,b")
+    items = [int(w) if w.lstrip("-").isdigit() else w for w in items]
+    for item in items:
+        if isinstance(item, str) and not item.isidentifier():
+            raise UsageError(f"--wrt: {item!r} is not an argument name or a position")
+    return items[0] if len(items) == 1 else tuple(items)
+
+
+def parse_keys(items: list[str]) -> dict[str, tuple]:
+    """``--keys params=W,b`` (repeatable) -> ``{"params": <structure of a dict of arrays>}``."""
+    structures = {}
+    for item in items:
+        name, sep, keys = item.partition("=")
+        names = [k.strip() for k in keys.split(",")]
+        if not sep or not name.strip().isidentifier() or not all(names):
+            raise UsageError(f"--keys {item!r}: expected NAME=KEY1,KEY2,... (e.g. params=W,b)")
+        if len(set(names)) != len(names):
+            raise UsageError(f"--keys {item!r}: a key is listed twice")
+        structures[name.strip()] = ("dict", tuple((k, None) for k in names))
+    return structures
+
+
+def compile_gradient(fn, kind: str, wrt, keys: dict | None = None):
+    """The generated function for `fn`. An argument used as a dict of arrays (``p["W"]``)
+    needs its keys (``--keys``): generated code is made for one structure."""
     from adcompiler import api
+
+    keys = keys or {}
+    g = api.compiled(fn, kind, wrt)
+    containers = [g.names[i] for i in g.indices] if isinstance(g, api.Structured) else []
+    unused = sorted(set(keys) - set(containers))
+    if unused:
+        raise UsageError(
+            f"--keys {unused[0]}: {fn.__name__} does not use {unused[0]!r} as a dict of arrays "
+            f"that --wrt differentiates with respect to"
+        )
+    missing = [name for name in containers if name not in keys]
+    if missing:
+        raise UsageError(
+            f"{fn.__name__} uses {', '.join(missing)} as a dict, list or tuple of arrays, whose "
+            f"keys are known only when it is called; name them with --keys "
+            f"{missing[0]}=KEY1,KEY2,... (a dict of arrays), or pass the arrays as separate "
+            f"arguments"
+        )
+    return g.build(keys) if containers else g
+
+
+def cmd_grad(args) -> int:
     from adcompiler.standalone import module_source
 
+    if args.output:
+        check_output_path(args.output, "-o")
     fn = load_target(args.target)
-    wrt = None
-    if args.wrt:
-        items = [w.strip() for w in args.wrt.split(",") if w.strip()]
-        items = [int(w) if w.lstrip("-").isdigit() else w for w in items]
-        wrt = items[0] if len(items) == 1 else tuple(items)
     kind = "value_and_grad" if args.value else "grad"
-    g = api.compiled(fn, kind, wrt)
+    g = compile_gradient(fn, kind, parse_wrt(args.wrt), parse_keys(args.keys))
     command = "adcompiler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = module_source(
         [g.__adcompiler_emitted__],
-        doc=g.__doc__.splitlines()[0],
+        doc=(g.__doc__ or f"{g.__name__}, generated by adcompiler.").splitlines()[0],
         origin=os.path.relpath(fn.__code__.co_filename),
         command=command,
     )
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as error:
+            raise UsageError(f"-o {args.output}: {error.strerror or error}") from None
         print(f"wrote {args.output}: {g.__name__}{_signature(g)}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -75,11 +121,19 @@ def cmd_ir(args) -> int:
 
     fn = load_target(args.target)
     if args.wrt:
-        wrt = tuple(w.strip() for w in args.wrt.split(","))
-        print(api.ir(api.compiled(fn, "grad", wrt if len(wrt) > 1 else wrt[0])), end="")
+        g = compile_gradient(fn, "grad", parse_wrt(args.wrt), parse_keys(args.keys))
+        print(api.ir(g), end="")
+    elif args.keys:
+        raise UsageError("--keys needs --wrt (it describes arguments to differentiate)")
     else:
         print(api.ir(fn), end="")
     return 0
+
+
+KEYS = dict(
+    action="append", default=[], metavar="NAME=KEY1,KEY2",
+    help="the keys of a --wrt argument that is a dict of arrays (repeat for each)",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,27 +142,35 @@ def main(argv: list[str] | None = None) -> int:
         from adcompiler.train.cli import main as train_main
 
         return train_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="adcompiler", description=__doc__.splitlines()[0])
+    from adcompiler import __version__
+
+    parser = ArgumentParser(prog="adcompiler", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"adcompiler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("grad", help="write the gradient of FILE.py:FUNCTION as a NumPy-only module")
     p.add_argument("target", help="FILE.py:FUNCTION")
     p.add_argument("--wrt", help="comma-separated argument names or positions (default: first)")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.add_argument("--value", action="store_true", help="also return the function's value")
+    p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_grad)
     p = sub.add_parser("ir", help="print the IR of FILE.py:FUNCTION (or of its gradient)")
     p.add_argument("target", help="FILE.py:FUNCTION")
     p.add_argument("--wrt", help="print the gradient's IR with respect to these arguments")
+    p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_ir)
-    sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py --help")
+    sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py|NAME --help")
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except (UsageError, WrtError) as err:
+        print(f"adcompiler: error: {err}", file=sys.stderr)
+        return 2
     except UnsupportedSyntaxError as err:
         print(err, file=sys.stderr)
         return 1
-    except (TypeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (TypeError, ValueError, NotImplementedError) as err:
+        print(f"adcompiler: error: {err}", file=sys.stderr)
         return 1
 
 

@@ -143,9 +143,15 @@ def code_path(entry_key: str, folder: Path | None = None) -> Path:
     return (folder or directory()) / f"{entry_key}.{sys.implementation.cache_tag}.code"
 
 
+def source_directory() -> Path:
+    """Where generated source files go, so that tracebacks can show their lines."""
+    return directory() / "source"
+
+
 def filename(entry_key: str, name: str) -> str:
-    """The file name compiled code of an entry carries (the same in every process)."""
-    return f"<adcompiler: {name} {entry_key[:12]}>"
+    """The file name compiled code of an entry carries (the same in every process): the
+    generated source file, which `adcompiler.load` (re)writes when it loads the code."""
+    return str(source_directory() / f"{name}-{entry_key[:16]}.py")
 
 
 def read_code(entry_key: str, record: dict):

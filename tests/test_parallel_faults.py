@@ -7,6 +7,7 @@ from the last checkpoint (sync mode: the same parameters as an
 uninterrupted run).
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,14 +45,15 @@ SCRIPT = textwrap.dedent(
     params, data = mlp_problem()
     result = fit_parallel(mlp_loss, params, data, workers=2, mode={mode!r}, grad_fn=slow_grad,
                           checkpoint={checkpoint!r}, checkpoint_every={every}, resume={resume!r},
-                          epochs=4, batch_size=16, optimizer=Adam(0.02), seed=3, quiet=True)
+                          epochs=4, batch_size=16, optimizer=Adam(0.02), seed=3, quiet=True,
+                          heartbeat_timeout={heartbeat})
     np.savez({out!r}, **result.params)
     print("finished", flush=True)
     """
 )
 
 
-def start(tmp_path, mode="sync", resume=None, delay=0.05, every=5):
+def start(tmp_path, mode="sync", resume=None, delay=0.05, every=5, heartbeat=30.0):
     script = tmp_path / f"train_{mode}.py"
     script.write_text(
         SCRIPT.format(
@@ -63,6 +65,7 @@ def start(tmp_path, mode="sync", resume=None, delay=0.05, every=5):
             every=every,
             resume=resume,
             out=str(tmp_path / "final.npz"),
+            heartbeat=heartbeat,
         )
     )
     return subprocess.Popen(
@@ -146,6 +149,63 @@ def test_killing_a_worker_stops_the_run_at_once_naming_it(tmp_path, mode):
     assert "worker " in stderr.splitlines()[-1]
     assert segments_of(process.pid) == []
     wait_for(lambda: children(process.pid) == [], 5.0, "the other worker to exit")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stopped_worker_is_detected_by_its_heartbeat(tmp_path, mode):
+    """SIGSTOP: the worker neither runs nor exits; without heartbeats the others (and the
+    parent) waited for it forever."""
+    process = start(tmp_path, mode, heartbeat=1.5)
+    workers = running_with_checkpoint(process, tmp_path)
+    victim = workers[-1]
+    stopped = time.monotonic()
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    # the last beat came at most a beat interval (timeout / 4) before the stop
+    assert 1.5 * 0.75 <= time.monotonic() - stopped < 15.0
+    assert process.returncode != 0
+    last = stderr.strip().splitlines()[-1]
+    assert "WorkerLostError" in last and f"(pid {victim}) stopped responding" in last, stderr
+    assert "heartbeat_timeout=1.5 s" in last
+    assert segments_of(process.pid) == []
+    wait_for(lambda: children(process.pid) == [], 5.0, "the workers to exit")
+
+
+def test_stopping_and_continuing_the_whole_job_is_not_a_lost_worker(tmp_path):
+    """Ctrl-Z then ``fg`` stops and continues the parent and its workers together: when the
+    parent runs again, the workers' beats are old, but so is its own last look."""
+    process = start(tmp_path, heartbeat=1.0, delay=0.02)
+    workers = running_with_checkpoint(process, tmp_path)
+    everyone = [process.pid, *workers]
+    try:
+        for pid in everyone:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(3.0)  # three times the timeout
+    finally:
+        for pid in reversed(everyone):  # the workers first, the parent last
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "finished" in stdout
+
+
+def _sleepy_worker(comm, seconds):
+    time.sleep(seconds)  # one long step that neither communicates nor reports progress
+    return comm.rank
+
+
+def test_a_slow_step_is_not_a_stopped_worker():
+    """The beat comes from a thread, not from progress: a step slower than the timeout
+    passes; a bad timeout is refused."""
+    assert local.run(2, {}, _sleepy_worker, (1.5,), heartbeat_timeout=0.5) == [0, 1]
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        local.run(2, {}, _sleepy_worker, (0.0,), heartbeat_timeout=0)
 
 
 def test_resume_after_a_killed_worker_gives_the_uninterrupted_parameters(tmp_path):

@@ -178,6 +178,18 @@ def test_an_exception_in_one_rank_aborts_the_job_instead_of_hanging(tmp_path):
     assert "[rank 1]" in stderr and "rank 1 cannot compute" in stderr
 
 
+def test_an_unwritable_checkpoint_stops_the_job_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    started = time.monotonic()
+    code, _, stderr = mpiexec(2, "sync", tmp_path / "out.npz", "--epochs", 50, "--delay", 0.05,
+                              "--checkpoint", blocker / "run.ckpt", timeout=60)  # fmt: skip
+    assert code != 0
+    assert time.monotonic() - started < 30  # 50 epochs with a 50 ms step take far longer
+    assert "[rank 0]" in stderr and "does not exist" in stderr
+    assert not (tmp_path / "out.npz").exists()
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_killing_a_rank_stops_the_job_within_seconds_naming_it(tmp_path, mode):
     process = mpiexec(

@@ -14,7 +14,7 @@ from adcompiler.train import evaluate, fit
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import make_optimizer
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "adcompiler" / "samples"
 LOSS_TOLERANCE = 0.01
 ACCURACY_TOLERANCE = 0.02
 

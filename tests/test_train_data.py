@@ -44,7 +44,8 @@ def test_sharded_dataset_reads_the_same_rows_as_memory(tmp_path):
     x = rng.normal(size=(103, 4))
     y = rng.integers(0, 10, size=103)
     write_shards(tmp_path, {"x": x, "y": y}, shard_size=25)
-    assert sorted(p.name for p in tmp_path.iterdir())[:2] == ["x.00000.npy", "x.00001.npy"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[:3] == ["shards.json", "x.00000.npy", "x.00001.npy"]
     sharded = ShardedDataset(tmp_path, fields=("x", "y"), max_open=2)
     memory = ArrayDataset(x, y)
     assert len(sharded) == 103

@@ -14,7 +14,7 @@ import pytest
 from adcompiler.train.losses import mean_squared_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES = os.path.join(ROOT, "samples")
+SAMPLES = os.path.join(ROOT, "adcompiler", "samples")
 
 
 def linear_loss(w, b, x, y):
@@ -49,7 +49,7 @@ needs_compiler = pytest.mark.skipif(
 
 
 def load_sample(name):
-    """Import samples/<name>.py as a module."""
+    """Import adcompiler/samples/<name>.py as a module."""
     path = os.path.join(SAMPLES, f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"sample_{name}", path)
     module = importlib.util.module_from_spec(spec)

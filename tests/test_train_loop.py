@@ -185,7 +185,10 @@ def test_argument_errors():
         fit(linear_loss, params, data[:1], grad_fn=linear_value_and_grad, quiet=True)
 
 
-def test_progress_and_epoch_lines_unless_quiet(capsys):
+def test_progress_and_epoch_lines_unless_quiet(capsys, monkeypatch):
+    from adcompiler.train import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)  # as on a terminal
     train(epochs=2, quiet=False)
     captured = capsys.readouterr()
     assert "epoch 2/2: loss" in captured.out
@@ -239,3 +242,29 @@ def test_blas_threads_are_set_during_fit_and_restored():
     train(grad_fn=recording, epochs=1, blas_threads=1)
     assert set(seen) == {1}
     assert threads.blas_threads() == before
+
+
+def test_a_metric_that_cannot_take_the_loss_arguments_is_refused_before_training():
+    """metrics.accuracy(logits, labels) as metric= used to fail after the first epoch."""
+    from adcompiler.train.metrics import r2_score
+
+    params, data = linear_problem()
+    calls = []
+
+    def counting_grad(*args):
+        calls.append(1)
+        return linear_value_and_grad(*args)
+
+    expected = (r"the metric r2_score\(prediction, target\) is called like the loss, "
+                r"with linear_loss's arguments \(w, b, x, y\)")  # fmt: skip
+    with pytest.raises(TypeError, match=expected):
+        fit(linear_loss, params, data, validation=data, metric=r2_score, epochs=1,
+            batch_size=8, optimizer=SGD(0.1), grad_fn=counting_grad, quiet=True)  # fmt: skip
+    assert calls == []
+
+    def r2(w, b, x, y):
+        return r2_score(x @ w + b, y)
+
+    result = fit(linear_loss, params, data, validation=data, metric=r2, epochs=1, batch_size=8,
+                 optimizer=SGD(0.1), grad_fn=linear_value_and_grad, quiet=True)  # fmt: skip
+    assert "val_r2" in result.history

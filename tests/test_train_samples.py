@@ -70,7 +70,7 @@ def test_linear_regression_approaches_least_squares():
 
 
 def test_samples_do_not_need_scikit_learn():
-    # The samples read samples/data/*.npz with numpy; block sklearn and import each one.
+    # The samples read adcompiler/samples/data/*.npz with numpy; block sklearn and import each one.
     code = (
         "import sys; sys.modules['sklearn'] = None\n"
         "import importlib.util\n"

@@ -1,4 +1,4 @@
-"""IR → Python source, through the Python AST and astor.
+"""IR → Python source, through the Python AST and astor (or `ast.unparse`, see to_source).
 
     function loss_grad(%w, %x):           def loss_grad(w, x):
       %matmul = matmul(%x, %w)     ──▶        # line 3: return np.sum(np.tanh(x @ w))
@@ -23,11 +23,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import astor
 import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
+from adcompiler.codegen.to_source import to_source
 from adcompiler.ops.core import Op
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
@@ -520,7 +520,7 @@ class Emitter:
         )
         func = ast.FunctionDef(self.name, args, body, [], None, None)
         module = ast.fix_missing_locations(ast.Module([func], []))
-        source = astor.to_source(module, pretty_source="".join)  # one line per statement
+        source = to_source(module)  # one line per statement
         source = re.sub(
             r"^(\s*)__comment__\((\d+)\)$",
             lambda m: f"{m.group(1)}# {self.comments[int(m.group(2))]}",

@@ -51,7 +51,7 @@ The interface other engines build on (``adcompiler.train.parallel``):
 
 from adcompiler.train import losses, metrics, schedules
 from adcompiler.train.checkpoint import CheckpointError
-from adcompiler.train.data import ArrayDataset, ShardedDataset, split, write_shards
+from adcompiler.train.data import ArrayDataset, ShardedDataset, ShardError, split, write_shards
 from adcompiler.train.loop import EarlyStopping, FitResult, NonFiniteLossError, evaluate, fit
 from adcompiler.train.optimizers import SGD, Adam, AdamW, momentum, nesterov
 from adcompiler.train.plot import plot_history
@@ -66,6 +66,7 @@ __all__ = [
     "FitResult",
     "NonFiniteLossError",
     "ShardedDataset",
+    "ShardError",
     "evaluate",
     "fit",
     "losses",

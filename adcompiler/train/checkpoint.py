@@ -60,6 +60,26 @@ def save(path: str | os.PathLike, state: trees.Tree, meta: dict | None = None) -
     _fsync_folder(folder)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` now if :func:`save` could not write ``path`` (a folder,
+    a missing or read-only folder), rather than after the first epoch of training."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"checkpoint {path}: the folder {folder} does not exist")
+    probe = os.path.join(folder, f".{os.path.basename(path)}.probe-{os.getpid()}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+    except OSError as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be written: {error.strerror or error}"
+        ) from None
+
+
 def _encode(state: trees.Tree, meta: dict) -> list[tuple[str, bytes]]:
     descriptors, arrays = [], []
     for leaf in trees.leaves(state):

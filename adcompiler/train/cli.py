@@ -17,56 +17,80 @@ name                required  what
 
 Command-line options override ``defaults``::
 
-    adcompiler train samples/mlp_digits.py --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
+    adcompiler train mlp_digits --epochs 30 --batch-size 64 --lr 3e-3 --seed 0 \\
         --checkpoint run.ckpt [--resume run.ckpt] [--save params.npz] [--plot history.png] \\
         [--emit loss_grad.py]
 
-``python samples/mlp_digits.py [options]`` does the same, through :func:`run_module`.
+A sample is a path to a ``.py`` file or the name of one that ships with adcompiler
+(``linear_regression``, ``logistic_regression``, ``mlp_digits``, ``rnn_sequence``; see
+:mod:`adcompiler.samples`). ``python -m adcompiler.samples.mlp_digits [options]`` does the
+same, through :func:`run_module`.
 It prints one line per epoch, then the test loss and metric and the training time.
-Exit status: 0 on success, 1 when training fails (non-finite loss, bad checkpoint),
-2 for usage errors.
+Exit status: 0 on success, 1 when the compiler refuses the loss (its diagnostics are
+printed) or training fails (non-finite loss, bad checkpoint), 2 for a bad input (printed as
+one line: a sample that cannot be imported, an unwritable output path, a bad option).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from types import ModuleType
 
+from adcompiler import samples
+from adcompiler.errors import UnsupportedSyntaxError
 from adcompiler.train.checkpoint import CheckpointError
 from adcompiler.train.loop import NonFiniteLossError, evaluate, fit
-from adcompiler.train.objective import Objective
+from adcompiler.train.objective import MetricSignatureError, Objective
 from adcompiler.train.optimizers import make_optimizer
+from adcompiler.usage import (
+    ArgumentParser,
+    UsageError,
+    check_output_path,
+    import_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 BUILTIN_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0, "optimizer": "adam"}
 
 
 def build_parser(prog: str = "adcompiler train") -> argparse.ArgumentParser:
     """The argument parser; option defaults are ``None`` so a sample's ``defaults`` apply."""
-    parser = argparse.ArgumentParser(prog=prog, description="Train a sample model.")
+    parser = ArgumentParser(prog=prog, description="Train a sample model.")
     parser.add_argument(
-        "sample", nargs="?", help="a .py file exposing loss, init_params, load_data"
-    )
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate")
+        "sample", nargs="?",
+        help="a .py file exposing loss, init_params, load_data, or the name of a sample that "
+        "ships with adcompiler: " + ", ".join(samples.NAMES),
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--lr", type=positive_float, help="learning rate")
     parser.add_argument("--optimizer", help="sgd, momentum, nesterov, adam or adamw")
-    parser.add_argument("--seed", type=int, help="seeds initialization and batch order")
+    parser.add_argument("--seed", type=non_negative_int, help="seeds initialization and order")
     parser.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
-    parser.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    parser.add_argument(
+        "--checkpoint-every", type=positive_int, help="also checkpoint every N steps"
+    )
     parser.add_argument("--resume", help="continue from this checkpoint")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    parser.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE")
     parser.add_argument("--emit", help="write the generated gradient's source to this file")
     parser.add_argument("--save", help="write the trained parameters to this .npz")
     parser.add_argument("--plot", help="write the loss/metric curves to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     parser.add_argument(
-        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (default 1: fastest here)"
+        "--blas-threads", type=positive_int, default=1,
+        help="NumPy BLAS threads (default 1: fastest here)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="data-parallel workers")
+    parser.add_argument("--workers", type=positive_int, default=1, help="data-parallel workers")
+    parser.add_argument(
+        "--heartbeat-timeout", type=positive_float, metavar="SECONDS",
+        help="with --workers > 1: stop when a worker sends no heartbeat for this long "
+        "(default 30)",
+    )  # fmt: skip
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--backend", choices=("local", "mpi"), default="local")
     return parser
@@ -79,11 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is None:
         parser.error("the sample file is required")
     try:
+        check_arguments(args)
         module = load_sample(args.sample)
-    except (OSError, ImportError, AttributeError) as error:
-        print(f"adcompiler train: {error}", file=sys.stderr)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     return run(module, args)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Options that only make sense together, and every file the run will write (which must
+    be writable): checked before any work is done."""
+    if args.heartbeat_timeout is not None and (args.workers < 2 or args.backend != "local"):
+        raise UsageError("--heartbeat-timeout applies to --workers 2 or more (local backend)")
+    for option in ("checkpoint", "emit", "save", "plot"):
+        path = getattr(args, option)
+        if path is not None:
+            check_output_path(path, "--" + option)
 
 
 def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
@@ -92,21 +128,29 @@ def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sample is not None:
         parser.error(f"unexpected argument {args.sample!r}")
+    try:
+        check_arguments(args)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     return run(module, args)
 
 
 def load_sample(path: str) -> ModuleType:
-    """Import a sample file as a module and check that it exposes what training needs."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such sample file: {path}")
+    """Import a sample file (or a shipped sample, by name) as a module and check that it
+    exposes what training needs."""
+    if not os.path.exists(path) and samples.path(path) is not None:
+        path = samples.path(path)
+    elif not os.path.exists(path) and os.sep not in path and not path.endswith(".py"):
+        raise UsageError(
+            f"no sample file or shipped sample named {path!r}; the shipped samples are "
+            + ", ".join(samples.NAMES)
+        )
     name = "adcompiler_sample_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module = import_file(path, name, what="sample file")
     missing = [n for n in ("loss", "init_params", "load_data") if not hasattr(module, n)]
     if missing:
-        raise AttributeError(
+        raise UsageError(
             f"{path} does not define {', '.join(missing)} (see adcompiler.train.cli)"
         )
     return module
@@ -132,11 +176,12 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
     else:
         optimizer = make_optimizer(settings["optimizer"], settings["lr"])
     metric = getattr(module, "metric", None)
-    if args.emit:
-        emit_gradient(module.loss, params, args.emit)
-        print(f"wrote the generated gradient to {args.emit}")
     started = time.perf_counter()
     try:
+        if args.emit:
+            emit_gradient(module.loss, params, args.emit)
+            print(f"wrote the generated gradient to {args.emit}")
+            started = time.perf_counter()
         result = fit(
             module.loss, params, data["train"], epochs=settings["epochs"],
             batch_size=settings["batch_size"], optimizer=optimizer,
@@ -144,11 +189,17 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             early_stopping=settings.get("early_stopping"), checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every, resume=args.resume, quiet=args.quiet,
             workers=args.workers, mode=args.mode, backend=args.backend,
-            blas_threads=args.blas_threads,
+            blas_threads=args.blas_threads, **parallel_options(args),
         )  # fmt: skip
     except (NonFiniteLossError, CheckpointError) as error:
         print(f"adcompiler train: {error}", file=sys.stderr)
         return 1
+    except UnsupportedSyntaxError as error:  # the sample's loss: every problem, located
+        print(error, file=sys.stderr)
+        return 1
+    except MetricSignatureError as error:
+        print(f"adcompiler train: error: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - started
     if result.history.get("parallel", {}).get("rank", 0) != 0:
         return 0  # under MPI, rank 0 reports (and writes files) for the job
@@ -172,6 +223,13 @@ def run(module: ModuleType, args: argparse.Namespace) -> int:
             print(f"adcompiler train: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def parallel_options(args: argparse.Namespace) -> dict:
+    """Options that only the data-parallel engines take, when they are given."""
+    if args.heartbeat_timeout is None:
+        return {}
+    return {"heartbeat_timeout": args.heartbeat_timeout}
 
 
 def emit_gradient(loss, params, path: str) -> None:

@@ -16,13 +16,23 @@ On disk, a sharded data set is a folder with one file per field and shard,
 ``<field>.<shard:05d>.npy`` (``x.00000.npy``, ``y.00000.npy``, ``x.00001.npy``,
 ...), all shards of a field agreeing in dtype and trailing shape; the fields
 are taken in the order given by ``fields=`` or else alphabetically.
-:func:`write_shards` writes that layout. Only a few shards are mapped at a
-time, so the address space and resident memory stay bounded however large
-the data set is.
+:func:`write_shards` writes that layout, plus a manifest ``shards.json``
+that lists the fields and the rows of every shard. Only a few shards are
+mapped at a time, so the address space and resident memory stay bounded
+however large the data set is.
+
+A shard set is checked when it is opened, from the files' headers and sizes
+(no data is read): every field's shards are numbered 0, 1, 2, ... without a
+gap, every field has the same shards with the same number of rows (so row
+``i`` of ``x`` is always paired with row ``i`` of ``y``), no file is shorter
+than its header says, and, where there is a manifest, nothing it lists is
+missing (a lost last shard). Each problem is a :class:`ShardError` naming the
+file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import OrderedDict
@@ -68,6 +78,12 @@ class ArrayDataset:
 
 
 _SHARD_NAME = re.compile(r"^(?P<field>.+)\.(?P<index>\d{5})\.npy$")
+MANIFEST = "shards.json"
+
+
+class ShardError(ValueError):
+    """A folder of shards is inconsistent: a gap, a field with other shards than the rest,
+    rows that do not pair up, a truncated file. The message names the file."""
 
 
 class ShardedDataset:
@@ -78,6 +94,10 @@ class ShardedDataset:
         fields: which fields, in which order ``take`` returns them (default: all, sorted).
         max_open: how many shards of each field stay mapped at once (the least
             recently used are unmapped).
+
+    Raises:
+        FileNotFoundError: no shards, or none for a requested field.
+        ShardError: the shards do not form one consistent set (see the module docstring).
     """
 
     def __init__(
@@ -95,13 +115,38 @@ class ShardedDataset:
         missing = [f for f in self.fields if f not in found]
         if missing:
             raise FileNotFoundError(f"no shards for field(s) {missing} in {self.folder}")
+        count = self._check_numbering({f: found[f] for f in self.fields})
         self._files = [
-            [os.path.join(self.folder, found[f][i]) for i in sorted(found[f])] for f in self.fields
+            [os.path.join(self.folder, found[f][i]) for i in range(count)] for f in self.fields
         ]
         self._lengths, self._rows = self._inspect()
+        self._check_manifest()
         self._starts = np.concatenate([[0], np.cumsum(self._lengths)])
         self.max_open = max_open
         self._open: list[OrderedDict[int, np.ndarray]] = [OrderedDict() for _ in self.fields]
+
+    def _path(self, field: str, shard: int) -> str:
+        return os.path.join(self.folder, f"{field}.{shard:05d}.npy")
+
+    def _check_numbering(self, found: dict[str, dict[int, str]]) -> int:
+        """Every field's shards are 0..n-1, the same n for all; returns n."""
+        for field, shards in found.items():
+            gaps = sorted(set(range(max(shards) + 1)) - set(shards))
+            if gaps:
+                raise ShardError(
+                    f"{self._path(field, gaps[0])} is missing: the shards of field {field!r} "
+                    f"are numbered {_ranges(sorted(shards))}, with a gap"
+                )
+        counts = {field: len(shards) for field, shards in found.items()}
+        most = max(counts.values())
+        for field, count in counts.items():
+            if count < most:
+                longest = max(counts, key=counts.get)
+                raise ShardError(
+                    f"{self._path(field, count)} is missing: field {field!r} has {count} "
+                    f"shard(s), field {longest!r} has {most}"
+                )
+        return most
 
     def _inspect(self) -> tuple[np.ndarray, list[tuple[tuple[int, ...], np.dtype]]]:
         """Shard lengths, and each field's row shape and dtype; checks that they agree.
@@ -111,19 +156,53 @@ class ShardedDataset:
         """
         self._headers = [[_npy_header(f) for f in files] for files in self._files]
         lengths, rows = None, []
-        for field, headers in zip(self.fields, self._headers, strict=True):
+        for field, files, headers in zip(self.fields, self._files, self._headers, strict=True):
             field_lengths = [shape[0] if shape else 0 for shape, _, _, _ in headers]
             if lengths is None:
-                lengths = field_lengths
-            elif field_lengths != lengths:
-                raise ValueError(
-                    f"field {field!r} has shard lengths {field_lengths}, not {lengths}"
-                )
-            if len({(shape[1:], dtype) for shape, _, dtype, _ in headers}) != 1:
-                raise ValueError(f"the shards of field {field!r} differ in dtype or row shape")
+                lengths, first = field_lengths, files
+            for shard, (rows_here, rows_first) in enumerate(zip(field_lengths, lengths)):
+                if rows_here != rows_first:
+                    raise ShardError(
+                        f"{files[shard]} has {rows_here} rows but {first[shard]} has "
+                        f"{rows_first}: the shard lengths of the fields must match row for row"
+                    )
             shape, _, dtype, _ = headers[0]
+            for path, (other, _, other_dtype, _) in zip(files, headers):
+                if (other[1:], other_dtype) != (shape[1:], dtype):
+                    raise ShardError(
+                        f"{path} holds rows of shape {other[1:]} and dtype {other_dtype}, "
+                        f"{files[0]} of shape {shape[1:]} and dtype {dtype}: the shards of "
+                        f"field {field!r} differ in dtype or row shape"
+                    )
             rows.append((shape[1:], dtype))
         return np.asarray(lengths, dtype=np.int64), rows
+
+    def _check_manifest(self) -> None:
+        """Where :func:`write_shards` left a manifest, nothing it lists may be missing."""
+        path = os.path.join(self.folder, MANIFEST)
+        if not os.path.exists(path):
+            return
+        try:
+            with open(path) as file:
+                manifest = json.load(file)
+            listed, rows = list(manifest["fields"]), [int(r) for r in manifest["shard_rows"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ShardError(f"{path} is not a readable shard manifest ({error})") from None
+        for field in self.fields:
+            if field not in listed:
+                continue
+            have = len(self._lengths)
+            if have < len(rows):
+                raise ShardError(
+                    f"{self._path(field, have)} is missing: {path} lists {len(rows)} shards "
+                    f"of field {field!r}, the folder has {have}"
+                )
+            if have > len(rows) or list(self._lengths) != rows:
+                raise ShardError(
+                    f"the shards of field {field!r} in {self.folder} (rows "
+                    f"{list(self._lengths)}) are not those {path} lists (rows {rows}); "
+                    "write the folder again with write_shards"
+                )
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -164,17 +243,43 @@ class ShardedDataset:
 
 
 def _npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, without reading data."""
-    with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            header = np.lib.format.read_array_header_1_0(file)
-        else:
-            header = np.lib.format.read_array_header_2_0(file)
-        shape, fortran_order, dtype = header
-        if dtype.hasobject:
-            raise ValueError(f"{path} holds Python objects; shards must be plain arrays")
-        return tuple(shape), fortran_order, dtype, file.tell()
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, without reading data.
+
+    Raises :class:`ShardError` naming the file if it is not a ``.npy`` file, holds Python
+    objects, or is shorter than its header says (truncated)."""
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(file)
+            else:
+                header = np.lib.format.read_array_header_2_0(file)
+            offset = file.tell()
+    except (ValueError, OSError, EOFError) as error:
+        raise ShardError(f"{path} is not a readable .npy file ({error})") from None
+    shape, fortran_order, dtype = header
+    if dtype.hasobject:
+        raise ShardError(f"{path} holds Python objects; shards must be plain arrays")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size < expected:
+        raise ShardError(
+            f"{path} is truncated: its header promises an array of shape {tuple(shape)} and "
+            f"dtype {dtype} ({expected} bytes with the header), the file has {size} bytes"
+        )
+    return tuple(shape), fortran_order, dtype, offset
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 4]`` -> ``"0-2, 4"``."""
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)
 
 
 def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard_size: int) -> None:
@@ -184,11 +289,18 @@ def write_shards(folder: str | os.PathLike, arrays: dict[str, np.ndarray], shard
     if len(lengths) != 1:
         raise ValueError("all fields must have the same number of rows")
     (n,) = lengths
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    rows = []
     for shard, start in enumerate(range(0, n, shard_size)):
         for field, array in arrays.items():
             np.save(
                 os.path.join(folder, f"{field}.{shard:05d}.npy"), array[start : start + shard_size]
             )
+        rows.append(len(range(start, min(start + shard_size, n))))
+    manifest = {"fields": list(arrays), "shard_rows": rows}
+    with open(os.path.join(folder, MANIFEST), "w") as file:
+        json.dump(manifest, file)
 
 
 def as_dataset(data) -> ArrayDataset | ShardedDataset:

@@ -29,8 +29,9 @@ from adcompiler.train import checkpoint as checkpoints
 from adcompiler.train.data import as_dataset, batch_order, batch_slices
 from adcompiler.train.objective import Objective
 from adcompiler.train.optimizers import Adam
+from adcompiler.train.progress import epoch_line, progress_bar
 from adcompiler.train.threads import set_blas_threads
-from adcompiler.train.tree import Tree, structure, tree_map
+from adcompiler.train.tree import Tree, describe, leaves, paths, structure, tree_map
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,10 +119,7 @@ class TrainState:
                     f"checkpoint {path} is from a run with {key}={meta['run'].get(key)!r}, "
                     f"this run has {key}={value!r}"
                 )
-        if structure(arrays["params"]) != structure(params):
-            raise checkpoints.CheckpointError(
-                f"checkpoint {path} holds parameters of another layout"
-            )
+        _check_same_parameters(path, arrays["params"], params)
         expected = batch_order(run["examples"], run["seed"], meta["epoch"])
         if not np.array_equal(arrays["order"], expected):
             raise checkpoints.CheckpointError(f"checkpoint {path}: the data order does not match")
@@ -145,6 +143,34 @@ class TrainState:
             best_params=arrays["best_params"],
             **{k: meta[k] for k in fields},
         )
+
+
+def _check_same_parameters(path, saved: Tree, params: Tree) -> None:
+    """Refuse to resume when the checkpoint's parameters differ from the run's in their
+    names, shapes or dtypes: the checkpoint's would silently replace them."""
+    if structure(saved) != structure(params):
+        theirs, ours = set(paths(saved)), set(paths(params))
+        missing, extra = sorted(ours - theirs), sorted(theirs - ours)
+        detail = "; ".join(
+            part
+            for part in (
+                f"the run has {', '.join(missing)}, the checkpoint does not" if missing else "",
+                f"the checkpoint has {', '.join(extra)}, the run does not" if extra else "",
+            )
+            if part
+        ) or f"checkpoint: {describe(structure(saved))}, run: {describe(structure(params))}"
+        raise checkpoints.CheckpointError(
+            f"checkpoint {path} holds parameters of another layout ({detail})"
+        )
+    for name, old, new in zip(paths(saved), leaves(saved), leaves(params)):
+        old_shape, new_shape = np.shape(old), np.shape(new)
+        old_dtype, new_dtype = np.asarray(old).dtype, np.asarray(new).dtype
+        if old_shape != new_shape or old_dtype != new_dtype:
+            raise checkpoints.CheckpointError(
+                f"checkpoint {path}: parameter {name or 'params'} is {old_dtype}{list(old_shape)} "
+                f"in the checkpoint but {new_dtype}{list(new_shape)} in this run; resume with "
+                "the model the checkpoint was written by"
+            )
 
 
 def _numbers(values) -> bool:
@@ -255,6 +281,8 @@ _RUN_OPTIONS = {
 def _fit(loss, params, data, *, checkpoint, checkpoint_every, resume, quiet, workers, mode,
          backend, **options) -> FitResult:  # fmt: skip
     """One process, or hand everything (with any extra options) to the parallel engines."""
+    if checkpoint is not None and backend == "local":  # (MPI: rank 0 checks, in mpi.fit)
+        checkpoints.check_writable(checkpoint)
     if workers > 1 or backend != "local" or mode != "sync" or set(options) - _RUN_OPTIONS:
         from adcompiler.train.parallel import fit_parallel
 
@@ -305,6 +333,8 @@ class Run:
         elif lr is not None:
             raise TypeError("pass lr= or optimizer=, not both (set the rate on the optimizer)")
         self.optimizer = optimizer
+        if metric is not None:
+            self.objective.check_metric(metric)
         self.metric = metric
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         self.drop_last, self.eval_batch_size = drop_last, eval_batch_size
@@ -343,19 +373,11 @@ class Run:
         self, state: TrainState, checkpoint=None, checkpoint_every=None, quiet=False
     ) -> FitResult:
         """Run the remaining epochs of ``state`` in this process."""
-        from tqdm.auto import tqdm
-
         while state.epoch < self.epochs and not state.stopped:
             slices = self._slices(state.epoch)
             started = time.perf_counter()
-            with tqdm(
-                total=len(slices),
-                initial=state.batch,
-                disable=quiet,
-                leave=False,
-                desc=f"epoch {state.epoch + 1}/{self.epochs}",
-                unit="step",
-            ) as bar:
+            desc = f"epoch {state.epoch + 1}/{self.epochs}"
+            with progress_bar(len(slices), state.batch, desc, quiet) as bar:
                 while state.batch < len(slices):
                     rows = slices[state.batch]
                     self.step(state, self.dataset.take(rows))
@@ -406,8 +428,7 @@ class Run:
         for key, value in record.items():
             state.history.setdefault(key, []).append(value)
         if not quiet:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            print(f"epoch {record['epoch']}/{self.epochs}: {shown}", flush=True)
+            print(epoch_line(record, self.epochs), flush=True)
         self._early_stopping(state, record)
         state.epoch += 1
         state.batch = 0

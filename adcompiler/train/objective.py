@@ -25,6 +25,10 @@ from collections.abc import Callable, Sequence
 from adcompiler.train.tree import Tree
 
 
+class MetricSignatureError(TypeError):
+    """A metric that cannot be called with the loss's arguments (checked before training)."""
+
+
 class Objective:
     """Binds parameters and batches to a loss's arguments and holds its gradient function.
 
@@ -93,6 +97,23 @@ class Objective:
     def value(self, params: Tree, batch: Sequence) -> float:
         """The loss on a batch (the plain NumPy function, no gradient)."""
         return float(self.loss(*self.arguments(params, batch)))
+
+    def check_metric(self, metric: Callable) -> None:
+        """Refuse, before training, a metric that cannot take the loss's arguments (it is
+        called like the loss, e.g. ``metric(W, b, x, y)``, not ``metric(logits, labels)``)."""
+        try:
+            signature = inspect.signature(metric)
+        except (TypeError, ValueError):  # a builtin without a signature: find out when called
+            return
+        try:
+            signature.bind(*self.arg_names)
+        except TypeError:
+            names = ", ".join(self.arg_names)
+            raise MetricSignatureError(
+                f"the metric {_name(metric)}{signature} is called like the loss, with "
+                f"{_name(self.loss)}'s arguments ({names}); wrap it, e.g. "
+                f"def my_metric({names}): return {_name(metric)}(<predictions>, <labels>)"
+            ) from None
 
     def call(self, fn: Callable, params: Tree, batch: Sequence):
         """Call ``fn`` (e.g. a metric) with the loss's argument binding."""

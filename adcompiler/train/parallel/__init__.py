@@ -20,7 +20,9 @@ global batches (:mod:`.sync`); async mode applies gradients as they
 arrive, at most ``max_staleness`` updates old (:mod:`.server`). Both return
 the loop's ``FitResult``; ``history["parallel"]`` says how the run went
 (timings; for async, the staleness distribution). A worker that dies stops
-the run with :class:`WorkerLostError` naming it.
+the run with :class:`WorkerLostError` naming it, and so does a local worker
+that stops responding (no heartbeat for ``heartbeat_timeout`` seconds, e.g.
+a SIGSTOPped process).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from adcompiler.train.parallel.errors import WorkerError, WorkerLostError
 __all__ = ["WorkerError", "WorkerLostError", "fit_parallel"]
 
 MODES = ("sync", "async")
+HEARTBEAT_TIMEOUT = 30.0  # default seconds without a local worker's heartbeat
 BACKENDS = ("local", "mpi")
 
 
@@ -45,6 +48,7 @@ def fit_parallel(
     backend: str = "local",
     max_staleness: int | None = None,
     start_method: str | None = None,
+    heartbeat_timeout: float | None = HEARTBEAT_TIMEOUT,
     checkpoint=None,
     checkpoint_every: int | None = None,
     resume=None,
@@ -64,6 +68,9 @@ def fit_parallel(
         max_staleness: async only: the most updates an applied gradient may lag behind
             (older ones are dropped and recomputed); default ``workers``.
         start_method: ``local`` only: multiprocessing start method (default ``fork`` on Linux).
+        heartbeat_timeout: ``local`` only: seconds without a heartbeat from a worker (a
+            thread in it beats every quarter of this) after which the run stops with
+            ``WorkerLostError`` naming it; ``None`` waits forever.
         checkpoint, checkpoint_every, resume, quiet: as for ``fit``; one process writes
             (sync: rank 0; async: the server); async mode checkpoints at epoch ends only.
         **fit_options: the rest of ``fit``'s keyword arguments (optimizer, lr, validation,
@@ -74,7 +81,7 @@ def fit_parallel(
         ``FitResult`` (with MPI, on every rank; the history is complete on rank 0).
 
     Raises:
-        WorkerLostError: a worker died; the message names it.
+        WorkerLostError: a worker died or stopped responding; the message names it.
     """
     from adcompiler.train.loop import Run
     from adcompiler.train.parallel.job import Job
@@ -103,5 +110,5 @@ def fit_parallel(
             raise ValueError(f"workers must be >= 1, got {workers}")
         state = job.initial_state(resume)
         fit_mode = run_local.fit_sync if mode == "sync" else run_local.fit_async
-        state = fit_mode(job, state, workers, start_method)
+        state = fit_mode(job, state, workers, start_method, heartbeat_timeout)
     return job.run.result(state)

@@ -11,6 +11,14 @@
          sets the abort word and wakes every waiter, so the others raise
          WorkerLostError at once, naming it.
 
+Heartbeats: a thread in every worker writes the time (``CLOCK_MONOTONIC``,
+the same in every process) into the worker's word of the control block
+every ``heartbeat_timeout / 4`` seconds; the parent wakes at least that
+often and stops the run, naming the worker, when a beat is more than
+``heartbeat_timeout`` seconds old. That catches a worker that no longer
+runs at all (SIGSTOP, a frozen process) without a false alarm on a slow
+step: the beat comes from its own thread, not from progress.
+
 Why ``fork``: the model's gradient function is often generated code or a
 closure that cannot be pickled, and the data set is inherited copy-on-write
 instead of being sent to each worker. ``spawn``/``forkserver`` work too
@@ -45,6 +53,7 @@ from multiprocessing import connection, shared_memory
 
 import numpy as np
 
+from adcompiler.train.parallel import HEARTBEAT_TIMEOUT
 from adcompiler.train.parallel.errors import WorkerError, WorkerLostError
 from adcompiler.train.parallel.job import available_cores
 
@@ -52,8 +61,10 @@ SEGMENT_PREFIX = "adc_"
 POLL_SECONDS = 0.05  # how often a blocked wait looks at the abort word and the parent
 SPIN_SECONDS = 200e-6  # how long a barrier polls before it sleeps (when workers <= cores)
 
-# Control words at the start of the segment.
+# Control words at the start of the segment: then one progress word per worker, then one
+# heartbeat word per worker (monotonic nanoseconds).
 _ABORT, _DEAD_RANK, _DEAD_CODE, _PROGRESS = 0, 1, 2, 3
+_STOPPED = -998  # _DEAD_CODE of a worker that stopped responding (no heartbeat)
 
 
 # ---------------------------------------------------------------- shared memory
@@ -219,6 +230,8 @@ def describe_loss(control: np.ndarray) -> str:
 def exit_reason(code: int | None) -> str:
     if code is None:
         return "is still running"
+    if code == _STOPPED:
+        return "stopped responding (no heartbeat)"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -235,13 +248,22 @@ def exit_reason(code: int | None) -> str:
 class LocalGroup:
     """Worker processes plus the shared state they synchronise through."""
 
-    def __init__(self, workers: int, layout: dict, start_method: str | None = None):
+    def __init__(
+        self,
+        workers: int,
+        layout: dict,
+        start_method: str | None = None,
+        heartbeat_timeout: float | None = HEARTBEAT_TIMEOUT,
+    ):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if heartbeat_timeout is not None and not heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 or None, got {heartbeat_timeout}")
         reap_stale_segments()
         self.workers = workers
+        self.heartbeat_timeout = heartbeat_timeout
         self.context = mp.get_context(start_method or _default_start_method())
-        layout = {"control": ((_PROGRESS + workers,), "int64"), **layout}
+        layout = {"control": ((_PROGRESS + 2 * workers,), "int64"), **layout}
         self.arena = Arena(layout)
         self.control = self.arena["control"]
         self.barrier = Barrier(self.context, workers, self.control)
@@ -258,6 +280,9 @@ class LocalGroup:
 
     def start(self, target: Callable, args: Sequence = ()) -> None:
         """Start ``target(comm, *args)`` in every worker; ``comm`` is a :class:`LocalComm`."""
+        now = time.monotonic_ns()
+        self.control[_PROGRESS + self.workers :] = now  # a grace period to start
+        self._last_check = self._resumed = now  # see _check_heartbeats
         for rank in range(self.workers):
             parent_end, child_end = self.context.Pipe(duplex=True)
             process = self.context.Process(
@@ -288,13 +313,42 @@ class LocalGroup:
         results: dict[int, object] = {}
         exits = {p.sentinel: r for r, p in enumerate(self.processes)}
         readers = {c: r for r, c in enumerate(self.pipes)}
+        timeout = None if self.heartbeat_timeout is None else self.heartbeat_timeout / 4
         while len(results) < self.workers:
-            for handle in connection.wait(list(exits) + list(readers)):
+            for handle in connection.wait(list(exits) + list(readers), timeout):
                 if handle in readers:
                     self._read(readers, handle, results, on_message)
                 elif handle in exits:
                     self._exited(exits.pop(handle), results)
+            if timeout is not None:
+                self._check_heartbeats(set(exits.values()) - set(results))
         return [results[r] for r in range(self.workers)]
+
+    def _check_heartbeats(self, running: set[int]) -> None:
+        """Stop the run if a running worker's last heartbeat is too old (it is stopped).
+
+        A beat counts from when this process last ran without a gap: if the parent was
+        stopped too (Ctrl-Z stops the whole job, then ``fg``), the workers get a whole
+        timeout to beat again instead of being declared lost at once."""
+        now = time.monotonic_ns()
+        interval = self.heartbeat_timeout / 4 * 1e9
+        if now - self._last_check > 2 * interval:  # this process did not run for a while
+            self._resumed = now
+        self._last_check = now
+        for rank in sorted(running):
+            beat = max(int(self.control[_PROGRESS + self.workers + rank]), self._resumed)
+            silent = (now - beat) / 1e9
+            if silent <= self.heartbeat_timeout:
+                continue
+            process = self.processes[rank]
+            self.abort(rank, _STOPPED)
+            with contextlib.suppress(OSError):
+                process.kill()  # SIGKILL ends a stopped process too
+            raise WorkerLostError(
+                f"worker {rank} (pid {process.pid}) stopped responding: no heartbeat for "
+                f"{silent:.1f} s (heartbeat_timeout={self.heartbeat_timeout:g} s) at step "
+                f"{int(self.control[_PROGRESS + rank])}; the other workers were stopped"
+            )
 
     def _read(self, readers: dict, handle, results: dict, on_message) -> None:
         rank = readers[handle]
@@ -373,14 +427,17 @@ def run(
     on_message: Callable | None = None,
     start_method: str | None = None,
     on_start: Callable | None = None,
+    heartbeat_timeout: float | None = HEARTBEAT_TIMEOUT,
 ) -> list:
     """Run ``target(comm, *args)`` in ``workers`` processes; return their results by rank.
 
     ``on_start(group)`` runs in the parent once the workers are started.
     SIGTERM is turned into an exception in the parent for the duration, so
-    that the workers are stopped and the segment unlinked.
+    that the workers are stopped and the segment unlinked. A worker whose
+    heartbeat is older than ``heartbeat_timeout`` seconds (None: never) stops
+    the run with :class:`WorkerLostError` naming it.
     """
-    group = LocalGroup(workers, layout, start_method)
+    group = LocalGroup(workers, layout, start_method, heartbeat_timeout)
     with _terminate_raises():
         try:
             group.start(target, args)
@@ -483,6 +540,12 @@ def _worker_main(group: LocalGroup, rank: int, pipe, target: Callable, args: tup
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     comm = LocalComm(group, rank, pipe)
+    if group.heartbeat_timeout is not None:
+        threading.Thread(
+            target=_beat, args=(group.control, _PROGRESS + group.workers + rank,
+                                group.heartbeat_timeout / 4),
+            name="adcompiler-heartbeat", daemon=True,
+        ).start()  # fmt: skip
     try:
         result = target(comm, *args)
     except WorkerLostError:
@@ -501,6 +564,13 @@ def _worker_main(group: LocalGroup, rank: int, pipe, target: Callable, args: tup
         os._exit(1)
     pipe.send_bytes(b"R" + pickle.dumps(result))
     pipe.close()
+
+
+def _beat(control: np.ndarray, word: int, interval: float) -> None:
+    """The worker's heartbeat thread: the time, every ``interval`` seconds, until exit."""
+    while True:
+        control[word] = time.monotonic_ns()
+        time.sleep(interval)
 
 
 def _die_with_parent() -> None:

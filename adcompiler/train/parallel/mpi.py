@@ -32,6 +32,7 @@ import traceback
 
 import numpy as np
 
+from adcompiler.train import checkpoint as checkpoints
 from adcompiler.train import tree
 from adcompiler.train.loop import TrainState
 from adcompiler.train.parallel.job import Job, available_cores, share_cores
@@ -177,6 +178,8 @@ def fit(job: Job, resume, workers: int | None, mode: str) -> TrainState:
         )
         sys.stderr.flush()
     try:
+        if job.checkpoint is not None and comm.Get_rank() == 0:  # rank 0 writes it
+            checkpoints.check_writable(job.checkpoint)  # before the first step, not after
         state = job.initial_state(resume)  # every rank reads it: a shared file system
         if mode == "sync":
             return _fit_sync(job, state, MPIComm(comm))

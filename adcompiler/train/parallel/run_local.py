@@ -25,11 +25,18 @@ _UP = struct.Struct("<dqqq")  # loss, version read, epoch, batch index
 _DOWN = struct.Struct("<qqq")  # version, epoch, batch index (or STOP)
 
 
-def fit_sync(job: Job, state: TrainState, workers: int, start_method=None) -> TrainState:
+def fit_sync(
+    job: Job,
+    state: TrainState,
+    workers: int,
+    start_method=None,
+    heartbeat_timeout: float | None = local.HEARTBEAT_TIMEOUT,
+) -> TrainState:
     """``workers`` processes, one all-reduce per step; returns rank 0's final state."""
     size = tree.flat_spec(state.params).size
     layout = {"slots": ((2, workers, size + 1), "float64"), "gathered": ((2, size), "float64")}
-    results = local.run(workers, layout, _sync_worker, (job, state), start_method=start_method)
+    results = local.run(workers, layout, _sync_worker, (job, state), start_method=start_method,
+                        heartbeat_timeout=heartbeat_timeout)  # fmt: skip
     digests = {r["digest"] for r in results}
     if len(digests) != 1:
         raise RuntimeError("the workers' parameters differ after synchronous training")
@@ -43,7 +50,13 @@ def _sync_worker(comm, job: Job, state: TrainState) -> dict:
     return {"digest": digest, "state": final if comm.rank == 0 else None}
 
 
-def fit_async(job: Job, state: TrainState, workers: int, start_method=None) -> TrainState:
+def fit_async(
+    job: Job,
+    state: TrainState,
+    workers: int,
+    start_method=None,
+    heartbeat_timeout: float | None = local.HEARTBEAT_TIMEOUT,
+) -> TrainState:
     """The parent serves parameters to ``workers`` processes; returns the server's state."""
     spec = tree.flat_spec(state.params)
     layout = {
@@ -76,6 +89,7 @@ def fit_async(job: Job, state: TrainState, workers: int, start_method=None) -> T
         on_message=on_message,
         start_method=start_method,
         on_start=on_start,
+        heartbeat_timeout=heartbeat_timeout,
     )
     final = server.result()
     final.history["parallel"]["worker_seconds"] = [r["seconds"] for r in results]

@@ -1,11 +1,11 @@
 """A two-hidden-layer MLP classifying the 8x8 handwritten digits (1,797 images, 10 classes).
 
-    python samples/mlp_digits.py                  # or: adcompiler train samples/mlp_digits.py
-    python samples/mlp_digits.py --epochs 5 --lr 1e-3 --seed 1 --checkpoint mlp.ckpt
+    python -m adcompiler.samples.mlp_digits                  # or: adcompiler train mlp_digits
+    python -m adcompiler.samples.mlp_digits --epochs 5 --lr 1e-3 --seed 1 --checkpoint mlp.ckpt
 
 The loss is plain NumPy; adcompiler generates its gradient with respect to
 the six parameter arrays, and ``adcompiler.train.fit`` runs Adam on
-mini-batches. Data: samples/data/digits.npz (see docs/training.md), split
+mini-batches. Data: adcompiler/samples/data/digits.npz (see docs/training.md), split
 70/15/15 into train/validation/test with a fixed seed.
 """
 

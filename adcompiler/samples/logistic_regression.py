@@ -1,11 +1,11 @@
 """Logistic regression: tell handwritten 3s from 8s (a binary task on the digits data).
 
-    python samples/logistic_regression.py
-    adcompiler train samples/logistic_regression.py --epochs 20 --seed 1  # with options
+    python -m adcompiler.samples.logistic_regression
+    adcompiler train logistic_regression --epochs 20 --seed 1  # with options
 
 The model is ``sigmoid(x @ w + b)``, trained on the numerically stable
 binary cross-entropy of its logits. Prints the test accuracy.
-Data: samples/data/digits.npz, the images labelled 3 or 8 (see docs/training.md).
+Data: adcompiler/samples/data/digits.npz, the images labelled 3 or 8 (see docs/training.md).
 """
 
 import os

@@ -1,8 +1,9 @@
 """Where does a training step of the digits MLP go? The generated gradient vs the rest.
 
-    python samples/train_overhead.py [--epochs 40] [--batch-size 64] [--repeats 3] [--progress]
+    python -m adcompiler.samples.train_overhead [--epochs 40] [--batch-size 64] [--repeats 3]
+        [--progress]
 
-Runs ``samples/mlp_digits.py``'s training through the same loop as ``fit``
+Runs ``mlp_digits.py``'s training through the same loop as ``fit``
 (``adcompiler.train.loop.Run``), with timers wrapped around the three parts
 of a step that do real work: taking the mini-batch, calling the generated
 ``value_and_grad``, and the optimizer update. "Rest" is everything else in

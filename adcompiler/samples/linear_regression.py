@@ -1,13 +1,13 @@
 """Linear regression on the diabetes data set (442 patients, 10 features, disease progression).
 
-    python samples/linear_regression.py
-    adcompiler train samples/linear_regression.py --epochs 20 --seed 1  # with options
+    python -m adcompiler.samples.linear_regression
+    adcompiler train linear_regression --epochs 20 --seed 1  # with options
 
 Features and target are standardized with the training split's statistics;
 the model is ``x @ w + b`` with a mean-squared-error loss. Prints the test
 R^2, the test RMSE in the target's own units, and for reference the R^2 of
 the exact least-squares solution on the same split.
-Data: samples/data/diabetes.npz (see docs/training.md).
+Data: adcompiler/samples/data/diabetes.npz (see docs/training.md).
 """
 
 import os

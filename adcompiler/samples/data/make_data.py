@@ -1,6 +1,6 @@
 """Regenerate the committed data files from scikit-learn's bundled copies (run once, offline).
 
-    python samples/data/make_data.py
+    python adcompiler/samples/data/make_data.py
 
 digits.npz:   images (1797, 8, 8) uint8 in 0..16, labels (1797,) uint8
               -- sklearn.datasets.load_digits (UCI optical recognition of handwritten digits)

@@ -1,7 +1,7 @@
 """A small recurrent network on a synthetic sequence task: predict a sequence's mean.
 
-    python samples/rnn_sequence.py
-    adcompiler train samples/rnn_sequence.py --epochs 10
+    python -m adcompiler.samples.rnn_sequence
+    adcompiler train rnn_sequence --epochs 10
 
 Each example is a sequence of T numbers drawn uniformly from [-1, 1]; the
 target is their mean. An Elman RNN ``h = tanh(x_t Wx + h Wh + b)`` reads the

@@ -1,0 +1,34 @@
+"""Python AST -> source text: astor where it works, `ast.unparse` where it does not.
+
+astor (0.8) still refers to AST classes that Python 3.14 removed (`ast.Num`,
+`ast.Str`, ...), so on such a Python it fails to import or to run. Then the
+standard library's `ast.unparse` writes the same program: one line per
+statement, the same names and the same expressions; only redundant
+parentheses differ (``return (a, b)`` where astor writes ``return a, b``).
+`tests/test_to_source.py` forces the fallback and checks that both give the
+same AST.
+"""
+
+from __future__ import annotations
+
+import ast
+
+try:
+    import astor
+except Exception:  # noqa: BLE001 - any failure to import astor means: use the fallback
+    astor = None
+
+
+def to_source(module: ast.Module) -> str:
+    """The source of `module`, one line per statement, ending in a newline."""
+    if astor is not None:
+        try:
+            return astor.to_source(module, pretty_source="".join)
+        except AttributeError:  # astor on an `ast` module without the classes it expects
+            pass
+    return unparse(module)
+
+
+def unparse(module: ast.Module) -> str:
+    """The fallback emitter: `ast.unparse`, with astor's final newline."""
+    return ast.unparse(module) + "\n"
