@@ -82,10 +82,12 @@ def register_source(source: str, name: str, filename: str | None = None) -> str:
 
 def source_file(source: str, name: str) -> str | None:
     """The path of a file holding `source`, written now if it is not there yet; None when
-    the disk cache is off or its folder cannot be written."""
+    the disk cache is off, its folder is not safe (see `diskcache.checked_directory`) or it
+    cannot be written."""
     from adcompiler import diskcache
 
-    if not diskcache.enabled():
+    # Only into a folder the disk cache trusts: nothing is written where others can write.
+    if not diskcache.enabled() or diskcache.checked_directory(create=True) is None:
         return None
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     path = os.path.join(diskcache.source_directory(), f"{name}-{digest}.py")
