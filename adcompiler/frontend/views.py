@@ -1,0 +1,367 @@
+"""Writes through NumPy views, followed while lowering (mixed into `Lowering`).
+
+NumPy's views share memory: after ``v = y[1:]``, ``v[0] = 5.0`` changes ``y[1]``, and
+``y[1] = 5.0`` changes ``v[0]``. In the IR a write makes a new value, so the lowering
+follows the aliasing itself. Every value made by an operator with a `View` trait (see
+adcompiler.ops.core) is *linked* to the input it may be a view of; links chain up to a
+*root*, an array that is not a view. A write into any member of such a family
+
+1. is written into the member (``setitem``), then carried up the chain to the root by
+   each operator's ``write_back`` (``y = setitem(y, v_1, index=1:)``, ``x = v_1.T``);
+   through an `identity` view (`ad.stop_gradient`) the same write is made into the
+   input;
+2. then every name that holds a member of the family, in this function and in the
+   functions it is inlined into, and in the tuples and dicts they hold, is given the
+   member again, made from the new root (``v = y_1[1:]``).
+
+What cannot be followed exactly is refused with a located error: a write through a
+view that NumPy may or may not make (``np.reshape``, ``np.ravel``: a copy where the
+memory layout needs one; ``x[i]`` with `i` known only at run time, an index array
+makes a copy), through a read-only view (``np.broadcast_to``), into an argument, or
+into an array kept in a list. A name that holds such a may-be-view of an array that
+is then written becomes *stale*: reading it again is the error (its value would depend
+on what NumPy chose), unless the write provably misses its entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adcompiler.ops.core import Op, View
+from adcompiler.ops.mutation import SETITEM
+from adcompiler.ops.structure import Dyn
+from adcompiler.ssa import Loc, Node, Value
+
+COPY_HINT = "take a copy where you make it (`.copy()`), or write into the array itself"
+
+
+@dataclass(eq=False)
+class Link:
+    """`value` may be a view of `parent`, made by `node` (an operator with a View trait)."""
+
+    node: Node
+    parent: Value
+    kind: str  # "always", "scalar", "layout", "maybe" (View.kind_for), or "opaque"
+    view: View
+    proven: bool = False  # a write through it showed that it is an array (not a scalar)
+
+    def followable(self) -> bool:
+        """Whether the member can be made again from a new parent, exactly as NumPy."""
+        return self.kind == "always" or self.proven
+
+
+@dataclass(eq=False)
+class Stale:
+    """A name whose value NumPy would have changed in a way the compiler cannot follow:
+    reading it again is an error."""
+
+    name: str
+    message: str
+    suggestion: str
+
+
+class ViewState:
+    """What the lowering of one function and the helpers inlined into it share."""
+
+    def __init__(self):
+        self.links: dict[int, Link] = {}  # id of a value -> its link
+        self.producer: dict[int, Node] = {}  # id of a value -> the node that made it
+        self.held: dict[int, Loc | None] = {}  # id of a value kept in a run-time list
+
+
+class Views:
+    """The view-following half of `Lowering` (mixed into it)."""
+
+    def share_views(self, outer) -> None:
+        """Lowering a helper inlined into `outer`: the same links, and the same arrays the
+        caller passed in (which a write must not change)."""
+        self.views, self.outer, self.parameters = outer.views, outer, outer.parameters
+
+    # -- recording ---------------------------------------------------------
+
+    def note_node(self, node: Node) -> None:
+        """Record what `node` makes: a possible view of an input, values kept in a list."""
+        state = self.views
+        for out in node.outputs:
+            state.producer[id(out)] = node
+        view = node.op.view
+        if view is not None and node.outputs and view.input < len(node.inputs):
+            kind = view.kind_for(node.attrs)
+            if kind is not None:
+                parent = node.inputs[view.input]
+                state.links[id(node.outputs[0])] = Link(node, parent, kind, view)
+        if node.op.holds is not None:
+            for v in node.inputs[node.op.holds :]:
+                state.held.setdefault(id(v), node.loc)
+
+    def link_of(self, value) -> Link | None:
+        return self.views.links.get(id(value)) if isinstance(value, Value) else None
+
+    def root_of(self, value: Value) -> Value:
+        link = self.link_of(value)
+        while link is not None:
+            value = link.parent
+            link = self.link_of(value)
+        return value
+
+    def family(self, root: Value) -> list[Value]:
+        """The values known to share `root`'s memory (the root first)."""
+        members = [root]
+        for link in list(self.views.links.values()):
+            value = link.node.outputs[0]
+            if value is not root and self.root_of(value) is root:
+                members.append(value)
+        return members
+
+    def views_held(self, value: Value) -> bool:
+        """Whether a name (here or in a function this one is inlined into, or in a tuple
+        or dict one holds) holds a view of `value`, or `value` is itself one."""
+        if self.link_of(value) is not None:
+            return True
+        scope = self
+        while scope is not None:
+            for held in scope.env.values():
+                for leaf in _leaves(held):
+                    if leaf is not value and self.root_of(leaf) is value:
+                        return True
+            scope = scope.outer
+        return False
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, target, name: str, member: Value, value, template, dyn) -> None:
+        """``name[template] = value`` (`template` None: ``name op= value`` replaced the
+        whole array by `value`), where `name` holds `member`: write it through every
+        view that shares the memory, or refuse."""
+        from adcompiler.frontend.lower import LoweringError
+
+        path = []
+        link = self.link_of(member)
+        while link is not None:
+            path.append(link)
+            link = self.link_of(link.parent)
+        root = path[-1].parent if path else member
+        for link in path:
+            what = f"`{name}` is a view made by `{_spelled(link.node.op)}`"
+            if not link.view.writable:
+                raise LoweringError(
+                    target,
+                    f"{what}, which NumPy makes read-only: writing into it raises",
+                    "write into the array it views, or take a copy first (`.copy()`)",
+                )
+            if link.kind == "scalar" and template is not None:
+                continue  # `r = H[0]; r[1] = v`: r is a row (a view), not a number
+            if link.kind != "always" and not link.proven:
+                raise LoweringError(
+                    target,
+                    f"`{name}` may be a view of another array or a copy "
+                    f"({_why(link)}): adcompiler cannot tell which, so it cannot follow "
+                    "this write",
+                    COPY_HINT,
+                )
+            if link.view.write_back is None and not link.view.identity:
+                raise LoweringError(
+                    target, f"{what}: a write through it is not supported", COPY_HINT
+                )
+        if root in self.parameters:
+            through = f" through `{name}`, a view of it" if path else ""
+            raise LoweringError(
+                target,
+                f"writing into an argument{through} would change the caller's array",
+                "copy it first: `x = x.copy()`",
+            )
+        for v in self.family(root):
+            if id(v) in self.views.held:
+                where = self.views.held[id(v)]
+                at = f" (line {where.line})" if where is not None else ""
+                raise LoweringError(
+                    target,
+                    f"the array `{name}` writes into is kept in a list{at}: NumPy's list "
+                    "would show this write, adcompiler's would not",
+                    "append a copy to the list (`.append(v.copy())`)",
+                )
+        for link in path:
+            if link.kind == "scalar":
+                link.proven = True
+        if template is None:
+            new, last = self.as_value(value), None
+        else:
+            written = [member, self.as_value(value), *dyn]
+            new = self.emit(SETITEM, written, {"index": template}, name)
+            new.hint, new.role = name, "primal"  # a statement of its own
+            last = self.views.producer[id(new)]
+        for link in path:
+            parent = link.parent
+            if link.view.identity:  # the same write into the input itself
+                if last is None:
+                    new = self.as_value(new)
+                else:
+                    new = self.emit(last.op, [parent, *last.inputs[1:]], last.attrs, "write")
+                    new.hint, new.role = parent.hint, "primal"
+                    last = self.views.producer[id(new)]
+                continue
+            new = link.view.write_back(self.emit_view_op, link.node, new)
+            made = self.views.producer.get(id(new))
+            partial = made is not None and made.op is SETITEM and made.inputs[0] is parent
+            last = made if partial else None
+            if partial:
+                new.hint, new.role = parent.hint, "primal"
+        new.role = "primal"
+        new.hint = next((n for n, held in self.env.items() if held is root), name)
+        self.refresh(root, new, last)
+
+    def emit_view_op(self, fn, inputs, attrs) -> Value:
+        """`emit` for `View.write_back`: `fn` is an Op or what the registry maps to one."""
+        from adcompiler.ops import lookup
+
+        op = fn if isinstance(fn, Op) else lookup(fn)
+        return self.emit(op, inputs, attrs, op.name)
+
+    def refresh(self, old: Value, new: Value, write: Node | None) -> None:
+        """Every name (in this function and those it is inlined into) that held `old` or
+        a view of it now holds `new` or the same view of `new`; a may-be-view that the
+        write may have changed becomes stale. `write`: the setitem that made `new` from
+        `old`, if the write was one."""
+        made: dict[int, object] = {id(old): new}
+
+        def renew(v):
+            if id(v) in made:
+                return made[id(v)]
+            link = self.link_of(v)
+            result = None
+            if link is not None:
+                parent = renew(link.parent)
+                if isinstance(parent, Stale):
+                    result = parent
+                elif parent is not None:
+                    if link.followable() or (
+                        link.parent is old and write is not None and _disjoint(
+                        link.node, write, self.views.producer
+                    )
+                    ):
+                        result = self.remake(link, parent, v)
+                    else:
+                        result = Stale(
+                            v.hint,
+                            f"may be a view of the array written at line {self.loc.line} "
+                            f"or a copy ({_why(link)}): NumPy's value depends on which",
+                            COPY_HINT,
+                        )
+            made[id(v)] = result
+            return result
+
+        def replace(held):
+            if isinstance(held, Value):
+                got = renew(held)
+                return held if got is None else got
+            if isinstance(held, tuple):
+                return tuple(replace(h) for h in held)
+            if isinstance(held, dict):
+                return {k: replace(h) for k, h in held.items()}
+            return held
+
+        scope = self
+        while scope is not None:
+            for name, held in list(scope.env.items()):
+                got = replace(held)
+                if isinstance(got, Stale):
+                    got = Stale(name, got.message, got.suggestion)
+                if got is not held:
+                    scope.env[name] = got
+            scope = scope.outer
+
+    def remake(self, link: Link, parent: Value, old_view: Value) -> Value:
+        """The view `link` of `parent` (the same operator, index and attributes)."""
+        node = link.node
+        inputs = list(node.inputs)
+        inputs[link.view.input] = parent
+        out = self.emit(node.op, inputs, node.attrs, old_view.hint)
+        out.hint, out.role = old_view.hint, old_view.role
+        new_link = self.link_of(out)
+        if new_link is not None:
+            new_link.proven = link.proven
+        return out
+
+    def stale_error(self, node, stale: Stale):
+        from adcompiler.frontend.lower import LoweringError
+
+        return LoweringError(node, f"`{stale.name}` {stale.message}", stale.suggestion)
+
+
+def _leaves(held):
+    if isinstance(held, Value):
+        yield held
+    elif isinstance(held, tuple):
+        for h in held:
+            yield from _leaves(h)
+    elif isinstance(held, dict):
+        for h in held.values():
+            yield from _leaves(h)
+
+
+def _spelled(op: Op) -> str:
+    return op.spelling if isinstance(op.spelling, str) and "_" not in op.spelling else op.name
+
+
+def _why(link: Link) -> str:
+    if link.kind == "layout":
+        return f"`{_spelled(link.node.op)}` copies when the memory layout needs it"
+    if link.kind == "scalar":
+        return "an integer index gives a number, not a view, where it picks one element"
+    if link.kind == "maybe":
+        return "an index known only at run time may be an index array, which copies"
+    return "it was made where adcompiler cannot see"
+
+
+def _disjoint(view: Node, write: Node, producer: dict[int, Node]) -> bool:
+    """Whether the index of the view `view` (``x[a, ...]``) and of the write `write`
+    (``x[b, ...] = v``) provably pick different entries (their first parts: two
+    different integers, an integer outside a slice, or `i` and `i + c` with c != 0)."""
+    if view.op.name != "getitem" or write.op is not SETITEM:
+        return False
+    a, b = view.attrs["index"][0][0], write.attrs["index"][0][0]
+
+    def dyn(part, node, skip):  # the value of a run-time part
+        return node.inputs[skip + part.k] if isinstance(part, Dyn) else None
+
+    if isinstance(a, Dyn) and isinstance(b, Dyn):
+        return _offset(dyn(a, view, 1), dyn(b, write, 2), producer) not in (None, 0)
+    if any(
+        isinstance(p, Dyn)
+        or isinstance(p, slice)
+        and any(isinstance(e, Dyn) for e in (p.start, p.stop, p.step))
+        for p in (a, b)
+    ):
+        return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    if isinstance(a, int) and isinstance(b, int):
+        return a != b
+    if isinstance(a, slice) and isinstance(b, int):
+        return not _in_slice(b, a)
+    if isinstance(b, slice) and isinstance(a, int):
+        return not _in_slice(a, b)
+    return False
+
+
+def _offset(x: Value, y: Value, producer: dict[int, Node]) -> int | None:
+    """c if `y` is `x + c` (or x is y + (-c)) for a constant integer c, else None."""
+    if x is y:
+        return 0
+    for a, b, sign in ((x, y, 1), (y, x, -1)):
+        node = producer.get(id(b))
+        if node is not None and node.op.name in ("add", "subtract") and node.inputs[0] is a:
+            c = node.inputs[1].const if node.inputs[1].is_const else None
+            if isinstance(c, int) and not isinstance(c, bool):
+                return sign * (c if node.op.name == "add" else -c)
+    return None
+
+
+def _in_slice(i: int, s: slice) -> bool:
+    if i < 0 or (s.start or 0) < 0 or (s.stop is not None and s.stop < 0):
+        return True
+    return (
+        (s.start or 0) <= i
+        and (s.stop is None or i < s.stop)
+        and ((i - (s.start or 0)) % (s.step or 1) == 0)
+    )
