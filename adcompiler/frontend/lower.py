@@ -38,7 +38,7 @@ from adcompiler.frontend.views import Stale, Views, ViewState
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
-from adcompiler.ops.core import NO_DEFAULT, Op
+from adcompiler.ops.core import NO_DEFAULT, Op, view_of
 from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
@@ -823,10 +823,33 @@ def _callable_alone(fn, args, kwargs) -> bool:
     if fn not in _ALONE:
         try:
             lowered = lower_function(fn)
-            _ALONE[fn] = len(lowered.results) == 1 and not lowered.returns_tuple
+            _ALONE[fn] = (
+                len(lowered.results) == 1
+                and not lowered.returns_tuple
+                and not _may_share_an_argument(lowered)
+            )
         except Exception:  # noqa: BLE001 - anything it cannot do alone: inline instead
             _ALONE[fn] = False
     return _ALONE[fn]
+
+
+def _may_share_an_argument(fn: Function) -> bool:
+    """Whether the result of `fn` may be one of its arguments or a view of one (then a
+    write into it must be followed in the caller, so the call is inlined)."""
+    made = {id(v): n for n in fn.body.nodes for v in n.outputs}
+    params = {id(p) for p in fn.params}
+    value = fn.results[0]
+    while id(value) not in params:
+        node = made.get(id(value))
+        if node is None:
+            return True  # not made in the body: fail closed
+        if node.regions:
+            return True  # an output of an if or a loop: may be one of its inputs
+        base = view_of(node)
+        if base is None:
+            return False
+        value = base
+    return True
 
 
 def _op(stmt) -> str:

@@ -183,24 +183,23 @@ class Views:
         for link in path:
             if link.kind == "scalar":
                 link.proven = True
+        if any(link.view.identity for link in path):
+            # `stop_gradient(y)[1:]` has the values of `y[1:]`: write through that, so
+            # the entries the write leaves keep their derivatives through `y`
+            member, path = self.without_identities(root, path)
         if template is None:
-            new, last = self.as_value(value), None
+            new = self.as_value(value)
         else:
             written = [member, self.as_value(value), *dyn]
             new = self.emit(SETITEM, written, {"index": template}, name)
             new.hint, new.role = name, "primal"  # a statement of its own
-            last = self.views.producer[id(new)]
+        last = self.views.producer.get(id(new))
         for link in path:
             parent = link.parent
-            if link.view.identity:  # the same write into the input itself
-                if last is None:
-                    new = self.as_value(new)
-                else:
-                    new = self.emit(last.op, [parent, *last.inputs[1:]], last.attrs, "write")
-                    new.hint, new.role = parent.hint, "primal"
-                    last = self.views.producer[id(new)]
-                continue
             new = link.view.write_back(self.emit_view_op, link.node, new)
+            # the input's own new value, not a view of the view: names that hold views
+            # of it are made again from the root below
+            self.views.links.pop(id(new), None)
             made = self.views.producer.get(id(new))
             partial = made is not None and made.op is SETITEM and made.inputs[0] is parent
             last = made if partial else None
@@ -209,6 +208,17 @@ class Views:
         new.role = "primal"
         new.hint = next((n for n, held in self.env.items() if held is root), name)
         self.refresh(root, new, last)
+
+    def without_identities(self, root: Value, path: list[Link]) -> tuple[Value, list[Link]]:
+        """The member `path` leads to, made again from `root` without its identity views
+        (`stop_gradient`): the same values; and the path of links up from it."""
+        member, links = root, []
+        for link in reversed(path):
+            if link.view.identity:
+                continue
+            member = self.remake(link, member, link.node.outputs[0])
+            links.insert(0, self.link_of(member))
+        return member, links
 
     def emit_view_op(self, fn, inputs, attrs) -> Value:
         """`emit` for `View.write_back`: `fn` is an Op or what the registry maps to one."""

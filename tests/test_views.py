@@ -1,0 +1,455 @@
+"""Writes through NumPy views (issue 12, item 9; issue 13): followed as NumPy does, or
+refused with a located error (adcompiler/frontend/views.py, the `View` trait of
+adcompiler/ops/core.py).
+
+Each supported form is checked against NumPy running the function itself: the value,
+the gradient against float64 central differences, forward mode against the same, on
+the first call (generic code) and on later calls (specialized code), and the argument
+is left as it was.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import adcompiler as ad
+from adcompiler.ops.core import OPS, view_of
+from adcompiler.ssa import Node, Value
+
+EPS = 1e-6
+
+
+def _fd(f, x):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += EPS
+        down[i] -= EPS
+        g[i] = (f(up) - f(down)) / (2 * EPS)
+    return g
+
+
+def check(f, x):
+    """f's value, gradient (reverse) and directional derivative (forward) as NumPy and
+    central differences give them, on three calls (generic, then specialized)."""
+    expected_value = f(x.copy())
+    expected_grad = _fd(f, x)
+    v = np.linspace(0.3, 1.1, x.size).reshape(x.shape)
+    vg = ad.value_and_grad(f)
+    jvp = ad.jvp(f)
+    for call in range(3):
+        arg = x.copy()
+        value, grad = vg(arg)
+        np.testing.assert_array_equal(arg, x)  # the argument is not written into
+        np.testing.assert_allclose(value, expected_value, rtol=1e-12, err_msg=f"call {call}")
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-8)
+        value, dot = jvp(arg, v)
+        np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+        np.testing.assert_allclose(dot, np.sum(expected_grad * v), rtol=1e-6, atol=1e-8)
+
+
+def refused(f, message, line_text):
+    """f is refused before anything runs, at the line that holds `line_text`."""
+    with pytest.raises(ad.UnsupportedSyntaxError) as info:
+        ad.grad(f)
+    err = info.value
+    text = str(err)
+    assert message in text, text
+    lines, first = inspect.getsourcelines(f)
+    line = first + next(i for i, s in enumerate(lines) if line_text in s)
+    assert f"test_views.py:{line}:" in text, text
+    assert "suggestion:" in text
+    return err
+
+
+X3 = np.array([0.7, -1.3, 2.1])
+X4 = np.array([0.7, -1.3, 2.1, 0.4])
+X23 = np.array([[0.7, -1.3, 2.1], [0.4, 1.5, -0.6]])
+X234 = np.linspace(-1.0, 1.3, 24).reshape(2, 3, 4)
+
+
+# ---------------------------------------------------------------------------
+# The issue's two examples
+# ---------------------------------------------------------------------------
+
+
+def test_write_through_reshape_is_refused_not_lost():
+    def f(x):
+        y = x * 1.0
+        s = np.reshape(y, (3,))
+        s[0] = 0.0
+        return np.sum(y * x)
+
+    refused(f, "`s` may be a view of another array or a copy (`np.reshape`", "s[0] = 0.0")
+
+
+def test_write_through_stop_gradient_writes_into_its_input():
+    def f(x):
+        y = x * 2.0
+        s = ad.stop_gradient(y)
+        s[0] = x[1] ** 2
+        return np.sum(y * x)
+
+    check(f, X3)
+
+
+def test_stop_gradient_of_an_argument_is_not_written_into():
+    def f(x):
+        s = ad.stop_gradient(x)
+        s[0] = 0.0
+        return np.sum(s * x)
+
+    refused(f, "writing into an argument through `s`, a view of it", "s[0] = 0.0")
+
+
+# ---------------------------------------------------------------------------
+# Writes through views NumPy always makes: followed
+# ---------------------------------------------------------------------------
+
+
+def test_write_through_a_slice():
+    def f(x):
+        y = x * 1.0
+        s = y[1:]
+        s[0] = np.sin(x[0])
+        return np.sum(y * x) + np.sum(s * s)
+
+    check(f, X4)
+
+
+def test_write_through_a_strided_slice_with_none_and_ellipsis():
+    def f(x):
+        y = np.tanh(x)
+        s = y[::2, None]
+        s[1, 0] = x[0] * x[1]
+        e = y[...]
+        e[0] = e[0] * 3.0
+        return np.sum(y * y * x)
+
+    check(f, X4)
+
+
+def test_write_through_a_row_of_a_matrix():
+    """`r = Y[0]` may be a number (Y 1-D) or a row; writing `r[1]` shows it is a row."""
+
+    def f(x):
+        y = x * 1.0
+        r = y[0]
+        r[1] = np.exp(x[1, 2])
+        return np.sum(y * x) + np.sum(r)
+
+    check(f, X23)
+
+
+@pytest.mark.parametrize("spelling", ["T", "transpose", "transpose_method", "swapaxes"])
+def test_write_through_a_transpose(spelling):
+    def f(x):
+        y = x * 1.0
+        if spelling == "T":
+            t = y.T
+        elif spelling == "transpose":
+            t = np.transpose(y, (1, 0))
+        elif spelling == "transpose_method":
+            t = y.transpose()
+        else:
+            t = np.swapaxes(y, 0, 1)
+        t[2, 0] = x[0, 0] * x[1, 1]
+        t[0] = t[0] * 2.0
+        return np.sum(y * x) + np.sum(t[1] ** 2)
+
+    check(f, X23)
+
+
+def test_write_through_a_transpose_with_axes_of_three_dimensions():
+    def f(x):
+        y = np.sin(x)
+        t = np.transpose(y, (2, 0, 1))
+        t[1, 0] = t[1, 0] * x[1, 2, 3]
+        return np.sum(y * x)
+
+    check(f, X234)
+
+
+def test_write_through_squeeze_and_expand_dims():
+    def f(x):
+        y = x * 1.0
+        s = np.squeeze(y, axis=0)
+        s[1] = x[0, 0] ** 2
+        e = np.expand_dims(y, 0)
+        e[0, 0, 2] = np.cos(x[0, 1])
+        return np.sum(y * x)
+
+    check(f, X3[None, :])
+
+
+def test_write_through_a_chain_of_views():
+    def f(x):
+        y = x * 1.0
+        v = y.T[1:]
+        v[0, 1] = x[0, 0] * 3.0
+        w = ad.stop_gradient(y)[1]
+        w[0] = x[1, 2]
+        return np.sum(y * x)
+
+    check(f, X23)
+
+
+def test_augmented_assignment_through_a_view_writes_into_the_base():
+    def f(x):
+        y = x * 1.0
+        v = y[2:]
+        v *= np.cos(x[:2])
+        t = y.T
+        t += 1.0
+        return np.sum(y * y)
+
+    check(f, X4)
+
+
+def test_write_into_the_base_is_seen_through_its_views():
+    def f(x):
+        y = x * 1.0
+        v = y[1:3]
+        t = y.T
+        y[1] = y[0] * 2.0
+        y[2:] = np.exp(x[:2])
+        return np.sum(v * x[1:3]) + np.sum(t * x)
+
+    check(f, X4)
+
+
+def test_augmented_assignment_of_the_base_is_seen_through_its_views():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        y *= x
+        return np.sum(v)
+
+    check(f, X4)
+
+
+def test_views_in_tuples_and_lists_see_the_write():
+    def f(x):
+        y = x * 1.0
+        pair = (y[1:], y)
+        items = [y[:2]]
+        y[1] = x[0] ** 3
+        return np.sum(pair[0] * pair[1][1:]) + np.sum(items[0])
+
+    check(f, X3)
+
+
+def test_a_view_returned_by_a_helper_is_followed():
+    def tail(a):
+        return a[1:]
+
+    def f(x):
+        y = x * 1.0
+        v = tail(y)
+        v[0] = x[2] * 5.0
+        return np.sum(y * x)
+
+    check(f, X3)
+
+
+def test_a_helper_writing_into_its_argument_writes_into_the_callers_array():
+    def fill(a, value):
+        a[0] = value
+        return a
+
+    def f(x):
+        y = x * 1.0
+        t = y.T
+        z = fill(y, x[1] ** 2)
+        return np.sum(y * x) + np.sum(t) + np.sum(z)
+
+    check(f, X3)
+
+
+def test_a_write_that_misses_a_row_keeps_it():
+    """`r = H[0]` may be a number or a row: a write into H[1] does not touch it either way."""
+
+    def f(x):
+        h = x * 1.0
+        r = h[0]
+        h[1] = h[0] * 2.0
+        return np.sum(r * h)
+
+    check(f, X23)
+
+
+# ---------------------------------------------------------------------------
+# Refused, each at its line
+# ---------------------------------------------------------------------------
+
+
+def test_write_through_ravel_is_refused():
+    def f(x):
+        y = x * 1.0
+        flat = y.ravel()
+        flat[0] = 1.0
+        return np.sum(y)
+
+    refused(f, "(`np.ravel` copies when the memory layout needs it)", "flat[0] = 1.0")
+
+
+def test_augmented_assignment_through_reshape_is_refused():
+    def f(x):
+        y = x * 1.0
+        s = y.reshape(2, 2)
+        s += 1.0
+        return np.sum(y)
+
+    refused(f, "`s` may be a view of another array or a copy", "s += 1.0")
+
+
+def test_write_through_broadcast_to_is_refused():
+    def f(x):
+        y = x * 1.0
+        b = np.broadcast_to(y, (2, 3))
+        b[0, 0] = 1.0
+        return np.sum(y)
+
+    refused(f, "NumPy makes read-only", "b[0, 0] = 1.0")
+
+
+def test_write_through_a_view_of_an_argument_is_refused():
+    def f(x):
+        s = x[1:]
+        s[0] = 1.0
+        return np.sum(x)
+
+    refused(f, "writing into an argument through `s`", "s[0] = 1.0")
+
+
+def test_write_through_an_index_known_at_run_time_is_refused():
+    def f(x):
+        y = x * 1.0
+        i = int(x[0, 0] > 0)
+        r = y[i]
+        r[0] = 1.0
+        return np.sum(y)
+
+    refused(f, "an index known only at run time", "r[0] = 1.0")
+
+
+def test_augmented_assignment_of_an_element_is_refused():
+    def f(x):
+        y = x * 1.0
+        r = y[0]
+        r += 1.0
+        return np.sum(y)
+
+    refused(f, "an integer index gives a number", "r += 1.0")
+
+
+def test_reading_a_may_be_view_after_a_write_into_its_base_is_refused():
+    def f(x):
+        y = x * 1.0
+        s = y.reshape(-1)
+        y[0] = 5.0
+        return np.sum(s)
+
+    refused(f, "`s` may be a view of the array written at line", "return np.sum(s)")
+
+
+def test_a_may_be_view_that_is_not_read_again_is_fine():
+    def f(x):
+        y = x * 1.0
+        s = y.reshape(-1)
+        total = np.sum(s)
+        y[0] = 5.0
+        return total + np.sum(y * x)
+
+    check(f, X3)
+
+
+def test_reading_an_element_after_a_write_into_it_is_refused():
+    def f(x):
+        h = x * 1.0
+        r = h[0]
+        h[0] = np.tanh(h[1]) * h[0]
+        return np.sum(r * r)
+
+    refused(f, "`r` may be a view of the array written", "return np.sum(r * r)")
+
+
+# ---------------------------------------------------------------------------
+# The traits and code generation
+# ---------------------------------------------------------------------------
+
+
+def test_every_view_operator_has_the_trait():
+    views = {op.name for op in OPS if op.view is not None}
+    assert {
+        "getitem",
+        "reshape",
+        "ravel",
+        "transpose",
+        "swapaxes",
+        "squeeze",
+        "expand_dims",
+        "broadcast_to",
+        "stop_gradient",
+    } <= views
+    by_name = {op.name: op for op in OPS}
+    assert by_name["reshape"].view.kind == "layout" and by_name["ravel"].view.kind == "layout"
+    assert not by_name["broadcast_to"].view.writable
+    assert by_name["stop_gradient"].view.identity
+    for name in ("copy", "astype", "add", "sum", "concatenate"):
+        assert by_name[name].view is None, name
+
+
+@pytest.mark.parametrize(
+    "index, kind",
+    [
+        (((slice(1, None),), True), "always"),
+        (((0, slice(None)), False), "always"),
+        (((None,), True), "always"),
+        (((0,), True), "scalar"),
+        (((0, 1), False), "scalar"),
+    ],
+)
+def test_the_view_kind_of_an_index(index, kind):
+    getitem = next(op for op in OPS if op.name == "getitem")
+    x = Value("x")
+    node = Node(getitem, [x], {"index": index}, [Value("v")])
+    assert getitem.view.kind_for(node.attrs) == kind
+    assert view_of(node) is x
+
+
+def test_codegen_does_not_write_in_place_into_an_array_alive_through_stop_gradient():
+    """`s = stop_gradient(y); s1 = setitem(s, ...)` with y read afterwards: s is y's
+    memory (stop_gradient returns its input), so the write must copy first. Codegen
+    used to write in place, changing y."""
+    from adcompiler.codegen.emit import emit_function
+    from adcompiler.ops import lookup
+    from adcompiler.ops.mutation import SETITEM
+    from adcompiler.ops.structure import CONST
+    from adcompiler.runtime import stop_gradient
+    from adcompiler.ssa import Block, Function
+
+    x = Value("x")
+    two, zero = Value("two"), Value("zero")
+    y, s, s1, total = Value("y"), Value("s"), Value("s1"), Value("total")
+    sum_s1, sum_y = Value("sum_s1"), Value("sum_y")
+    nodes = [
+        Node(CONST, [], {"value": 2.0}, [two]),
+        Node(CONST, [], {"value": 0.0}, [zero]),
+        Node(lookup(np.multiply), [x, two], {}, [y]),
+        Node(lookup(stop_gradient), [y], {}, [s]),
+        Node(SETITEM, [s, zero], {"index": ((0,), True)}, [s1]),
+        Node(lookup(np.sum), [s1], {"axis": None, "keepdims": False}, [sum_s1]),
+        Node(lookup(np.sum), [y], {"axis": None, "keepdims": False}, [sum_y]),
+        Node(lookup(np.add), [sum_s1, sum_y], {}, [total]),
+    ]
+    for v in (two, zero):
+        v.const = nodes[0].attrs["value"] if v is two else 0.0
+    fn = Function("f", [x], Block(nodes=nodes), [total])
+    emitted = emit_function(fn, "f", "", 0)
+    namespace = {"np": np, "stop_gradient": stop_gradient}
+    exec(emitted.source, namespace)  # noqa: S102 - the generated code under test
+    assert namespace["f"](X3) == pytest.approx(np.sum(X3 * 2.0) * 2 - X3[0] * 2.0)
