@@ -162,6 +162,8 @@ class Lowering(ControlFlow, Containers, Views):
         self.parameters: list[Value] = []  # the user's arguments: never written into
         self.views = ViewState()  # possible views and their bases (frontend.views)
         self.outer: Lowering | None = None  # the function this one is inlined into
+        self.loop_plans: list = []  # arrays with views the loop being lowered writes into
+        self.loop_trace: tuple = ()  # the slots and environments of the last loop body
         self.chain = {fn}  # functions being inlined: a call of one of them recurses
         self.functions = False  # see lower_function
         self.loc: Loc | None = None

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gast
+
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
 from adcompiler.ops.structure import Dyn
@@ -39,10 +41,11 @@ COPY_HINT = "take a copy where you make it (`.copy()`), or write into the array 
 class Link:
     """`value` may be a view of `parent`, made by `node` (an operator with a View trait)."""
 
-    node: Node
+    node: Node | None  # None for an "opaque" link (a value out of an `if` or a loop)
     parent: Value
     kind: str  # "always", "scalar", "layout", "maybe" (View.kind_for), or "opaque"
     view: View
+    value: Value
     proven: bool = False  # a write through it showed that it is an array (not a scalar)
 
     def followable(self) -> bool:
@@ -67,6 +70,7 @@ class ViewState:
         self.links: dict[int, Link] = {}  # id of a value -> its link
         self.producer: dict[int, Node] = {}  # id of a value -> the node that made it
         self.held: dict[int, Loc | None] = {}  # id of a value kept in a run-time list
+        self.hidden = 0  # hidden names given to arrays only views of which are named
 
 
 class Views:
@@ -89,7 +93,8 @@ class Views:
             kind = view.kind_for(node.attrs)
             if kind is not None:
                 parent = node.inputs[view.input]
-                state.links[id(node.outputs[0])] = Link(node, parent, kind, view)
+                out = node.outputs[0]
+                state.links[id(out)] = Link(node, parent, kind, view, out)
         if node.op.holds is not None:
             for v in node.inputs[node.op.holds :]:
                 state.held.setdefault(id(v), node.loc)
@@ -108,7 +113,7 @@ class Views:
         """The values known to share `root`'s memory (the root first)."""
         members = [root]
         for link in list(self.views.links.values()):
-            value = link.node.outputs[0]
+            value = link.value
             if value is not root and self.root_of(value) is root:
                 members.append(value)
         return members
@@ -142,8 +147,8 @@ class Views:
             link = self.link_of(link.parent)
         root = path[-1].parent if path else member
         for link in path:
-            what = f"`{name}` is a view made by `{_spelled(link.node.op)}`"
             if not link.view.writable:
+                what = f"`{name}` is a view made by `{_spelled(link.node.op)}`"
                 raise LoweringError(
                     target,
                     f"{what}, which NumPy makes read-only: writing into it raises",
@@ -161,7 +166,10 @@ class Views:
                 )
             if link.view.write_back is None and not link.view.identity:
                 raise LoweringError(
-                    target, f"{what}: a write through it is not supported", COPY_HINT
+                    target,
+                    f"`{name}` is a view made by `{_spelled(link.node.op)}`: a write through "
+                    "it is not supported",
+                    COPY_HINT,
                 )
         if root in self.parameters:
             through = f" through `{name}`, a view of it" if path else ""
@@ -216,7 +224,7 @@ class Views:
         for link in reversed(path):
             if link.view.identity:
                 continue
-            member = self.remake(link, member, link.node.outputs[0])
+            member = self.remake(link, member, link.value)
             links.insert(0, self.link_of(member))
         return member, links
 
@@ -245,7 +253,10 @@ class Views:
                     result = parent
                 elif parent is not None:
                     if link.followable() or (
-                        link.parent is old and write is not None and _disjoint(
+                        link.parent is old
+                        and write is not None
+                        and link.node is not None
+                        and _disjoint(
                         link.node, write, self.views.producer
                     )
                     ):
@@ -292,10 +303,176 @@ class Views:
             new_link.proven = link.proven
         return out
 
+    # -- regions: `if` and loops -------------------------------------------------
+
+    def region_families(
+        self, stmts, node, what: str, written=()
+    ) -> list[tuple[Value, str, list[str]]]:
+        """The arrays with named views that the statements of a region (a loop body,
+        the branches of an `if`) write into (`written`: names written into there other
+        than by `name[...] = ` and `name op= `): (root, a name holding it, the names
+        holding its views). Their views are not carried through the region as values
+        of their own: they are made again from the root where it changes. Refused where
+        the region assigns one of these names again (the view would keep the old array)."""
+        from adcompiler.frontend.lower import LoweringError
+
+        touched = written_names(stmts) | set(written)
+        rebound = rebound_names(stmts)
+        families: dict[int, tuple[Value, list[str], list[str], list[bool]]] = {}
+        for name, held in self.env.items():
+            for leaf in _leaves(held):
+                root = self.root_of(leaf)
+                _, roots, views, seen = families.setdefault(id(root), (root, [], [], [False]))
+                seen[0] = seen[0] or leaf is not root  # a view of it is held
+                if held is root:
+                    roots.append(name)
+                elif name not in views:
+                    views.append(name)
+        plans = []
+        for root, roots, views, seen in families.values():
+            names = set(roots) | set(views)
+            if not seen[0] or not names & touched:
+                continue
+            again = sorted(names & rebound)
+            if again:
+                base = f"`{roots[0]}`" if roots else "an array"
+                raise LoweringError(
+                    node,
+                    f"`{views[0]}` is a view of {base}, and `{again[0]}` is assigned again in "
+                    f"this {what}: adcompiler follows writes through views across {what}s "
+                    "only while each name keeps its array",
+                    f"take a copy where you make the view (`.copy()`), or make it in the {what}",
+                )
+            if not roots:  # only views of it are named: carry the array under a hidden name
+                self.views.hidden += 1
+                roots.append(f".array{self.views.hidden}")
+                self.env[roots[0]] = root
+            plans.append((root, roots[0], views))
+        return plans
+
+    def follow_roots(self, plans) -> None:
+        """After a region: the names in `plans` hold their root's new value; make their
+        views again from it."""
+        for old, name, _ in plans:
+            new = self.env.get(name)
+            if isinstance(new, Value) and new is not old:
+                self.refresh(old, new, None)
+
+    def link_region_outputs(self, pairs, envs) -> None:
+        """`pairs`: (output, [its value in each part]) of an `if` or a loop; `envs`: the
+        environment at the end of each part. An output that is a view in some part is a
+        view that cannot be followed ("opaque"): of the array a name holds in every part
+        (that name's value now), or of an array no name holds."""
+        for out, values in pairs:
+            if not any(self.link_of(v) is not None for v in values):
+                continue
+            names = None
+            for v, env in zip(values, envs):
+                root = self.root_of(v) if isinstance(v, Value) else None
+                holding = {n for n, held in env.items() if held is root}
+                names = holding if names is None else names & holding
+            parent = next(
+                (self.env[n] for n in sorted(names or ()) if isinstance(self.env.get(n), Value)),
+                Value("array"),
+            )
+            self.views.links[id(out)] = Link(None, parent, "opaque", View(), out)
+
+    def after_loop(self, stmt, plans, trace, final: bool) -> list[str]:
+        """After a loop's node is emitted: views of the arrays it wrote are made again
+        from their new values; a view made in the loop and carried out of it is opaque.
+        Returns the names that changed in the loop but are not carried by it (a write
+        through a view made in the loop): the loop is lowered again carrying them (or,
+        `final`, refused). Refused: a view carried from one iteration into the next
+        and read there (a write in between would show through it)."""
+        from adcompiler.frontend.control import POISONED
+        from adcompiler.frontend.lower import LoweringError
+
+        self.follow_roots(plans)
+        keys, params, start, end, yields = trace
+        slots = {name for name, _ in keys}
+        views = {v for _, _, names in plans for v in names}
+        changed = [
+            name
+            for name, held in start.items()
+            if name not in slots
+            and name not in views
+            and end.get(name) is not held
+            and end.get(name) is not POISONED
+        ]
+        if changed and not final:
+            return changed
+        if changed:
+            raise LoweringError(
+                stmt,
+                f"`{changed[0]}` is written into in this loop where adcompiler cannot carry "
+                "it (through a view, or by a helper)",
+                f"assign it in the loop: `{changed[0]} = ...`, or write into it directly",
+            )
+        node = self.nodes[-1]
+        pairs = []
+        for (name, _), param, y, out in zip(keys, params, yields, node.outputs):
+            if self.link_of(y) is None:
+                continue
+            if _reads(node.regions[-1], param):
+                raise LoweringError(
+                    stmt,
+                    f"`{name}` holds a view made in an earlier iteration of this loop, and "
+                    "is read again: a write into its array would show through it",
+                    f"take a copy where you make it (`{name} = ....copy()`)",
+                )
+            pairs.append((out, [y]))
+        self.link_region_outputs(pairs, [end])
+        return []
+
     def stale_error(self, node, stale: Stale):
         from adcompiler.frontend.lower import LoweringError
 
         return LoweringError(node, f"`{stale.name}` {stale.message}", stale.suggestion)
+
+
+def _reads(block, value: Value) -> bool:
+    """Whether `block` (or a region in it) reads `value`."""
+    if any(y is value for y in block.yields):
+        return True
+    for node in block.nodes:
+        if any(v is value for v in node.inputs):
+            return True
+        if any(_reads(region, value) for region in node.regions):
+            return True
+    return False
+
+
+def written_names(stmts) -> set[str]:
+    """Names whose array the statements write into: `v[i] = w`, `v += w`."""
+    out = set()
+    for stmt in stmts:
+        for n in gast.walk(stmt):
+            if isinstance(n, gast.AugAssign) and isinstance(n.target, gast.Name):
+                out.add(n.target.id)
+            elif (
+                isinstance(n, gast.Subscript)
+                and isinstance(n.ctx, gast.Store)
+                and isinstance(n.value, gast.Name)
+            ):
+                out.add(n.value.id)
+    return out
+
+
+def rebound_names(stmts) -> set[str]:
+    """Names the statements assign a new object to (`v = ...`, loop targets); not `v += w`
+    or `v[i] = w`, which write into the array `v` holds."""
+    augmented = {
+        id(n.target)
+        for stmt in stmts
+        for n in gast.walk(stmt)
+        if isinstance(n, gast.AugAssign) and isinstance(n.target, gast.Name)
+    }
+    return {
+        n.id
+        for stmt in stmts
+        for n in gast.walk(stmt)
+        if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Store) and id(n) not in augmented
+    }
 
 
 def _leaves(held):
@@ -320,7 +497,7 @@ def _why(link: Link) -> str:
         return "an integer index gives a number, not a view, where it picks one element"
     if link.kind == "maybe":
         return "an index known only at run time may be an index array, which copies"
-    return "it was made where adcompiler cannot see"
+    return "it comes out of an `if` or a loop that chose between views or made one"
 
 
 def _disjoint(view: Node, write: Node, producer: dict[int, Node]) -> bool:
