@@ -156,6 +156,7 @@ class Lowering(ControlFlow, Containers, Views):
         self.fn = fn
         self.parsed = parsed
         self.nodes: list[Node] = nodes
+        self.top_nodes = nodes  # (self.nodes is another list inside an `if` or a loop)
         self.diagnostics: list[Diagnostic] = diagnostics
         self.depth = depth
         self.env: dict[str, Any] = {}

@@ -289,6 +289,8 @@ class Views:
                     got = Stale(name, got.message, got.suggestion)
                 if got is not held:
                     scope.env[name] = got
+            if self.nodes is not self.top_nodes:
+                break  # inside an `if` or a loop: the caller sees the write after it
             scope = scope.outer
 
     def remake(self, link: Link, parent: Value, old_view: Value) -> Value:
@@ -318,12 +320,19 @@ class Views:
 
         touched = written_names(stmts) | set(written)
         rebound = rebound_names(stmts)
+        caller = set()  # arrays the functions this one is inlined into hold
+        scope = self.outer
+        while scope is not None:
+            caller.update(id(leaf) for held in scope.env.values() for leaf in _leaves(held))
+            scope = scope.outer
         families: dict[int, tuple[Value, list[str], list[str], list[bool]]] = {}
         for name, held in self.env.items():
             for leaf in _leaves(held):
                 root = self.root_of(leaf)
                 _, roots, views, seen = families.setdefault(id(root), (root, [], [], [False]))
-                seen[0] = seen[0] or leaf is not root  # a view of it is held
+                # a view of it is held, or a tuple or dict or the caller holds it: they
+                # see a write into it too
+                seen[0] = seen[0] or held is not root or id(leaf) in caller
                 if held is root:
                     roots.append(name)
                 elif name not in views:
@@ -331,16 +340,22 @@ class Views:
         plans = []
         for root, roots, views, seen in families.values():
             names = set(roots) | set(views)
-            if not seen[0] or not names & touched:
+            arrays = {n for n in names if isinstance(self.env[n], Value)}  # not `d["k"] = v`
+            if not seen[0] or not arrays & touched:
                 continue
             again = sorted(names & rebound)
             if again:
                 base = f"`{roots[0]}`" if roots else "an array"
+                shared = (
+                    f"`{views[0]}` is a view of {base}"
+                    if views
+                    else f"`{roots[0]}` holds an array of the caller"
+                )
                 raise LoweringError(
                     node,
-                    f"`{views[0]}` is a view of {base}, and `{again[0]}` is assigned again in "
-                    f"this {what}: adcompiler follows writes through views across {what}s "
-                    "only while each name keeps its array",
+                    f"{shared}, and `{again[0]}` is assigned again in this {what}: "
+                    f"adcompiler follows writes into shared arrays across {what}s only while "
+                    "each name keeps its array",
                     f"take a copy where you make the view (`.copy()`), or make it in the {what}",
                 )
             if not roots:  # only views of it are named: carry the array under a hidden name
