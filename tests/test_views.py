@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import adcompiler as ad
-from adcompiler.ops.core import OPS, view_of
+from adcompiler.ops.core import OPS
 from adcompiler.ssa import Node, Value
 
 EPS = 1e-6
@@ -282,8 +282,181 @@ def test_a_write_that_misses_a_row_keeps_it():
 
 
 # ---------------------------------------------------------------------------
+# Across loops, branches and helpers
+# ---------------------------------------------------------------------------
+
+
+def test_write_through_a_view_in_a_for_loop():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        t = y.T
+        for i in range(2):
+            v[i] = v[i] * x[0] + t[i]
+        return np.sum(y * x) + np.sum(v) + np.sum(t * t)
+
+    check(f, X3)
+
+
+def test_write_through_a_view_in_a_while_loop():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        i = 0
+        while i < 2:
+            v[i] = v[i] + x[0] * y[0]
+            i = i + 1
+        return np.sum(y * x)
+
+    check(f, X3)
+
+
+def test_write_into_the_base_in_a_loop_is_seen_through_its_view():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        for i in range(2):
+            y[i + 1] = y[i] * 2.0 + np.sum(v)
+        return np.sum(v * x[1:])
+
+    check(f, X3)
+
+
+def test_a_loop_writing_through_a_view_it_makes_carries_the_array():
+    def f(x):
+        y = x * 1.0
+        for i in range(2):
+            v = y[i:]
+            v[0] = v[1] * 3.0
+        return np.sum(y * x)
+
+    check(f, X3)
+
+
+def test_a_tuple_holding_an_array_written_in_a_loop_sees_the_write():
+    def f(x):
+        y = x * 1.0
+        pair = (y, 2.0)
+        for i in range(2):
+            y[i] = y[i + 1] * 3.0
+        return np.sum(pair[0] * x) * pair[1]
+
+    check(f, X3)
+
+
+def test_write_through_a_view_in_a_branch():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        if x[0] > 0:
+            v[0] = 5.0 * x[2]
+        else:
+            y[0] = 2.0
+        return np.sum(y * x) + np.sum(v * v)
+
+    check(f, X3)
+    check(f, -X3)
+
+
+def test_a_helper_writing_into_its_argument_in_a_loop_and_a_branch():
+    def double_first(a, n):
+        for i in range(n):
+            a[i] = a[i] * 2.0
+        return 0.0
+
+    def triple_if(a, c):
+        if c > 0:
+            a[0] = a[1] * 3.0
+        return 0.0
+
+    def fill(a, value):
+        a[0] = value
+        return a
+
+    def f(x):
+        y = x * 1.0
+        v = y[:2]
+        z = double_first(y, 2) + triple_if(y, x[0])
+        for i in range(2):
+            w = fill(y, x[i] ** 2)
+        return np.sum(y * x) + z + np.sum(v * v) + np.sum(w)
+
+    check(f, X3)
+
+
+def test_a_view_chosen_in_a_branch_is_not_written_through():
+    def f(x):
+        y = x * 1.0
+        if x[0] > 0:
+            v = y[1:]
+        else:
+            v = y[:2]
+        v[0] = x[1] * 4.0
+        return np.sum(y)
+
+    refused(f, "it comes out of an `if` or a loop", "v[0] = x[1] * 4.0")
+
+
+def test_a_view_made_in_a_loop_goes_stale_when_its_array_is_written_after():
+    def f(x):
+        y = x * 1.0
+        for i in range(2):
+            v = y[i:]
+        y[2] = 7.0
+        return np.sum(v)
+
+    refused(f, "`v` may be a view of the array written at line", "return np.sum(v)")
+
+
+def test_a_view_carried_into_the_next_iteration_and_read_is_refused():
+    def f(x):
+        y = x * 1.0
+        v = x[:1] * 1.0
+        t = 0.0
+        for i in range(2):
+            t = t + np.sum(v)
+            v = y[i:]
+            y[2] = y[2] * 2.0
+        return t + np.sum(y)
+
+    refused(f, "holds a view made in an earlier iteration", "for i in range(2):")
+
+
+def test_a_view_reassigned_in_a_loop_that_writes_its_array_is_refused():
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        for _ in range(2):
+            v[0] = v[0] * 2.0
+            v = y[:2]
+        return np.sum(y)
+
+    refused(f, "`v` is a view of `y`, and `v` is assigned again in this loop", "for _ in")
+
+
+# ---------------------------------------------------------------------------
 # Refused, each at its line
 # ---------------------------------------------------------------------------
+
+
+def test_flatten_is_a_copy_written_freely():
+    def f(x):
+        y = x * 1.0
+        flat = y.flatten()
+        flat[0] = 5.0
+        return np.sum(y * x) + np.sum(flat * x)
+
+    check(f, X3)
+
+
+def test_write_through_asarray_is_refused():
+    def f(x):
+        y = x * 1.0
+        a = np.asarray(y)
+        a[0] = 5.0
+        return np.sum(y)
+
+    refused(f, "`a` may be a view of another array or a copy (`np.asarray`", "a[0] = 5.0")
 
 
 def test_write_through_ravel_is_refused():
@@ -293,7 +466,7 @@ def test_write_through_ravel_is_refused():
         flat[0] = 1.0
         return np.sum(y)
 
-    refused(f, "(`np.ravel` copies when the memory layout needs it)", "flat[0] = 1.0")
+    refused(f, "(`np.ravel` makes a view or a copy as the memory layout", "flat[0] = 1.0")
 
 
 def test_augmented_assignment_through_reshape_is_refused():
@@ -414,6 +587,8 @@ def test_every_view_operator_has_the_trait():
     ],
 )
 def test_the_view_kind_of_an_index(index, kind):
+    from adcompiler.ops.core import view_of
+
     getitem = next(op for op in OPS if op.name == "getitem")
     x = Value("x")
     node = Node(getitem, [x], {"index": index}, [Value("v")])

@@ -328,8 +328,8 @@ class ControlFlow:
             del self.nodes[before[0] :], self.diagnostics[before[2] :]
             self.env.clear()
             self.env.update(before[1])
-        if isinstance(stmt, gast.For):
-            self.forget_loop_locals(stmt, carried)
+        if isinstance(stmt, gast.For):  # (the views in `plans` are kept: made again)
+            self.forget_loop_locals(stmt, carried + [v for _, _, vs in plans for v in vs])
 
     def loaded_outside(self, loop) -> set[str]:
         """Names the function reads outside `loop` (a value first made in the loop and

@@ -507,7 +507,10 @@ def _spelled(op: Op) -> str:
 
 def _why(link: Link) -> str:
     if link.kind == "layout":
-        return f"`{_spelled(link.node.op)}` copies when the memory layout needs it"
+        return (
+            f"`{_spelled(link.node.op)}` makes a view or a copy as the memory layout and "
+            "type of its input allow"
+        )
     if link.kind == "scalar":
         return "an integer index gives a number, not a view, where it picks one element"
     if link.kind == "maybe":

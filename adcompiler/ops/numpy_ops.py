@@ -495,6 +495,24 @@ tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
 deflinear(
     "ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape), view=_RESHAPE_VIEW
 )
+# x.flatten() always copies (np.ravel makes a view where it can)
+deflinear(
+    "flatten",
+    np.ndarray.flatten,
+    "x",
+    lambda g, ans, x: _call(np.reshape, g, x.shape),
+    "_0.flatten()",
+)
+# np.asarray(x) is x itself if x is an array already (of any dtype: no `dtype=` here),
+# a new array for a number or a list
+deflinear(
+    "asarray",
+    np.asarray,
+    "x",
+    lambda g, ans, x: g,
+    keys=[np.asanyarray],
+    view=View(kind="layout", identity=True, whole=True),
+)
 deflinear(
     "squeeze",
     np.squeeze,
