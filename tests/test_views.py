@@ -628,3 +628,27 @@ def test_codegen_does_not_write_in_place_into_an_array_alive_through_stop_gradie
     namespace = {"np": np, "stop_gradient": stop_gradient}
     exec(emitted.source, namespace)  # noqa: S102 - the generated code under test
     assert namespace["f"](X3) == pytest.approx(np.sum(X3 * 2.0) * 2 - X3[0] * 2.0)
+
+
+def test_a_may_be_view_made_stale_in_a_region_is_fine_until_read():
+    def f(x):
+        y = x * 1.0
+        s = y.reshape(-1)
+        total = np.sum(s)
+        for i in range(2):
+            y[i] = y[i + 1] * 2.0
+        if x[0] > 0:
+            y[2] = 1.0
+        return total + np.sum(y * x)
+
+    check(f, X3)
+    check(f, -X3)
+
+    def g(x):
+        y = x * 1.0
+        s = y.reshape(-1)
+        for i in range(2):
+            y[i] = y[i + 1] * 2.0
+        return np.sum(s)
+
+    refused(g, "`s` may be a view of the array written", "return np.sum(s)")

@@ -24,6 +24,7 @@ import operator
 import gast
 import numpy as np
 
+from adcompiler.frontend.views import Stale
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, ASSERT, FOR, FSTRING, IF, NOT, OR, PRINT, WHILE
 from adcompiler.ops.mutation import LIST_APPEND, MAKE_LIST
@@ -225,6 +226,8 @@ class ControlFlow:
             values = [env.get(name, _default(name)) for _, env, _ in parts]
             if all(_same(v, values[0]) for v in values):
                 self.env[name] = values[0]
+            elif stale := [v for v in values if isinstance(v, Stale)]:
+                self.env[name] = stale[0]  # a may-be-view whose array a branch wrote
             elif any(v is UNDEFINED for v in values):
                 self.env[name] = UNDEFINED
             else:

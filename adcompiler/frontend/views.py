@@ -406,14 +406,15 @@ class Views:
         keys, params, start, end, yields = trace
         slots = {name for name, _ in keys}
         views = {v for _, _, names in plans for v in names}
-        changed = [
-            name
-            for name, held in start.items()
-            if name not in slots
-            and name not in views
-            and end.get(name) is not held
-            and end.get(name) is not POISONED
-        ]
+        changed = []
+        for name, held in start.items():
+            now = end.get(name)
+            if name in slots or name in views or now is held or now is POISONED:
+                continue
+            if isinstance(now, Stale):  # a may-be-view whose array the loop wrote
+                self.env[name] = now
+            else:
+                changed.append(name)
         if changed and not final:
             return changed
         if changed:
