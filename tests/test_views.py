@@ -652,3 +652,48 @@ def test_a_may_be_view_made_stale_in_a_region_is_fine_until_read():
         return np.sum(s)
 
     refused(g, "`s` may be a view of the array written", "return np.sum(s)")
+
+
+def test_an_array_appended_to_a_list_and_written_is_refused():
+    def f(x):
+        y = x * 1.0
+        rows = [y]
+        total = 0.0
+        for i in range(2):
+            rows.append(y[1:])
+            y[i] = x[i] * 2.0
+            total = total + np.sum(rows[-1])
+        return total
+
+    refused(f, "the array `y` writes into is kept in a list", "y[i] = x[i] * 2.0")
+
+    def later(x):
+        y = x * 1.0
+        rows = [x]
+        for i in range(2):
+            y[i] = x[i] * 2.0
+            rows.append(y[1:])
+        return np.sum(np.stack(rows))
+
+    refused(later, "appends an array (or a view of it) to a list and writes into", "for i in")
+
+    def g(x):
+        y = x * 1.0
+        h = y[:2]
+        rows = [x]
+        for _ in range(2):
+            rows.append(h)
+        y[0] = 5.0
+        return np.sum(np.stack(rows))
+
+    refused(g, "is kept in a list", "y[0] = 5.0")
+
+    def ok(x):
+        y = x * 1.0
+        rows = [x]
+        for i in range(2):
+            y[i] = x[i] * 2.0
+            rows.append(y.copy())
+        return np.sum(np.stack(rows) * 3.0)
+
+    check(ok, X3)

@@ -32,7 +32,7 @@ import gast
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
 from adcompiler.ops.structure import Dyn
-from adcompiler.ssa import Loc, Node, Value
+from adcompiler.ssa import Loc, Node, Value, walk
 
 COPY_HINT = "take a copy where you make it (`.copy()`), or write into the array itself"
 
@@ -338,12 +338,20 @@ class Views:
                 elif name not in views:
                     views.append(name)
         plans = []
+        appended = {
+            n.func.value.id for stmt in stmts for n in gast.walk(stmt) if _is_append(n)
+        }
         for root, roots, views, seen in families.values():
+            # a list the region appends to is a list of its own there (it holds the
+            # array: a write into it is refused, see `write`)
+            views = [n for n in views if n not in appended]
             names = set(roots) | set(views)
             arrays = {n for n in names if isinstance(self.env[n], Value)}  # not `d["k"] = v`
             if not seen[0] or not arrays & touched:
                 continue
-            again = sorted(names & rebound)
+            # a tuple or dict holding the array that the region changes: its entries
+            # would be values of their own there
+            again = sorted(names & rebound | {n for n in views if n in touched and n not in arrays})
             if again:
                 base = f"`{roots[0]}`" if roots else "an array"
                 shared = (
@@ -402,6 +410,7 @@ class Views:
         from adcompiler.frontend.control import POISONED
         from adcompiler.frontend.lower import LoweringError
 
+        node = self.nodes[-1]  # the loop
         self.follow_roots(plans)
         keys, params, start, end, yields = trace
         slots = {name for name, _ in keys}
@@ -424,7 +433,7 @@ class Views:
                 "it (through a view, or by a helper)",
                 f"assign it in the loop: `{changed[0]} = ...`, or write into it directly",
             )
-        node = self.nodes[-1]
+        self.check_lists_in_loop(stmt, node, params)
         pairs = []
         for (name, _), param, y, out in zip(keys, params, yields, node.outputs):
             if self.link_of(y) is None:
@@ -439,6 +448,47 @@ class Views:
             pairs.append((out, [y]))
         self.link_region_outputs(pairs, [end])
         return []
+
+    def array_object(self, v: Value) -> Value:
+        """The value that stands for the NumPy array object `v` is (or is a view of):
+        through views to their root, through writes (`setitem`) to the array written."""
+        while True:
+            link = self.link_of(v)
+            if link is not None:
+                v = link.parent
+                continue
+            made = self.views.producer.get(id(v))
+            if made is not None and made.op is SETITEM:
+                v = made.inputs[0]
+                continue
+            return v
+
+    def check_lists_in_loop(self, stmt, node: Node, params) -> None:
+        """A loop that appends a carried array (or a view of it) to a list and writes
+        into that array: the list would see the writes of later iterations. Refused;
+        an array appended in the loop counts as held by a list after it."""
+        from adcompiler.frontend.lower import LoweringError
+
+        slot = {id(p): k for k, p in enumerate(params)}
+        appended: dict[int, Loc | None] = {}
+        for n in walk(node.regions[-1]):
+            if n.op.holds is not None:
+                for v in n.inputs[n.op.holds :]:
+                    k = slot.get(id(self.array_object(v)))
+                    if k is not None:
+                        appended.setdefault(k, n.loc)
+        for n in walk(node.regions[-1]):
+            if n.op is SETITEM and slot.get(id(self.array_object(n.inputs[0]))) in appended:
+                raise LoweringError(
+                    stmt,
+                    "this loop appends an array (or a view of it) to a list and writes into "
+                    "it: NumPy's list would show the writes of later iterations, adcompiler's "
+                    "would not",
+                    "append a copy to the list (`.append(v.copy())`)",
+                )
+        for k, loc in appended.items():
+            if k < len(node.outputs):
+                self.views.held.setdefault(id(node.outputs[k]), loc)
 
     def stale_error(self, node, stale: Stale):
         from adcompiler.frontend.lower import LoweringError
@@ -456,6 +506,12 @@ def _reads(block, value: Value) -> bool:
         if any(_reads(region, value) for region in node.regions):
             return True
     return False
+
+
+def _is_append(node) -> bool:
+    from adcompiler.frontend.control import _is_append as is_append
+
+    return is_append(node)
 
 
 def written_names(stmts) -> set[str]:
