@@ -697,3 +697,41 @@ def test_an_array_appended_to_a_list_and_written_is_refused():
         return np.sum(np.stack(rows) * 3.0)
 
     check(ok, X3)
+
+
+def test_a_row_read_before_a_write_into_the_next_row_is_kept():
+    """The recurrent pattern: `h = H[t]` (a row, or a number) and then `H[t + 1] = ...`,
+    which provably misses it, in a loop; and `H[t - 1]` as well."""
+
+    def f(x):
+        H = np.zeros((4, 3))
+        H[0] = x
+        for t in range(3):
+            h = H[t]
+            H[t + 1] = np.tanh(h * 0.5 + x)
+            total = np.sum(h * h)
+        return np.sum(H) + total
+
+    check(f, X3)
+
+    def g(x):
+        H = np.zeros((4, 3))
+        H[0] = x
+        for t in range(1, 4):
+            h = H[t - 1]
+            H[t] = np.sin(h) + x
+            total = np.sum(h)
+        return np.sum(H * H) + total
+
+    check(g, X3)
+
+    def same_row(x):
+        H = np.zeros((4, 3))
+        H[0] = x
+        for t in range(3):
+            h = H[t]
+            H[t] = np.tanh(h)
+            total = np.sum(h)
+        return total
+
+    refused(same_row, "`h` may be a view of the array written", "total = np.sum(h)")

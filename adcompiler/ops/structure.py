@@ -132,7 +132,7 @@ def _index_view_kind(attrs) -> str | None:
     for kind in ("maybe", "always", "scalar"):
         if kind in kinds:
             return kind
-    return "always"  # x[()]
+    return "scalar"  # x[()]: a number for a 0-d x
 
 
 def _setitem_back(emit, node, new):
