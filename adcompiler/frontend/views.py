@@ -411,7 +411,6 @@ class Views:
         from adcompiler.frontend.lower import LoweringError
 
         node = self.nodes[-1]  # the loop
-        self.follow_roots(plans)
         keys, params, start, end, yields = trace
         slots = {name for name, _ in keys}
         views = {v for _, _, names in plans for v in names}
@@ -425,7 +424,7 @@ class Views:
             else:
                 changed.append(name)
         if changed and not final:
-            return changed
+            return changed  # (before anything outside the loop changes)
         if changed:
             raise LoweringError(
                 stmt,
@@ -433,6 +432,7 @@ class Views:
                 "it (through a view, or by a helper)",
                 f"assign it in the loop: `{changed[0]} = ...`, or write into it directly",
             )
+        self.follow_roots(plans)
         self.check_lists_in_loop(stmt, node, params)
         pairs = []
         for (name, _), param, y, out in zip(keys, params, yields, node.outputs):
