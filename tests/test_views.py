@@ -735,3 +735,21 @@ def test_a_row_read_before_a_write_into_the_next_row_is_kept():
         return total
 
     refused(same_row, "`h` may be a view of the array written", "total = np.sum(h)")
+
+
+def test_a_loop_variable_used_again_in_a_later_loop():
+    """Found by a random program: the second loop's target was taken for a name the
+    loop changed without carrying it."""
+
+    def f(x):
+        y = x * 1.0
+        for i in range(2):  # noqa: B007 - `i` unread: undefined after the loop
+            y[1:, 0] = x[2, 2] * 2.0
+        v2 = y[::2]
+        y[0, 0] = np.sin(np.sum(v2))
+        for i in range(2):  # noqa: B007
+            v3 = v2[1:]
+            v4 = v3[1:]
+        return np.sum(y * x) + np.sum(v2 * 0.3) + np.sum(v3 * 0.4) + np.sum(v4 * 0.5)
+
+    check(f, np.linspace(-0.9, 1.2, 12).reshape(3, 4))

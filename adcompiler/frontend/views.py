@@ -407,12 +407,13 @@ class Views:
         through a view made in the loop): the loop is lowered again carrying them (or,
         `final`, refused). Refused: a view carried from one iteration into the next
         and read there (a write in between would show through it)."""
-        from adcompiler.frontend.control import POISONED
+        from adcompiler.frontend.control import POISONED, assigned_names
         from adcompiler.frontend.lower import LoweringError
 
         node = self.nodes[-1]  # the loop
         keys, params, start, end, yields = trace
         slots = {name for name, _ in keys}
+        slots |= assigned_names([*stmt.body, *([stmt.target] if hasattr(stmt, "target") else [])])
         views = {v for _, _, names in plans for v in names}
         changed = []
         for name, held in start.items():
