@@ -753,3 +753,87 @@ def test_a_loop_variable_used_again_in_a_later_loop():
         return np.sum(y * x) + np.sum(v2 * 0.3) + np.sum(v3 * 0.4) + np.sum(v4 * 0.5)
 
     check(f, np.linspace(-0.9, 1.2, 12).reshape(3, 4))
+
+
+# ---------------------------------------------------------------------------
+# Random programs of views and writes: NumPy's values, or a refusal
+# ---------------------------------------------------------------------------
+
+_VIEWS_2D = ["{b}[1:]", "{b}.T", "{b}[:, 1:3]", "{b}[0]", "np.swapaxes({b}, 0, 1)",
+             "{b}[::2]", "np.reshape({b}, (-1,))", "{b}[None]"]  # fmt: skip
+_VIEWS_1D = ["{b}[1:]", "{b}[::2]", "{b}[0:2]", "np.expand_dims({b}, 0)"]
+
+
+def _random_program(seed: int) -> tuple[str, bool]:
+    """A function of x (3, 4) that takes views of an array, writes through them and into
+    it, in loops and branches; and whether it uses stop_gradient."""
+    import random
+
+    rng = random.Random(seed)
+    sg = rng.random() < 0.3
+    lines, ndim = ["y = x * 1.0"], {"y": 2}
+
+    def value():
+        n = rng.choice(list(ndim))
+        return rng.choice(
+            [f"np.sum({n}) * 0.1", f"x[{rng.randrange(3)}, {rng.randrange(4)}] * 2.0", "1.5"]
+        )
+
+    def statement(depth, pad):
+        kind, base = rng.random(), rng.choice(list(ndim))
+        if ndim[base] == 0:
+            return
+        if kind < 0.35:
+            code = rng.choice(_VIEWS_2D if ndim[base] >= 2 else _VIEWS_1D).format(b=base)
+            if sg and rng.random() < 0.15:
+                code = f"ad.stop_gradient({base})"
+            d = ndim[base] - 1 if code.endswith("[0]") else ndim[base]
+            d = 1 if "reshape" in code else d + ("None" in code or "expand" in code)
+            if d <= 3:
+                name = f"v{len(ndim)}"
+                ndim[name] = d
+                lines.append(f"{pad}{name} = {code}")
+        elif kind < 0.75:
+            index = ", ".join(["0"] * ndim[base]) if rng.random() < 0.5 else "0"
+            lines.append(f"{pad}{base}[{index}] = {value()}")
+        elif kind < 0.85:
+            lines.append(f"{pad}{base} += {value()}")
+        elif depth == 0:
+            head = "for i in range(2):" if kind < 0.93 else "if x[0, 0] > 0:"
+            lines.append(f"{pad}{head}")
+            for _ in range(rng.randrange(1, 4)):
+                statement(1, pad + "    ")
+            lines.append(f"{pad}    y[1, 1] = y[1, 1] * 1.1")
+
+    for _ in range(rng.randrange(3, 9)):
+        statement(0, "")
+    total = " + ".join(f"np.sum({n} * {k + 1})" for k, n in enumerate(ndim))
+    body = "\n".join("    " + line for line in [*lines, f"return {total}"])
+    return f"def f(x):\n{body}\n", sg
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_programs_of_views(seed, tmp_path):
+    import importlib.util
+
+    source, uses_stop_gradient = _random_program(seed)
+    path = tmp_path / f"views_{seed}.py"
+    path.write_text(f"import numpy as np\nimport adcompiler as ad\n\n\n{source}")
+    spec = importlib.util.spec_from_file_location(f"views_{seed}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = np.linspace(-0.9, 1.2, 12).reshape(3, 4)
+    try:
+        expected = module.f(x.copy())
+    except Exception:  # noqa: BLE001 - NumPy or Python refuses it (a read-only view, ...)
+        return
+    try:
+        vg = ad.value_and_grad(module.f)
+    except ad.UnsupportedSyntaxError as err:
+        assert all(d.loc is not None for d in err.diagnostics)
+        return
+    if uses_stop_gradient:  # finite differences see through stop_gradient: values only
+        for _ in range(3):
+            np.testing.assert_allclose(vg(x.copy())[0], expected, rtol=1e-12)
+    else:
+        check(module.f, x)
