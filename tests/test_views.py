@@ -837,3 +837,25 @@ def test_random_programs_of_views(seed, tmp_path):
             np.testing.assert_allclose(vg(x.copy())[0], expected, rtol=1e-12)
     else:
         check(module.f, x)
+
+
+def test_augmented_assignment_of_an_array_a_tuple_or_the_caller_holds_is_refused():
+    def f(x):
+        w = x * 1.0
+        params = (w, 2.0)
+        w -= 0.5
+        return np.sum(params[0])
+
+    refused(f, "`w` and `params` hold the same value", "w -= 0.5")
+
+    def bump(a):
+        a += 1.0
+        return np.sum(a)
+
+    def g(x):
+        y = x * 1.0
+        s = bump(y)
+        return np.sum(y) + s
+
+    err = refused(g, "in the call to `bump`", "s = bump(y)")
+    assert "`a` and `y` hold the same value" in str(err)

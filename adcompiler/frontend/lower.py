@@ -281,6 +281,15 @@ class Lowering(ControlFlow, Containers, Views):
         if not isinstance(current, Value):
             return
         others = [n for n, held in self.env.items() if held is current and n != name]
+        # a tuple or dict that holds it, or a name of the function this one is inlined
+        # into (the caller's array), would see the change too
+        others += [n for n, held in self.env.items() if _holds(held, current)]
+        scope = self.outer
+        while scope is not None:
+            others += [
+                n for n, held in scope.env.items() if held is current or _holds(held, current)
+            ]
+            scope = scope.outer
         others = [n for n in others if not n.startswith(".")]
         if others:
             raise LoweringError(
@@ -830,10 +839,31 @@ def _callable_alone(fn, args, kwargs) -> bool:
                 len(lowered.results) == 1
                 and not lowered.returns_tuple
                 and not _may_share_an_argument(lowered)
+                and not _augments_a_parameter(parse_function(fn))
             )
         except Exception:  # noqa: BLE001 - anything it cannot do alone: inline instead
             _ALONE[fn] = False
     return _ALONE[fn]
+
+
+def _augments_a_parameter(parsed: ParsedSource) -> bool:
+    """Whether the function writes `a += v` on one of its parameters: for an array that
+    changes the caller's array, which only inlining follows (or refuses)."""
+    args = parsed.tree.args
+    names = {a.id for a in args.args + args.kwonlyargs}
+    return any(
+        isinstance(n, gast.AugAssign) and isinstance(n.target, gast.Name) and n.target.id in names
+        for n in gast.walk(parsed.tree)
+    )
+
+
+def _holds(container, value) -> bool:
+    """Whether a tuple or dict (nested) holds `value`."""
+    if isinstance(container, tuple):
+        return any(c is value or _holds(c, value) for c in container)
+    if isinstance(container, dict):
+        return any(c is value or _holds(c, value) for c in container.values())
+    return False
 
 
 def _may_share_an_argument(fn: Function) -> bool:
