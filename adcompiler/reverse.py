@@ -40,6 +40,7 @@ from adcompiler.ops.control import (
     TAPE_SET,
     TRIP_COUNT,
 )
+from adcompiler.ops.core import view_of
 from adcompiler.ops.guards import check_scalar
 from adcompiler.ops.mutation import INDEX_ADD
 from adcompiler.ops.structure import GETITEM
@@ -823,17 +824,16 @@ def _copy_literals(primal: Block, adjoint: Block) -> None:
     substitute(adjoint, replace)
 
 
-_VIEWS = {"getitem", "reshape", "ravel", "transpose", "swapaxes", "squeeze", "expand_dims"}
-
-
 def _is_view(block: Block, v: Value) -> bool:
-    """True if `v` may be a view of another array (an index, a reshape, ...; or passed
-    on unchanged by `unbroadcast` or `broadcast_to`, as adjoints are)."""
+    """True if `v` may be a view of another array (an index, a reshape, ...; or, through
+    an operator that shows its whole input, as `unbroadcast`, `broadcast_to` and
+    `stop_gradient` do, a view of one), from the operators' `View` traits."""
     for n in block.nodes:
         if v in n.outputs:
-            if n.op.name in _VIEWS:
-                return True
-            return n.op.name in ("unbroadcast", "broadcast_to") and _is_view(block, n.inputs[0])
+            base = view_of(n)
+            if base is None:
+                return False
+            return not n.op.view.whole or _is_view(block, base)
     return False
 
 

@@ -472,6 +472,10 @@ def ravel(x, w):
     return np.sum(np.ravel(x) * w)
 
 
+def asarray(x, w):
+    return np.sum(np.asarray(x) * np.asanyarray(x) * w)
+
+
 def squeeze(x, w):
     return np.sum(np.squeeze(x) * w)
 

@@ -310,6 +310,7 @@ OTHER = [
     case(C.reshape, x="2,3,m"),
     case(C.reshape_flat, x="n,m"),
     case(C.ravel, x="n,m"),
+    case(C.asarray, x="n,m"),
     case(C.squeeze, x="n,1,m,1"),
     case(C.squeeze_axis, x="n,1,m"),
     case(C.expand_dims, x="n,m"),

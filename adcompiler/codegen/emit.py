@@ -28,26 +28,11 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.codegen.to_source import to_source
-from adcompiler.ops.core import Op
+from adcompiler.ops.core import Op, view_of
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
-# Operators whose result may share memory with their first input.
-_STORES = {"tape_set", "tape_append", "list", "list_append"}
 _AUGMENTED = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult, "divide": ast.Div}
-ALIASING = {
-    "getitem",
-    "reshape",
-    "ravel",
-    "transpose",
-    "swapaxes",
-    "squeeze",
-    "expand_dims",
-    "broadcast_to",
-    "unbroadcast",
-    "tape_get",
-    "copy_if_needed",
-}
 
 
 @dataclass
@@ -643,8 +628,8 @@ class Plan:
         self.ownership(fn.body)
         self.escaped = {  # kept on a tape or in a list: read later through that
             self.root.get(v.id, v.id)
-            for node in walk(fn.body) if node.op.name in _STORES and not self.copies(node)
-            for v in node.inputs[1 if node.op.name != "list" else 0:]
+            for node in walk(fn.body) if node.op.holds is not None and not self.copies(node)
+            for v in node.inputs[node.op.holds:]
         }  # fmt: skip
         self.escape_through_regions(fn.body)
         self.ints = _python_ints(fn)
@@ -724,10 +709,9 @@ class Plan:
             elif node.op.name in ("for", "while"):
                 if node.regions[-1].yields[k].id in self.owned:
                     self.owned.add(out.id)
-            elif node.op.name in ALIASING or node.op.name == "const" or not node.op.impl:
-                if node.op.name in ALIASING and node.inputs:
-                    self.root[out.id] = self.root.get(node.inputs[0].id, node.inputs[0].id)
-            else:
+            elif (base := view_of(node)) is not None:  # a view: shares the input's memory
+                self.root[out.id] = self.root.get(base.id, base.id)
+            elif node.op.name != "const" and node.op.impl:  # a new array
                 self.owned.add(out.id)
 
     def escape_through_regions(self, body: Block) -> None:

@@ -24,6 +24,7 @@ import operator
 import gast
 import numpy as np
 
+from adcompiler.frontend.views import Stale
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, ASSERT, FOR, FSTRING, IF, NOT, OR, PRINT, WHILE
 from adcompiler.ops.mutation import LIST_APPEND, MAKE_LIST
@@ -179,8 +180,15 @@ class ControlFlow:
     def branch(self, cond: Value, then_part, else_part) -> str:
         """Emit an `if` node; each part is a statement list or (nodes, env, status)."""
         loc = self.loc
+        stmts = [s for part in (then_part, else_part) if isinstance(part, list) for s in part]
+        # arrays the branches write into that have named views: the array is merged, its
+        # views are made again from it after the `if` (frontend.views)
+        plans = self.region_families(stmts, None, "`if`") if stmts else []
         then_block, then_env, then_status = self._part(then_part)
         else_block, else_env, else_status = self._part(else_part)
+        for _, _, views in plans:
+            for name in views:
+                then_env[name] = else_env[name] = self.env[name]
         merged = self.merge(
             [(then_block, then_env, then_status), (else_block, else_env, else_status)]
         )
@@ -194,6 +202,10 @@ class ControlFlow:
         self.nodes.append(node)
         self.loc = loc
         self.bind_merged(merged, outputs)
+        self.follow_roots(plans)
+        self.link_region_outputs(
+            [(out, merged[name][0]) for name, out in outputs], [then_env, else_env]
+        )
         return "exit" if then_status == else_status == "exit" else "fall"
 
     def _part(self, part):
@@ -214,6 +226,8 @@ class ControlFlow:
             values = [env.get(name, _default(name)) for _, env, _ in parts]
             if all(_same(v, values[0]) for v in values):
                 self.env[name] = values[0]
+            elif stale := [v for v in values if isinstance(v, Stale)]:
+                self.env[name] = stale[0]  # a may-be-view whose array a branch wrote
             elif any(v is UNDEFINED for v in values):
                 self.env[name] = UNDEFINED
             else:
@@ -276,25 +290,49 @@ class ControlFlow:
             return
         read_after = self.loaded_outside(stmt)
         targets = assigned_names([stmt.target]) if isinstance(stmt, gast.For) else set()
-        carried = []
-        for n in sorted(assigned_names(stmt.body) | targets):
-            defined = n in self.env and self.env[n] is not UNDEFINED
-            if defined or n in (RESULT, RETURNED, BROKE) or n in read_after:
-                if not defined and not n.startswith("."):
-                    self.env[n] = Static(None)  # first assigned in the loop, read after it
-                carried.append(n)
-        self.lists_to_runtime(stmt, carried)
-        if isinstance(stmt, gast.For):
-            start, stop, step, item = self.loop_range(stmt)
-            if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
-                self.lower_for_as_while(stmt, carried, start, stop, step, item)
-            else:
-                self.lower_for(stmt, carried, start, stop, step, item)
-            self.forget_loop_locals(stmt, carried)
-        elif isinstance(stmt, gast.While):
-            self.lower_while(stmt, carried)
-        else:
-            raise LoweringError(stmt, "unsupported loop")
+        before = (len(self.nodes), dict(self.env), len(self.diagnostics))
+        written: list[str] = []  # arrays written through views made in the loop
+        while True:
+            carried = []
+            for n in sorted(assigned_names(stmt.body) | targets | set(written)):
+                defined = n in self.env and self.env[n] is not UNDEFINED
+                if defined or n in (RESULT, RETURNED, BROKE) or n in read_after:
+                    if not defined and not n.startswith("."):
+                        self.env[n] = Static(None)  # first assigned in the loop, read after
+                    carried.append(n)
+            # arrays the loop writes into that have named views: the array is carried,
+            # its views are made again from it (frontend.views)
+            plans = self.region_families(stmt.body, stmt, "loop", written)
+            for _, root_name, views in plans:
+                carried[:] = [n for n in carried if n not in views]
+                if root_name not in carried:
+                    carried.append(root_name)
+            self.lists_to_runtime(stmt, carried)
+            outer_plans, self.loop_plans = self.loop_plans, plans
+            try:
+                if isinstance(stmt, gast.For):
+                    start, stop, step, item = self.loop_range(stmt)
+                    if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
+                        self.lower_for_as_while(stmt, carried, start, stop, step, item)
+                    else:
+                        self.lower_for(stmt, carried, start, stop, step, item)
+                elif isinstance(stmt, gast.While):
+                    self.lower_while(stmt, carried)
+                else:
+                    raise LoweringError(stmt, "unsupported loop")
+                uncarried = self.after_loop(stmt, plans, self.loop_trace, final=bool(written))
+            finally:
+                self.loop_plans = outer_plans
+            if not uncarried:
+                break
+            # a write through a view made in the loop changed an array the loop did not
+            # carry: lower the loop again, carrying it
+            written = uncarried
+            del self.nodes[before[0] :], self.diagnostics[before[2] :]
+            self.env.clear()
+            self.env.update(before[1])
+        if isinstance(stmt, gast.For):  # (the views in `plans` are kept: made again)
+            self.forget_loop_locals(stmt, carried + [v for _, _, vs in plans for v in vs])
 
     def loaded_outside(self, loop) -> set[str]:
         """Names the function reads outside `loop` (a value first made in the loop and
@@ -466,11 +504,14 @@ class ControlFlow:
         self.env = {**saved_env, **self.bind_slots(keys, params)}
         self.nodes = []
         try:
+            self.follow_roots(self.loop_plans)
+            start = dict(self.env)
             prefix()
             self.lower_stmts(body)
             self.statement_start = len(self.nodes)
             suffix()
             yields = [self.as_value(self.read_slot(key)) for key in keys]
+            self.loop_trace = (keys, list(params), start, dict(self.env), yields)
             return Block(params=list(params), nodes=self.nodes, yields=yields)
         finally:
             self.env, self.nodes = saved_env, saved_nodes
@@ -556,6 +597,7 @@ class ControlFlow:
         self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
         self.nodes = []
         try:
+            self.follow_roots(self.loop_plans)
             flag = self.as_value(condition())
             cond_block = Block(params=cond_params, nodes=self.nodes, yields=[flag])
         finally:

@@ -35,11 +35,12 @@ from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
+from adcompiler.frontend.views import Stale, Views, ViewState
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
-from adcompiler.ops.core import NO_DEFAULT, Op
-from adcompiler.ops.mutation import ARRAY_LIST, SETITEM, STACK_LIST, SUM_LIST
+from adcompiler.ops.core import NO_DEFAULT, Op, view_of
+from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
 
@@ -177,18 +178,22 @@ def structure_of(value):
     return None
 
 
-class Lowering(ControlFlow, Containers):
+class Lowering(ControlFlow, Containers, Views):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
         self.fn = fn
         self.parsed = parsed
         self.nodes: list[Node] = nodes
+        self.top_nodes = nodes  # (self.nodes is another list inside an `if` or a loop)
         self.diagnostics: list[Diagnostic] = diagnostics
         self.depth = depth
         self.env: dict[str, Any] = {}
         self.parameters: list[Value] = []  # the user's arguments: never written into
-        self.view_of: dict[int, tuple] = {}  # id of a named view -> (base value, index)
+        self.views = ViewState()  # possible views and their bases (frontend.views)
+        self.outer: Lowering | None = None  # the function this one is inlined into
+        self.loop_plans: list = []  # arrays with views the loop being lowered writes into
+        self.loop_trace: tuple = ()  # the slots and environments of the last loop body
         self.chain = {fn}  # functions being inlined: a call of one of them recurses
         self.functions = False  # see lower_function
         self.loc: Loc | None = None
@@ -263,6 +268,11 @@ class Lowering(ControlFlow, Containers):
             current = self.name(stmt.target)
             self.check_in_place(stmt, stmt.target.id, current)
             value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
+            if isinstance(current, Value) and self.views_held(current):
+                # `v += w` on an array that shares memory with others: NumPy writes
+                # into it (frontend.views)
+                self.write(stmt, stmt.target.id, current, value, None, [])
+                return
             self.assign(stmt.target, value)
         elif isinstance(stmt, gast.AnnAssign):
             if stmt.value is not None:
@@ -278,14 +288,6 @@ class Lowering(ControlFlow, Containers):
 
     def assign(self, target, value) -> None:
         if isinstance(target, gast.Name):
-            producer = self.nodes[-1] if self.nodes else None
-            if (
-                isinstance(value, Value)
-                and producer is not None
-                and producer.op is GETITEM
-                and value in producer.outputs
-            ):
-                self.view_of[id(value)] = (producer.inputs[0], producer.attrs["index"])
             if isinstance(value, Value) and self.made_by_this_statement(value):
                 value.hint, value.role = target.id, "primal"
             self.env[target.id] = value
@@ -309,6 +311,15 @@ class Lowering(ControlFlow, Containers):
         if not isinstance(current, Value):
             return
         others = [n for n, held in self.env.items() if held is current and n != name]
+        # a tuple or dict that holds it, or a name of the function this one is inlined
+        # into (the caller's array), would see the change too
+        others += [n for n, held in self.env.items() if _holds(held, current)]
+        scope = self.outer
+        while scope is not None:
+            others += [
+                n for n, held in scope.env.items() if held is current or _holds(held, current)
+            ]
+            scope = scope.outer
         others = [n for n in others if not n.startswith(".")]
         if others:
             raise LoweringError(
@@ -317,14 +328,6 @@ class Lowering(ControlFlow, Containers):
                 f"would change `{others[0]}` too if it is an array",
                 f"write `{name} = {name} {_op(stmt)} ...`",
             )
-        if id(current) in self.view_of:
-            raise LoweringError(
-                stmt,
-                f"`{name}` is a view into another array: `{name} {_op(stmt)}= ...` would write "
-                f"into that array",
-                f"write into the array itself (`base[...] {_op(stmt)}= ...`), or "
-                f"`{name} = {name} {_op(stmt)} ...`",
-            )
 
     def rebind(self, old, new) -> None:
         """Every name that holds the object `old` now holds `new`: a write through one
@@ -332,18 +335,6 @@ class Lowering(ControlFlow, Containers):
         for name, held in list(self.env.items()):
             if held is old:
                 self.env[name] = new
-
-    def check_views(self, target, base: Value, template) -> None:
-        """Refuse a write into an array that a named view of it would see change."""
-        for name, held in self.env.items():
-            view = self.view_of.get(id(held))
-            if view and view[0] is base and _may_overlap(view[1], template):
-                raise LoweringError(
-                    target,
-                    f"`{name}` is a view into this array (NumPy would show it this write, "
-                    f"adcompiler would not)",
-                    f"copy the view where you take it: `{name} = ....copy()`",
-                )
 
     def write_into(self, target, value, template, dyn) -> None:
         """``name[index] = value``: the name now holds a new array (see ops.mutation)."""
@@ -376,10 +367,7 @@ class Lowering(ControlFlow, Containers):
             )
         if not isinstance(base, Value):
             raise LoweringError(target, f"cannot write into `{name}` (not an array)")
-        self.check_views(target, base, template)
-        out = self.emit(SETITEM, [base, self.as_value(value), *dyn], {"index": template}, name)
-        out.hint, out.role = name, "primal"
-        self.rebind(base, out)
+        self.write(target, name, base, value, template, dyn)
 
     def assign_starred(self, target, value, at: int) -> None:
         """``first, *rest = t`` for a tuple known when compiling."""
@@ -450,6 +438,8 @@ class Lowering(ControlFlow, Containers):
         if name in self.env:
             if self.env[name] is POISONED:
                 raise LoweringError(node, "", silent=True)  # already reported
+            if isinstance(self.env[name], Stale):
+                raise self.stale_error(node, self.env[name])
             if self.env[name] is UNDEFINED:
                 raise LoweringError(
                     node,
@@ -687,6 +677,7 @@ class Lowering(ControlFlow, Containers):
                 self.diagnostics.append(_decorated(fn, parsed))
             raise LoweringError(node, f"the helper `{fn.__name__}` uses unsupported constructs")
         inner = Lowering(fn, parsed, self.nodes, self.diagnostics, self.depth + 1)
+        inner.share_views(self)
         inner.chain = self.chain | {fn}
         inner.functions = self.functions
         names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
@@ -744,6 +735,7 @@ class Lowering(ControlFlow, Containers):
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         inner = Lowering(self.fn, self.parsed, self.nodes, self.diagnostics, self.depth + 1)
+        inner.share_views(self)
         inner.closure, inner.cells = self.closure, self.cells
         inner.env = {k: v for k, v in self.env.items() if not k.startswith(".")}
         bound = dict(zip(local.names, args))
@@ -835,7 +827,9 @@ class Lowering(ControlFlow, Containers):
     def emit(self, op: Op, inputs, attrs, hint: str) -> Value:
         full = {**op.attr_defaults(), **attrs}
         out = Value(_temp_hint(hint, inputs), role="temp", loc=self.loc)
-        self.nodes.append(Node(op, list(inputs), full, [out], loc=self.loc))
+        node = Node(op, list(inputs), full, [out], loc=self.loc)
+        self.nodes.append(node)
+        self.note_node(node)
         return out
 
     def as_value(self, x) -> Value:
@@ -854,6 +848,8 @@ class Lowering(ControlFlow, Containers):
             return self.emit(CONST, [], {"value": obj, "name": x.name or "constant"}, "const")
         if x is POISONED:
             raise LoweringError(None, "", silent=True)  # its definition was reported
+        if isinstance(x, Stale):
+            raise self.stale_error(None, x)
         raise TypeError(f"cannot use {x!r} as a value")
 
 
@@ -873,47 +869,59 @@ def _callable_alone(fn, args, kwargs) -> bool:
     if fn not in _ALONE:
         try:
             lowered = lower_function(fn)
-            _ALONE[fn] = len(lowered.results) == 1 and not lowered.returns_tuple
+            _ALONE[fn] = (
+                len(lowered.results) == 1
+                and not lowered.returns_tuple
+                and not _may_share_an_argument(lowered)
+                and not _augments_a_parameter(parse_function(fn))
+            )
         except Exception:  # noqa: BLE001 - anything it cannot do alone: inline instead
             _ALONE[fn] = False
     return _ALONE[fn]
 
 
-def _op(stmt) -> str:
-    symbols = {gast.Add: "+", gast.Sub: "-", gast.Mult: "*", gast.Div: "/", gast.Pow: "**"}
-    return symbols.get(type(stmt.op), "?")
+def _augments_a_parameter(parsed: ParsedSource) -> bool:
+    """Whether the function writes `a += v` on one of its parameters: for an array that
+    changes the caller's array, which only inlining follows (or refuses)."""
+    args = parsed.tree.args
+    names = {a.id for a in args.args + args.kwonlyargs}
+    return any(
+        isinstance(n, gast.AugAssign) and isinstance(n.target, gast.Name) and n.target.id in names
+        for n in gast.walk(parsed.tree)
+    )
 
 
-def _may_overlap(view, write) -> bool:
-    """Whether a view and a write index may touch the same entries (known indices only;
-    an index known only at run time is taken not to overlap)."""
-    from adcompiler.ops.structure import Dyn
+def _holds(container, value) -> bool:
+    """Whether a tuple or dict (nested) holds `value`."""
+    if isinstance(container, tuple):
+        return any(c is value or _holds(c, value) for c in container)
+    if isinstance(container, dict):
+        return any(c is value or _holds(c, value) for c in container.values())
+    return False
 
-    a, b = view[0][0], write[0][0]
-    if any(
-        isinstance(p, Dyn)
-        or isinstance(p, slice)
-        and any(isinstance(e, Dyn) for e in (p.start, p.stop, p.step))
-        for p in (a, b)
-    ):
-        return False
-    if isinstance(a, int) and isinstance(b, int):
-        return a == b
-    if isinstance(a, slice) and isinstance(b, int):
-        return _in_slice(b, a)
-    if isinstance(b, slice) and isinstance(a, int):
-        return _in_slice(a, b)
+
+def _may_share_an_argument(fn: Function) -> bool:
+    """Whether the result of `fn` may be one of its arguments or a view of one (then a
+    write into it must be followed in the caller, so the call is inlined)."""
+    made = {id(v): n for n in fn.body.nodes for v in n.outputs}
+    params = {id(p) for p in fn.params}
+    value = fn.results[0]
+    while id(value) not in params:
+        node = made.get(id(value))
+        if node is None:
+            return True  # not made in the body: fail closed
+        if node.regions:
+            return True  # an output of an if or a loop: may be one of its inputs
+        base = view_of(node)
+        if base is None:
+            return False
+        value = base
     return True
 
 
-def _in_slice(i: int, s: slice) -> bool:
-    if i < 0 or (s.start or 0) < 0 or (s.stop is not None and s.stop < 0):
-        return True
-    return (
-        (s.start or 0) <= i
-        and (s.stop is None or i < s.stop)
-        and ((i - (s.start or 0)) % (s.step or 1) == 0)
-    )
+def _op(stmt) -> str:
+    symbols = {gast.Add: "+", gast.Sub: "-", gast.Mult: "*", gast.Div: "/", gast.Pow: "**"}
+    return symbols.get(type(stmt.op), "?")
 
 
 def _temp_hint(hint: str, inputs) -> str:

@@ -49,7 +49,7 @@ METHODS = {
     "repeat": (np.repeat, _same),
     "squeeze": (np.squeeze, _same),
     "ravel": (np.ravel, _same),
-    "flatten": (np.ravel, _same),
+    "flatten": (np.ndarray.flatten, _same),
     "copy": (np.copy, _same),
     "astype": (runtime.astype, _same),
     "reshape": (np.reshape, _shape_from_varargs),

@@ -24,7 +24,7 @@ import ast
 
 import numpy as np
 
-from adcompiler.ops.core import Op, Param, register
+from adcompiler.ops.core import Op, Param, View, register
 
 
 def _region_op(name: str) -> Op:
@@ -163,13 +163,34 @@ TAPE_LIST = register(
     Op("tape_list", tape_list, (), lambda node, args: ast.List([], ast.Load()), nondiff=True)
 )
 TAPE_SET = register(
-    Op("tape_set", None, (Param("tape"), Param("k"), Param("v")), _tape_set_spelling, nondiff=True)
+    Op(
+        "tape_set",
+        None,
+        (Param("tape"), Param("k"), Param("v")),
+        _tape_set_spelling,
+        nondiff=True,
+        holds=2,
+    )
 )
 TAPE_APPEND = register(
-    Op("tape_append", None, (Param("tape"), Param("v")), _tape_append_spelling, nondiff=True)
+    Op(
+        "tape_append",
+        None,
+        (Param("tape"), Param("v")),
+        _tape_append_spelling,
+        nondiff=True,
+        holds=1,
+    )
 )
-TAPE_GET = register(
-    Op("tape_get", None, (Param("tape"), Param("k")), _tape_get_spelling, nondiff=True)
+TAPE_GET = register(  # an entry of the tape: the object kept there (or a row of a stack)
+    Op(
+        "tape_get",
+        None,
+        (Param("tape"), Param("k")),
+        _tape_get_spelling,
+        nondiff=True,
+        view=View(),
+    )
 )
 # The rows of a tape's same-shaped entries as one matrix: vectors stacked, matrices one
 # under the other (`np.vstack`; adcompiler.specialize.batch, for sums over a loop's

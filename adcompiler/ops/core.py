@@ -43,6 +43,42 @@ class Param:
     default: Any = NO_DEFAULT
 
 
+@dataclass(frozen=True)
+class View:
+    """Trait of an operator whose result may be a view of input `input` (NumPy's sense:
+    it shares that input's memory, so a write into either is seen through the other).
+
+    kind: how sure that is. "always": NumPy always returns a view (`x.T`, `x[1:]`,
+    `np.squeeze`); "layout": a view where the memory layout allows and a copy otherwise
+    (`np.reshape`, `np.ravel`), so a write through the result cannot be followed when
+    compiling; or a function of the node's attributes that returns a kind, for
+    operators whose answer depends on them (indexing: "always" for basic slices,
+    "scalar" where the index may pick one element, a copy, "maybe" where an index is
+    known only at run time and may be an index array, None where it makes a copy).
+    writable: False where NumPy's view is read-only (`np.broadcast_to`): a write through
+    it raises in NumPy, so the compiler refuses it.
+    identity: the result is the input itself, entry for entry (`ad.stop_gradient`):
+    a write into it is the same write into the input.
+    whole: the result shows every entry of the input in place (the input itself or a
+    broadcast of it): it is a view of another array only if the input is one.
+    write_back: ``write_back(emit, node, new_view) -> new input``: the input after a
+    write changed the view to `new_view` (`emit(op, inputs, attrs)` emits a node);
+    None where a write through the view is never followed.
+    """
+
+    input: int = 0
+    kind: str | Callable[[dict], str | None] = "always"
+    writable: bool = True
+    identity: bool = False
+    whole: bool = False
+    write_back: Callable | None = None
+
+    def kind_for(self, attrs: dict) -> str | None:
+        """The kind for a node with these attributes ("always", "scalar", "layout",
+        "maybe"), or None if the result is a new array."""
+        return self.kind(attrs) if callable(self.kind) else self.kind
+
+
 @dataclass(eq=False)
 class Op:
     """An operator of the IR. Identity is the object itself."""
@@ -59,6 +95,8 @@ class Op:
     inline: bool = False  # cheap and pure: codegen may write it into its consumer
     structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
     regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
+    view: View | None = None  # the result may share memory with an input (see View)
+    holds: int | None = None  # inputs from this one on are kept by reference (lists, tapes)
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -70,6 +108,15 @@ class Op:
 
     def attr_defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params if p.kind == "attr"}
+
+
+def view_of(node: Node) -> Value | None:
+    """The input whose memory `node`'s result may share (a view of it, or the input
+    itself), from the operator's `View` trait; None if the result is a new array."""
+    view = node.op.view
+    if view is None or view.input >= len(node.inputs) or view.kind_for(node.attrs) is None:
+        return None
+    return node.inputs[view.input]
 
 
 REGISTRY: dict[Any, Op] = {}

@@ -154,9 +154,18 @@ runtime.HELPERS["copy_array"] = copy_array
 runtime.HELPERS["unstack"] = unstack
 runtime.HELPERS["spread"] = spread
 MAKE_LIST = register(
-    Op("list", make_list, (Param("items", "varargs"),), _make_list_spelling, nondiff=False)
+    Op(
+        "list",
+        make_list,
+        (Param("items", "varargs"),),
+        _make_list_spelling,
+        nondiff=False,
+        holds=0,
+    )
 )
-LIST_APPEND = register(Op("list_append", list_append, (Param("lst"), Param("v")), "append"))
+LIST_APPEND = register(
+    Op("list_append", list_append, (Param("lst"), Param("v")), "append", holds=1)
+)
 STACK_LIST = register(
     Op("stack_list", stack_list, (Param("lst"), Param("axis", "attr", 0)), "np.stack")
 )

@@ -20,7 +20,7 @@ import operator
 import numpy as np
 
 from adcompiler import runtime
-from adcompiler.ops.core import NO_DEFAULT, Op, Param, adjoint, register, tangent
+from adcompiler.ops.core import NO_DEFAULT, Op, Param, View, adjoint, register, tangent
 
 
 def _signature(text: str) -> tuple[Param, ...]:
@@ -442,9 +442,12 @@ defop(
 # ---------------------------------------------------------------------------
 
 
+def _inverse_axes(axes):
+    return None if axes is None else tuple(int(i) for i in np.argsort(np.mod(axes, len(axes))))
+
+
 def _transpose_rule(g, ans, x, axes):
-    inverse = None if axes is None else tuple(int(i) for i in np.argsort(np.mod(axes, len(axes))))
-    return g.builder.call(np.transpose, g, axes=inverse)
+    return g.builder.call(np.transpose, g, axes=_inverse_axes(axes))
 
 
 def _transpose_spelling(node, args):
@@ -457,30 +460,85 @@ def _transpose_spelling(node, args):
     return ast.Call(func, [args[0]], [ast.keyword("axes", constant_ast(node.attrs["axes"]))])
 
 
-deflinear("transpose", np.transpose, "x, axes=None", _transpose_rule, _transpose_spelling)
+# Views (View traits; docs/design.md): `write_back` gives the input after a write
+# changed the view to `new`, e.g. the transpose back for `x.T`.
+def _reshaped_back(emit, node, new):
+    return emit(np.reshape, [new, emit(np.shape, [node.inputs[0]], {})], {})
+
+
+_TRANSPOSE_VIEW = View(
+    write_back=lambda emit, node, new: emit(
+        np.transpose, [new], {"axes": _inverse_axes(node.attrs["axes"])}
+    )
+)
+_SWAPAXES_VIEW = View(write_back=lambda emit, node, new: emit(np.swapaxes, [new], node.attrs))
+_RESHAPE_VIEW = View(kind="layout", write_back=_reshaped_back)  # a view or a copy
+
+deflinear(
+    "transpose",
+    np.transpose,
+    "x, axes=None",
+    _transpose_rule,
+    _transpose_spelling,
+    view=_TRANSPOSE_VIEW,
+)
 deflinear(
     "swapaxes",
     np.swapaxes,
     "x, axis1=0, axis2=1",
     lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2),
+    view=_SWAPAXES_VIEW,
 )
-defop("reshape", np.reshape, "x, shape")
+defop("reshape", np.reshape, "x, shape", view=_RESHAPE_VIEW)
 adjoint(np.reshape)(lambda g, ans, x, shape: (_call(np.reshape, g, x.shape), None))
 tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
-deflinear("ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape))
 deflinear(
-    "squeeze", np.squeeze, "x, axis=None", lambda g, ans, x, axis: _call(np.reshape, g, x.shape)
+    "ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape), view=_RESHAPE_VIEW
+)
+# x.flatten() always copies (np.ravel makes a view where it can)
+deflinear(
+    "flatten",
+    np.ndarray.flatten,
+    "x",
+    lambda g, ans, x: _call(np.reshape, g, x.shape),
+    "_0.flatten()",
+)
+# np.asarray(x) is x itself if x is an array already (of any dtype: no `dtype=` here),
+# a new array for a number or a list
+deflinear(
+    "asarray",
+    np.asarray,
+    "x",
+    lambda g, ans, x: g,
+    keys=[np.asanyarray],
+    view=View(kind="layout", identity=True, whole=True),
+)
+deflinear(
+    "squeeze",
+    np.squeeze,
+    "x, axis=None",
+    lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
+    view=View(write_back=_reshaped_back),
 )
 deflinear(
     "expand_dims",
     np.expand_dims,
     "x, axis=0",
     lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
+    view=View(write_back=_reshaped_back),
 )
-defop("broadcast_to", np.broadcast_to, "x, shape")
+defop(  # a read-only view: NumPy refuses writes through it
+    "broadcast_to", np.broadcast_to, "x, shape", view=View(writable=False, whole=True)
+)
 adjoint(np.broadcast_to)(lambda g, ans, x, shape: (_call(runtime.unbroadcast, g, x.shape), None))
 tangent(np.broadcast_to)(lambda ts, ans, x, shape: _call(np.broadcast_to, ts[0], shape))
-defop("unbroadcast", runtime.unbroadcast, "g, shape", "unbroadcast")
+defop(  # g itself where no axis is summed
+    "unbroadcast",
+    runtime.unbroadcast,
+    "g, shape",
+    "unbroadcast",
+    view=View(kind="layout", whole=True),
+)
 adjoint(runtime.unbroadcast)(
     lambda g, ans, gx, shape: (_call(np.broadcast_to, g, _call(np.shape, gx)), None)
 )
@@ -618,7 +676,15 @@ deflinear("float", float, "x", lambda g, ans, x: g, "float")
 defnondiff("int", int, "x", "int")
 defnondiff("len", len, "x", "len")
 # adcompiler.stop_gradient: the value passes, its derivative does not
-defnondiff("stop_gradient", runtime.stop_gradient, "x", "stop_gradient", same_shape=True)
+# (it returns x itself: a write into it is a write into x)
+defnondiff(
+    "stop_gradient",
+    runtime.stop_gradient,
+    "x",
+    "stop_gradient",
+    same_shape=True,
+    view=View(identity=True, whole=True),
+)
 
 # ---------------------------------------------------------------------------
 # Rules of the helpers that adjoint rules emit (second derivatives)

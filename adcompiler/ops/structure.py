@@ -15,7 +15,7 @@ import numpy as np
 
 from adcompiler import runtime
 from adcompiler.ops import core
-from adcompiler.ops.core import Op, Param, adjoint, register, tangent
+from adcompiler.ops.core import Op, Param, View, adjoint, register, tangent
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,38 @@ def build_index(template, dyn):
     return part(items[0]) if single else tuple(part(p) for p in items)
 
 
+def _index_view_kind(attrs) -> str | None:
+    """Whether `x[index]` is a view of x (NumPy's basic indexing): "always" with a slice,
+    `None` or `...` among integers; "scalar" with integers only (a view, or one element
+    as a new scalar when they index every axis); "maybe" with a part known only at run
+    time (an integer, or an index array that makes a copy); None for a constant index
+    array (a copy)."""
+    items, _ = attrs["index"]
+    kinds = set()
+    for p in items:
+        if p is None or p is Ellipsis or isinstance(p, slice):
+            kinds.add("always")
+        elif isinstance(p, str):  # an entry of a dict: the object itself
+            kinds.add("always")
+        elif isinstance(p, int) and not isinstance(p, bool):
+            kinds.add("scalar")
+        elif isinstance(p, Dyn):
+            kinds.add("maybe")
+        else:
+            return None
+    for kind in ("maybe", "always", "scalar"):
+        if kind in kinds:
+            return kind
+    return "scalar"  # x[()]: a number for a 0-d x
+
+
+def _setitem_back(emit, node, new):
+    """The array after a write into its view `node` (``x[index]``) made it `new`."""
+    from adcompiler.ops.mutation import SETITEM
+
+    return emit(SETITEM, [node.inputs[0], new, *node.inputs[1:]], node.attrs)
+
+
 GETITEM = register(
     Op(
         "getitem",
@@ -117,6 +149,7 @@ GETITEM = register(
         (Param("x"), Param("dyn", "varargs"), Param("index", "attr")),
         _getitem_spelling,
         inline=True,
+        view=View(kind=_index_view_kind, write_back=_setitem_back),
     )
 )
 
