@@ -422,6 +422,22 @@ def test_a_view_carried_into_the_next_iteration_and_read_is_refused():
     refused(f, "holds a view made in an earlier iteration", "for i in range(2):")
 
 
+def test_a_view_carried_into_the_next_iteration_of_a_loop_that_writes_nothing():
+    # issue 12, case 4: the row kept from the iteration before is a view, and nothing
+    # in the loop writes into an array, so nothing can show through it
+    def f(x):
+        last = x[0] * 0.5
+        for i in range(x.shape[0]):
+            row = x[i]
+            if np.sum(row) > 1.0:
+                break
+            last = row
+        return np.sum(last * last)
+
+    check(f, np.array([[0.1, 0.2], [0.3, 0.1], [2.0, 0.5]]))
+    check(f, np.array([[0.1, 0.2], [0.3, 0.1], [0.2, 0.1]]))
+
+
 def test_a_view_reassigned_in_a_loop_that_writes_its_array_is_refused():
     def f(x):
         y = x * 1.0

@@ -406,7 +406,7 @@ class Views:
         Returns the names that changed in the loop but are not carried by it (a write
         through a view made in the loop): the loop is lowered again carrying them (or,
         `final`, refused). Refused: a view carried from one iteration into the next
-        and read there (a write in between would show through it)."""
+        and read there, in a loop that writes into an array (the write would show through it)."""
         from adcompiler.frontend.control import POISONED, assigned_names
         from adcompiler.frontend.lower import LoweringError
 
@@ -439,7 +439,7 @@ class Views:
         for (name, _), param, y, out in zip(keys, params, yields, node.outputs):
             if self.link_of(y) is None:
                 continue
-            if _reads(node.regions[-1], param):
+            if _writes(node) and _reads(node.regions[-1], param):
                 raise LoweringError(
                     stmt,
                     f"`{name}` holds a view made in an earlier iteration of this loop, and "
@@ -495,6 +495,12 @@ class Views:
         from adcompiler.frontend.lower import LoweringError
 
         return LoweringError(node, f"`{stale.name}` {stale.message}", stale.suggestion)
+
+
+def _writes(loop: Node) -> bool:
+    """Whether `loop` writes into any array (a `setitem` anywhere in its regions): only then
+    can a view carried from one iteration into the next see a write it should not."""
+    return any(n.op is SETITEM for region in loop.regions for n in walk(region))
 
 
 def _reads(block, value: Value) -> bool:
