@@ -524,6 +524,35 @@ def vstack(x, y, w):
     return np.sum(np.vstack([x, y]) * w)
 
 
+def r_(x, y, w):
+    return np.sum(np.r_[x, y, x] * w)
+
+
+def c_(x, y, w):
+    return np.sum(np.c_[x, y] * w)
+
+
+def list_literal_sum(x, y, w):
+    """NumPy converts the list to an array: derivatives flow through its items."""
+    return np.sum([1.0, x * y, 2.0]) * w
+
+
+def list_literal_mean(x, y, w):
+    return np.sum(np.mean([x, y + 2.0], axis=0) * w)
+
+
+def list_literal_norm(x, y, w):
+    return np.linalg.norm([x, x * y]) * w
+
+
+def list_literal_ufunc(x, y, w):
+    return np.sum(np.exp((x, y)) * w)
+
+
+def list_literal_operand(x, y, w):
+    return np.sum(x * [[1.0, 2.0], [y, 3.0]] * w)
+
+
 def broadcast_to(x, w):
     return np.sum(np.broadcast_to(x, (3, 4)) * w)
 

@@ -449,7 +449,10 @@ class Lowering(ControlFlow, Containers):
         if isinstance(left, tuple) or isinstance(right, tuple):
             if fn is operator.add and isinstance(left, tuple) and isinstance(right, tuple):
                 return left + right
-            raise LoweringError(node, "arithmetic on a tuple is not supported")
+            if not (isinstance(left, Value) or isinstance(right, Value)):
+                raise LoweringError(node, "arithmetic on a tuple is not supported")
+            # with an array: NumPy converts the list or tuple to an array
+            left, right = (self.pack(x, node) if isinstance(x, tuple) else x for x in (left, right))
         return self.apply(lookup(fn), [left, right], {}, node)
 
     def expr_UnaryOp(self, node):  # noqa: N802
@@ -524,8 +527,30 @@ class Lowering(ControlFlow, Containers):
             raise LoweringError(node, "a tuple can only be indexed by a constant")
         if isinstance(base, Static) and isinstance(index, Static):
             return Static(base.obj[index.obj])
+        if isinstance(base, Static) and not isinstance(base.obj, (np.ndarray, list, tuple, str, range)):
+            return self.index_object(base, index, node)
         template, dyn = self.template(index, node)
         return self.getitem(self.as_value(base), template, dyn)
+
+    def index_object(self, base: Static, index, node):
+        """``np.r_[a, b]``, ``np.c_[a, b]``: operators written as an index. Any other object
+        indexed by a value known only at run time is refused (its `__getitem__` could do
+        anything)."""
+        op = lookup(base.obj)
+        items = index if isinstance(index, tuple) and index[:1] != ("slice",) else (index,)
+        if op is None or any(
+            (isinstance(i, tuple) and i[:1] == ("slice",))
+            or (isinstance(i, Static) and not isinstance(i.obj, (int, float, bool, np.ndarray)))
+            for i in items
+        ):
+            written = ast.unparse(gast.gast_to_ast(node))
+            raise LoweringError(
+                node,
+                f"`{written}`: indexing {base.name or type(base.obj).__name__} with values "
+                "computed at run time is not supported",
+                "index an array, or join arrays with np.concatenate / np.stack",
+            )
+        return self.apply(op, [tuple(items)], {}, node)
 
     def index(self, node):
         if isinstance(node, gast.Slice):
@@ -760,7 +785,7 @@ class Lowering(ControlFlow, Containers):
             kwargs = {**kwargs, "subscripts": args.pop(0)}
         for param in op.params:
             if param.kind == "varargs":
-                inputs.extend(self.as_value(a) for a in args)
+                inputs.extend(self.as_value(self.as_array(op, param, a, node)) for a in args)
                 args = []
                 continue
             if args:
@@ -788,13 +813,31 @@ class Lowering(ControlFlow, Containers):
                     raise LoweringError(
                         node, f"`{op.name}` takes a list or tuple literal of arrays"
                     )
-                inputs.extend(self.as_value(i) for i in items)
+                inputs.extend(self.as_value(self.as_array(op, param, i, node)) for i in items)
             else:
-                inputs.append(self.as_value(given))
+                inputs.append(self.as_value(self.as_array(op, param, given, node)))
         if args or kwargs:
             extra = ", ".join([*(["positional"] if args else []), *kwargs])
             raise LoweringError(node, f"`{op.name}` does not take the argument(s): {extra}")
         return self.emit(op, inputs, attrs, op.name)
+
+    def as_array(self, op: Op, param, given, node):
+        """A list or tuple literal given for an array input is the array NumPy makes of it
+        (``np.sum([1.0, a * a])``): packed, so that derivatives flow through its items.
+        Tuples of constants, shapes, and the inputs of non-differentiable operators stay
+        tuples."""
+        if not isinstance(given, tuple) or op.nondiff or param.tuples == "shape":
+            return given
+        if not any(isinstance(v, Value) or v is POISONED for v in _tuple_leaves(given)):
+            return given
+        if param.tuples == "refuse":
+            raise LoweringError(
+                node,
+                f"`{op.name}` takes `{param.name}` as a tuple of values computed at run time; "
+                "no derivative can flow through it",
+                f"pass an array: `np.stack([...])`, or split `{param.name}` into arguments",
+            )
+        return self.pack(given, node)
 
     # -- building nodes ----------------------------------------------------
 
@@ -827,6 +870,13 @@ _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writin
 
 
 _ALONE: dict = {}
+
+
+def _tuple_leaves(items) -> list:
+    out: list = []
+    for item in items:
+        out.extend(_tuple_leaves(item) if isinstance(item, tuple) else [item])
+    return out
 
 
 def _callable_alone(fn, args, kwargs) -> bool:

@@ -36,11 +36,18 @@ class Param:
     kind: "in" (an array input), "attr" (a static attribute, a compile-time
     constant), "seq" (a list of array inputs, as in np.stack), "varargs" (the
     remaining positional inputs, as in np.einsum's operands).
+
+    tuples: what a list or tuple literal given for an input is. "array" (NumPy
+    converts it to an array, as np.sum([a, b]) does: the frontend builds that array,
+    so derivatives flow through its items), "shape" (a shape: kept a tuple, it has
+    no derivative), "refuse" (a function that may take it as a tuple, such as one
+    with a custom rule: refused where an item is computed at run time).
     """
 
     name: str
     kind: str = "in"
     default: Any = NO_DEFAULT
+    tuples: str = "array"
 
 
 @dataclass(eq=False)

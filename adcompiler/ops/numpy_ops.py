@@ -24,13 +24,16 @@ from adcompiler.ops.core import NO_DEFAULT, Op, Param, adjoint, register, tangen
 
 
 def _signature(text: str) -> tuple[Param, ...]:
-    """Parse ``"x, *dyn, [seq], axis=None"``: inputs, varargs, a sequence, attributes."""
+    """Parse ``"x, *dyn, [seq], (shape), axis=None"``: inputs, varargs, a sequence, an
+    input that is a shape (a tuple stays a tuple), attributes."""
     params = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         if item.startswith("*"):
             params.append(Param(item[1:], "varargs"))
         elif item.startswith("["):
             params.append(Param(item[1:-1], "seq"))
+        elif item.startswith("("):
+            params.append(Param(item[1:-1], "in", NO_DEFAULT, tuples="shape"))
         elif "=" in item:
             name, default = item.split("=", 1)
             params.append(Param(name.strip(), "attr", ast.literal_eval(default.strip())))
@@ -328,7 +331,7 @@ deflinear(
     "x, axis=None",
     lambda g, ans, x, axis: _call(runtime.cumsum_adjoint, g, x.shape, axis=axis),
 )
-defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, shape, axis=None", "cumsum_adjoint")
+defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, (shape), axis=None", "cumsum_adjoint")
 deflinear(
     "trace",
     np.trace,
@@ -336,7 +339,7 @@ deflinear(
     lambda g, ans, x, **attrs: _call(runtime.trace_adjoint, g, x.shape, **attrs),
 )
 defop(
-    "trace_adjoint", runtime.trace_adjoint, "g, shape, offset=0, axis1=0, axis2=1", "trace_adjoint"
+    "trace_adjoint", runtime.trace_adjoint, "g, (shape), offset=0, axis1=0, axis2=1", "trace_adjoint"
 )
 
 
@@ -464,7 +467,7 @@ deflinear(
     "x, axis1=0, axis2=1",
     lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2),
 )
-defop("reshape", np.reshape, "x, shape")
+defop("reshape", np.reshape, "x, (shape)")
 adjoint(np.reshape)(lambda g, ans, x, shape: (_call(np.reshape, g, x.shape), None))
 tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
 deflinear("ravel", np.ravel, "x", lambda g, ans, x: _call(np.reshape, g, x.shape))
@@ -477,10 +480,10 @@ deflinear(
     "x, axis=0",
     lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
 )
-defop("broadcast_to", np.broadcast_to, "x, shape")
+defop("broadcast_to", np.broadcast_to, "x, (shape)")
 adjoint(np.broadcast_to)(lambda g, ans, x, shape: (_call(runtime.unbroadcast, g, x.shape), None))
 tangent(np.broadcast_to)(lambda ts, ans, x, shape: _call(np.broadcast_to, ts[0], shape))
-defop("unbroadcast", runtime.unbroadcast, "g, shape", "unbroadcast")
+defop("unbroadcast", runtime.unbroadcast, "g, (shape)", "unbroadcast")
 adjoint(runtime.unbroadcast)(
     lambda g, ans, gx, shape: (_call(np.broadcast_to, g, _call(np.shape, gx)), None)
 )
@@ -492,7 +495,7 @@ deflinear(
     "x, reps=1",
     lambda g, ans, x, reps: _call(runtime.untile, g, x.shape, reps=reps),
 )
-defop("untile", runtime.untile, "g, shape, reps=1", "untile")
+defop("untile", runtime.untile, "g, (shape), reps=1", "untile")
 deflinear(
     "repeat",
     np.repeat,
@@ -501,7 +504,7 @@ deflinear(
         runtime.unrepeat, g, x.shape, repeats=repeats, axis=axis
     ),
 )
-defop("unrepeat", runtime.unrepeat, "g, shape, repeats=1, axis=None", "unrepeat")
+defop("unrepeat", runtime.unrepeat, "g, (shape), repeats=1, axis=None", "unrepeat")
 deflinear("copy", np.copy, "x", lambda g, ans, x: g)
 
 
@@ -514,13 +517,28 @@ def _astype_spelling(node, args):
 
 deflinear("astype", runtime.astype, "x, dtype=None", lambda g, ans, x, dtype: g, _astype_spelling)
 
+def _index_join_spelling(node, args):
+    """``np.r_[a, b]``, ``np.c_[a, b]``: the join written as the user wrote it."""
+    np_attr = ast.Attribute(ast.Name("np", ast.Load()), node.op.name, ast.Load())
+    index = ast.Tuple(list(args), ast.Load()) if len(args) != 1 else args[0]
+    return ast.Subscript(np_attr, index, ast.Load())
+
+
 for _name, _fn, _axis in [
     ("concatenate", np.concatenate, "axis=0"),
     ("stack", np.stack, "axis=0"),
     ("hstack", np.hstack, ""),
     ("vstack", np.vstack, ""),
+    ("r_", runtime.r_, ""),  # np.r_[a, b] and np.c_[a, b]: indexing a NumPy object
+    ("c_", runtime.c_, ""),
 ]:
-    defop(_name, _fn, f"[arrays], {_axis}" if _axis else "[arrays]")
+    defop(
+        _name,
+        _fn,
+        f"[arrays], {_axis}" if _axis else "[arrays]",
+        _index_join_spelling if _name in ("r_", "c_") else None,
+        keys=(getattr(np, _name),) if _name in ("r_", "c_") else (),
+    )
 
     def _join_adjoint(g, ans, *xs, axis=0, _name=_name):
         return tuple(
@@ -530,7 +548,7 @@ for _name, _fn, _axis in [
     def _join_tangent(ts, ans, *xs, axis=0, _fn=_fn, _name=_name):
         b = ans.builder
         filled = [t if t is not None else b.call(np.zeros_like, x) for t, x in zip(ts, xs)]
-        attrs = {} if _name in ("hstack", "vstack") else {"axis": axis}
+        attrs = {"axis": axis} if _name in ("concatenate", "stack") else {}
         return b.call(_fn, *filled, **attrs)
 
     adjoint(_fn)(_join_adjoint)
@@ -708,13 +726,15 @@ _JOINS = {
     "stack": np.stack,
     "hstack": np.hstack,
     "vstack": np.vstack,
+    "r_": runtime.r_,
+    "c_": runtime.c_,
 }
 
 
 @adjoint(runtime.unjoin)
 def _(G, ans, g, *xs, kind, axis, i):
     parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
-    attrs = {} if kind in ("hstack", "vstack") else {"axis": axis}
+    attrs = {"axis": axis} if kind in ("concatenate", "stack") else {}
     return (_call(_JOINS[kind], *parts, **attrs), *(None for _ in xs))
 
 

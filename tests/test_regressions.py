@@ -1,0 +1,122 @@
+"""Regression tests for issue 12 ("never silently wrong"): wrong gradients and crashes in
+rules, transforms and codegen. Each test checks one case in every mode it applies to
+(grad, value_and_grad, jvp, hvp, jacobian), on the first and on later (specialized) calls,
+against float64 central finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import adcompiler as ad
+from adcompiler.errors import UnsupportedSyntaxError
+
+EPS = 1e-6
+CALLS = 3  # the first call runs the generic version, later ones a specialized one
+
+
+def _fd_grad(f, args, i, eps=EPS):
+    """Central differences of sum(f(*args)) with respect to args[i]."""
+    x = np.asarray(args[i], dtype=float)
+    g = np.zeros(x.shape)
+    for k in range(x.size):
+        moved = []
+        for sign in (1, -1):
+            xk = x.copy()
+            xk.flat[k] += sign * eps
+            a = list(args)
+            a[i] = xk if x.shape else float(xk)
+            moved.append(np.sum(f(*a)))
+        g.flat[k] = (moved[0] - moved[1]) / (2 * eps)
+    return g
+
+
+def check_all_modes(f, args, wrt=0, hvp=True, atol=1e-5):
+    """Every mode of `f` against central differences, on CALLS calls each."""
+    names = list(f.__code__.co_varnames[: f.__code__.co_argcount])
+    i = wrt if isinstance(wrt, int) else names.index(wrt)
+    want = _fd_grad(f, args, i)
+    value = f(*args)
+    v = np.random.default_rng(0).standard_normal(np.shape(args[i]))
+    v = float(v) if np.shape(args[i]) == () else v
+    for _ in range(CALLS):
+        np.testing.assert_allclose(ad.grad(f, wrt=wrt)(*args), want, atol=atol, rtol=1e-5)
+        val, g = ad.value_and_grad(f, wrt=wrt)(*args)
+        np.testing.assert_allclose(val, value, rtol=1e-12)
+        np.testing.assert_allclose(g, want, atol=atol, rtol=1e-5)
+        val, t = ad.jvp(f, wrt=wrt)(*args, v)
+        np.testing.assert_allclose(val, value, rtol=1e-12)
+        np.testing.assert_allclose(t, np.sum(want * v), atol=atol, rtol=1e-5)
+        for mode in ("reverse", "forward"):
+            jac = ad.jacobian(f, wrt=wrt, mode=mode)(*args)
+            np.testing.assert_allclose(jac, want, atol=atol, rtol=1e-5)
+        if hvp:
+            h = 1e-4
+            plus, minus = list(args), list(args)
+            plus[i], minus[i] = args[i] + h * v, args[i] - h * v
+            grad = ad.grad(f, wrt=wrt)
+            want_hv = (np.asarray(grad(*plus)) - np.asarray(grad(*minus))) / (2 * h)
+            np.testing.assert_allclose(ad.hvp(f, wrt=wrt)(*args, v), want_hv, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# 1. A list or tuple literal where NumPy converts it to an array
+# ---------------------------------------------------------------------------
+
+
+def _sum_of_list(a):
+    return np.sum([1.0, a * a, 2.0])
+
+
+def _mean_of_list(a):
+    return np.mean([a, a + 2])
+
+
+def _norm_of_list(a):
+    return np.linalg.norm([a, a + 2])
+
+
+def _r_join(a):
+    return np.sum(np.r_[a, a] * np.arange(4))
+
+
+def _c_join(a):
+    return np.sum(np.c_[a, a] * np.arange(4).reshape(2, 2))
+
+
+def _list_in_a_variable(a):
+    items = [a, a * a]
+    return np.sum(np.exp(items))
+
+
+def _list_operand(a):
+    return np.sum(a * [[1.0, 2.0], [3.0, a[0]]])
+
+
+@pytest.mark.parametrize(
+    "f, x",
+    [
+        (_sum_of_list, -2.0),
+        (_mean_of_list, np.array([1.0, 2.0])),
+        (_norm_of_list, 1.5),
+        (_r_join, np.array([1.0, 2.0])),
+        (_c_join, np.array([1.0, 2.0])),
+        (_list_in_a_variable, np.array([0.3, -0.4])),
+        (_list_operand, np.array([0.3, -0.4])),
+    ],
+)
+def test_list_literal_converted_to_an_array_carries_the_gradient(f, x):
+    check_all_modes(f, [x])
+
+
+def test_list_literal_gradient_value():
+    assert ad.grad(_sum_of_list)(-2.0) == pytest.approx(-4.0)
+
+
+def _index_trick_with_values(a):
+    return np.sum(np.s_[a])
+
+
+def test_indexing_an_object_with_run_time_values_is_refused():
+    with pytest.raises(UnsupportedSyntaxError, match="np.s_"):
+        ad.grad(_index_trick_with_values)(1.0)
