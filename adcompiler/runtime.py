@@ -246,12 +246,6 @@ def c_(arrays):
     return np.c_[tuple(arrays)]
 
 
-def _column(x):
-    """An input of ``np.c_`` as it joins it: below 2-d, with axes of length 1 appended."""
-    x = np.asarray(x)
-    return x.reshape(x.shape + (1,) * (2 - x.ndim)) if x.ndim < 2 else x
-
-
 def unjoin(g, *xs, kind="", axis=0, i=0):
     """Adjoint of np.concatenate/stack/hstack/vstack with respect to input `i`."""
     if kind == "stack":
@@ -260,8 +254,9 @@ def unjoin(g, *xs, kind="", axis=0, i=0):
         pieces, axis = [np.atleast_2d(x) for x in xs], 0
     elif kind == "r_":
         pieces, axis = [np.atleast_1d(x) for x in xs], 0
-    elif kind == "c_":
-        pieces, axis = [_column(x) for x in xs], -1
+    elif kind == "c_":  # below 2-d, an input gets axes of length 1 appended
+        pieces = [np.reshape(x, np.shape(x) + (1,) * (2 - np.ndim(x))) for x in xs]
+        axis = -1
     elif kind == "hstack":
         pieces = [np.atleast_1d(x) for x in xs]
         axis = 0 if pieces[0].ndim == 1 else 1

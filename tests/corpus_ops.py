@@ -532,6 +532,20 @@ def c_(x, y, w):
     return np.sum(np.c_[x, y] * w)
 
 
+def full_fill(x, w):
+    """The fill value (a scalar, or a row broadcast to the shape) carries the gradient."""
+    return np.sum(np.full((2, 3), x) * w)
+
+
+def full_like_fill(x, y, w):
+    return np.sum(np.full_like(y, x) * w)
+
+
+def arange_start(x, w):
+    """np.arange(x, x + 2.5, 0.5): 5 values that move with the start."""
+    return np.sum(np.arange(x, x + 2.5, 0.5) * w)
+
+
 def list_literal_sum(x, y, w):
     """NumPy converts the list to an array: derivatives flow through its items."""
     return np.sum([1.0, x * y, 2.0]) * w

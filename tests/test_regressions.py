@@ -120,3 +120,37 @@ def _index_trick_with_values(a):
 def test_indexing_an_object_with_run_time_values_is_refused():
     with pytest.raises(UnsupportedSyntaxError, match="np.s_"):
         ad.grad(_index_trick_with_values)(1.0)
+
+
+# ---------------------------------------------------------------------------
+# Constructors given a value that varies: np.full, np.full_like, np.arange
+# ---------------------------------------------------------------------------
+
+
+def _full_of_a_value(a):
+    return np.sum(np.full((3,), a) * np.arange(3))
+
+
+def _full_like_of_a_value(a):
+    return np.sum(np.full_like(np.ones(3), a) ** 2 * np.arange(3))
+
+
+def _arange_from_a_value(a):
+    return np.sum(np.arange(a, a + 3.0) ** 2)
+
+
+def _arange_with_a_step(a):
+    return np.sum(np.arange(0.0, 2.9, a) ** 2)
+
+
+@pytest.mark.parametrize(
+    "f, x",
+    [
+        (_full_of_a_value, 1.5),
+        (_full_like_of_a_value, 1.5),
+        (_arange_from_a_value, 1.5),
+        (_arange_with_a_step, 0.7),
+    ],
+)
+def test_constructor_given_a_varying_value_carries_the_gradient(f, x):
+    check_all_modes(f, [x])

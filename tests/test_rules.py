@@ -336,6 +336,11 @@ OTHER = [
     case(C.c_, x="n", y="n"),
     case(C.c_, id="c_[2d and 1d]", x="n,m", y="n"),
     case(C.c_, id="c_[scalars]", x="", y=""),
+    case(C.full_fill, x=""),
+    case(C.full_fill, id="full_fill[row]", x="3"),
+    case(C.full_like_fill, x="", y="n,m"),
+    case(C.full_like_fill, id="full_like_fill[row]", x="m", y="n,m"),
+    case(C.arange_start, x=""),
     case(C.list_literal_sum, x="", y=""),
     case(C.list_literal_mean, x="m", y="m"),
     case(C.list_literal_norm, x="", y=""),
@@ -617,6 +622,8 @@ def jvp(fn, args, wrt, directions):
         out = node.op.tangent(
             syms, Sym(b, node.output), *(Sym(b, v) for v in node.inputs), **node.attrs
         )
+        if out is None:  # the rule says the tangent is zero (np.full_like(x, 2.0))
+            continue
         out = out.value if isinstance(out, Sym) else out
         tangent[node.output.id] = demand(out, {n.output.id: n for n in b.nodes}, env)
     result = ir.results[0]

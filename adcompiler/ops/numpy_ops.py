@@ -617,12 +617,57 @@ defop("solve_lhs_adjoint", runtime.solve_lhs_adjoint, "gb, x", "solve_lhs_adjoin
 
 defnondiff("zeros", np.zeros, "shape, dtype=None")
 defnondiff("ones", np.ones, "shape, dtype=None")
-defnondiff("full", np.full, "shape, fill_value, dtype=None")
 defnondiff("zeros_like", np.zeros_like, "x, dtype=None")
 defnondiff("ones_like", np.ones_like, "x, dtype=None")
-defnondiff("full_like", np.full_like, "x, fill_value, dtype=None")
 defnondiff("eye", np.eye, "N, *rest, k=0, dtype=None")  # rest: M, given by position
-defnondiff("arange", np.arange, "start, *rest")
+
+# ... except through the values they are given: the fill value, arange's start and step
+defop("full", np.full, "(shape), fill_value, dtype=None")
+defop("full_like", np.full_like, "x, fill_value, dtype=None")
+defop("arange", np.arange, "start, *rest")
+
+
+@adjoint(np.full)
+def _(g, ans, shape, fill_value, dtype=None):
+    return None, _call(runtime.unbroadcast, g, fill_value.shape)
+
+
+@tangent(np.full)
+def _(ts, ans, shape, fill_value, dtype=None):
+    return None if ts[1] is None else _call(np.full, shape, ts[1], dtype=dtype)
+
+
+@adjoint(np.full_like)
+def _(g, ans, x, fill_value, dtype=None):
+    return None, _call(runtime.unbroadcast, g, fill_value.shape)
+
+
+@tangent(np.full_like)
+def _(ts, ans, x, fill_value, dtype=None):
+    return None if ts[1] is None else _call(np.full_like, ans, ts[1], dtype=dtype)
+
+
+# np.arange(start, stop, step)[k] = start + k * step: the stop only sets the count, and
+# np.arange(stop) has no derivative
+@adjoint(np.arange)
+def _(g, ans, start, *rest):
+    if not rest:
+        return (None,)
+    steps = _call(np.arange, _call(np.size, g))
+    step = (_call(np.sum, g * steps),) if len(rest) > 1 else ()
+    return (_call(np.sum, g), None, *step)
+
+
+@tangent(np.arange)
+def _(ts, ans, start, *rest):
+    if not rest:
+        return None
+    parts = []
+    if ts[0] is not None:
+        parts.append(_call(np.full_like, ans, ts[0], dtype=float))
+    if len(rest) > 1 and ts[2] is not None:
+        parts.append(_call(np.arange, _call(np.size, ans)) * ts[2])
+    return _sum_parts(parts) if parts else None
 defnondiff("argmax", np.argmax, "x, axis=None")
 defnondiff("argmin", np.argmin, "x, axis=None")
 defnondiff("argsort", np.argsort, "x, axis=-1")
