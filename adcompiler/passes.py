@@ -472,7 +472,7 @@ def _cancel_negations(fn: Function) -> None:
     for node in walk(fn.body):
         if node.op.name != "negative" or node.output.id in replace:
             continue
-        found = _negated_factor(node.inputs[0], defs, uses, depth=6)
+        found = _negated_factor(node.inputs[0], defs, uses, replace, depth=6)
         if found is None:
             continue
         reader, i = found
@@ -496,9 +496,11 @@ def read_counts(fn: Function) -> dict[int, int]:
     return count
 
 
-def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
+def _negated_factor(v: Value, defs: dict, uses: dict, dropped: dict, depth: int):
     """`(reader, i)` where `reader.inputs[i]` is a negation read only there, found
-    through single-use products from `v`; None if there is none."""
+    through single-use products from `v`; None if there is none. A negation in
+    `dropped` has already given its sign away (to a constant factor, or to another
+    negation): it is no longer one."""
     producer = defs.get(v.id)
     if depth == 0 or producer is None or producer.op.name not in _THROUGH:
         return None
@@ -509,9 +511,10 @@ def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
         w = producer.inputs[i]
         inner = defs.get(w.id)
         if inner is not None and inner.op.name == "negative" and uses.get(w.id) == 1:
-            return producer, i
+            if w.id not in dropped:
+                return producer, i
     for i in sides:
-        found = _negated_factor(producer.inputs[i], defs, uses, depth - 1)
+        found = _negated_factor(producer.inputs[i], defs, uses, dropped, depth - 1)
         if found is not None:
             return found
     for i in sides:  # a constant factor (not a divisor: -(a / 2) is a / -2 all the same)

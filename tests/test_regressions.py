@@ -154,3 +154,34 @@ def _arange_with_a_step(a):
 )
 def test_constructor_given_a_varying_value_carries_the_gradient(f, x):
     check_all_modes(f, [x])
+
+
+# ---------------------------------------------------------------------------
+# 5. A sign lost by simplification: -(k * g) folds the sign into k, and a later
+#    -unbroadcast(-(k * g)) took that (already dropped) negation for a second one
+# ---------------------------------------------------------------------------
+
+
+def _h_two(a, b):
+    s = a * b
+    if np.sum(s) > 0:
+        return s * 2.0
+    return s - 1.0
+
+
+def _loop_bool_operand_early_return_helper(x, c):
+    for i in range(3):
+        t = ((c > 0) - (_h_two(c, c) - np.mean(x))) * 0.1
+    return t
+
+
+def _two_negations_through_a_sum(x, c):
+    return np.sum(-(-(0.1 * c) + np.mean(x)) * np.ones(2))
+
+
+@pytest.mark.parametrize("wrt", ["x", "c"])
+@pytest.mark.parametrize("c", [0.7, -0.7])
+def test_negation_dropped_into_a_constant_is_not_cancelled_again(wrt, c):
+    x = np.array([0.3, -0.2, 0.5])
+    check_all_modes(_loop_bool_operand_early_return_helper, [x, c], wrt=wrt)
+    check_all_modes(_two_negations_through_a_sum, [x, c], wrt=wrt)
