@@ -185,3 +185,42 @@ def test_negation_dropped_into_a_constant_is_not_cancelled_again(wrt, c):
     x = np.array([0.3, -0.2, 0.5])
     check_all_modes(_loop_bool_operand_early_return_helper, [x, c], wrt=wrt)
     check_all_modes(_two_negations_through_a_sum, [x, c], wrt=wrt)
+
+
+# ---------------------------------------------------------------------------
+# 10. np.power at a zero base, and with a zero exponent
+# ---------------------------------------------------------------------------
+
+
+def _zero_to_the_y(y):
+    return np.power(0.0, y)
+
+
+def _x_to_the_zero(x):
+    return np.sum(np.power(x, 0.0) * x)
+
+
+def _x_to_the_y(x, y):
+    return np.sum(np.power(x, y))
+
+
+def test_power_of_zero_has_gradient_zero_in_the_exponent():
+    assert ad.grad(_zero_to_the_y)(1.5) == 0.0
+    check_all_modes(_zero_to_the_y, [1.5])
+
+
+@pytest.mark.parametrize("x", [0.0, 0.3, np.zeros(2)])
+def test_power_with_exponent_zero_at_zero(x):
+    np.testing.assert_allclose(ad.grad(_x_to_the_zero)(x), np.ones_like(x))
+    np.testing.assert_allclose(ad.jvp(_x_to_the_zero)(x, np.ones_like(x))[1], np.size(x))
+    check_all_modes(_x_to_the_zero, [x])
+
+
+def test_power_with_zeros_in_base_and_exponent_arrays():
+    x, y = np.array([0.0, 1.2, 0.5]), np.array([2.0, 0.3, 0.0])
+    check_all_modes(_x_to_the_y, [x, y], wrt="y")
+    x[0] = 0.2
+    check_all_modes(_x_to_the_y, [x, y], wrt="x")
+    gx, gy = ad.grad(_x_to_the_y, wrt=("x", "y"))(np.zeros(2), np.array([0.0, 2.0]))
+    np.testing.assert_array_equal(gx, [0.0, 0.0])  # 0 ** 0 = 1 and 0 ** 2 = 0 are flat in x
+    assert gy[1] == 0.0  # 0 ** y = 0 for y > 0 (at y = 0, 0 ** y jumps: no derivative)

@@ -61,7 +61,8 @@ def defbinary(name, fn, rule, spelling=None, keys=()):
 
     def tangent_rule(ts, ans, x, y):
         parts = [rule(t, ans, x, y)[i] for i, t in enumerate(ts) if t is not None]
-        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        parts = [p for p in parts if p is not None]  # None: no derivative in that input
+        return _sum_parts(parts) if parts else None
 
     tangent(fn)(tangent_rule)
 
@@ -123,13 +124,23 @@ def _divide_adjoint(g, ans, x, y):
 
 
 defbinary("divide", np.true_divide, _divide_adjoint, "_0 / _1", keys=[operator.truediv])
-defbinary(
-    "power",
-    np.power,
-    lambda g, ans, x, y: (g * y * x ** (y - 1), g * ans * g.builder.call(np.log, x)),
-    "_0 ** _1",
-    keys=[operator.pow],
-)
+def _power_adjoint(g, ans, x, y):
+    b = g.builder
+    # x ** 0 is 1 for every x, 0 ** 0 included: no derivative in x (y * x ** (y - 1)
+    # would be 0 * inf = nan there, or raise ZeroDivisionError for Python floats)
+    if y.is_const and isinstance(y.const, (int, float)):
+        gx = None if y.const == 0 else g * y * x ** (y - 1)
+    else:
+        gx = g * y * b.call(np.where, y == 0, 1.0, x) ** (y - 1)
+    # d/dy x ** y = x ** y log x, which is 0 where x ** y is 0 (0 ** y for y > 0; not
+    # 0 * log 0 = nan): log is taken of 1 there
+    if y.is_const:
+        return gx, None
+    gy = g * ans * b.call(np.log, b.call(np.where, ans == 0, 1.0, x))
+    return gx, gy
+
+
+defbinary("power", np.power, _power_adjoint, "_0 ** _1", keys=[operator.pow])
 defbinary(
     "mod",
     np.mod,
