@@ -77,8 +77,32 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
         g = Structured(f, kind, wrt)
     else:
         g = _specializing(_build(f, kind, wrt))
+        if kind in ("grad", "value_and_grad", "vjp"):
+            _route_containers(g, f, wrt, lambda: Structured(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
+
+
+def _route_containers(g: Callable, f: Callable, wrt: Any, make: Callable) -> None:
+    """Code generated for array arguments, where the bytecode did not show a `wrt`
+    argument used as a container (`np.stack(xs)`): a dict, list or tuple given for one
+    goes to `make()`'s function, which generates code for its structure."""
+    if not isinstance(g, specialize.Specializing):
+        return  # specialization off: check_float refuses a container
+    try:
+        names = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        return
+    items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
+    positions = [names.index(w) if isinstance(w, str) else w for w in items]
+    made: list = []
+
+    def structured() -> Callable:
+        if not made:
+            made.append(make())
+        return made[0]
+
+    g.containers = (positions, [names[i] for i in positions], structured)
 
 
 class Structured:
@@ -562,6 +586,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
         g = ForwardStructured(f, kind, wrt)
     else:
         g = _specializing(build(f, kind, wrt))
+        _route_containers(g, f, wrt, lambda: ForwardStructured(f, kind, wrt))
     _cache.setdefault(f, {})[key] = g
     return g
 

@@ -337,6 +337,12 @@ def stop_gradient(x):
 def check_float(**args):
     """Refuse integer inputs to differentiate with respect to, naming the argument."""
     for name, x in args.items():
+        if isinstance(x, (dict, list, tuple)):
+            raise TypeError(
+                f"{name!r} is a {type(x).__name__}, but this code was generated for an array "
+                f"{name!r}; call the function adcompiler returned, which generates code for "
+                f"containers, or pass np.asarray({name})"
+            )
         kind = np.asarray(x).dtype.kind if not isinstance(x, float) else "f"
         if kind not in "fc":
             raise TypeError(

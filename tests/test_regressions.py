@@ -224,3 +224,33 @@ def test_power_with_zeros_in_base_and_exponent_arrays():
     gx, gy = ad.grad(_x_to_the_y, wrt=("x", "y"))(np.zeros(2), np.array([0.0, 2.0]))
     np.testing.assert_array_equal(gx, [0.0, 0.0])  # 0 ** 0 = 1 and 0 ** 2 = 0 are flat in x
     assert gy[1] == 0.0  # 0 ** y = 0 for y > 0 (at y = 0, 0 ** y jumps: no derivative)
+
+
+# ---------------------------------------------------------------------------
+# 11. A tuple `wrt` argument the bytecode does not show as a container (np.stack(xs))
+# ---------------------------------------------------------------------------
+
+
+def _stacked_pair(xs):
+    return np.sum(np.stack(xs, 0) * [[1, 2]])
+
+
+@pytest.mark.parametrize("wrt", [None, "xs", 0])
+def test_one_tuple_wrt_gets_a_one_tuple_gradient(wrt):
+    xs = (np.ones(2),)
+    for _ in range(CALLS):
+        g = ad.grad(_stacked_pair, wrt=wrt)(xs)
+        assert isinstance(g, tuple) and len(g) == 1
+        np.testing.assert_array_equal(g[0], [1.0, 2.0])
+        value, g = ad.value_and_grad(_stacked_pair, wrt=wrt)(xs)
+        assert value == 3.0 and isinstance(g, tuple) and len(g) == 1
+        value, t = ad.jvp(_stacked_pair, wrt=wrt)(xs, (np.array([1.0, -1.0]),))
+        assert value == 3.0 and t == pytest.approx(-1.0)
+    np.testing.assert_array_equal(ad.grad(_stacked_pair, wrt=wrt)(np.ones((1, 2))), [[1, 2]])
+
+
+def test_code_for_arrays_refuses_a_container():
+    from adcompiler.runtime import check_float
+
+    with pytest.raises(TypeError, match="'xs' is a tuple"):
+        check_float(xs=(np.ones(2),))

@@ -81,10 +81,15 @@ class Specializing:
         self.once: set = set()
         self.latest = generic
         self._ir: Function | None = None
+        # (positions, names, make): arguments that, given as a dict, list or tuple, go to
+        # `make()` (code for their structure) instead: this code is for arrays
+        self.containers: tuple | None = None
 
     def __call__(self, *args, **kwargs):
         key = signature(args, kwargs)
         g = self.versions.get(key)
+        if g is None and self.containers is not None:
+            g = self.for_containers(args, kwargs)
         if g is None:
             if key in self.once and len(self.versions) < MAX_VERSIONS:
                 g = self.versions[key] = self.specialized(args, kwargs)
@@ -93,6 +98,14 @@ class Specializing:
                 g = self.generic
         self.latest = g
         return g(*args, **kwargs)
+
+    def for_containers(self, args: tuple, kwargs: dict):
+        """The function for structured arguments, if a `containers` argument is one."""
+        positions, names, make = self.containers
+        given = [args[i] if i < len(args) else kwargs.get(n) for i, n in zip(positions, names)]
+        if not any(isinstance(v, (dict, list, tuple)) for v in given):
+            return None
+        return make()
 
     def specialized(self, args: tuple, kwargs: dict):
         """The version of this function for arguments like `args`, `kwargs` (made from the
