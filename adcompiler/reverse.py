@@ -343,10 +343,12 @@ def _shapes_from_parameters(
 
 
 def _mark_accumulation(b: Builder, total: Value) -> None:
-    """Mark `x̄ + c` as an accumulation: codegen may write it as `x̄ += c`."""
+    """Mark `x̄ + c` as an accumulation: codegen may write it as `x̄ += c` (not when the
+    builder folded it: `1.0 + 1.0` is a constant, and `x̄ + 0` is `x̄`)."""
     for node in reversed(b.nodes):
         if total in node.outputs:
-            ACCUMULATIONS.add(node)
+            if node.op is op_for(operator.add):
+                ACCUMULATIONS.add(node)
             return
 
 

@@ -92,6 +92,7 @@ def dot_lhs_adjoint(g, a, b):
         return np.sum(g * b)
     if np.ndim(b) == 0:
         return g * b
+    g, a, b = np.asarray(g), np.asarray(a), np.asarray(b)  # g is a float for two vectors
     if a.ndim == 2 and b.ndim == 2:
         return g @ b.T
     other_axes_of_b = [k for k in range(b.ndim) if k != max(b.ndim - 2, 0)]
@@ -104,6 +105,7 @@ def dot_rhs_adjoint(g, a, b):
         return np.sum(g * a)
     if np.ndim(a) == 0:
         return g * a
+    g, a, b = np.asarray(g), np.asarray(a), np.asarray(b)
     if a.ndim == 2 and b.ndim == 2:
         return a.T @ g
     lead = list(range(a.ndim - 1))

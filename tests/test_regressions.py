@@ -254,3 +254,48 @@ def test_code_for_arrays_refuses_a_container():
 
     with pytest.raises(TypeError, match="'xs' is a tuple"):
         check_float(xs=(np.ones(2),))
+
+
+# ---------------------------------------------------------------------------
+# Crashes: a + a on a float (an accumulation folded to a constant), np.dot of vectors
+# ---------------------------------------------------------------------------
+
+
+def _add_self(a):
+    return a + a
+
+
+def _subtract_self(a):
+    return a - a
+
+
+def _add_self_twice(a):
+    return a + a + a * 2.0
+
+
+@pytest.mark.parametrize("f", [_add_self, _subtract_self, _add_self_twice])
+def test_adding_a_float_to_itself(f):
+    check_all_modes(f, [1.5])
+
+
+def _dot(x, y):
+    return np.dot(x, y) ** 2
+
+
+def _dot_summed(x, y):
+    return np.sum(np.dot(x, y) ** 2)
+
+
+@pytest.mark.parametrize(
+    "f, x, y",
+    [
+        (_dot, np.array([1.0, 2.0]), np.array([3.0, 4.0])),
+        (_dot, 1.5, 2.0),
+        (_dot_summed, 1.5, np.array([3.0, 4.0])),
+        (_dot_summed, np.array([3.0, 4.0]), 1.5),
+        (_dot_summed, np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([3.0, 4.0])),
+    ],
+)
+@pytest.mark.parametrize("wrt", ["x", "y"])
+def test_dot_of_vectors_and_scalars(f, x, y, wrt):
+    check_all_modes(f, [x, y], wrt=wrt)
