@@ -295,7 +295,7 @@ def _dot_summed(x, y):
     [
         (_dot, np.array([1.0, 2.0]), np.array([3.0, 4.0])),
         (_dot_plain, np.array([1.0, 2.0]), np.array([3.0, 4.0])),
-        (_dot_plain, 1.5, np.array([3.0, 4.0])),
+        (_dot_plain, 1.5, 2.0),
         (_dot, 1.5, 2.0),
         (_dot_summed, 1.5, np.array([3.0, 4.0])),
         (_dot_summed, np.array([3.0, 4.0]), 1.5),
