@@ -185,6 +185,7 @@ def reverse(
             seed.hint, seed.role = r.hint, "adjoint"
         if r.id in active:
             adj.of[r.id] = seed
+            adj.primal[r.id] = r
     if cotangent == "one" and shapes.get(roots[0].id) != passes.SCALAR_CLASS:
         guard = Node(op_for(check_scalar), [roots[0]], {"name": fn.name}, outputs=[])
         primal.append(guard)
@@ -586,6 +587,7 @@ class Sweep:
         post = Builder(loc=node.loc, role="adjoint")
         for (x, _), out in zip(accs, outputs[len(slots) :]):
             adj.of[x.id] = out  # the accumulator started from the adjoint so far
+            adj.primal[x.id] = x
         for k, out in zip(slots, outputs):
             adj.add(post, inits[k], out, set())
         return pre.nodes + [loop] + post.nodes

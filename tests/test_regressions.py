@@ -305,3 +305,27 @@ def _dot_summed(x, y):
 @pytest.mark.parametrize("wrt", ["x", "y"])
 def test_dot_of_vectors_and_scalars(f, x, y, wrt):
     check_all_modes(f, [x, y], wrt=wrt)
+
+
+# ---------------------------------------------------------------------------
+# Nested if/elif/else where only the innermost else assigns, then a loop (KeyError in
+# if_adjoint: the loop's accumulator of x had no primal recorded)
+# ---------------------------------------------------------------------------
+
+
+def _nested_only_else_assigns(x, c):
+    y = x * 1.0
+    if c > 1:
+        z = 2.0
+    elif c > 0:
+        z = 3.0
+    else:
+        y = x * x
+    for i in range(2):
+        y = y * x
+    return np.sum(y)
+
+
+@pytest.mark.parametrize("c", [2.0, 0.5, -1.0])
+def test_nested_if_where_only_the_innermost_else_assigns_then_a_loop(c):
+    check_all_modes(_nested_only_else_assigns, [np.array([0.5, -0.3]), c])
