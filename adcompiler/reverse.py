@@ -30,6 +30,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
+from adcompiler.ops.calls import CALL_FWD
 from adcompiler.ops.control import (
     FOR,
     IF,
@@ -835,10 +836,19 @@ def _is_view(block: Block, v: Value) -> bool:
     on unchanged by `unbroadcast` or `broadcast_to`, as adjoints are)."""
     for n in block.nodes:
         if v in n.outputs:
+            if n.op is GETITEM and _is_call_result(block, n.inputs[0]):
+                # of a helper's (value, saved values) pair: the value may be a view (the
+                # helper returned one); the saved values are a tuple, not an array
+                return n.attrs["index"] == ((0,), True)
             if n.op.name in _VIEWS:
                 return True
             return n.op.name in ("unbroadcast", "broadcast_to") and _is_view(block, n.inputs[0])
     return False
+
+
+def _is_call_result(block: Block, v: Value) -> bool:
+    """True if `v` is the (value, saved values) pair a helper's forward function returns."""
+    return any(v in n.outputs and n.op is CALL_FWD for n in block.nodes)
 
 
 def _tape_like(b: Builder, tape: Value) -> Value:

@@ -329,3 +329,32 @@ def _nested_only_else_assigns(x, c):
 @pytest.mark.parametrize("c", [2.0, 0.5, -1.0])
 def test_nested_if_where_only_the_innermost_else_assigns_then_a_loop(c):
     check_all_modes(_nested_only_else_assigns, [np.array([0.5, -0.3]), c])
+
+
+# ---------------------------------------------------------------------------
+# A helper with an early return called in a loop that writes in place: the helper's
+# saved values (a tuple) were copied as if a view of an array (np.copy of a tuple)
+# ---------------------------------------------------------------------------
+
+
+def _helper_with_early_return(a, b):
+    s = a * b
+    if np.sum(s) > 0:
+        return s * 2.0
+    return s - 1.0
+
+
+def _helper_in_a_loop_that_writes_rows(x, w):
+    out = np.zeros((3, 3))
+    h = x
+    for i in range(3):
+        h = _helper_with_early_return(h, w)
+        out[i] = h
+    return np.sum(out**2)
+
+
+@pytest.mark.parametrize("wrt", ["x", "w"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_helper_with_early_return_in_a_loop_that_writes_in_place(wrt, sign):
+    x, w = sign * np.array([0.3, -0.2, 0.5]), np.array([0.9, 1.1, 0.8])
+    check_all_modes(_helper_in_a_loop_that_writes_rows, [x, w], wrt=wrt)
