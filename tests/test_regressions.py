@@ -358,3 +358,23 @@ def _helper_in_a_loop_that_writes_rows(x, w):
 def test_helper_with_early_return_in_a_loop_that_writes_in_place(wrt, sign):
     x, w = sign * np.array([0.3, -0.2, 0.5]), np.array([0.9, 1.1, 0.8])
     check_all_modes(_helper_in_a_loop_that_writes_rows, [x, w], wrt=wrt)
+
+
+# ---------------------------------------------------------------------------
+# Forward mode: the tangent of x + s with only the scalar s varying has the output's
+# shape (it was left a scalar, and then indexed)
+# ---------------------------------------------------------------------------
+
+
+def _reversed_sum_plus_array(x, w):
+    return np.sum((x + np.sum(w))[::-1] * np.arange(3))
+
+
+def _sliced_array_plus_sum(x, w):
+    return np.sum((np.sum(x) + w)[1:] ** 2)
+
+
+@pytest.mark.parametrize("f", [_reversed_sum_plus_array, _sliced_array_plus_sum])
+@pytest.mark.parametrize("wrt", ["x", "w"])
+def test_tangent_of_a_broadcast_sum_has_the_output_shape(f, wrt):
+    check_all_modes(f, [np.array([0.3, -0.2, 0.5]), np.array([0.9, 1.1, 0.4])], wrt=wrt)
