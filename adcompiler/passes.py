@@ -524,7 +524,10 @@ def _negated_factor(v: Value, defs: dict, uses: dict, dropped: dict, depth: int)
     return None
 
 
-_FOLDABLE = {"add", "subtract", "multiply", "divide", "negative", "power", "floor_divide"}
+_FOLDABLE = {
+    "add", "subtract", "multiply", "divide", "negative", "power", "floor_divide",
+    "builtin_max", "builtin_min",
+}  # fmt: skip
 
 
 def fold_constants(fn: Function) -> Function:

@@ -378,3 +378,39 @@ def _sliced_array_plus_sum(x, w):
 @pytest.mark.parametrize("wrt", ["x", "w"])
 def test_tangent_of_a_broadcast_sum_has_the_output_shape(f, wrt):
     check_all_modes(f, [np.array([0.3, -0.2, 0.5]), np.array([0.9, 1.1, 0.4])], wrt=wrt)
+
+
+# ---------------------------------------------------------------------------
+# np.mean of an empty array: nan, as NumPy gives it, and an empty gradient (the adjoint
+# divided by the count 0: ZeroDivisionError)
+# ---------------------------------------------------------------------------
+
+
+def _mean_plus_sum(x):
+    return np.mean(x) + np.sum(x)
+
+
+def _mean_over_an_empty_axis(x):
+    return np.sum(np.mean(x, axis=0))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(
+    "f, x", [(_mean_plus_sum, np.zeros(0)), (_mean_over_an_empty_axis, np.zeros((0, 2))),
+             (_mean_over_an_empty_axis, np.zeros((2, 0)))]  # fmt: skip
+)
+def test_mean_of_an_empty_array(f, x):
+    for _ in range(CALLS):
+        g = ad.grad(f)(x)
+        assert g.shape == x.shape
+        value, g = ad.value_and_grad(f)(x)
+        np.testing.assert_equal(value, f(x))
+        assert g.shape == x.shape
+        value, t = ad.jvp(f)(x, np.ones_like(x))
+        np.testing.assert_equal(value, f(x))
+        assert ad.hvp(f)(x, np.ones_like(x)).shape == x.shape
+
+
+def test_mean_gradient_is_unchanged_for_non_empty_arrays():
+    check_all_modes(_mean_over_an_empty_axis, [np.arange(6.0).reshape(3, 2)])
+    check_all_modes(_mean_plus_sum, [np.arange(3.0)])

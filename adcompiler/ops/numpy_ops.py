@@ -15,6 +15,7 @@ reverse transform through one `unbroadcast` node, never inside a rule.
 from __future__ import annotations
 
 import ast
+import builtins
 import operator
 
 import numpy as np
@@ -285,8 +286,13 @@ def _unreduce(g, x, axis, keepdims):
     return g.builder.call(np.broadcast_to, g, x.shape)
 
 
-def _count(ans, x):
-    return _call(np.size, x) / _call(np.size, ans)
+def _count(x, ans=None):
+    """How many elements each element of a mean's result averages: at least 1, so that
+    the mean of an empty array (nan, as NumPy makes it) has an empty gradient instead of
+    a division by zero (ZeroDivisionError for Python numbers)."""
+    b = x.builder
+    n = b.call(builtins.max, _call(np.size, x), 1)
+    return n if ans is None else n / b.call(builtins.max, _call(np.size, ans), 1)
 
 
 deflinear(
@@ -300,7 +306,7 @@ deflinear(
     np.mean,
     "x, axis=None, keepdims=False",
     lambda g, ans, x, axis, keepdims: _unreduce(
-        g / (_call(np.size, x) if axis is None else _count(ans, x)), x, axis, keepdims
+        g / (_count(x) if axis is None else _count(x, ans)), x, axis, keepdims
     ),
 )
 defop("prod", np.prod, "x, axis=None, keepdims=False")
