@@ -436,6 +436,11 @@ def resolve_wrt(f: Callable, primal: _ir.Function, wrt: Any) -> tuple[list[int],
             raise WrtError(
                 f"wrt={item!r} is not an argument of {f.__name__}; choose from: {', '.join(names)}"
             )
+        if indices.count(indices[-1]) > 1:
+            raise WrtError(
+                f"wrt={tuple(items)!r} names the argument {names[indices[-1]]!r} twice; name "
+                f"each argument once (a gradient with respect to one argument is one value)"
+            )
     return indices, single
 
 

@@ -414,3 +414,22 @@ def test_mean_of_an_empty_array(f, x):
 def test_mean_gradient_is_unchanged_for_non_empty_arrays():
     check_all_modes(_mean_over_an_empty_axis, [np.arange(6.0).reshape(3, 2)])
     check_all_modes(_mean_plus_sum, [np.arange(3.0)])
+
+
+# ---------------------------------------------------------------------------
+# wrt naming one argument twice: refused, naming it (generated code did not compile)
+# ---------------------------------------------------------------------------
+
+
+def _weighted(w, x):
+    return np.sum(w * x)
+
+
+@pytest.mark.parametrize("wrt", [("w", "w"), ("w", 0), (0, 0), (1, "x")])
+@pytest.mark.parametrize("transform", [ad.grad, ad.value_and_grad, ad.vjp, ad.jvp, ad.hvp,
+                                       ad.jacobian, ad.hessian])  # fmt: skip
+def test_wrt_naming_an_argument_twice_is_refused(wrt, transform):
+    from adcompiler.errors import WrtError
+
+    with pytest.raises(WrtError, match="twice"):
+        transform(_weighted, wrt=wrt)(np.ones(2), np.ones(2))
