@@ -546,6 +546,20 @@ def arange_start(x, w):
     return np.sum(np.arange(x, x + 2.5, 0.5) * w)
 
 
+def bool_or(x, y, w):
+    """`x or y` is x where x is true (non-zero), else y: the derivative follows."""
+    return (x or y) * w + (x * 0.0 or y) * w
+
+
+def bool_and(x, y, w):
+    return (x and y) * w + (x * 0.0 and y) * w
+
+
+def astype_int(x, w):
+    """A cast to integers is piecewise constant: no derivative flows through it."""
+    return np.sum(x.astype(int) * x * w)
+
+
 def list_literal_sum(x, y, w):
     """NumPy converts the list to an array: derivatives flow through its items."""
     return np.sum([1.0, x * y, 2.0]) * w

@@ -433,3 +433,34 @@ def test_wrt_naming_an_argument_twice_is_refused(wrt, transform):
 
     with pytest.raises(WrtError, match="twice"):
         transform(_weighted, wrt=wrt)(np.ones(2), np.ones(2))
+
+
+# ---------------------------------------------------------------------------
+# Fail closed: `a or b` and `a and b` return an operand (they were taken for constants),
+# and a cast to integers has no derivative (it was taken for the identity)
+# ---------------------------------------------------------------------------
+
+
+def _or_default(a):
+    return (a or 1.0) * a
+
+
+def _or_falls_through(a):
+    return (a * 0.0 or a * 3.0) * a
+
+
+def _and_value(a):
+    return (a > 0 and a * 3.0) * 1.0
+
+
+def _cast_to_int(x):
+    return np.sum(x.astype(int) * x + x.astype(np.float64) * x)
+
+
+@pytest.mark.parametrize(
+    "f, x",
+    [(_or_default, 1.5), (_or_falls_through, 1.5), (_and_value, 1.5), (_and_value, -1.5),
+     (_cast_to_int, np.array([1.5, 2.5]))],  # fmt: skip
+)
+def test_boolean_operators_and_casts(f, x):
+    check_all_modes(f, [x], atol=1e-4)

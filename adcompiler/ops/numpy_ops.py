@@ -532,7 +532,27 @@ def _astype_spelling(node, args):
     return ast.Call(method, [constant_ast(node.attrs["dtype"])], [])
 
 
-deflinear("astype", runtime.astype, "x, dtype=None", lambda g, ans, x, dtype: g, _astype_spelling)
+defop("astype", runtime.astype, "x, dtype=None", _astype_spelling)
+
+
+def _to_float(dtype) -> bool:
+    """True if a cast to `dtype` keeps the value (floats): a cast to integers or booleans
+    is piecewise constant, with no derivative."""
+    try:
+        return np.dtype(dtype).kind in "fc"
+    except TypeError:
+        return False  # not a dtype NumPy knows: no derivative claimed
+
+
+@adjoint(runtime.astype)
+def _(g, ans, x, dtype=None):
+    return (g if _to_float(dtype) else None,)
+
+
+@tangent(runtime.astype)
+def _(ts, ans, x, dtype=None):
+    return _call(runtime.astype, ts[0], dtype=dtype) if _to_float(dtype) else None
+
 
 def _index_join_spelling(node, args):
     """``np.r_[a, b]``, ``np.c_[a, b]``: the join written as the user wrote it."""
