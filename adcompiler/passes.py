@@ -28,7 +28,7 @@ def _varied_block(block: Block, out: set[int]) -> None:
     for node in block.nodes:
         if node.regions:
             _varied_region_node(node, out)
-        elif not node.op.nondiff and any(v.id in out for v in node.inputs):
+        elif (not node.op.nondiff or node.op.carries) and any(v.id in out for v in node.inputs):
             out.update(v.id for v in node.outputs)
 
 

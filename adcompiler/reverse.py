@@ -306,6 +306,13 @@ def _adjoint_of(
             f"reverse mode over the generated functions of the recursive helper "
             f"{node.attrs['name']} is not supported yet; use ad.hvp for second derivatives"
         )
+    if node.op.carries and adj.get(node.output) is not None:
+        if any(v.id in adj.active for v in node.inputs):  # fail closed: never dropped
+            raise NotImplementedError(
+                f"reverse mode: a tuple whose items carry derivatives, passed to or returned "
+                f"from a recursive helper, is not supported ({node.loc}); pass and return "
+                f"arrays (np.stack), or one value per argument"
+            )
     if node.op.nondiff or len(node.outputs) != 1:
         return []
     g = adj.get(node.output)

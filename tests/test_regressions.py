@@ -464,3 +464,43 @@ def _cast_to_int(x):
 )
 def test_boolean_operators_and_casts(f, x):
     check_all_modes(f, [x], atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Fail closed: a tuple of varying values passed to or returned from a recursive helper
+# (its derivative was dropped: the gradient came back zero) is refused in reverse mode
+# ---------------------------------------------------------------------------
+
+
+def _rec_pair_result(a, n):
+    if n == 0:
+        return a, a * 2.0
+    return _rec_pair_result(a * 1.1, n - 1)
+
+
+def _rec_pair_argument(t, n):
+    if n == 0:
+        return t[0] * t[1]
+    return _rec_pair_argument((t[0] * 1.1, t[1]), n - 1)
+
+
+def _calls_rec_pair_result(x):
+    p, q = _rec_pair_result(x, 2)
+    return np.sum(p * q)
+
+
+def _calls_rec_pair_argument(x):
+    return np.sum(_rec_pair_argument((x, x * 2.0), 2))
+
+
+@pytest.mark.parametrize("f", [_calls_rec_pair_result, _calls_rec_pair_argument])
+@pytest.mark.parametrize("transform", [ad.grad, ad.value_and_grad])
+def test_tuple_through_a_recursive_helper_is_refused_in_reverse_mode(f, transform):
+    with pytest.raises(NotImplementedError, match="tuple whose items carry derivatives"):
+        transform(f)(np.array([0.5, -0.3]))
+
+
+def test_tuple_argument_of_a_recursive_helper_in_forward_mode():
+    x, v = np.array([0.5, -0.3]), np.array([1.0, 2.0])
+    _, t = ad.jvp(_calls_rec_pair_argument)(x, v)
+    assert t == pytest.approx(np.sum(_fd_grad(_calls_rec_pair_argument, [x], 0) * v))

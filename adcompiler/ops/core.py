@@ -66,6 +66,8 @@ class Op:
     inline: bool = False  # cheap and pure: codegen may write it into its consumer
     structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
     regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
+    # not differentiable itself, but holds its inputs (a tuple): it varies where they do
+    carries: bool = False
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:
