@@ -504,3 +504,39 @@ def test_tuple_argument_of_a_recursive_helper_in_forward_mode():
     x, v = np.array([0.5, -0.3]), np.array([1.0, 2.0])
     _, t = ad.jvp(_calls_rec_pair_argument)(x, v)
     assert t == pytest.approx(np.sum(_fd_grad(_calls_rec_pair_argument, [x], 0) * v))
+
+
+# ---------------------------------------------------------------------------
+# Fuzzer findings (/work/fuzz_findings)
+# ---------------------------------------------------------------------------
+
+
+def _float_of_scalar_plus_array(x, s):
+    t = float(s) + x
+    return np.sum(t * t)
+
+
+def test_fuzz_float_of_scalar_keeps_the_broadcast():
+    """float_of_scalar_loses_broadcast.py: the tangent of float(s) + x was a scalar."""
+    x, s = np.array([0.3, -0.5]), 0.7
+    _, t = ad.jvp(_float_plus, wrt="s")(x, s, 1.0)
+    np.testing.assert_allclose(t, [1.0, 1.0])
+    check_all_modes(_float_of_scalar_plus_array, [x, s], wrt="s")
+
+
+def _float_plus(x, s):
+    return float(s) + x
+
+
+def _loop_invariant_assignment_under_if(s, x):
+    a = 2.0 * x
+    if s > 0.8:
+        for i in range(2):
+            a = x * 1.0
+    return np.sum(a)
+
+
+@pytest.mark.parametrize("s", [1.0, 0.5])
+def test_fuzz_loop_invariant_assignment_in_a_loop_under_an_if(s):
+    """loop_invariant_assignment_in_loop_under_if.py: KeyError in if_adjoint."""
+    check_all_modes(_loop_invariant_assignment_under_if, [s, np.array([0.5, -1.0, 2.0])], wrt="x")
