@@ -540,3 +540,19 @@ def _loop_invariant_assignment_under_if(s, x):
 def test_fuzz_loop_invariant_assignment_in_a_loop_under_an_if(s):
     """loop_invariant_assignment_in_loop_under_if.py: KeyError in if_adjoint."""
     check_all_modes(_loop_invariant_assignment_under_if, [s, np.array([0.5, -1.0, 2.0])], wrt="x")
+
+
+def _generator_in_while_condition(x):
+    j = 0
+    y = x
+    while j < 2 and sum(u for u in y) > 0.8:
+        j = j + 1
+        y = y * 0.9
+    return np.sum(y * x)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_fuzz_generator_expression_in_a_while_condition(scale):
+    """generator_expression_in_while_condition.py: KeyError in bind_slots (the generator's
+    loop replaced the while loop's slot templates)."""
+    check_all_modes(_generator_in_while_condition, [scale * np.array([0.5, 0.6])])

@@ -553,6 +553,7 @@ class ControlFlow:
         cond_params = self.slot_values(keys, loc)
         body_params = self.slot_values(keys, loc)
         saved_env, saved_nodes = self.env, self.nodes
+        templates = self.slot_templates  # a loop in the condition (a generator) has its own
         self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
         self.nodes = []
         try:
@@ -560,6 +561,7 @@ class ControlFlow:
             cond_block = Block(params=cond_params, nodes=self.nodes, yields=[flag])
         finally:
             self.env, self.nodes = saved_env, saved_nodes
+            self.slot_templates = templates
         body_block = self.loop_body(keys, body_params, prefix, body, suffix)
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))
