@@ -208,12 +208,12 @@ def nested_elif_only_else_assigns(x, c):
     (issue 12: the adjoint of the loop left `x`'s adjoint where the branches missed it)."""
     y = x * 1.0
     if c > 1:
-        z = 2.0
+        z = 2.0  # noqa: F841 - only the innermost else assigns y
     elif c > 0:
-        z = 3.0
+        z = 3.0  # noqa: F841
     else:
         y = np.sin(x) * x
-    for i in range(2):
+    for _ in range(2):
         y = y * x
     return np.sum(y)
 
@@ -230,7 +230,7 @@ def _h_two(a, b):
 @spec(label="x neg", wrt="x", x=A(3), c=-0.7)
 def loop_bool_operand_early_return_helper(x, c):
     """Issue 12, case 5: a bool operand, a helper with an early return, in a loop."""
-    for i in range(3):
+    for _ in range(3):
         t = ((c > 0) - (_h_two(c, c) - np.mean(x))) * 0.1
     return t
 

@@ -170,7 +170,7 @@ def _h_two(a, b):
 
 
 def _loop_bool_operand_early_return_helper(x, c):
-    for i in range(3):
+    for _ in range(3):
         t = ((c > 0) - (_h_two(c, c) - np.mean(x))) * 0.1
     return t
 
@@ -316,12 +316,12 @@ def test_dot_of_vectors_and_scalars(f, x, y, wrt):
 def _nested_only_else_assigns(x, c):
     y = x * 1.0
     if c > 1:
-        z = 2.0
+        z = 2.0  # noqa: F841 - only the innermost else assigns y
     elif c > 0:
-        z = 3.0
+        z = 3.0  # noqa: F841
     else:
         y = x * x
-    for i in range(2):
+    for _ in range(2):
         y = y * x
     return np.sum(y)
 
@@ -396,8 +396,12 @@ def _mean_over_an_empty_axis(x):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize(
-    "f, x", [(_mean_plus_sum, np.zeros(0)), (_mean_over_an_empty_axis, np.zeros((0, 2))),
-             (_mean_over_an_empty_axis, np.zeros((2, 0)))]  # fmt: skip
+    "f, x",
+    [
+        (_mean_plus_sum, np.zeros(0)),
+        (_mean_over_an_empty_axis, np.zeros((0, 2))),
+        (_mean_over_an_empty_axis, np.zeros((2, 0))),
+    ],  # fmt: skip
 )
 def test_mean_of_an_empty_array(f, x):
     for _ in range(CALLS):
@@ -459,8 +463,13 @@ def _cast_to_int(x):
 
 @pytest.mark.parametrize(
     "f, x",
-    [(_or_default, 1.5), (_or_falls_through, 1.5), (_and_value, 1.5), (_and_value, -1.5),
-     (_cast_to_int, np.array([1.5, 2.5]))],  # fmt: skip
+    [
+        (_or_default, 1.5),
+        (_or_falls_through, 1.5),
+        (_and_value, 1.5),
+        (_and_value, -1.5),
+        (_cast_to_int, np.array([1.5, 2.5])),
+    ],  # fmt: skip
 )
 def test_boolean_operators_and_casts(f, x):
     check_all_modes(f, [x], atol=1e-4)
@@ -531,7 +540,7 @@ def _float_plus(x, s):
 def _loop_invariant_assignment_under_if(s, x):
     a = 2.0 * x
     if s > 0.8:
-        for i in range(2):
+        for _ in range(2):
             a = x * 1.0
     return np.sum(a)
 

@@ -527,7 +527,7 @@ class Lowering(ControlFlow, Containers):
             raise LoweringError(node, "a tuple can only be indexed by a constant")
         if isinstance(base, Static) and isinstance(index, Static):
             return Static(base.obj[index.obj])
-        if isinstance(base, Static) and not isinstance(base.obj, (np.ndarray, list, tuple, str, range)):
+        if isinstance(base, Static) and not isinstance(base.obj, _INDEXABLE_CONSTANTS):
             return self.index_object(base, index, node)
         template, dyn = self.template(index, node)
         return self.getitem(self.as_value(base), template, dyn)
@@ -870,6 +870,9 @@ _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writin
 
 
 _ALONE: dict = {}
+
+
+_INDEXABLE_CONSTANTS = (np.ndarray, list, tuple, str, range)  # indexed as they are
 
 
 def _tuple_leaves(items) -> list:

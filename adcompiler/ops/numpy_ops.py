@@ -115,6 +115,8 @@ def _multiply_tangent(ts, ans, x, y):
 
 defbinary("multiply", np.multiply, _multiply_adjoint, "_0 * _1", keys=[operator.mul])
 tangent(np.multiply)(_multiply_tangent)
+
+
 def _divide_adjoint(g, ans, x, y):
     # d(x/y)/dy = -ans / y; for a constant numerator c != 0 that is -ans * ans / c, which
     # needs only the result: `1.0 / (1.0 + np.exp(-z))` then saves no denominator.
@@ -125,6 +127,8 @@ def _divide_adjoint(g, ans, x, y):
 
 
 defbinary("divide", np.true_divide, _divide_adjoint, "_0 / _1", keys=[operator.truediv])
+
+
 def _power_adjoint(g, ans, x, y):
     b = g.builder
     # x ** 0 is 1 for every x, 0 ** 0 included: no derivative in x (y * x ** (y - 1)
@@ -356,7 +360,10 @@ deflinear(
     lambda g, ans, x, **attrs: _call(runtime.trace_adjoint, g, x.shape, **attrs),
 )
 defop(
-    "trace_adjoint", runtime.trace_adjoint, "g, (shape), offset=0, axis1=0, axis2=1", "trace_adjoint"
+    "trace_adjoint",
+    runtime.trace_adjoint,
+    "g, (shape), offset=0, axis1=0, axis2=1",
+    "trace_adjoint",
 )
 
 
@@ -705,6 +712,8 @@ def _(ts, ans, start, *rest):
     if len(rest) > 1 and ts[2] is not None:
         parts.append(_call(np.arange, _call(np.size, ans)) * ts[2])
     return _sum_parts(parts) if parts else None
+
+
 defnondiff("argmax", np.argmax, "x, axis=None")
 defnondiff("argmin", np.argmin, "x, axis=None")
 defnondiff("argsort", np.argsort, "x, axis=-1")
