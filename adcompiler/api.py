@@ -252,6 +252,7 @@ def _loaded(
     if _has_calls(fn):
         from adcompiler import calls
 
+        calls.name_helper_calls(fn)
         reserved = calls.generated_names(fn)
     emitted = emit_function(fn, name, doc, tree, reserved)
     emitted.callees = _callees(fn)
