@@ -666,6 +666,9 @@ def shift_invariant_maxes(fn: Function) -> set[int]:
         total = only(exps[0].output, "sum") if len(exps) == 1 else None
         if total is None or total.attrs.get("axis") != axis:
             continue
+        if not (total.attrs.get("keepdims") or axis is None or axis == 0):
+            continue  # the sum would not line up with x either (a square x broadcasts it
+            # across the other axis: not a log-softmax, and m's derivative is not zero)
         log = only(total.output, "log")
         if log is None:
             continue

@@ -610,3 +610,32 @@ def test_fuzz_two_helpers_with_one_name_called_by_generated_code():
         for f in (_calls_h0_first, _calls_h0_second)
     ]
     assert called[0] and called[1] and not called[0] & called[1]
+
+
+# ---------------------------------------------------------------------------
+# A max taken for the shift of a log-softmax/logsumexp whose sum does not line up with
+# it (a square x: keepdims on the max, not on the sum) was treated as constant
+# ---------------------------------------------------------------------------
+
+
+def _misaligned_log_softmax(x, w):
+    m = np.max(x, axis=1, keepdims=True)
+    s = x - m
+    return np.sum((s - np.log(np.sum(np.exp(s), axis=1))) * w)
+
+
+def _misaligned_logsumexp(x, w):
+    m = np.max(x, axis=1, keepdims=True)
+    return np.sum((np.log(np.sum(np.exp(x - m), axis=1)) + m) * w)
+
+
+def _log_softmax(x, w):
+    m = np.max(x, axis=1, keepdims=True)
+    s = x - m
+    return np.sum((s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))) * w)
+
+
+@pytest.mark.parametrize("f", [_misaligned_log_softmax, _misaligned_logsumexp, _log_softmax])
+def test_shift_by_a_max_is_constant_only_where_it_cancels(f):
+    rng = np.random.default_rng(1)
+    check_all_modes(f, [rng.normal(size=(3, 3)), rng.normal(size=(3, 3))], atol=1e-4)
