@@ -639,3 +639,22 @@ def _log_softmax(x, w):
 def test_shift_by_a_max_is_constant_only_where_it_cancels(f):
     rng = np.random.default_rng(1)
     check_all_modes(f, [rng.normal(size=(3, 3)), rng.normal(size=(3, 3))], atol=1e-4)
+
+
+def _pair_sum(t):
+    return t[0] + t[1]
+
+
+def _calls_pair_sum(a):
+    return _pair_sum((a, a * 2.0)) * 1.0
+
+
+def test_tuple_of_run_time_values_given_to_a_custom_rule_is_refused():
+    ad.defrule(_pair_sum, adjoint=lambda g, ans, t: (g,), tangent=lambda ts, ans, t: ts[0])
+    try:
+        with pytest.raises(UnsupportedSyntaxError, match="tuple of values computed at run time"):
+            ad.grad(_calls_pair_sum)(1.0)
+    finally:
+        from adcompiler.custom import remove_rules
+
+        remove_rules(_pair_sum)
