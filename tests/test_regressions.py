@@ -658,3 +658,13 @@ def test_tuple_of_run_time_values_given_to_a_custom_rule_is_refused():
         from adcompiler.custom import remove_rules
 
         remove_rules(_pair_sum)
+
+
+def _sum_of_a_dict(x):
+    d = {"a": x}
+    return np.sum(d)
+
+
+def test_a_dict_used_as_an_array_is_a_located_error():
+    with pytest.raises(UnsupportedSyntaxError, match="a dict cannot be used as an array"):
+        ad.grad(_sum_of_a_dict)(np.ones(2))

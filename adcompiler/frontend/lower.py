@@ -863,7 +863,12 @@ class Lowering(ControlFlow, Containers):
             return self.emit(CONST, [], {"value": obj, "name": x.name or "constant"}, "const")
         if x is POISONED:
             raise LoweringError(None, "", silent=True)  # its definition was reported
-        raise TypeError(f"cannot use {x!r} as a value")
+        kind = type(x).__name__
+        raise LoweringError(
+            None,
+            f"a {kind} cannot be used as an array here",
+            "pass its items (`d['key']`), or build an array (np.stack)",
+        )
 
 
 _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
