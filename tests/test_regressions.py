@@ -668,3 +668,34 @@ def _sum_of_a_dict(x):
 def test_a_dict_used_as_an_array_is_a_located_error():
     with pytest.raises(UnsupportedSyntaxError, match="a dict cannot be used as an array"):
         ad.grad(_sum_of_a_dict)(np.ones(2))
+
+
+def _norm_of_zero(y):
+    b = y
+    return np.linalg.norm(b - b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_fuzz_hvp_of_a_norm_at_zero_is_zero():
+    """hvp_norm_at_zero_nan.py: the tangent of norm_adjoint divided by the norm, 0."""
+    y = np.array([0.3, -0.5, 1.2])
+    for _ in range(CALLS):
+        np.testing.assert_array_equal(ad.grad(_norm_of_zero)(y), 0.0)
+        np.testing.assert_array_equal(ad.hvp(_norm_of_zero)(y, np.ones(3)), 0.0)
+
+
+def _arcsin(s):
+    return np.arcsin(s)
+
+
+def _arccos(s):
+    return np.arccos(s)
+
+
+@pytest.mark.parametrize("f, sign", [(_arcsin, 1.0), (_arccos, -1.0)])
+def test_fuzz_specialized_hvp_of_arcsin_keeps_its_sign(f, sign):
+    """specialized_hvp_arcsin_sign.py: fixed with the sign lost by simplification (case 5)."""
+    s = 0.4
+    for _ in range(CALLS):
+        assert ad.hvp(f)(s, 1.0) == pytest.approx(sign * s / (1 - s * s) ** 1.5)
+    check_all_modes(f, [s])

@@ -929,9 +929,16 @@ def _(ts, ans, g, m, x, ord, axis, keepdims):
     parts = [] if ts[0] is None else [_call(runtime.norm_adjoint, ts[0], m, x, **attrs)]
     if smooth and ts[2] is not None:
         parts.append(_call(runtime.norm_adjoint, g, m, ts[2], **attrs))
-    if smooth and ts[1] is not None:
-        parts.append(-_call(runtime.norm_adjoint, g * ts[1] / m, m, x, **attrs))
+    if smooth and ts[1] is not None:  # at m = 0 (x = 0), 0 as norm_adjoint picks there
+        per_m = g * ts[1] / _nonzero(m)
+        parts.append(-_call(runtime.norm_adjoint, per_m, m, x, **attrs))
     return _sum_parts(parts) if parts else None
+
+
+def _nonzero(m):
+    """`m` with its zeros replaced by 1 (as norm_adjoint divides by a norm): a division
+    by a norm that is 0, where x and so the quotient's factor are 0, gives 0, not nan."""
+    return _call(np.where, m == 0, 1.0, m)
 
 
 @adjoint(runtime.norm_adjoint)
@@ -941,7 +948,7 @@ def _(G, ans, g, m, x, ord, axis, keepdims):
     g_part = _call(np.sum, G * _call(runtime.norm_adjoint, _ones(g), m, x, **attrs), **reduce)
     if _norm_order(ord, axis) != "smooth":
         return g_part, None, None
-    m_part = -(_call(np.sum, G * ans, **reduce) / m)
+    m_part = -(_call(np.sum, G * ans, **reduce) / _nonzero(m))
     return g_part, m_part, _call(runtime.norm_adjoint, g, m, G, **attrs)
 
 
