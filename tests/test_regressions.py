@@ -699,3 +699,24 @@ def test_fuzz_specialized_hvp_of_arcsin_keeps_its_sign(f, sign):
     for _ in range(CALLS):
         assert ad.hvp(f)(s, 1.0) == pytest.approx(sign * s / (1 - s * s) ** 1.5)
     check_all_modes(f, [s])
+
+
+def _def_in_a_loop_under_an_if(x):
+    if np.sum(x) > 0:
+        for i in range(2):
+
+            def fn(r):
+                return -r * 0.1 * i  # noqa: B023 - as the fuzzer wrote it
+
+            v = fn(x)  # noqa: F841
+        y = x
+    else:
+        y = x
+    return np.sum(y * y)
+
+
+def test_fuzz_def_in_a_loop_does_not_make_the_loop_return():
+    """def_in_loop_false_may_be_undefined.py: the nested def's `return` was taken for a
+    return from the loop, so `y` after the `if` was refused as maybe undefined."""
+    check_all_modes(_def_in_a_loop_under_an_if, [np.array([0.3, 0.5])])
+    check_all_modes(_def_in_a_loop_under_an_if, [np.array([-0.3, -0.5])])

@@ -68,11 +68,26 @@ def leaves_block(stmt, kinds=(gast.Return, gast.Break, gast.Continue)) -> bool:
     return False
 
 
+def _walk_scope(stmt):
+    """The nodes of `stmt`, not descending into the bodies of functions defined there
+    (their assignments and returns are theirs): a `def` yields itself only."""
+    todo = [stmt]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, (gast.FunctionDef, gast.Lambda)):
+            continue
+        todo.extend(gast.iter_child_nodes(node))
+
+
 def assigned_names(stmts) -> set[str]:
-    """Names a list of statements may assign (targets, loop variables, augmented assignment)."""
+    """Names a list of statements may assign (targets, loop variables, augmented assignment,
+    a nested `def`'s name; not what a nested function assigns or returns)."""
     names: set[str] = set()
     for stmt in stmts:
-        for node in gast.walk(stmt):
+        for node in _walk_scope(stmt):
+            if isinstance(node, gast.FunctionDef):
+                names.add(node.name)
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
                 names.add(node.id)
             elif (
