@@ -720,3 +720,24 @@ def test_fuzz_def_in_a_loop_does_not_make_the_loop_return():
     return from the loop, so `y` after the `if` was refused as maybe undefined."""
     check_all_modes(_def_in_a_loop_under_an_if, [np.array([0.3, 0.5])])
     check_all_modes(_def_in_a_loop_under_an_if, [np.array([-0.3, -0.5])])
+
+
+def _gauss(s):
+    return np.exp(-(s * s))
+
+
+def _x_plus_mean(a, x):
+    return x + np.mean(a)
+
+
+def test_fuzz_specialized_hvp_of_elementwise_chains():
+    """specialized_hvp_elementwise.py: fixed with the sign lost by simplification."""
+    check_all_modes(_gauss, [0.4])
+    check_all_modes(_gauss, [np.array([0.4, -1.1])])
+
+
+def test_fuzz_tangent_of_a_scalar_result_plus_an_array():
+    """tangent_of_scalar_plus_array_not_broadcast.py: x + np.mean(A) varying in A only."""
+    for _ in range(CALLS):
+        _, t = ad.jvp(_x_plus_mean, wrt="a")(np.ones((2, 3)), np.zeros(3), np.ones((2, 3)))
+        np.testing.assert_allclose(t, np.ones(3))
