@@ -47,6 +47,10 @@ def _varied_region_node(node: Node, out: set[int]) -> None:
                 if y.id in out and output.id not in out:
                     out.add(output.id)
                     changed = True
+        for init, output in zip(inits, node.outputs):  # a loop may run zero times
+            if init.id in out and output.id not in out:
+                out.add(output.id)
+                changed = True
         if not changed:
             return
 
@@ -107,6 +111,9 @@ def _useful_region_node(node: Node, out: set[int]) -> None:
                         out.add(inits[k].id)
                     if k < len(node.outputs):
                         out.add(node.outputs[k].id)
+        for init, output in zip(inits, node.outputs):  # a loop may run zero times
+            if output.id in out:
+                out.add(init.id)
         if any(o.id in out for o in node.outputs):
             out.update(v.id for v in node.inputs[: len(node.inputs) - len(inits)])
         if len(out) == before:

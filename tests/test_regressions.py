@@ -745,3 +745,30 @@ def test_fuzz_tangent_of_a_scalar_result_plus_an_array():
     for _ in range(CALLS):
         _, t = ad.jvp(_x_plus_mean, wrt="a")(np.ones((2, 3)), np.zeros(3), np.ones((2, 3)))
         np.testing.assert_allclose(t, np.ones(3))
+
+
+def _while_assigns_a_loop_invariant(x, y):
+    v = x * 2.0
+    j = 0
+    while j < 4 and np.sum(np.square(v)) < 4.0:
+        j = j + 1
+        v = y
+    return np.mean(v)
+
+
+def _for_assigns_a_loop_invariant(x, y, n):
+    v = x * 2.0
+    for _ in range(n):
+        v = y * 1.0
+    return np.mean(v * v)
+
+
+@pytest.mark.parametrize("x", [np.array([1.5, -1.0]), np.array([0.1, 0.2])])  # 0 or 4 trips
+@pytest.mark.parametrize("wrt", ["x", "y"])
+def test_fuzz_loop_that_may_run_zero_times_passes_its_initial_value_on(x, wrt):
+    """while_loop_invariant_assignment_zero_trips.py: a loop's output is its initial value
+    when it runs zero times: it varies with it (the gradient in x was 0)."""
+    y = np.array([0.5, 1.0])
+    check_all_modes(_while_assigns_a_loop_invariant, [x, y], wrt=wrt)
+    for n in (0, 2):
+        check_all_modes(_for_assigns_a_loop_invariant, [x, y, n], wrt=wrt)
