@@ -772,3 +772,27 @@ def test_fuzz_loop_that_may_run_zero_times_passes_its_initial_value_on(x, wrt):
     check_all_modes(_while_assigns_a_loop_invariant, [x, y], wrt=wrt)
     for n in (0, 2):
         check_all_modes(_for_assigns_a_loop_invariant, [x, y, n], wrt=wrt)
+
+
+def _asarray_of_a_list(a):
+    return np.sum(np.asarray([a, a * a]))
+
+
+def _array_of_a_list_with_a_dtype(a):
+    return np.sum(np.array([a, 1], dtype=float) / 2)
+
+
+def _asarray_of_an_array(x):
+    return np.sum(np.asarray(x) ** 2)
+
+
+@pytest.mark.parametrize(
+    "f, x",
+    [
+        (_asarray_of_a_list, 1.5),
+        (_array_of_a_list_with_a_dtype, 1.5),
+        (_asarray_of_an_array, np.array([1.0, 2.0])),
+    ],  # fmt: skip
+)
+def test_np_asarray_and_np_array_with_a_dtype(f, x):
+    check_all_modes(f, [x])

@@ -618,8 +618,15 @@ class Lowering(ControlFlow, Containers):
         return self.call(fn, [base, *args], kwargs, node)
 
     def call(self, fn, args, kwargs, node):
-        if fn is np.array and len(args) == 1 and isinstance(args[0], tuple) and not kwargs:
-            return self.pack(args[0], node)
+        if fn is np.asarray and not kwargs.keys() - {"dtype"}:
+            fn = np.array  # the same, for what can be differentiated (no copy is written)
+        if fn is np.array and len(args) == 1 and isinstance(args[0], tuple):
+            if not kwargs:
+                return self.pack(args[0], node)
+            dtype = kwargs.get("dtype")
+            if set(kwargs) == {"dtype"} and isinstance(dtype, Static):
+                packed = self.pack(args[0], node)  # np.array([a, 1], dtype=float)
+                return self.method_call(packed, "astype", [dtype], {}, node)
         if fn in (builtins.sum, builtins.len, builtins.min, builtins.max) and (
             len(args) == 1 and isinstance(args[0], tuple)
         ):
