@@ -952,6 +952,7 @@ def _temp_hint(hint: str, inputs) -> str:
     if not inputs or hint in ("const", "tuple"):
         return hint
     first = inputs[0].hint if inputs[0].role != "temp" else inputs[0].hint.split("_")[0]
+    hint = hint.rstrip("_") or hint  # np.r_[x]: r_x, not r__x
     return f"{hint}_{first}" if first.isidentifier() else hint
 
 
