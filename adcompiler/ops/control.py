@@ -56,8 +56,6 @@ OR = register(Op("or", or_, (Param("a"), Param("b")), "_0 or _1", inline=True))
 
 def _taken(g, a, first: bool):
     """`g` where the operand `a` is true (`first`) or false, else 0."""
-    import numpy as np
-
     return g.builder.call(np.where, a, g, 0.0) if first else g.builder.call(np.where, a, 0.0, g)
 
 
@@ -66,8 +64,6 @@ adjoint(or_)(lambda g, ans, a, b: (_taken(g, a, True), _taken(g, a, False)))  # 
 
 
 def _pick_tangent(ts, a, b, then_b: bool):
-    import numpy as np
-
     builder = next(t for t in ts if t is not None).builder
     ta, tb = (t if t is not None else builder.call(np.zeros_like, v) for t, v in zip(ts, (a, b)))
     return builder.call(np.where, a, tb, ta) if then_b else builder.call(np.where, a, ta, tb)
