@@ -76,9 +76,36 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
     if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
         g = Structured(f, kind, wrt)
     else:
-        g = _guarded(lambda: _build(f, kind, wrt))
+        routed = None
+        if kind in ("grad", "value_and_grad", "vjp"):
+            routed = functools.partial(
+                _route_containers, f=f, wrt=wrt, make=lambda: Structured(f, kind, wrt)
+            )
+        g = _guarded(lambda: _build(f, kind, wrt), after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
+
+
+def _route_containers(g: Callable, f: Callable, wrt: Any, make: Callable) -> None:
+    """Code generated for array arguments, where the bytecode did not show a `wrt`
+    argument used as a container (`np.stack(xs)`): a dict, list or tuple given for one
+    goes to `make()`'s function, which generates code for its structure."""
+    if not isinstance(g, specialize.Specializing):
+        return  # specialization off: check_float refuses a container
+    try:
+        names = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        return
+    items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
+    positions = [names.index(w) if isinstance(w, str) else w for w in items]
+    made: list = []
+
+    def structured() -> Callable:
+        if not made:
+            made.append(make())
+        return made[0]
+
+    g.containers = (positions, [names[i] for i in positions], structured)
 
 
 class Structured:
@@ -228,11 +255,14 @@ def _specializing(g: Callable, cls: type | None = None) -> Callable:
 # ---------------------------------------------------------------------------
 
 
-def _guarded(make: Callable[[], Callable], specializing: bool = True) -> Callable:
+def _guarded(
+    make: Callable[[], Callable], specializing: bool = True, after: Callable | None = None
+) -> Callable:
     """The function `make()` generates (specialized on its arguments, unless
     `specializing` is False), checking on each call that the globals and closure
     cells it was compiled with still hold what they held (adcompiler.depends), and
-    regenerating itself from `make` when one does not."""
+    regenerating itself from `make` when one does not. `after(g)`, if given, finishes
+    each version made (the routing of container arguments)."""
     with depends.recording() as facts:
         g = make()
     g.__adcompiler_depends__ = facts
@@ -240,7 +270,9 @@ def _guarded(make: Callable[[], Callable], specializing: bool = True) -> Callabl
     if not isinstance(special, GuardedSpecializing):
         special = GuardedFunction(g)
     special._holds = facts.checker()
-    special._make = (make, specializing)
+    special._make = (make, specializing, after)
+    if after is not None:
+        after(special)
     return special
 
 
@@ -256,8 +288,7 @@ class _Guard:
         """Regenerate if a fact no longer holds; the facts (what transforms of this
         function depend on too)."""
         if not self._holds():
-            make, specializing = self._make
-            fresh = _guarded(make, specializing).__dict__
+            fresh = _guarded(*self._make).__dict__
             self.__dict__.update(fresh)  # (a call in another thread sees old or new)
             for name in [name for name in self.__dict__ if name not in fresh]:
                 del self.__dict__[name]
@@ -299,6 +330,7 @@ def _loaded(
     if _has_calls(fn):
         from adcompiler import calls
 
+        calls.name_helper_calls(fn)
         reserved = calls.generated_names(fn)
     emitted = emit_function(fn, name, doc, tree, reserved)
     emitted.callees = _callees(fn)
@@ -514,6 +546,11 @@ def resolve_wrt(f: Callable, primal: _ir.Function, wrt: Any) -> tuple[list[int],
             raise WrtError(
                 f"wrt={item!r} is not an argument of {f.__name__}; choose from: {', '.join(names)}"
             )
+        if indices.count(indices[-1]) > 1:
+            raise WrtError(
+                f"wrt={tuple(items)!r} names the argument {names[indices[-1]]!r} twice; name "
+                f"each argument once (a gradient with respect to one argument is one value)"
+            )
     return indices, single
 
 
@@ -664,7 +701,10 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
     if _may_be_structured(f, wrt):
         g = ForwardStructured(f, kind, wrt)
     else:
-        g = _guarded(lambda: build(f, kind, wrt))
+        routed = functools.partial(
+            _route_containers, f=f, wrt=wrt, make=lambda: ForwardStructured(f, kind, wrt)
+        )
+        g = _guarded(lambda: build(f, kind, wrt), after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
 

@@ -257,6 +257,15 @@ def helper_name(fn: Callable) -> str:
     return name
 
 
+def name_helper_calls(fn: Function) -> None:
+    """Give each call of a user's helper that stays a call (no derivative goes through it)
+    the name generated code calls it by: its own, or `h0_2` where another helper called
+    `h0` (of another module) has that name already."""
+    for node in walk(fn.body):
+        if node.op is CALL:
+            node.attrs["name"] = helper_name(node.attrs["function"])
+
+
 def generated_names(fn: Function) -> set[str]:
     """Names of the generated functions that `fn` calls (reserved in its code)."""
     suffix = {CALL: "", CALL_FWD: "_forward", CALL_BWD: "_adjoint", CALL_JVP: ""}

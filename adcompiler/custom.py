@@ -153,7 +153,7 @@ def _register(fn: Callable, name: str | None, *, elementwise: bool | None, nondi
 def _parameters(fn: Callable) -> tuple[Param, ...]:
     if isinstance(fn, np.ufunc):
         names = ["x", "y", "z"][: fn.nin] if fn.nin <= 3 else [f"x{i}" for i in range(fn.nin)]
-        return tuple(Param(n) for n in names)
+        return tuple(Param(n, tuples="refuse") for n in names)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -165,7 +165,7 @@ def _parameters(fn: Callable) -> tuple[Param, ...]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise TypeError(f"{fn.__name__}: *args and **kwargs are not supported in defrule")
         if p.default is inspect.Parameter.empty:
-            params.append(Param(p.name, "in", NO_DEFAULT))
+            params.append(Param(p.name, "in", NO_DEFAULT, tuples="refuse"))
         else:
             params.append(Param(p.name, "attr", p.default))
     return tuple(params)

@@ -64,7 +64,7 @@ class DifferentiationTypeError(TypeError):
 
 
 class WrtError(ValueError):
-    """A `wrt` names an argument the function does not have."""
+    """A `wrt` names an argument the function does not have, or names one twice."""
 
 
 class SpecializationMismatchError(AssertionError):

@@ -348,8 +348,6 @@ def _fills_output(
     """
     cls = lambda v: shapes.get(v.id, v.id)  # noqa: E731
     needed = {cls(v) for v in node.inputs} - {passes.SCALAR_CLASS}
-    if cls(node.output) in needed:
-        return True
     cover: dict[int, frozenset | None] = {node.output.id: frozenset(needed)}
     for v, dv in zip(node.inputs, ts):
         cover[v.id] = frozenset({cls(v)}) - {passes.SCALAR_CLASS}

@@ -28,7 +28,7 @@ def _varied_block(block: Block, out: set[int]) -> None:
     for node in block.nodes:
         if node.regions:
             _varied_region_node(node, out)
-        elif not node.op.nondiff and any(v.id in out for v in node.inputs):
+        elif (not node.op.nondiff or node.op.carries) and any(v.id in out for v in node.inputs):
             out.update(v.id for v in node.outputs)
 
 
@@ -47,6 +47,10 @@ def _varied_region_node(node: Node, out: set[int]) -> None:
                 if y.id in out and output.id not in out:
                     out.add(output.id)
                     changed = True
+        for init, output in zip(inits, node.outputs):  # a loop may run zero times
+            if init.id in out and output.id not in out:
+                out.add(output.id)
+                changed = True
         if not changed:
             return
 
@@ -107,6 +111,9 @@ def _useful_region_node(node: Node, out: set[int]) -> None:
                         out.add(inits[k].id)
                     if k < len(node.outputs):
                         out.add(node.outputs[k].id)
+        for init, output in zip(inits, node.outputs):  # a loop may run zero times
+            if output.id in out:
+                out.add(init.id)
         if any(o.id in out for o in node.outputs):
             out.update(v.id for v in node.inputs[: len(node.inputs) - len(inits)])
         if len(out) == before:
@@ -472,7 +479,7 @@ def _cancel_negations(fn: Function) -> None:
     for node in walk(fn.body):
         if node.op.name != "negative" or node.output.id in replace:
             continue
-        found = _negated_factor(node.inputs[0], defs, uses, depth=6)
+        found = _negated_factor(node.inputs[0], defs, uses, replace, depth=6)
         if found is None:
             continue
         reader, i = found
@@ -496,9 +503,11 @@ def read_counts(fn: Function) -> dict[int, int]:
     return count
 
 
-def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
+def _negated_factor(v: Value, defs: dict, uses: dict, dropped: dict, depth: int):
     """`(reader, i)` where `reader.inputs[i]` is a negation read only there, found
-    through single-use products from `v`; None if there is none."""
+    through single-use products from `v`; None if there is none. A negation in
+    `dropped` has already given its sign away (to a constant factor, or to another
+    negation): it is no longer one."""
     producer = defs.get(v.id)
     if depth == 0 or producer is None or producer.op.name not in _THROUGH:
         return None
@@ -509,9 +518,10 @@ def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
         w = producer.inputs[i]
         inner = defs.get(w.id)
         if inner is not None and inner.op.name == "negative" and uses.get(w.id) == 1:
-            return producer, i
+            if w.id not in dropped:
+                return producer, i
     for i in sides:
-        found = _negated_factor(producer.inputs[i], defs, uses, depth - 1)
+        found = _negated_factor(producer.inputs[i], defs, uses, dropped, depth - 1)
         if found is not None:
             return found
     for i in sides:  # a constant factor (not a divisor: -(a / 2) is a / -2 all the same)
@@ -521,7 +531,10 @@ def _negated_factor(v: Value, defs: dict, uses: dict, depth: int):
     return None
 
 
-_FOLDABLE = {"add", "subtract", "multiply", "divide", "negative", "power", "floor_divide"}
+_FOLDABLE = {
+    "add", "subtract", "multiply", "divide", "negative", "power", "floor_divide",
+    "builtin_max", "builtin_min",
+}  # fmt: skip
 
 
 def fold_constants(fn: Function) -> Function:
@@ -661,6 +674,9 @@ def shift_invariant_maxes(fn: Function) -> set[int]:
         total = only(exps[0].output, "sum") if len(exps) == 1 else None
         if total is None or total.attrs.get("axis") != axis:
             continue
+        if not (total.attrs.get("keepdims") or axis is None or axis == 0):
+            continue  # the sum would not line up with x either (a square x broadcasts it
+            # across the other axis: not a log-softmax, and m's derivative is not zero)
         log = only(total.output, "log")
         if log is None:
             continue

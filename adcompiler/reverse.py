@@ -30,6 +30,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
+from adcompiler.ops.calls import CALL_FWD
 from adcompiler.ops.control import (
     FOR,
     IF,
@@ -186,6 +187,7 @@ def reverse(
             seed.hint, seed.role = r.hint, "adjoint"
         if r.id in active:
             adj.of[r.id] = seed
+            adj.primal[r.id] = r
     if cotangent == "one" and shapes.get(roots[0].id) != passes.SCALAR_CLASS:
         guard = Node(op_for(check_scalar), [roots[0]], {"name": fn.name}, outputs=[])
         primal.append(guard)
@@ -305,6 +307,13 @@ def _adjoint_of(
             f"reverse mode over the generated functions of the recursive helper "
             f"{node.attrs['name']} is not supported yet; use ad.hvp for second derivatives"
         )
+    if node.op.carries and adj.get(node.output) is not None:
+        if any(v.id in adj.active for v in node.inputs):  # fail closed: never dropped
+            raise NotImplementedError(
+                f"reverse mode: a tuple whose items carry derivatives, passed to or returned "
+                f"from a recursive helper, is not supported ({node.loc}); pass and return "
+                f"arrays (np.stack), or one value per argument"
+            )
     if node.op.nondiff or len(node.outputs) != 1:
         return []
     g = adj.get(node.output)
@@ -344,10 +353,12 @@ def _shapes_from_parameters(
 
 
 def _mark_accumulation(b: Builder, total: Value) -> None:
-    """Mark `x̄ + c` as an accumulation: codegen may write it as `x̄ += c`."""
+    """Mark `x̄ + c` as an accumulation: codegen may write it as `x̄ += c` (not when the
+    builder folded it: `1.0 + 1.0` is a constant, and `x̄ + 0` is `x̄`)."""
     for node in reversed(b.nodes):
         if total in node.outputs:
-            ACCUMULATIONS.add(node)
+            if node.op is op_for(operator.add):
+                ACCUMULATIONS.add(node)
             return
 
 
@@ -585,6 +596,7 @@ class Sweep:
         post = Builder(loc=node.loc, role="adjoint")
         for (x, _), out in zip(accs, outputs[len(slots) :]):
             adj.of[x.id] = out  # the accumulator started from the adjoint so far
+            adj.primal[x.id] = x
         for k, out in zip(slots, outputs):
             adj.add(post, inits[k], out, set())
         return pre.nodes + [loop] + post.nodes
@@ -830,11 +842,20 @@ def _is_view(block: Block, v: Value) -> bool:
     `stop_gradient` do, a view of one), from the operators' `View` traits."""
     for n in block.nodes:
         if v in n.outputs:
+            if n.op is GETITEM and _is_call_result(block, n.inputs[0]):
+                # of a helper's (value, saved values) pair: the value may be a view (the
+                # helper returned one); the saved values are a tuple, not an array
+                return n.attrs["index"] == ((0,), True)
             base = view_of(n)
             if base is None:
                 return False
             return not n.op.view.whole or _is_view(block, base)
     return False
+
+
+def _is_call_result(block: Block, v: Value) -> bool:
+    """True if `v` is the (value, saved values) pair a helper's forward function returns."""
+    return any(v in n.outputs and n.op is CALL_FWD for n in block.nodes)
 
 
 def _tape_like(b: Builder, tape: Value) -> Value:

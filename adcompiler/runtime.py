@@ -94,6 +94,7 @@ def dot_lhs_adjoint(g, a, b):
         return np.sum(g * b)
     if np.ndim(b) == 0:
         return g * b
+    g, a, b = np.asarray(g), np.asarray(a), np.asarray(b)  # g is a float for two vectors
     if a.ndim == 2 and b.ndim == 2:
         return g @ b.T
     other_axes_of_b = [k for k in range(b.ndim) if k != max(b.ndim - 2, 0)]
@@ -106,6 +107,7 @@ def dot_rhs_adjoint(g, a, b):
         return np.sum(g * a)
     if np.ndim(a) == 0:
         return g * a
+    g, a, b = np.asarray(g), np.asarray(a), np.asarray(b)
     if a.ndim == 2 and b.ndim == 2:
         return a.T @ g
     lead = list(range(a.ndim - 1))
@@ -238,12 +240,27 @@ def astype(x, dtype):
     return x.astype(dtype)
 
 
+def r_(arrays):
+    """``np.r_[a, b]`` (the operator the frontend makes of it), given ``[a, b]``."""
+    return np.r_[tuple(arrays)]
+
+
+def c_(arrays):
+    """``np.c_[a, b]``, given ``[a, b]``."""
+    return np.c_[tuple(arrays)]
+
+
 def unjoin(g, *xs, kind="", axis=0, i=0):
     """Adjoint of np.concatenate/stack/hstack/vstack with respect to input `i`."""
     if kind == "stack":
         return np.take(g, i, axis=axis)
     if kind == "vstack":
         pieces, axis = [np.atleast_2d(x) for x in xs], 0
+    elif kind == "r_":
+        pieces, axis = [np.atleast_1d(x) for x in xs], 0
+    elif kind == "c_":  # below 2-d, an input gets axes of length 1 appended
+        pieces = [np.reshape(x, np.shape(x) + (1,) * (2 - np.ndim(x))) for x in xs]
+        axis = -1
     elif kind == "hstack":
         pieces = [np.atleast_1d(x) for x in xs]
         axis = 0 if pieces[0].ndim == 1 else 1
@@ -324,6 +341,12 @@ def stop_gradient(x):
 def check_float(**args):
     """Refuse integer inputs to differentiate with respect to, naming the argument."""
     for name, x in args.items():
+        if isinstance(x, (dict, list, tuple)):
+            raise TypeError(
+                f"{name!r} is a {type(x).__name__}, but this code was generated for an array "
+                f"{name!r}; call the function adcompiler returned, which generates code for "
+                f"containers, or pass np.asarray({name})"
+            )
         kind = np.asarray(x).dtype.kind if not isinstance(x, float) else "f"
         if kind not in "fc":
             raise TypeError(

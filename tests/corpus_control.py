@@ -200,6 +200,41 @@ def elif_chain(x):
     return r
 
 
+@spec(label="first", x=A(3), c=2.0)
+@spec(label="second", x=A(3), c=0.5)
+@spec(label="else", x=A(3), c=-1.0)
+def nested_elif_only_else_assigns(x, c):
+    """Only the innermost `else` of an `if`/`elif`/`else` assigns `y`; a loop follows
+    (issue 12: the adjoint of the loop left `x`'s adjoint where the branches missed it)."""
+    y = x * 1.0
+    if c > 1:
+        z = 2.0  # noqa: F841 - only the innermost else assigns y
+    elif c > 0:
+        z = 3.0  # noqa: F841
+    else:
+        y = np.sin(x) * x
+    for _ in range(2):
+        y = y * x
+    return np.sum(y)
+
+
+def _h_two(a, b):
+    s = a * b
+    if np.sum(s) > 0:
+        return s * 2.0
+    return s - 1.0
+
+
+@spec(label="x", wrt="x", x=A(3), c=0.7)
+@spec(label="c", wrt="c", x=A(3), c=0.7)
+@spec(label="x neg", wrt="x", x=A(3), c=-0.7)
+def loop_bool_operand_early_return_helper(x, c):
+    """Issue 12, case 5: a bool operand, a helper with an early return, in a loop."""
+    for _ in range(3):
+        t = ((c > 0) - (_h_two(c, c) - np.mean(x))) * 0.1
+    return t
+
+
 @spec(label="pp", wrt=("x", "y"), x=Pos(3), y=Pos(3))
 @spec(label="pn", wrt=("x", "y"), x=Pos(3), y=Neg(3))
 @spec(label="np", wrt=("x", "y"), x=Neg(3), y=Pos(3))

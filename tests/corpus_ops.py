@@ -528,6 +528,63 @@ def vstack(x, y, w):
     return np.sum(np.vstack([x, y]) * w)
 
 
+def r_(x, y, w):
+    return np.sum(np.r_[x, y, x] * w)
+
+
+def c_(x, y, w):
+    return np.sum(np.c_[x, y] * w)
+
+
+def full_fill(x, w):
+    """The fill value (a scalar, or a row broadcast to the shape) carries the gradient."""
+    return np.sum(np.full((2, 3), x) * w)
+
+
+def full_like_fill(x, y, w):
+    return np.sum(np.full_like(y, x) * w)
+
+
+def arange_start(x, w):
+    """np.arange(x, x + 2.5, 0.5): 5 values that move with the start."""
+    return np.sum(np.arange(x, x + 2.5, 0.5) * w)
+
+
+def bool_or(x, y, w):
+    """`x or y` is x where x is true (non-zero), else y: the derivative follows."""
+    return (x or y) * w + (x * 0.0 or y) * w
+
+
+def bool_and(x, y, w):
+    return (x and y) * w + (x * 0.0 and y) * w
+
+
+def astype_int(x, w):
+    """A cast to integers is piecewise constant: no derivative flows through it."""
+    return np.sum(x.astype(int) * x * w)
+
+
+def list_literal_sum(x, y, w):
+    """NumPy converts the list to an array: derivatives flow through its items."""
+    return np.sum([1.0, x * y, 2.0]) * w
+
+
+def list_literal_mean(x, y, w):
+    return np.sum(np.mean([x, y + 2.0], axis=0) * w)
+
+
+def list_literal_norm(x, y, w):
+    return np.linalg.norm([x, x * y]) * w
+
+
+def list_literal_ufunc(x, y, w):
+    return np.sum(np.exp((x, y)) * w)
+
+
+def list_literal_operand(x, y, w):
+    return np.sum(x * [[1.0, 2.0], [y, 3.0]] * w)
+
+
 def broadcast_to(x, w):
     return np.sum(np.broadcast_to(x, (3, 4)) * w)
 

@@ -331,6 +331,25 @@ OTHER = [
     case(C.vstack, x="m", y="m"),
     case(C.vstack, id="vstack[2d]", x="n,m", y="k,m"),
     case(C.vstack, id="vstack[1d and 2d]", x="m", y="k,m"),
+    case(C.r_, x="n", y="m"),
+    case(C.r_, id="r_[scalars]", x="", y=""),
+    case(C.r_, id="r_[2d]", x="n,m", y="k,m"),
+    case(C.c_, x="n", y="n"),
+    case(C.c_, id="c_[2d and 1d]", x="n,m", y="n"),
+    case(C.c_, id="c_[scalars]", x="", y=""),
+    case(C.full_fill, x=""),
+    case(C.full_fill, id="full_fill[row]", x="3"),
+    case(C.full_like_fill, x="", y="n,m"),
+    case(C.full_like_fill, id="full_like_fill[row]", x="m", y="n,m"),
+    case(C.arange_start, x=""),
+    case(C.bool_or, x="", y=""),
+    case(C.bool_and, x="", y=""),
+    case(C.astype_int, x="n,m"),
+    case(C.list_literal_sum, x="", y=""),
+    case(C.list_literal_mean, x="m", y="m"),
+    case(C.list_literal_norm, x="", y=""),
+    case(C.list_literal_ufunc, x="m", y="m"),
+    case(C.list_literal_operand, x="2,2", y=""),
     case(C.broadcast_to, x="4"),
     case(C.broadcast_to, id="broadcast_to[3,1]", x="3,1"),
     case(C.broadcast_to, id="broadcast_to[scalar]", x=""),
@@ -607,6 +626,8 @@ def jvp(fn, args, wrt, directions):
         out = node.op.tangent(
             syms, Sym(b, node.output), *(Sym(b, v) for v in node.inputs), **node.attrs
         )
+        if out is None:  # the rule says the tangent is zero (np.full_like(x, 2.0))
+            continue
         out = out.value if isinstance(out, Sym) else out
         tangent[node.output.id] = demand(out, {n.output.id: n for n in b.nodes}, env)
     result = ir.results[0]

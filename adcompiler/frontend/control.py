@@ -69,11 +69,26 @@ def leaves_block(stmt, kinds=(gast.Return, gast.Break, gast.Continue)) -> bool:
     return False
 
 
+def _walk_scope(stmt):
+    """The nodes of `stmt`, not descending into the bodies of functions defined there
+    (their assignments and returns are theirs): a `def` yields itself only."""
+    todo = [stmt]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, (gast.FunctionDef, gast.Lambda)):
+            continue
+        todo.extend(gast.iter_child_nodes(node))
+
+
 def assigned_names(stmts) -> set[str]:
-    """Names a list of statements may assign (targets, loop variables, augmented assignment)."""
+    """Names a list of statements may assign (targets, loop variables, augmented assignment,
+    a nested `def`'s name; not what a nested function assigns or returns)."""
     names: set[str] = set()
     for stmt in stmts:
-        for node in gast.walk(stmt):
+        for node in _walk_scope(stmt):
+            if isinstance(node, gast.FunctionDef):
+                names.add(node.name)
             if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
                 names.add(node.id)
             elif (
@@ -594,6 +609,7 @@ class ControlFlow:
         cond_params = self.slot_values(keys, loc)
         body_params = self.slot_values(keys, loc)
         saved_env, saved_nodes = self.env, self.nodes
+        templates = self.slot_templates  # a loop in the condition (a generator) has its own
         self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
         self.nodes = []
         try:
@@ -602,6 +618,7 @@ class ControlFlow:
             cond_block = Block(params=cond_params, nodes=self.nodes, yields=[flag])
         finally:
             self.env, self.nodes = saved_env, saved_nodes
+            self.slot_templates = templates
         body_block = self.loop_body(keys, body_params, prefix, body, suffix)
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))

@@ -469,7 +469,10 @@ class Lowering(ControlFlow, Containers, Views):
         if isinstance(left, tuple) or isinstance(right, tuple):
             if fn is operator.add and isinstance(left, tuple) and isinstance(right, tuple):
                 return left + right
-            raise LoweringError(node, "arithmetic on a tuple is not supported")
+            if not (isinstance(left, Value) or isinstance(right, Value)):
+                raise LoweringError(node, "arithmetic on a tuple is not supported")
+            # with an array: NumPy converts the list or tuple to an array
+            left, right = (self.pack(x, node) if isinstance(x, tuple) else x for x in (left, right))
         return self.apply(lookup(fn), [left, right], {}, node)
 
     def expr_UnaryOp(self, node):  # noqa: N802
@@ -544,8 +547,30 @@ class Lowering(ControlFlow, Containers, Views):
             raise LoweringError(node, "a tuple can only be indexed by a constant")
         if isinstance(base, Static) and isinstance(index, Static):
             return _derived(base, "item", index.obj, base.obj[index.obj])
+        if isinstance(base, Static) and not isinstance(base.obj, _INDEXABLE_CONSTANTS):
+            return self.index_object(base, index, node)
         template, dyn = self.template(index, node)
         return self.getitem(self.as_value(base), template, dyn)
+
+    def index_object(self, base: Static, index, node):
+        """``np.r_[a, b]``, ``np.c_[a, b]``: operators written as an index. Any other object
+        indexed by a value known only at run time is refused (its `__getitem__` could do
+        anything)."""
+        op = lookup(base.obj)
+        items = index if isinstance(index, tuple) and index[:1] != ("slice",) else (index,)
+        if op is None or any(
+            (isinstance(i, tuple) and i[:1] == ("slice",))
+            or (isinstance(i, Static) and not isinstance(i.obj, (int, float, bool, np.ndarray)))
+            for i in items
+        ):
+            written = ast.unparse(gast.gast_to_ast(node))
+            raise LoweringError(
+                node,
+                f"`{written}`: indexing {base.name or type(base.obj).__name__} with values "
+                "computed at run time is not supported",
+                "index an array, or join arrays with np.concatenate / np.stack",
+            )
+        return self.apply(op, [tuple(items)], {}, node)
 
     def index(self, node):
         if isinstance(node, gast.Slice):
@@ -613,8 +638,15 @@ class Lowering(ControlFlow, Containers, Views):
         return self.call(fn, [base, *args], kwargs, node)
 
     def call(self, fn, args, kwargs, node):
-        if fn is np.array and len(args) == 1 and isinstance(args[0], tuple) and not kwargs:
-            return self.pack(args[0], node)
+        if fn is np.asarray and not kwargs.keys() - {"dtype"}:
+            fn = np.array  # the same, for what can be differentiated (no copy is written)
+        if fn is np.array and len(args) == 1 and isinstance(args[0], tuple):
+            if not kwargs:
+                return self.pack(args[0], node)
+            dtype = kwargs.get("dtype")
+            if set(kwargs) == {"dtype"} and isinstance(dtype, Static):
+                packed = self.pack(args[0], node)  # np.array([a, 1], dtype=float)
+                return self.method_call(packed, "astype", [dtype], {}, node)
         if fn in (builtins.sum, builtins.len, builtins.min, builtins.max) and (
             len(args) == 1 and isinstance(args[0], tuple)
         ):
@@ -786,7 +818,7 @@ class Lowering(ControlFlow, Containers, Views):
             kwargs = {**kwargs, "subscripts": args.pop(0)}
         for param in op.params:
             if param.kind == "varargs":
-                inputs.extend(self.as_value(a) for a in args)
+                inputs.extend(self.as_value(self.as_array(op, param, a, node)) for a in args)
                 args = []
                 continue
             if args:
@@ -814,13 +846,31 @@ class Lowering(ControlFlow, Containers, Views):
                     raise LoweringError(
                         node, f"`{op.name}` takes a list or tuple literal of arrays"
                     )
-                inputs.extend(self.as_value(i) for i in items)
+                inputs.extend(self.as_value(self.as_array(op, param, i, node)) for i in items)
             else:
-                inputs.append(self.as_value(given))
+                inputs.append(self.as_value(self.as_array(op, param, given, node)))
         if args or kwargs:
             extra = ", ".join([*(["positional"] if args else []), *kwargs])
             raise LoweringError(node, f"`{op.name}` does not take the argument(s): {extra}")
         return self.emit(op, inputs, attrs, op.name)
+
+    def as_array(self, op: Op, param, given, node):
+        """A list or tuple literal given for an array input is the array NumPy makes of it
+        (``np.sum([1.0, a * a])``): packed, so that derivatives flow through its items.
+        Tuples of constants, shapes, and the inputs of non-differentiable operators stay
+        tuples."""
+        if not isinstance(given, tuple) or op.nondiff or param.tuples == "shape":
+            return given
+        if not any(isinstance(v, Value) or v is POISONED for v in _tuple_leaves(given)):
+            return given
+        if param.tuples == "refuse":
+            raise LoweringError(
+                node,
+                f"`{op.name}` takes `{param.name}` as a tuple of values computed at run time; "
+                "no derivative can flow through it",
+                f"pass an array: `np.stack([...])`, or split `{param.name}` into arguments",
+            )
+        return self.pack(given, node)
 
     # -- building nodes ----------------------------------------------------
 
@@ -850,13 +900,28 @@ class Lowering(ControlFlow, Containers, Views):
             raise LoweringError(None, "", silent=True)  # its definition was reported
         if isinstance(x, Stale):
             raise self.stale_error(None, x)
-        raise TypeError(f"cannot use {x!r} as a value")
+        kind = type(x).__name__
+        raise LoweringError(
+            None,
+            f"a {kind} cannot be used as an array here",
+            "pass its items (`d['key']`), or build an array (np.stack)",
+        )
 
 
 _MUTATION_HINT = "build a new array (np.concatenate, np.where) instead of writing into one"
 
 
 _ALONE: dict = {}
+
+
+_INDEXABLE_CONSTANTS = (np.ndarray, list, tuple, str, range)  # indexed as they are
+
+
+def _tuple_leaves(items) -> list:
+    out: list = []
+    for item in items:
+        out.extend(_tuple_leaves(item) if isinstance(item, tuple) else [item])
+    return out
 
 
 def _callable_alone(fn, args, kwargs) -> bool:
@@ -929,6 +994,7 @@ def _temp_hint(hint: str, inputs) -> str:
     if not inputs or hint in ("const", "tuple"):
         return hint
     first = inputs[0].hint if inputs[0].role != "temp" else inputs[0].hint.split("_")[0]
+    hint = hint.rstrip("_") or hint  # np.r_[x]: r_x, not r__x
     return f"{hint}_{first}" if first.isidentifier() else hint
 
 

@@ -24,7 +24,7 @@ import ast
 
 import numpy as np
 
-from adcompiler.ops.core import Op, Param, View, register
+from adcompiler.ops.core import Op, Param, View, adjoint, register, tangent
 
 
 def _region_op(name: str) -> Op:
@@ -49,8 +49,28 @@ def not_(a):
     return not a
 
 
-AND = register(Op("and", and_, (Param("a"), Param("b")), "_0 and _1", nondiff=True, inline=True))
-OR = register(Op("or", or_, (Param("a"), Param("b")), "_0 or _1", nondiff=True, inline=True))
+# `a and b`, `a or b` return one of their operands: the derivative goes to the one taken
+AND = register(Op("and", and_, (Param("a"), Param("b")), "_0 and _1", inline=True))
+OR = register(Op("or", or_, (Param("a"), Param("b")), "_0 or _1", inline=True))
+
+
+def _taken(g, a, first: bool):
+    """`g` where the operand `a` is true (`first`) or false, else 0."""
+    return g.builder.call(np.where, a, g, 0.0) if first else g.builder.call(np.where, a, 0.0, g)
+
+
+adjoint(and_)(lambda g, ans, a, b: (_taken(g, a, False), _taken(g, a, True)))  # b if a else a
+adjoint(or_)(lambda g, ans, a, b: (_taken(g, a, True), _taken(g, a, False)))  # a if a else b
+
+
+def _pick_tangent(ts, a, b, then_b: bool):
+    builder = next(t for t in ts if t is not None).builder
+    ta, tb = (t if t is not None else builder.call(np.zeros_like, v) for t, v in zip(ts, (a, b)))
+    return builder.call(np.where, a, tb, ta) if then_b else builder.call(np.where, a, ta, tb)
+
+
+tangent(and_)(lambda ts, ans, a, b: _pick_tangent(ts, a, b, True))
+tangent(or_)(lambda ts, ans, a, b: _pick_tangent(ts, a, b, False))
 IS = register(
     Op("is", lambda a, b: a is b, (Param("a"), Param("b")), "_0 is _1", nondiff=True, inline=True)
 )

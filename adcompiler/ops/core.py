@@ -36,11 +36,18 @@ class Param:
     kind: "in" (an array input), "attr" (a static attribute, a compile-time
     constant), "seq" (a list of array inputs, as in np.stack), "varargs" (the
     remaining positional inputs, as in np.einsum's operands).
+
+    tuples: what a list or tuple literal given for an input is. "array" (NumPy
+    converts it to an array, as np.sum([a, b]) does: the frontend builds that array,
+    so derivatives flow through its items), "shape" (a shape: kept a tuple, it has
+    no derivative), "refuse" (a function that may take it as a tuple, such as one
+    with a custom rule: refused where an item is computed at run time).
     """
 
     name: str
     kind: str = "in"
     default: Any = NO_DEFAULT
+    tuples: str = "array"
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Op:
     regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
     view: View | None = None  # the result may share memory with an input (see View)
     holds: int | None = None  # inputs from this one on are kept by reference (lists, tapes)
+    # not differentiable itself, but holds its inputs (a tuple): it varies where they do
+    carries: bool = False
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:

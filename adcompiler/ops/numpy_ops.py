@@ -15,6 +15,7 @@ reverse transform through one `unbroadcast` node, never inside a rule.
 from __future__ import annotations
 
 import ast
+import builtins
 import operator
 
 import numpy as np
@@ -24,13 +25,16 @@ from adcompiler.ops.core import NO_DEFAULT, Op, Param, View, adjoint, register, 
 
 
 def _signature(text: str) -> tuple[Param, ...]:
-    """Parse ``"x, *dyn, [seq], axis=None"``: inputs, varargs, a sequence, attributes."""
+    """Parse ``"x, *dyn, [seq], (shape), axis=None"``: inputs, varargs, a sequence, an
+    input that is a shape (a tuple stays a tuple), attributes."""
     params = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         if item.startswith("*"):
             params.append(Param(item[1:], "varargs"))
         elif item.startswith("["):
             params.append(Param(item[1:-1], "seq"))
+        elif item.startswith("("):
+            params.append(Param(item[1:-1], "in", NO_DEFAULT, tuples="shape"))
         elif "=" in item:
             name, default = item.split("=", 1)
             params.append(Param(name.strip(), "attr", ast.literal_eval(default.strip())))
@@ -58,7 +62,8 @@ def defbinary(name, fn, rule, spelling=None, keys=()):
 
     def tangent_rule(ts, ans, x, y):
         parts = [rule(t, ans, x, y)[i] for i, t in enumerate(ts) if t is not None]
-        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        parts = [p for p in parts if p is not None]  # None: no derivative in that input
+        return _sum_parts(parts) if parts else None
 
     tangent(fn)(tangent_rule)
 
@@ -110,6 +115,8 @@ def _multiply_tangent(ts, ans, x, y):
 
 defbinary("multiply", np.multiply, _multiply_adjoint, "_0 * _1", keys=[operator.mul])
 tangent(np.multiply)(_multiply_tangent)
+
+
 def _divide_adjoint(g, ans, x, y):
     # d(x/y)/dy = -ans / y; for a constant numerator c != 0 that is -ans * ans / c, which
     # needs only the result: `1.0 / (1.0 + np.exp(-z))` then saves no denominator.
@@ -120,13 +127,25 @@ def _divide_adjoint(g, ans, x, y):
 
 
 defbinary("divide", np.true_divide, _divide_adjoint, "_0 / _1", keys=[operator.truediv])
-defbinary(
-    "power",
-    np.power,
-    lambda g, ans, x, y: (g * y * x ** (y - 1), g * ans * g.builder.call(np.log, x)),
-    "_0 ** _1",
-    keys=[operator.pow],
-)
+
+
+def _power_adjoint(g, ans, x, y):
+    b = g.builder
+    # x ** 0 is 1 for every x, 0 ** 0 included: no derivative in x (y * x ** (y - 1)
+    # would be 0 * inf = nan there, or raise ZeroDivisionError for Python floats)
+    if y.is_const and isinstance(y.const, (int, float)):
+        gx = None if y.const == 0 else g * y * x ** (y - 1)
+    else:
+        gx = g * y * b.call(np.where, y == 0, 1.0, x) ** (y - 1)
+    # d/dy x ** y = x ** y log x, which is 0 where x ** y is 0 (0 ** y for y > 0; not
+    # 0 * log 0 = nan): log is taken of 1 there
+    if y.is_const:
+        return gx, None
+    gy = g * ans * b.call(np.log, b.call(np.where, ans == 0, 1.0, x))
+    return gx, gy
+
+
+defbinary("power", np.power, _power_adjoint, "_0 ** _1", keys=[operator.pow])
 defbinary(
     "mod",
     np.mod,
@@ -271,8 +290,13 @@ def _unreduce(g, x, axis, keepdims):
     return g.builder.call(np.broadcast_to, g, x.shape)
 
 
-def _count(ans, x):
-    return _call(np.size, x) / _call(np.size, ans)
+def _count(x, ans=None):
+    """How many elements each element of a mean's result averages: at least 1, so that
+    the mean of an empty array (nan, as NumPy makes it) has an empty gradient instead of
+    a division by zero (ZeroDivisionError for Python numbers)."""
+    b = x.builder
+    n = b.call(builtins.max, _call(np.size, x), 1)
+    return n if ans is None else n / b.call(builtins.max, _call(np.size, ans), 1)
 
 
 deflinear(
@@ -286,7 +310,7 @@ deflinear(
     np.mean,
     "x, axis=None, keepdims=False",
     lambda g, ans, x, axis, keepdims: _unreduce(
-        g / (_call(np.size, x) if axis is None else _count(ans, x)), x, axis, keepdims
+        g / (_count(x) if axis is None else _count(x, ans)), x, axis, keepdims
     ),
 )
 defop("prod", np.prod, "x, axis=None, keepdims=False")
@@ -328,7 +352,7 @@ deflinear(
     "x, axis=None",
     lambda g, ans, x, axis: _call(runtime.cumsum_adjoint, g, x.shape, axis=axis),
 )
-defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, shape, axis=None", "cumsum_adjoint")
+defop("cumsum_adjoint", runtime.cumsum_adjoint, "g, (shape), axis=None", "cumsum_adjoint")
 deflinear(
     "trace",
     np.trace,
@@ -336,7 +360,10 @@ deflinear(
     lambda g, ans, x, **attrs: _call(runtime.trace_adjoint, g, x.shape, **attrs),
 )
 defop(
-    "trace_adjoint", runtime.trace_adjoint, "g, shape, offset=0, axis1=0, axis2=1", "trace_adjoint"
+    "trace_adjoint",
+    runtime.trace_adjoint,
+    "g, (shape), offset=0, axis1=0, axis2=1",
+    "trace_adjoint",
 )
 
 
@@ -489,7 +516,7 @@ deflinear(
     lambda g, ans, x, axis1, axis2: _call(np.swapaxes, g, axis1=axis1, axis2=axis2),
     view=_SWAPAXES_VIEW,
 )
-defop("reshape", np.reshape, "x, shape", view=_RESHAPE_VIEW)
+defop("reshape", np.reshape, "x, (shape)", view=_RESHAPE_VIEW)
 adjoint(np.reshape)(lambda g, ans, x, shape: (_call(np.reshape, g, x.shape), None))
 tangent(np.reshape)(lambda ts, ans, x, shape: _call(np.reshape, ts[0], shape))
 deflinear(
@@ -528,14 +555,14 @@ deflinear(
     view=View(write_back=_reshaped_back),
 )
 defop(  # a read-only view: NumPy refuses writes through it
-    "broadcast_to", np.broadcast_to, "x, shape", view=View(writable=False, whole=True)
+    "broadcast_to", np.broadcast_to, "x, (shape)", view=View(writable=False, whole=True)
 )
 adjoint(np.broadcast_to)(lambda g, ans, x, shape: (_call(runtime.unbroadcast, g, x.shape), None))
 tangent(np.broadcast_to)(lambda ts, ans, x, shape: _call(np.broadcast_to, ts[0], shape))
 defop(  # g itself where no axis is summed
     "unbroadcast",
     runtime.unbroadcast,
-    "g, shape",
+    "g, (shape)",
     "unbroadcast",
     view=View(kind="layout", whole=True),
 )
@@ -550,7 +577,7 @@ deflinear(
     "x, reps=1",
     lambda g, ans, x, reps: _call(runtime.untile, g, x.shape, reps=reps),
 )
-defop("untile", runtime.untile, "g, shape, reps=1", "untile")
+defop("untile", runtime.untile, "g, (shape), reps=1", "untile")
 deflinear(
     "repeat",
     np.repeat,
@@ -559,7 +586,7 @@ deflinear(
         runtime.unrepeat, g, x.shape, repeats=repeats, axis=axis
     ),
 )
-defop("unrepeat", runtime.unrepeat, "g, shape, repeats=1, axis=None", "unrepeat")
+defop("unrepeat", runtime.unrepeat, "g, (shape), repeats=1, axis=None", "unrepeat")
 deflinear("copy", np.copy, "x", lambda g, ans, x: g)
 
 
@@ -570,15 +597,50 @@ def _astype_spelling(node, args):
     return ast.Call(method, [constant_ast(node.attrs["dtype"])], [])
 
 
-deflinear("astype", runtime.astype, "x, dtype=None", lambda g, ans, x, dtype: g, _astype_spelling)
+defop("astype", runtime.astype, "x, dtype=None", _astype_spelling)
+
+
+def _to_float(dtype) -> bool:
+    """True if a cast to `dtype` keeps the value (floats): a cast to integers or booleans
+    is piecewise constant, with no derivative."""
+    try:
+        return np.dtype(dtype).kind in "fc"
+    except TypeError:
+        return False  # not a dtype NumPy knows: no derivative claimed
+
+
+@adjoint(runtime.astype)
+def _(g, ans, x, dtype=None):
+    return (g if _to_float(dtype) else None,)
+
+
+@tangent(runtime.astype)
+def _(ts, ans, x, dtype=None):
+    return _call(runtime.astype, ts[0], dtype=dtype) if _to_float(dtype) else None
+
+
+def _index_join_spelling(node, args):
+    """``np.r_[a, b]``, ``np.c_[a, b]``: the join written as the user wrote it."""
+    np_attr = ast.Attribute(ast.Name("np", ast.Load()), node.op.name, ast.Load())
+    index = ast.Tuple(list(args), ast.Load()) if len(args) != 1 else args[0]
+    return ast.Subscript(np_attr, index, ast.Load())
+
 
 for _name, _fn, _axis in [
     ("concatenate", np.concatenate, "axis=0"),
     ("stack", np.stack, "axis=0"),
     ("hstack", np.hstack, ""),
     ("vstack", np.vstack, ""),
+    ("r_", runtime.r_, ""),  # np.r_[a, b] and np.c_[a, b]: indexing a NumPy object
+    ("c_", runtime.c_, ""),
 ]:
-    defop(_name, _fn, f"[arrays], {_axis}" if _axis else "[arrays]")
+    defop(
+        _name,
+        _fn,
+        f"[arrays], {_axis}" if _axis else "[arrays]",
+        _index_join_spelling if _name in ("r_", "c_") else None,
+        keys=(getattr(np, _name),) if _name in ("r_", "c_") else (),
+    )
 
     def _join_adjoint(g, ans, *xs, axis=0, _name=_name):
         return tuple(
@@ -588,7 +650,7 @@ for _name, _fn, _axis in [
     def _join_tangent(ts, ans, *xs, axis=0, _fn=_fn, _name=_name):
         b = ans.builder
         filled = [t if t is not None else b.call(np.zeros_like, x) for t, x in zip(ts, xs)]
-        attrs = {} if _name in ("hstack", "vstack") else {"axis": axis}
+        attrs = {"axis": axis} if _name in ("concatenate", "stack") else {}
         return b.call(_fn, *filled, **attrs)
 
     adjoint(_fn)(_join_adjoint)
@@ -657,12 +719,59 @@ defop("solve_lhs_adjoint", runtime.solve_lhs_adjoint, "gb, x", "solve_lhs_adjoin
 
 defnondiff("zeros", np.zeros, "shape, dtype=None")
 defnondiff("ones", np.ones, "shape, dtype=None")
-defnondiff("full", np.full, "shape, fill_value, dtype=None")
 defnondiff("zeros_like", np.zeros_like, "x, dtype=None")
 defnondiff("ones_like", np.ones_like, "x, dtype=None")
-defnondiff("full_like", np.full_like, "x, fill_value, dtype=None")
 defnondiff("eye", np.eye, "N, *rest, k=0, dtype=None")  # rest: M, given by position
-defnondiff("arange", np.arange, "start, *rest")
+
+# ... except through the values they are given: the fill value, arange's start and step
+defop("full", np.full, "(shape), fill_value, dtype=None")
+defop("full_like", np.full_like, "x, fill_value, dtype=None")
+defop("arange", np.arange, "start, *rest")
+
+
+@adjoint(np.full)
+def _(g, ans, shape, fill_value, dtype=None):
+    return None, _call(runtime.unbroadcast, g, fill_value.shape)
+
+
+@tangent(np.full)
+def _(ts, ans, shape, fill_value, dtype=None):
+    return None if ts[1] is None else _call(np.full, shape, ts[1], dtype=dtype)
+
+
+@adjoint(np.full_like)
+def _(g, ans, x, fill_value, dtype=None):
+    return None, _call(runtime.unbroadcast, g, fill_value.shape)
+
+
+@tangent(np.full_like)
+def _(ts, ans, x, fill_value, dtype=None):
+    return None if ts[1] is None else _call(np.full_like, ans, ts[1], dtype=dtype)
+
+
+# np.arange(start, stop, step)[k] = start + k * step: the stop only sets the count, and
+# np.arange(stop) has no derivative
+@adjoint(np.arange)
+def _(g, ans, start, *rest):
+    if not rest:
+        return (None,)
+    steps = _call(np.arange, _call(np.size, g))
+    step = (_call(np.sum, g * steps),) if len(rest) > 1 else ()
+    return (_call(np.sum, g), None, *step)
+
+
+@tangent(np.arange)
+def _(ts, ans, start, *rest):
+    if not rest:
+        return None
+    parts = []
+    if ts[0] is not None:
+        parts.append(_call(np.full_like, ans, ts[0], dtype=float))
+    if len(rest) > 1 and ts[2] is not None:
+        parts.append(_call(np.arange, _call(np.size, ans)) * ts[2])
+    return _sum_parts(parts) if parts else None
+
+
 defnondiff("argmax", np.argmax, "x, axis=None")
 defnondiff("argmin", np.argmin, "x, axis=None")
 defnondiff("argsort", np.argsort, "x, axis=-1")
@@ -774,13 +883,15 @@ _JOINS = {
     "stack": np.stack,
     "hstack": np.hstack,
     "vstack": np.vstack,
+    "r_": runtime.r_,
+    "c_": runtime.c_,
 }
 
 
 @adjoint(runtime.unjoin)
 def _(G, ans, g, *xs, kind, axis, i):
     parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
-    attrs = {} if kind in ("hstack", "vstack") else {"axis": axis}
+    attrs = {"axis": axis} if kind in ("concatenate", "stack") else {}
     return (_call(_JOINS[kind], *parts, **attrs), *(None for _ in xs))
 
 
@@ -884,9 +995,16 @@ def _(ts, ans, g, m, x, ord, axis, keepdims):
     parts = [] if ts[0] is None else [_call(runtime.norm_adjoint, ts[0], m, x, **attrs)]
     if smooth and ts[2] is not None:
         parts.append(_call(runtime.norm_adjoint, g, m, ts[2], **attrs))
-    if smooth and ts[1] is not None:
-        parts.append(-_call(runtime.norm_adjoint, g * ts[1] / m, m, x, **attrs))
+    if smooth and ts[1] is not None:  # at m = 0 (x = 0), 0 as norm_adjoint picks there
+        per_m = g * ts[1] / _nonzero(m)
+        parts.append(-_call(runtime.norm_adjoint, per_m, m, x, **attrs))
     return _sum_parts(parts) if parts else None
+
+
+def _nonzero(m):
+    """`m` with its zeros replaced by 1 (as norm_adjoint divides by a norm): a division
+    by a norm that is 0, where x and so the quotient's factor are 0, gives 0, not nan."""
+    return _call(np.where, m == 0, 1.0, m)
 
 
 @adjoint(runtime.norm_adjoint)
@@ -896,7 +1014,7 @@ def _(G, ans, g, m, x, ord, axis, keepdims):
     g_part = _call(np.sum, G * _call(runtime.norm_adjoint, _ones(g), m, x, **attrs), **reduce)
     if _norm_order(ord, axis) != "smooth":
         return g_part, None, None
-    m_part = -(_call(np.sum, G * ans, **reduce) / m)
+    m_part = -(_call(np.sum, G * ans, **reduce) / _nonzero(m))
     return g_part, m_part, _call(runtime.norm_adjoint, g, m, G, **attrs)
 
 

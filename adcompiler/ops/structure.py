@@ -240,6 +240,7 @@ MAKE_TUPLE = register(
         _tuple_spelling,
         inline=True,
         nondiff=True,
+        carries=True,
     )
 )
 

@@ -100,10 +100,15 @@ class Specializing:
         # still to check, and what its version was made from
         self.unchecked: dict = {}
         self.recipes: dict = {}
+        # (positions, names, make): arguments that, given as a dict, list or tuple, go to
+        # `make()` (code for their structure) instead: this code is for arrays
+        self.containers: tuple | None = None
 
     def __call__(self, *args, **kwargs):
         key = signature(args, kwargs)
         g = self.versions.get(key)
+        if g is None and self.containers is not None:
+            g = self.for_containers(args, kwargs)
         if g is None:
             if key in self.once and len(self.versions) < MAX_VERSIONS:
                 g = self.versions[key] = self.specialized(args, kwargs)
@@ -114,6 +119,14 @@ class Specializing:
         if key in self.unchecked and g is not self.generic:  # ADCOMPILER_CHECK=1
             return check.checked_call(self, key, g, args, kwargs)
         return g(*args, **kwargs)
+
+    def for_containers(self, args: tuple, kwargs: dict):
+        """The function for structured arguments, if a `containers` argument is one."""
+        positions, names, make = self.containers
+        given = [args[i] if i < len(args) else kwargs.get(n) for i, n in zip(positions, names)]
+        if not any(isinstance(v, (dict, list, tuple)) for v in given):
+            return None
+        return make()
 
     def specialized(self, args: tuple, kwargs: dict):
         """The version of this function for arguments like `args`, `kwargs` (made from the

@@ -23,7 +23,7 @@ def broadcast_reduce_value_and_grad(a, b, c):
     power_s_bar = np.broadcast_to(add_sum_bar, np.shape(s))
     s_bar = power_s_bar * 2 * s
     # adjoint of line 27: m = s.mean(axis=0)
-    s_bar_1 = np.broadcast_to(np.expand_dims(m_bar / (np.size(s) / np.size(m)), axis=0), np.shape(s))
+    s_bar_1 = np.broadcast_to(np.expand_dims(m_bar / (max(np.size(s), 1) / max(np.size(m), 1)), axis=0), np.shape(s))
     s_bar += s_bar_1
     # adjoint of line 26: s = a * b + c
     multiply_a_bar = unbroadcast(s_bar, np.broadcast_shapes(np.shape(a), np.shape(b)))

@@ -14,7 +14,7 @@ def logistic_regression_hvp(w, b, x, y, v):
     # adjoint of line 12: return loss + 0.01 * np.sum(w * w)
     w_bar_dot = w_dot * 0.01 * 2
     # adjoint of line 11: loss = np.mean(np.logaddexp(0.0, logits) - y * logits)
-    subtract_logaddexp_bar = np.broadcast_to(1.0 / np.size(subtract_logaddexp), np.shape(subtract_logaddexp))
+    subtract_logaddexp_bar = np.broadcast_to(1.0 / max(np.size(subtract_logaddexp), 1), np.shape(subtract_logaddexp))
     logaddexp_const_bar = unbroadcast(subtract_logaddexp_bar, np.shape(logits))
     multiply_y_bar = unbroadcast(subtract_logaddexp_bar, np.broadcast_shapes(np.shape(y), np.shape(logits)))
     multiply_y_bar = -multiply_y_bar

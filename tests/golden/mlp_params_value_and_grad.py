@@ -19,7 +19,7 @@ def mlp_params_value_and_grad(params, x, y):
     power_subtract = subtract_out ** 2
     mean_power = np.mean(power_subtract)
     # adjoint of line 109: return np.mean((out - y) ** 2)
-    power_subtract_bar = np.broadcast_to(1.0 / np.size(power_subtract), np.shape(subtract_out))
+    power_subtract_bar = np.broadcast_to(1.0 / max(np.size(power_subtract), 1), np.shape(subtract_out))
     subtract_out_bar = power_subtract_bar * 2 * subtract_out
     out_bar = unbroadcast(subtract_out_bar, np.broadcast_shapes(np.shape(matmul_h), np.shape(b2)))
     # adjoint of line 108: out = h @ params["W2"] + params["b2"]
