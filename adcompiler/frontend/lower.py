@@ -37,7 +37,7 @@ from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
-from adcompiler.ops.core import NO_DEFAULT, Op
+from adcompiler.ops.core import NO_DEFAULT, Op, multi
 from adcompiler.ops.mutation import ARRAY_LIST, SETITEM, STACK_LIST, SUM_LIST
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
@@ -605,6 +605,9 @@ class Lowering(ControlFlow, Containers):
         op = lookup(fn)
         if op is not None:
             return self.apply(op, args, kwargs, node)
+        parts = multi(fn)
+        if parts is not None:  # a tuple of results, one operator each
+            return tuple(self.apply(part, args, dict(kwargs), node) for part in parts)
         if isinstance(fn, LocalFunction):
             return self.inline_local(fn, args, kwargs, node)
         if isinstance(fn, types.FunctionType) and not _is_library(fn):
@@ -772,8 +775,7 @@ class Lowering(ControlFlow, Containers):
             else:
                 raise LoweringError(node, f"`{op.name}` needs the argument `{param.name}`")
             if param.kind == "attr":
-                if isinstance(given, tuple) and all(isinstance(g, Static) for g in given):
-                    given = Static(tuple(g.obj for g in given))  # axis=(0, 2)
+                given = _static_tuple(given)  # axis=(0, 2), pad_width=((1, 0), (0, 2))
                 if not isinstance(given, Static):
                     raise LoweringError(
                         node,
@@ -913,6 +915,16 @@ def _is_literal(obj) -> bool:
     if isinstance(obj, tuple):
         return all(_is_literal(o) for o in obj)
     return False
+
+
+def _static_tuple(given):
+    """A tuple (nested or not) of values known when compiling, as one `Static`."""
+    if not isinstance(given, tuple):
+        return given
+    items = [_static_tuple(g) for g in given]
+    if all(isinstance(i, Static) for i in items):
+        return Static(tuple(i.obj for i in items))
+    return given
 
 
 def _freeze(obj):

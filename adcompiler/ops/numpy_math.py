@@ -1,0 +1,519 @@
+"""More of NumPy's main namespace: elementwise functions, statistics, products, shapes.
+
+Declared like `adcompiler.ops.numpy_ops` (its `defop`/`defunary`/`defbinary`/
+`deflinear`), with NumPy's own parameter names and defaults. Rules emit IR over
+operators that have rules themselves (closure), so second derivatives work; the
+few run-time helpers the rules need are defined here, each with its own rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adcompiler import runtime
+from adcompiler.ops.core import NO_DEFAULT, REGISTRY, Param, adjoint, lookup, op_for, tangent
+from adcompiler.ops.numpy_ops import (
+    _call,
+    _multilinear_tangent,
+    _sum_parts,
+    defbinary,
+    deflinear,
+    defnondiff,
+    defop,
+    defunary,
+)
+from adcompiler.runtime import unbroadcast
+
+LN2 = float(np.log(2.0))
+LN10 = float(np.log(10.0))
+
+
+def _first(n):
+    return [0]
+
+
+def helper(fn, sig, **flags):
+    """Register a run-time helper that rules emit (its source is copied into emitted files)."""
+    runtime.HELPERS[fn.__name__] = fn
+    return defop(fn.__name__, fn, sig, fn.__name__, **flags)
+
+
+def required_attr(op, name):
+    """Make the static parameter `name` of `op` required (NumPy gives it no default)."""
+    op.params = tuple(Param(p.name, "attr", NO_DEFAULT) if p.name == name else p for p in op.params)
+    return op
+
+
+def _sqrt(x):
+    return _call(np.sqrt, x)
+
+
+def _expand(g, axis, keepdims):
+    """Put a reduction's reduced axes back as size 1, so that `g` broadcasts against x."""
+    if axis is not None and not keepdims:
+        return _call(np.expand_dims, g, axis=axis)
+    return g
+
+
+# ---------------------------------------------------------------------------
+# Elementwise functions (ufuncs: their inputs are positional-only in NumPy)
+# ---------------------------------------------------------------------------
+
+defunary("log2", np.log2, lambda g, ans, x: g / (x * LN2))
+defunary("log10", np.log10, lambda g, ans, x: g / (x * LN10))
+defunary("exp2", np.exp2, lambda g, ans, x: g * ans * LN2)
+defunary("cbrt", np.cbrt, lambda g, ans, x: g / (3 * (ans * ans)))
+defunary("arcsinh", np.arcsinh, lambda g, ans, x: g / _sqrt(x * x + 1))
+defunary("arccosh", np.arccosh, lambda g, ans, x: g / _sqrt(x * x - 1))
+defunary("arctanh", np.arctanh, lambda g, ans, x: g / (1 - x * x))
+defunary("fabs", np.fabs, lambda g, ans, x: g * _call(np.sign, x))
+defunary("deg2rad", np.deg2rad, lambda g, ans, x: g * (np.pi / 180), keys=[np.radians])
+defunary("rad2deg", np.rad2deg, lambda g, ans, x: g * (180 / np.pi), keys=[np.degrees])
+
+
+def sinc_derivative(x):
+    """d/dx np.sinc(x) = (cos(pi x) - sinc(x)) / x, by its series near 0."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float64))
+    small = np.abs(x) < 1e-3
+    safe = np.where(small, 1.0, x)
+    series = -(np.pi**2) * x / 3 + np.pi**4 * x**3 / 30
+    return np.where(small, series, (np.cos(np.pi * safe) - np.sinc(safe)) / safe)
+
+
+def sinc_second_derivative(x):
+    """d²/dx² np.sinc(x) = -(pi sin(pi x) + 2 sinc'(x)) / x, by its series near 0."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float64))
+    small = np.abs(x) < 1e-3
+    safe = np.where(small, 1.0, x)
+    first = (np.cos(np.pi * safe) - np.sinc(safe)) / safe
+    series = -(np.pi**2) / 3 + np.pi**4 * x**2 / 10
+    return np.where(small, series, -(np.pi * np.sin(np.pi * safe) + 2 * first) / safe)
+
+
+defunary("sinc", np.sinc, lambda g, ans, x: g * _call(sinc_derivative, x))
+helper(sinc_derivative, "x", same_shape=True)
+helper(sinc_second_derivative, "x", same_shape=True)
+adjoint(sinc_derivative)(lambda g, ans, x: (g * _call(sinc_second_derivative, x),))
+tangent(sinc_derivative)(lambda ts, ans, x: ts[0] * _call(sinc_second_derivative, x))
+
+
+def _no_third(*args, **kwargs):
+    raise NotImplementedError("third derivatives of np.sinc are not implemented")
+
+
+adjoint(sinc_second_derivative)(_no_third)
+tangent(sinc_second_derivative)(_no_third)
+
+defbinary(
+    "arctan2",
+    np.arctan2,
+    lambda g, ans, y, x: (g * x / (x * x + y * y), -g * y / (x * x + y * y)),
+)
+defbinary("hypot", np.hypot, lambda g, ans, x, y: (g * x / ans, g * y / ans))
+defbinary(
+    "logaddexp2",
+    np.logaddexp2,
+    lambda g, ans, x, y: (g * _call(np.exp2, x - ans), g * _call(np.exp2, y - ans)),
+)
+
+
+def _fmax_takes_x(x, y):
+    return _call(np.logical_or, x >= y, _call(np.isnan, y))
+
+
+def _fmin_takes_x(x, y):
+    return _call(np.logical_or, x <= y, _call(np.isnan, y))
+
+
+defbinary(
+    "fmax",
+    np.fmax,
+    lambda g, ans, x, y: (
+        g * _fmax_takes_x(x, y),
+        g * _call(np.logical_not, _fmax_takes_x(x, y)),
+    ),
+)
+defbinary(
+    "fmin",
+    np.fmin,
+    lambda g, ans, x, y: (
+        g * _fmin_takes_x(x, y),
+        g * _call(np.logical_not, _fmin_takes_x(x, y)),
+    ),
+)
+defbinary(
+    "float_power",
+    np.float_power,
+    lambda g, ans, x, y: (g * y * _call(np.float_power, x, y - 1), g * ans * _call(np.log, x)),
+)
+
+defop("nan_to_num", np.nan_to_num, "x, copy=True, nan=0.0, posinf=None, neginf=None",
+      same_shape=True)  # fmt: skip
+adjoint(np.nan_to_num)(lambda g, ans, x, **attrs: (g * _call(np.isfinite, x),))
+tangent(np.nan_to_num)(lambda ts, ans, x, **attrs: ts[0] * _call(np.isfinite, x))
+
+defnondiff("trunc", np.trunc, "x", keys=[np.fix])
+defnondiff("isinf", np.isinf, "x")
+defnondiff("signbit", np.signbit, "x")
+defnondiff("heaviside", np.heaviside, "x, y", broadcasts=True)
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+
+def _spread(ans, a, axis, ddof):
+    """x - mean(x) over the reduced axes, and N - ddof (N: the number of reduced elements)."""
+    centered = a - _call(np.mean, a, axis=axis, keepdims=True)
+    return centered, _call(np.size, a) / _call(np.size, ans) - ddof
+
+
+def _var_adjoint(g, ans, a, axis, dtype, out, ddof, keepdims):
+    centered, n = _spread(ans, a, axis, ddof)
+    return (_expand(g, axis, keepdims) * centered * (2 / n),)
+
+
+def _var_tangent(ts, ans, a, axis, dtype, out, ddof, keepdims):
+    centered, n = _spread(ans, a, axis, ddof)
+    return _call(np.sum, ts[0] * centered, axis=axis, keepdims=keepdims) * (2 / n)
+
+
+def _std_adjoint(g, ans, a, axis, dtype, out, ddof, keepdims):
+    centered, n = _spread(ans, a, axis, ddof)
+    return (_expand(g / ans, axis, keepdims) * centered / n,)
+
+
+def _std_tangent(ts, ans, a, axis, dtype, out, ddof, keepdims):
+    centered, n = _spread(ans, a, axis, ddof)
+    return _call(np.sum, ts[0] * centered, axis=axis, keepdims=keepdims) / (n * ans)
+
+
+_STAT = "a, axis=None, dtype=None, out=None, ddof=0, keepdims=False"
+defop("var", np.var, _STAT)
+adjoint(np.var)(_var_adjoint)
+tangent(np.var)(_var_tangent)
+defop("std", np.std, _STAT)
+adjoint(np.std)(_std_adjoint)
+tangent(np.std)(_std_tangent)
+
+
+# cumprod: ans_i = prod_{k <= i} x_k, so d ans_i / d x_j = ans_i / x_j for j <= i (x != 0)
+defop("cumprod", np.cumprod, "a, axis=None, dtype=None, out=None")
+adjoint(np.cumprod)(
+    lambda g, ans, a, axis, dtype, out: (
+        _call(runtime.cumsum_adjoint, g * ans, a.shape, axis=axis) / a,
+    )
+)
+tangent(np.cumprod)(
+    lambda ts, ans, a, axis, dtype, out: ans * _call(np.cumsum, ts[0] / a, axis=axis)
+)
+
+
+def diff_adjoint(g, n=1, axis=-1):
+    """Adjoint of ``np.diff(x, n, axis)``: the transposed difference, n times."""
+    for _ in range(n):
+        widths = [(0, 0)] * np.ndim(g)
+        widths[axis] = (1, 1)
+        g = -np.diff(np.pad(g, widths), axis=axis)
+    return g
+
+
+deflinear("diff", np.diff, "a, n=1, axis=-1",
+          lambda g, ans, a, n, axis: _call(diff_adjoint, g, n=n, axis=axis))  # fmt: skip
+helper(diff_adjoint, "g, n=1, axis=-1")
+tangent(diff_adjoint)(_multilinear_tangent(diff_adjoint, _first))
+adjoint(diff_adjoint)(lambda G, ans, g, n, axis: (_call(np.diff, G, n=n, axis=axis),))
+
+
+# ---------------------------------------------------------------------------
+# Triangles, rolls, padding, sorting: linear maps that move or mask entries
+# ---------------------------------------------------------------------------
+
+deflinear("tril", np.tril, "m, k=0", lambda g, ans, m, k: _call(np.tril, g, k=k))
+deflinear("triu", np.triu, "m, k=0", lambda g, ans, m, k: _call(np.triu, g, k=k))
+
+
+def _negated(shift):
+    return tuple(-s for s in shift) if isinstance(shift, tuple) else -shift
+
+
+required_attr(
+    deflinear("roll", np.roll, "a, shift=0, axis=None",
+              lambda g, ans, a, shift, axis: _call(np.roll, g, shift=_negated(shift), axis=axis)),
+    "shift",
+)  # fmt: skip
+
+PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
+def unpad(g, shape, pad_width, mode="constant"):
+    """Adjoint of ``np.pad(x, pad_width, mode)`` for the modes that copy entries of x: every
+    entry of g goes back to the entry of x it is a copy of (padding a constant: nowhere)."""
+    size = int(np.prod(shape))
+    fill = {"constant_values": -1} if mode == "constant" else {}
+    source = np.pad(np.arange(size).reshape(shape), pad_width, mode=mode, **fill)
+    keep = source >= 0
+    return np.bincount(source[keep], weights=np.asarray(g)[keep], minlength=size).reshape(shape)
+
+
+def _pad_mode(mode):
+    if mode not in PAD_MODES:
+        raise NotImplementedError(
+            f"np.pad with mode={mode!r} has no derivative rule; the modes that have one: "
+            f"{', '.join(PAD_MODES)}"
+        )
+
+
+PAD = required_attr(defop("pad", np.pad, "array, pad_width=0, mode='constant', constant_values=0"),
+                    "pad_width")  # fmt: skip
+
+
+@adjoint(np.pad)
+def _(g, ans, array, pad_width, mode, constant_values):
+    _pad_mode(mode)
+    return (_call(unpad, g, array.shape, pad_width=pad_width, mode=mode),)
+
+
+@tangent(np.pad)
+def _(ts, ans, array, pad_width, mode, constant_values):
+    _pad_mode(mode)  # the padding constant does not vary: its tangent pads with zeros
+    return ts[0].builder.emit_sym(PAD, [ts[0]], {"pad_width": pad_width, "mode": mode})
+
+
+required_attr(helper(unpad, "g, shape, pad_width=0, mode='constant'"), "pad_width")
+tangent(unpad)(_multilinear_tangent(unpad, _first))
+adjoint(unpad)(
+    lambda G, ans, g, shape, pad_width, mode: (
+        G.builder.emit_sym(PAD, [G], {"pad_width": pad_width, "mode": mode}),
+        None,
+    )
+)
+
+
+def sort_adjoint(g, a, axis=-1):
+    """Adjoint of ``np.sort(a, axis)``: each entry of g goes back to where it was sorted from."""
+    out = np.zeros(np.shape(a), dtype=np.result_type(g, np.float64))
+    if axis is None:
+        out.reshape(-1)[np.argsort(a, axis=None, kind="stable")] = np.ravel(g)
+        return out
+    np.put_along_axis(out, np.argsort(a, axis=axis, kind="stable"), g, axis=axis)
+    return out
+
+
+def sort_tangent(t, a, axis=-1):
+    """Tangent of ``np.sort(a, axis)``: t, sorted the way a sorts."""
+    if axis is None:
+        return np.ravel(t)[np.argsort(a, axis=None, kind="stable")]
+    return np.take_along_axis(t, np.argsort(a, axis=axis, kind="stable"), axis=axis)
+
+
+defop("sort", np.sort, "a, axis=-1, kind=None, order=None, stable=None")
+adjoint(np.sort)(lambda g, ans, a, axis, **_: (_call(sort_adjoint, g, a, axis=axis),))
+tangent(np.sort)(lambda ts, ans, a, axis, **_: _call(sort_tangent, ts[0], a, axis=axis))
+helper(sort_adjoint, "g, a, axis=-1")
+helper(sort_tangent, "t, a, axis=-1")
+tangent(sort_adjoint)(_multilinear_tangent(sort_adjoint, _first))
+tangent(sort_tangent)(_multilinear_tangent(sort_tangent, _first))
+adjoint(sort_adjoint)(lambda G, ans, g, a, axis: (_call(sort_tangent, G, a, axis=axis), None))
+adjoint(sort_tangent)(lambda G, ans, t, a, axis: (_call(sort_adjoint, G, a, axis=axis), None))
+
+
+# ---------------------------------------------------------------------------
+# Bilinear products: tensordot, inner, kron, cross
+# ---------------------------------------------------------------------------
+# For ans = P(a, b), linear in each operand, a helper H(g, a, b, i) gives the adjoint
+# of operand i; H is linear in g and in the other operand, and reads operand i only
+# for its shape. <G, H(g, a, b, i)> = <g, P(a, b with operand i := G)>, so H's adjoint
+# is P (for g) and H itself (for the other operand), with operand i replaced by G.
+
+
+def tensordot_adjoint(g, a, b, axes=2, i=0):
+    """Adjoint of ``np.tensordot(a, b, axes)`` (or, for axes "inner", ``np.inner(a, b)``)
+    with respect to operand i."""
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if isinstance(axes, str):  # "inner": the last axis of each, or a product with a scalar
+        axes = ([a_ndim - 1], [b_ndim - 1]) if a_ndim and b_ndim else 0
+    if isinstance(axes, int):
+        ax_a, ax_b = list(range(a_ndim - axes, a_ndim)), list(range(axes))
+    else:
+        ax_a, ax_b = ([x] if isinstance(x, int) else list(x) for x in axes)
+        ax_a, ax_b = [k % a_ndim for k in ax_a], [k % b_ndim for k in ax_b]
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    sa, sb = letters[:a_ndim], list(letters[a_ndim : a_ndim + b_ndim])
+    for ka, kb in zip(ax_a, ax_b):
+        sb[kb] = sa[ka]
+    sb = "".join(sb)
+    sg = "".join(sa[k] for k in range(a_ndim) if k not in ax_a)
+    sg += "".join(sb[k] for k in range(b_ndim) if k not in ax_b)
+    if i == 0:
+        return np.einsum(f"{sg},{sb}->{sa}", g, b)
+    return np.einsum(f"{sg},{sa}->{sb}", g, a)
+
+
+def kron_adjoint(g, a, b, i=0):
+    """Adjoint of ``np.kron(a, b)`` with respect to operand i."""
+    nd = max(np.ndim(a), np.ndim(b))
+    sa = (1,) * (nd - np.ndim(a)) + np.shape(a)
+    sb = (1,) * (nd - np.ndim(b)) + np.shape(b)
+    blocks = np.reshape(g, [d for pair in zip(sa, sb) for d in pair])
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    la, lb = letters[:nd], letters[nd : 2 * nd]
+    sg = "".join(x + y for x, y in zip(la, lb))
+    if i == 0:
+        return np.einsum(f"{sg},{lb}->{la}", blocks, np.reshape(b, sb)).reshape(np.shape(a))
+    return np.einsum(f"{sg},{la}->{lb}", blocks, np.reshape(a, sa)).reshape(np.shape(b))
+
+
+def cross_adjoint(g, a, b, i=0):
+    """Adjoint of ``np.cross(a, b)`` (vectors on the last axis) with respect to operand i."""
+    if np.shape(a)[-1] == 3 and np.shape(b)[-1] == 3:  # <g, a x b> = <a, b x g> = <b, g x a>
+        out = np.cross(b, g) if i == 0 else np.cross(g, a)
+    elif np.shape(a)[-1] == 2 and np.shape(b)[-1] == 2:  # ans = a0 b1 - a1 b0
+        other, sign = (b, 1.0) if i == 0 else (a, -1.0)
+        out = sign * np.stack([g * other[..., 1], -g * other[..., 0]], axis=-1)
+    else:
+        raise ValueError("no derivative of np.cross of a 2-vector and a 3-vector")
+    return unbroadcast(out, np.shape(b if i else a))  # the other axes broadcast
+
+
+def defbilinear(name, fn, sig, helper_fn, helper_sig, primal_of=None, **flags):
+    """A product linear in each of its two operands; `helper_fn(g, a, b, **attrs, i)` gives
+    the adjoint of operand i. `primal_of(attrs)` gives the product a helper's attributes
+    stand for (default: `fn` with the same attributes)."""
+    op = defop(name, fn, sig, **flags)
+    primal_of = primal_of or (lambda attrs: (fn, attrs))
+
+    @adjoint(fn)
+    def _(g, ans, a, b, **attrs):
+        return tuple(_call(helper_fn, g, a, b, **attrs, i=i) for i in (0, 1))
+
+    @tangent(fn)
+    def _(ts, ans, a, b, **attrs):
+        return _sum_parts(
+            _call(fn, *(t if k == j else x for k, x in enumerate((a, b))), **attrs)
+            for j, t in enumerate(ts)
+            if t is not None
+        )
+
+    if lookup(helper_fn) is None:
+        helper(helper_fn, helper_sig, **flags)
+
+        @tangent(helper_fn)
+        def _(ts, ans, g, a, b, i, **attrs):
+            other = 2 - i  # the position of the other operand among (g, a, b)
+            parts = [
+                _call(helper_fn, *(t if k == j else x for k, x in enumerate((g, a, b))),
+                      **attrs, i=i)
+                for j, t in enumerate(ts)
+                if t is not None and j in (0, other)
+            ]  # fmt: skip
+            return _sum_parts(parts) if parts else None
+
+        @adjoint(helper_fn)
+        def _(G, ans, g, a, b, i, **attrs):
+            ops = [G if k == i else x for k, x in enumerate((a, b))]
+            product, product_attrs = primal_of(attrs)
+            parts = [_call(product, *ops, **product_attrs), None, None]
+            parts[2 - i] = _call(helper_fn, g, *ops, **attrs, i=1 - i)
+            return tuple(parts)
+
+    return op
+
+
+defbilinear("tensordot", np.tensordot, "a, b, axes=2", tensordot_adjoint,
+            "g, a, b, axes=2, i=0",
+            primal_of=lambda attrs: (np.inner, {}) if attrs["axes"] == "inner"
+            else (np.tensordot, attrs))  # fmt: skip
+defop("inner", np.inner, "a, b")
+adjoint(np.inner)(
+    lambda g, ans, a, b: tuple(_call(tensordot_adjoint, g, a, b, axes="inner", i=i) for i in (0, 1))
+)
+tangent(np.inner)(
+    lambda ts, ans, a, b: _sum_parts(
+        _call(np.inner, *(t if k == j else x for k, x in enumerate((a, b))))
+        for j, t in enumerate(ts)
+        if t is not None
+    )
+)
+defbilinear("kron", np.kron, "a, b", kron_adjoint, "g, a, b, i=0")
+defbilinear("cross", np.cross, "a, b", cross_adjoint, "g, a, b, i=0")
+runtime.DEPENDS["cross_adjoint"] = ("unbroadcast",)
+
+
+# ---------------------------------------------------------------------------
+# Joining: column_stack, row_stack, append
+# ---------------------------------------------------------------------------
+
+
+def uncolumn_stack(g, *xs, i=0):
+    """Adjoint of ``np.column_stack(xs)`` with respect to xs[i]: its columns of g."""
+    widths = [1 if np.ndim(x) < 2 else np.shape(x)[1] for x in xs]
+    start = sum(widths[:i])
+    return np.reshape(g[:, start : start + widths[i]], np.shape(xs[i]))
+
+
+defop("column_stack", np.column_stack, "[tup]")
+adjoint(np.column_stack)(
+    lambda g, ans, *xs: tuple(_call(uncolumn_stack, g, *xs, i=i) for i in range(len(xs)))
+)
+
+
+@tangent(np.column_stack)
+def _(ts, ans, *xs):
+    b = ans.builder
+    return b.call(np.column_stack, *(t if t is not None else b.call(np.zeros_like, x)
+                                     for t, x in zip(ts, xs)))  # fmt: skip
+
+
+helper(uncolumn_stack, "g, *xs, i=0")
+tangent(uncolumn_stack)(_multilinear_tangent(uncolumn_stack, _first))
+
+
+@adjoint(uncolumn_stack)
+def _(G, ans, g, *xs, i):
+    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
+    return (_call(np.column_stack, *parts), *(None for _ in xs))
+
+
+if hasattr(np, "row_stack") and np.row_stack is not np.vstack:  # NumPy's old name of vstack
+    _vstack = op_for(np.vstack)
+    REGISTRY[np.row_stack] = _vstack
+    _vstack.aliases.append(np.row_stack)
+
+
+def unappend(g, arr, values, axis=None, i=0):
+    """Adjoint of ``np.append(arr, values, axis)`` with respect to arr (i=0) or values."""
+    if axis is None:
+        n = np.size(arr)
+        flat = np.ravel(g)
+        return np.reshape(flat[:n] if i == 0 else flat[n:], np.shape(values if i else arr))
+    index = [slice(None)] * np.ndim(g)
+    n = np.shape(arr)[axis]
+    index[axis] = slice(None, n) if i == 0 else slice(n, None)
+    return g[tuple(index)]
+
+
+defop("append", np.append, "arr, values, axis=None")
+adjoint(np.append)(
+    lambda g, ans, arr, values, axis: tuple(
+        _call(unappend, g, arr, values, axis=axis, i=i) for i in (0, 1)
+    )
+)
+
+
+@tangent(np.append)
+def _(ts, ans, arr, values, axis):
+    b = ans.builder
+    filled = [t if t is not None else b.call(np.zeros_like, x) for t, x in zip(ts, (arr, values))]
+    return b.call(np.append, *filled, axis=axis)
+
+
+helper(unappend, "g, arr, values, axis=None, i=0")
+tangent(unappend)(_multilinear_tangent(unappend, _first))
+
+
+@adjoint(unappend)
+def _(G, ans, g, arr, values, axis, i):
+    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate((arr, values))]
+    return _call(np.append, *parts, axis=axis), None, None
