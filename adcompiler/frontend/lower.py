@@ -771,6 +771,8 @@ class Lowering(ControlFlow, Containers):
             elif param.name in kwargs:
                 given = kwargs.pop(param.name)
             elif param.default is not NO_DEFAULT:
+                if param.kind == "in":  # an optional array input: its default, as a constant
+                    inputs.append(self.as_value(Static(param.default)))
                 continue
             else:
                 raise LoweringError(node, f"`{op.name}` needs the argument `{param.name}`")

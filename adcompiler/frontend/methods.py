@@ -36,6 +36,12 @@ def _axes_from_varargs(args, kwargs):
     return [], {"axes": Static(tuple(a.obj for a in args)), **kwargs}
 
 
+def _clip_keywords(args, kwargs):
+    """``x.clip(min=0)``: the method's keywords are np.clip's `a_min`, `a_max`."""
+    names = {"min": "a_min", "max": "a_max"}
+    return args, {names.get(k, k): v for k, v in kwargs.items()}
+
+
 METHODS = {
     "sum": (np.sum, _same),
     "mean": (np.mean, _same),
@@ -44,7 +50,7 @@ METHODS = {
     "min": (np.min, _same),
     "dot": (np.dot, _same),
     "cumsum": (np.cumsum, _same),
-    "clip": (np.clip, _same),
+    "clip": (np.clip, _clip_keywords),
     "trace": (np.trace, _same),
     "repeat": (np.repeat, _same),
     "squeeze": (np.squeeze, _same),

@@ -242,7 +242,12 @@ def _clip_masks(x, lo, hi):
     return take_x, take_lo, take_hi
 
 
-defop("clip", np.clip, "x, lo, hi", broadcasts=True)
+# NumPy's names; a bound left out is None (no bound), as in NumPy >= 2.1
+defop("clip", np.clip, "a, a_min, a_max", broadcasts=True).params = (
+    Param("a"),
+    Param("a_min", "in", None),
+    Param("a_max", "in", None),
+)
 adjoint(np.clip)(
     lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
 )
