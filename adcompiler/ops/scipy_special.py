@@ -60,8 +60,12 @@ def _register():
     )
     # polygamma(n, x) with n a static integer: d/dx polygamma(n, x) = polygamma(n + 1, x)
     _external(s.polygamma)
-    op = defop("polygamma", s.polygamma, "x", _polygamma_spelling, same_shape=True)
-    op.params = (Param("n", "attr", NO_DEFAULT), Param("x"))
+
+    def polygamma(x, n):  # the inputs first, then the static n (how rules and tests call it)
+        return s.polygamma(n, x)
+
+    op = defop("polygamma", polygamma, "x", _polygamma_spelling, keys=[s.polygamma])
+    op.params = (Param("n", "attr", NO_DEFAULT), Param("x"))  # as users call it
     adjoint(s.polygamma)(lambda g, ans, x, n: (g * _call(s.polygamma, x, n=n + 1),))
     tangent(s.polygamma)(lambda ts, ans, x, n: ts[0] * _call(s.polygamma, x, n=n + 1))
 
