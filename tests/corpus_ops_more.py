@@ -122,9 +122,72 @@ def float_power(x, y, w):
     return np.sum(np.float_power(x, y) * w)
 
 
+def copysign(x, y, w):
+    return np.sum(np.copysign(x, y) * w)
+
+
+def fmod(x, y, w):
+    return np.sum(np.fmod(x, y) * w)
+
+
+def ldexp(x, w):
+    return np.sum(np.ldexp(x, 3) * w)
+
+
+def nondiff_spacing(x, w):
+    return np.sum((np.spacing(x) + np.nextafter(x, 0.0) + x) * w)
+
+
+def divmod_parts(x, y, w):
+    q, r = divmod(x, y)
+    q2, r2 = np.divmod(x, y)
+    return np.sum((q + r + q2 * r2) * w)
+
+
+def modf(x, w):
+    fraction, integral = np.modf(x)
+    return np.sum((fraction + integral) * w)
+
+
+def vecdot(x, y, w):
+    return np.sum(np.vecdot(x, y) * w)
+
+
+def vecdot_axis(x, y, w):
+    return np.sum(np.vecdot(x, y, axis=0) * w)
+
+
+def matvec(x, y, w):
+    return np.sum(np.matvec(x, y) * w)
+
+
+def vecmat(x, y, w):
+    return np.sum(np.vecmat(x, y) * w)
+
+
+def concat(x, y, w):
+    return np.sum(np.concat([x, y]) * w)
+
+
+def linalg_matmul(x, y, w):
+    return np.sum((np.linalg.matmul(x, y) + np.linalg.tensordot(x, y, axes=1)) * w)
+
+
 # ---------------------------------------------------------------------------
 # Statistics
 # ---------------------------------------------------------------------------
+
+
+def ptp_all(x, w):
+    return np.ptp(x) * w
+
+
+def ptp_axis(x, w):
+    return np.sum(np.ptp(x, axis=0, keepdims=True) * w)
+
+
+def nansum(x, w):
+    return np.sum(np.nansum(x, axis=-1) * w) + np.nansum(x)
 
 
 def var_all(x, w):
@@ -433,11 +496,13 @@ def log_softmax(x, w):
 UNARY = [
     (log2, ":pos"), (log10, ":pos"), (exp2, ""), (cbrt, ":pos"), (arcsinh, ""),
     (arccosh, ":modx"), (arctanh, ":unit"), (fabs, ""), (deg2rad, ""), (rad2deg, ""),
-    (sinc, ""), (sinc_near_zero, ""), (nan_to_num, ""), (nondiff_more, ""),
+    (sinc, ""), (sinc_near_zero, ""), (nan_to_num, ""), (nondiff_more, ""), (ldexp, ""),
+    (nondiff_spacing, ""), (modf, ""),
 ]  # fmt: skip
 BINARY = [
     (arctan2, "", ":pos"), (hypot, ":pos", ""), (logaddexp2, "", ""), (fmax, "", ""),
-    (fmin, "", ""), (float_power, ":pos", ""),
+    (fmin, "", ""), (float_power, ":pos", ""), (copysign, "", ""), (fmod, ":modx", ":mody"),
+    (divmod_parts, ":modx", ":mody"),
 ]  # fmt: skip
 SCIPY_UNARY = [
     ("expit", ""), ("logit", ":unit01"), ("erf", ""), ("erfc", ""), ("gammaln", ":pos"),
@@ -471,6 +536,16 @@ def cases(case, broadcast_pairs):
             out.append(case(fn, id=f"{fn.__name__}[k,n,m]", x="k,n,4" + kind))
     out += [
         case(var_all, id="var_all[n]", x="n"),
+        case(ptp_all, x="n,m"),
+        case(ptp_axis, x="k,n,m"),
+        case(nansum, x="n,m"),
+        case(vecdot, x="n,m", y="m"),
+        case(vecdot_axis, x="n,m", y="n,1"),
+        case(matvec, x="b,n,m", y="m"),
+        case(matvec, id="matvec[batch vectors]", x="n,m", y="b,m"),
+        case(vecmat, x="n", y="b,n,m"),
+        case(concat, x="n,m", y="k,m"),
+        case(linalg_matmul, x="n,m", y="m,k"),
         case(var_axes_tuple, x="k,n,m"),
         case(std_all, id="std_all[n]", x="n"),
         case(cumprod_flat, id="cumprod_flat[n]", x="n:pos"),

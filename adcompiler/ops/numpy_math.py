@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from adcompiler import runtime
-from adcompiler.ops.core import NO_DEFAULT, REGISTRY, Param, adjoint, lookup, op_for, tangent
+from adcompiler.ops.core import (
+    NO_DEFAULT,
+    REGISTRY,
+    Param,
+    adjoint,
+    lookup,
+    op_for,
+    register_multi,
+    tangent,
+)
 from adcompiler.ops.numpy_ops import (
     _call,
     _multilinear_tangent,
@@ -517,3 +526,168 @@ tangent(unappend)(_multilinear_tangent(unappend, _first))
 def _(G, ans, g, arr, values, axis, i):
     parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate((arr, values))]
     return _call(np.append, *parts, axis=axis), None, None
+
+
+# ---------------------------------------------------------------------------
+# More ufuncs: copysign, fmod, ldexp, vecdot, matvec, vecmat; divmod and modf (tuples)
+# ---------------------------------------------------------------------------
+
+defbinary(
+    "copysign",
+    np.copysign,
+    lambda g, ans, x, y: (
+        g * _call(np.sign, x) * _call(np.where, _call(np.signbit, y), -1.0, 1.0),
+        None,
+    ),
+)
+defbinary(
+    "fmod",
+    np.fmod,
+    lambda g, ans, x, y: (g, -g * _call(np.trunc, x / y)),
+)
+defbinary("ldexp", np.ldexp, lambda g, ans, x, y: (g * _call(np.exp2, y), None))
+defbinary("nextafter", np.nextafter, lambda g, ans, x, y: (g, None))  # x, one ulp away
+defnondiff("spacing", np.spacing, "x")
+
+
+def _tangent_skipping_none(fn, rule):
+    """The tangent of a binary function whose `rule` gives None for an input it is flat in."""
+
+    def tangent_rule(ts, ans, x, y):
+        parts = [rule(t, ans, x, y)[i] for i, t in enumerate(ts) if t is not None]
+        parts = [p for p in parts if p is not None]
+        return _sum_parts(parts) if parts else None
+
+    tangent(fn)(tangent_rule)
+
+
+for _fn in (np.copysign, np.ldexp, np.nextafter):
+    _tangent_skipping_none(_fn, op_for(_fn).adjoint)
+
+
+def _unbroadcast(c, x):
+    return _call(runtime.unbroadcast, c, x.shape)
+
+
+def _col(x):  # (..., n) -> (..., n, 1)
+    return _call(np.expand_dims, x, axis=-1)
+
+
+def _row(x):  # (..., n) -> (..., 1, n)
+    return _call(np.expand_dims, x, axis=-2)
+
+
+# vecdot(x, y, axis=-1) = sum(x * y, axis) (real arrays), broadcasting the other axes
+defop("vecdot", np.vecdot, "x1, x2, axis=-1")
+adjoint(np.vecdot)(
+    lambda g, ans, x, y, axis: (
+        _unbroadcast(_call(np.expand_dims, g, axis=axis) * y, x),
+        _unbroadcast(_call(np.expand_dims, g, axis=axis) * x, y),
+    )
+)
+tangent(np.vecdot)(
+    lambda ts, ans, x, y, axis: _sum_parts(
+        _call(np.vecdot, *(t if k == j else v for k, v in enumerate((x, y))), axis=axis)
+        for j, t in enumerate(ts)
+        if t is not None
+    )
+)
+# matvec(A, x) = A @ x[..., None] without the last axis; vecmat(x, A) = x[..., None, :] @ A
+defop("matvec", np.matvec, "x1, x2")
+defop("vecmat", np.vecmat, "x1, x2")
+adjoint(np.matvec)(
+    lambda g, ans, a, x: (
+        _unbroadcast(_col(g) * _row(x), a),
+        _unbroadcast(_call(np.vecmat, g, a), x),
+    )
+)
+adjoint(np.vecmat)(
+    lambda g, ans, x, a: (
+        _unbroadcast(_call(np.matvec, a, g), x),
+        _unbroadcast(_col(x) * _row(g), a),
+    )
+)
+for _fn in (np.matvec, np.vecmat):
+    tangent(_fn)(
+        lambda ts, ans, a, b, _fn=_fn: _sum_parts(
+            _call(_fn, *(t if k == j else v for k, v in enumerate((a, b))))
+            for j, t in enumerate(ts)
+            if t is not None
+        )
+    )
+
+
+def modf_fraction(x):
+    return np.modf(x)[0]
+
+
+def modf_integral(x):
+    return np.modf(x)[1]
+
+
+def _modf_spelling(index):
+    import ast
+
+    def spelling(node, args):
+        call = ast.Call(ast.parse("np.modf", mode="eval").body, list(args), [])
+        return ast.Subscript(call, ast.Constant(index), ast.Load())
+
+    return spelling
+
+
+defunary("modf_fraction", modf_fraction, lambda g, ans, x: g, _modf_spelling(0))
+defnondiff("modf_integral", modf_integral, "x", _modf_spelling(1))
+register_multi(np.modf, op_for(modf_fraction), op_for(modf_integral))
+for _fn in (np.divmod, divmod):  # builtin divmod of arrays is np.divmod
+    register_multi(_fn, op_for(np.floor_divide), op_for(np.mod))
+
+
+# ---------------------------------------------------------------------------
+# ptp, nansum
+# ---------------------------------------------------------------------------
+
+defop("ptp", np.ptp, "a, axis=None, out=None, keepdims=False")
+
+
+def _ptp_parts(g, a, axis, keepdims):
+    attrs = {"axis": axis, "keepdims": keepdims}
+    top = _call(runtime.max_adjoint, g, _call(np.max, a, **attrs), a, **attrs)
+    bottom = _call(runtime.max_adjoint, g, _call(np.min, a, **attrs), a, **attrs)
+    return top - bottom
+
+
+adjoint(np.ptp)(lambda g, ans, a, axis, out, keepdims: (_ptp_parts(g, a, axis, keepdims),))
+tangent(np.ptp)(
+    lambda ts, ans, a, axis, out, keepdims: _call(
+        np.sum,
+        ts[0] * _ptp_parts(_call(np.ones_like, ans), a, axis, keepdims),
+        axis=axis,
+        keepdims=keepdims,
+    )
+)
+
+defop("nansum", np.nansum, "a, axis=None, dtype=None, out=None, keepdims=False")
+adjoint(np.nansum)(
+    lambda g, ans, a, axis, dtype, out, keepdims: (
+        _call(np.where, _call(np.isnan, a), 0.0, _expand(g, axis, keepdims)),
+    )
+)
+tangent(np.nansum)(
+    lambda ts, ans, a, axis, dtype, out, keepdims: _call(
+        np.nansum,
+        _call(np.where, _call(np.isnan, a), 0.0, ts[0]),
+        axis=axis,
+        keepdims=keepdims,
+    )
+)
+
+# Other names of the same functions
+for _alias, _target in [
+    ("concat", np.concatenate),
+]:
+    if hasattr(np, _alias):
+        REGISTRY[getattr(np, _alias)] = op_for(_target)
+        op_for(_target).aliases.append(getattr(np, _alias))
+for _alias, _target in [("matmul", np.matmul), ("tensordot", np.tensordot)]:
+    REGISTRY[getattr(np.linalg, _alias)] = op_for(_target)
+    op_for(_target).aliases.append(getattr(np.linalg, _alias))
