@@ -20,7 +20,7 @@ import ast
 
 import numpy as np
 
-from adcompiler.ops.core import adjoint, register_multi, tangent
+from adcompiler.ops.core import REGISTRY, adjoint, register_multi, tangent
 from adcompiler.ops.numpy_math import helper, required_attr
 from adcompiler.ops.numpy_ops import _call, _mT, _sum_parts, defnondiff, defop
 
@@ -417,3 +417,8 @@ def _(g, ans, a, n):
         return (_power_terms(a, n, g, True),)
     inv_t = _mT(_call(np.linalg.inv, a))
     return (-(inv_t @ _power_terms(_mT(inv_t), -n, g, True) @ inv_t),)
+
+
+# np.linalg.svdvals(x): the singular values, as np.linalg.svd(x)[1]
+REGISTRY[np.linalg.svdvals] = SVD_S
+SVD_S.aliases.append(np.linalg.svdvals)

@@ -691,3 +691,5 @@ for _alias, _target in [
 for _alias, _target in [("matmul", np.matmul), ("tensordot", np.tensordot)]:
     REGISTRY[getattr(np.linalg, _alias)] = op_for(_target)
     op_for(_target).aliases.append(getattr(np.linalg, _alias))
+REGISTRY[np.linalg.vecdot] = op_for(np.vecdot)
+op_for(np.vecdot).aliases.append(np.linalg.vecdot)
