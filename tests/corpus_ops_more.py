@@ -332,6 +332,18 @@ def cross(x, y, w):
     return np.sum(np.cross(x, y) * w)
 
 
+def einsum_sublists(x, y, w):
+    return np.sum(np.einsum(x, [0, 1], y, [1, 2], [0, 2]) * w)
+
+
+def einsum_sublists_implicit(x, y, w):
+    return np.sum(np.einsum(x, [Ellipsis, 1], y, [1, 2]) * w)
+
+
+def methods_more(x, w):
+    return np.sum((x.var(axis=0) + x.std(ddof=1) + x.cumprod(axis=0)[0]) * w)
+
+
 # ---------------------------------------------------------------------------
 # Joining
 # ---------------------------------------------------------------------------
@@ -556,6 +568,9 @@ def cases(case, broadcast_pairs):
         case(inner, x="n,m", y="k,m"),
         case(inner, id="inner[1d]", x="m", y="m"),
         case(inner, id="inner[scalar]", x="", y="n,m"),
+        case(einsum_sublists, x="n,m", y="m,k"),
+        case(einsum_sublists_implicit, x="b,n,m", y="m,k"),
+        case(methods_more, x="n,m:pos"),
         case(kron, x="n,m", y="k,2"),
         case(kron, id="kron[1d|2d]", x="n", y="k,m"),
         case(kron, id="kron[3d|1d]", x="2,n,m", y="k"),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import adcompiler as ad
+from adcompiler.errors import UnsupportedSyntaxError
 from adcompiler.ops.core import lookup, multi
 
 DIFFERENTIABLE = """
@@ -194,3 +196,154 @@ def test_coverage_counts():
     pending = [n for n in PENDING if resolve(n) is not None]
     print(f"\ncovered: {len(present)} NumPy functions with rules, {len(pending)} pending")
     assert len(present) > 3 * len(pending) / 2
+
+
+# ---------------------------------------------------------------------------
+# NumPy's own signatures: parameter names, defaults, what is refused
+# ---------------------------------------------------------------------------
+
+rng = np.random.default_rng(14)
+
+
+def clip_keywords(x):
+    return np.sum(np.clip(x, a_min=-0.5, a_max=0.5) ** 2) + np.sum(x.clip(min=0.2) ** 2)
+
+
+def clip_one_bound(x):
+    return (
+        np.sum(np.clip(x, None, 0.3) ** 2)
+        + np.sum(np.clip(x, max=0.1) ** 2)
+        + np.sum(x.clip(-0.1) ** 2)
+    )
+
+
+def test_clip_takes_numpys_keyword_names():
+    x = rng.normal(size=(3, 4))
+    ad.check_grad(clip_keywords, [x])
+    ad.check_grad(clip_one_bound, [x])
+    expected = 2 * np.clip(x, -0.5, 0.5) * (np.abs(x) <= 0.5) + 2 * np.clip(x, 0.2, None) * (
+        x >= 0.2
+    )
+    np.testing.assert_allclose(ad.grad(clip_keywords)(x), expected)
+
+
+def test_clip_error_names_numpys_parameters():
+    def f(x):
+        return np.sum(np.clip(x, lo=0.0))
+
+    with pytest.raises(UnsupportedSyntaxError, match="lo"):
+        ad.grad(f)(np.ones(3))
+
+
+def keywords_as_numpy_spells_them(x):
+    return (
+        np.var(a=x, ddof=1)
+        + np.sum(np.roll(x, shift=1, axis=0) ** 2)
+        + np.sum(np.tril(m=x, k=-1) ** 2)
+        + np.sum(np.pad(x, pad_width=((1, 0), (0, 2)), mode="edge") ** 2)
+        + np.sum(np.linalg.matrix_power(x[:, :3], n=2) ** 2)
+    )
+
+
+def test_keyword_names_as_numpy_spells_them():
+    ad.check_grad(keywords_as_numpy_spells_them, [rng.normal(size=(3, 4))])
+
+
+def refused_svd_values(x):
+    return np.sum(np.linalg.svd(x, compute_uv=False))  # NumPy returns s alone: not a tuple
+
+
+def refused_svd_hermitian(x):
+    return np.sum(np.linalg.svd(x, hermitian=True)[1])
+
+
+def refused_qr_mode(x):
+    return np.sum(np.linalg.qr(x, mode="r"))  # R alone: not a tuple
+
+
+def refused_diff_prepend(x):
+    return np.sum(np.diff(x, prepend=0.0))
+
+
+def refused_roll_without_shift(x):
+    return np.sum(np.roll(x))
+
+
+def refused_clip_one_bound(x):
+    return np.sum(np.clip(x, a_max=1.0))  # NumPy refuses it too
+
+
+@pytest.mark.parametrize(
+    "f, word",
+    [
+        (refused_svd_values, "compute_uv"),
+        (refused_svd_hermitian, "hermitian"),
+        (refused_qr_mode, "mode"),
+        (refused_diff_prepend, "prepend"),
+        (refused_roll_without_shift, "shift"),
+        (refused_clip_one_bound, "a_min"),
+    ],
+)
+def test_arguments_whose_rules_are_missing_are_refused_before_running(f, word):
+    with pytest.raises(UnsupportedSyntaxError, match=word):
+        ad.grad(f)(rng.normal(size=(3, 3)))
+
+
+def svd_u_full(x):
+    return np.sum(np.linalg.svd(x)[0] ** 3)
+
+
+def qr_q_only(x):
+    return np.sum(np.linalg.qr(x)[0] ** 3)
+
+
+def test_derivatives_that_do_not_exist_raise_at_run_time():
+    with pytest.raises(ValueError, match="full_matrices=False"):
+        ad.grad(svd_u_full)(rng.normal(size=(4, 3)))
+    ad.check_grad(svd_u_full, [rng.normal(size=(3, 3))])
+    with pytest.raises(ValueError, match="fewer rows than columns"):
+        ad.grad(qr_q_only)(rng.normal(size=(2, 3)))
+
+
+def pad_mean(x):
+    return np.sum(np.pad(x, 1, mode="mean"))
+
+
+def test_pad_modes_without_a_rule_are_refused():
+    with pytest.raises(NotImplementedError, match="mode='mean'"):
+        ad.grad(pad_mean)(np.ones((2, 2)))
+
+
+def uses_only_eigenvalues(a):
+    w, v = np.linalg.eigh(a)
+    return np.sum(w**2)
+
+
+def test_a_tuple_result_runs_only_the_rules_of_the_parts_used():
+    a = rng.normal(size=(3, 3))
+    a = a + a.T
+    source = ad.source(ad.grad(uses_only_eigenvalues))
+    assert "eigh(a)[1]" in source  # V, for the adjoint of w
+    assert "eigvalsh" in source
+    ad.check_grad(uses_only_eigenvalues, [a])
+    # eigh reads the lower triangle: sum(w²) = Σ a_ii² + 2 Σ_{i>j} a_ij²
+    expected = 4 * np.tril(a, -1) + 2 * np.diag(np.diag(a))
+    np.testing.assert_allclose(ad.grad(uses_only_eigenvalues)(a), expected, atol=1e-10)
+
+
+def divmod_both(x, y):
+    q, r = divmod(x, y)
+    return np.sum(r * r + q)
+
+
+def test_divmod_is_floor_divide_and_mod():
+    x, y = rng.uniform(2.2, 2.8, size=4), rng.uniform(0.97, 1.03, size=4)
+    ad.check_grad(divmod_both, [x, y], wrt=("x", "y"))
+
+
+def test_sort_follows_the_permutation_away_from_ties():
+    def f(x):
+        return np.sum(np.sort(x) * np.arange(4.0))
+
+    x = np.array([0.3, -1.0, 2.0, 0.1])
+    np.testing.assert_allclose(ad.grad(f)(x), [2.0, 0.0, 3.0, 1.0])

@@ -604,6 +604,9 @@ class Lowering(ControlFlow, Containers):
             return self.apply(runtime_list[fn], args, kwargs, node)
         op = lookup(fn)
         if op is not None:
+            adapt = next((a for f, a in methods.FUNCTIONS.items() if f is fn), None)
+            if adapt is not None:
+                args, kwargs = adapt(args, kwargs)
             return self.apply(op, args, kwargs, node)
         parts = multi(fn)
         if parts is not None:  # a tuple of results, one operator each
@@ -758,6 +761,8 @@ class Lowering(ControlFlow, Containers):
         attrs: dict[str, Any] = {}
         args = list(args)
         if op.name == "einsum":
+            if args and not (isinstance(args[0], Static) and isinstance(args[0].obj, str)):
+                args = _einsum_from_sublists(args, node)  # einsum(x, [0, 1], y, [1, 2], [0, 2])
             if not args or not isinstance(args[0], Static):
                 raise LoweringError(node, "the einsum subscripts must be a string literal")
             kwargs = {**kwargs, "subscripts": args.pop(0)}
@@ -917,6 +922,37 @@ def _is_literal(obj) -> bool:
     if isinstance(obj, tuple):
         return all(_is_literal(o) for o in obj)
     return False
+
+
+def _einsum_from_sublists(args, node) -> list:
+    """``np.einsum(x, [0, 1], y, [1, 2], [0, 2])`` as ``np.einsum("ab,bc->ac", x, y)``."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def spec(sublist) -> str:
+        sublist = _static_tuple(sublist)
+        items = sublist.obj if isinstance(sublist, Static) else None
+        if not isinstance(items, (list, tuple)):
+            raise LoweringError(
+                node, "einsum's sublists must be lists of integers known when compiling"
+            )
+        out = []
+        for i in items:
+            if i is Ellipsis:
+                out.append("...")
+            elif isinstance(i, int) and 0 <= i < len(letters):
+                out.append(letters[i])
+            else:
+                raise LoweringError(node, f"einsum's sublists hold integers 0 to 51, not {i!r}")
+        return "".join(out)
+
+    operands, subs = list(args[0::2]), list(args[1::2])
+    output = None
+    if len(operands) > len(subs):  # an odd count: the last argument is the output sublist
+        output = spec(operands.pop())
+    if len(operands) != len(subs):
+        raise LoweringError(node, "einsum's sublist form alternates operands and sublists")
+    text = ",".join(spec(s) for s in subs) + ("" if output is None else "->" + output)
+    return [Static(text), *operands]
 
 
 def _static_tuple(given):

@@ -242,12 +242,8 @@ def _clip_masks(x, lo, hi):
     return take_x, take_lo, take_hi
 
 
-# NumPy's names; a bound left out is None (no bound), as in NumPy >= 2.1
-defop("clip", np.clip, "a, a_min, a_max", broadcasts=True).params = (
-    Param("a"),
-    Param("a_min", "in", None),
-    Param("a_max", "in", None),
-)
+# NumPy's names (its keywords min=, max= are these: adcompiler/frontend/methods.py)
+defop("clip", np.clip, "a, a_min, a_max", broadcasts=True)
 adjoint(np.clip)(
     lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
 )
