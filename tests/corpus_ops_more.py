@@ -15,6 +15,8 @@ try:
 except ImportError:  # scipy is optional: its cases are left out
     sp = None
 
+TAKE = np.array([1, 0, 1, 1])  # repeats: their adjoints add up
+TAKE_ALONG = np.array([[0, 1, 1], [1, 0, 0]])
 PAD_2_1 = ((2, 1), (0, 3))
 SHIFTS = (1, -2)
 AXES_0_1 = (0, 1)
@@ -35,6 +37,8 @@ INTERNAL = {
     "unappend",
     "square_matrices",
     "tall_matrices",
+    "take_adjoint",
+    "take_along_axis_adjoint",
 }
 
 # ---------------------------------------------------------------------------
@@ -184,6 +188,30 @@ def ptp_all(x, w):
 
 def ptp_axis(x, w):
     return np.sum(np.ptp(x, axis=0, keepdims=True) * w)
+
+
+def nanmax_min(x, w):
+    return np.sum((np.nanmax(x, axis=0) + np.nanmin(x, axis=0)) * w)
+
+
+def nanmean(x, w):
+    return np.sum(np.nanmean(x, axis=-1, keepdims=True) * w) + np.nanmean(x)
+
+
+def take_flat(x, w):
+    return np.sum(np.take(x, TAKE) * w)
+
+
+def take_axis(x, w):
+    return np.sum(np.take(x, TAKE, axis=-1) * w)
+
+
+def take_along_axis(x, w):
+    return np.sum(np.take_along_axis(x, TAKE_ALONG, axis=0) * w)
+
+
+def take_along_axis_broadcast(x, w):
+    return np.sum(np.take_along_axis(x[:1], TAKE_ALONG, axis=1) * w)
 
 
 def nansum(x, w):
@@ -551,6 +579,12 @@ def cases(case, broadcast_pairs):
         case(ptp_all, x="n,m"),
         case(ptp_axis, x="k,n,m"),
         case(nansum, x="n,m"),
+        case(nanmax_min, x="n,m"),
+        case(nanmean, x="k,n,m"),
+        case(take_flat, x="n,m"),
+        case(take_axis, x="k,n,2"),
+        case(take_along_axis, x="2,3"),
+        case(take_along_axis_broadcast, x="2,2"),
         case(vecdot, x="n,m", y="m"),
         case(vecdot_axis, x="n,m", y="n,1"),
         case(matvec, x="b,n,m", y="m"),

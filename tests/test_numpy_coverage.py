@@ -26,7 +26,8 @@ DIFFERENTIABLE = """
     arcsinh arccosh arctanh asinh acosh atanh deg2rad rad2deg degrees radians hypot logaddexp
     logaddexp2 maximum minimum fmax fmin copysign ldexp nextafter clip where sinc nan_to_num
     modf divmod
-    sum prod mean var std max min amax amin ptp nansum cumsum cumprod diff trace
+    sum prod mean var std max min amax amin ptp nansum nanmax nanmin nanmean cumsum cumprod
+    diff trace take take_along_axis
     dot vdot inner outer matmul tensordot einsum kron cross vecdot matvec vecmat
     tril triu roll pad sort tile repeat copy
     concatenate concat stack hstack vstack column_stack row_stack append
@@ -57,11 +58,8 @@ PENDING = {
     "median": "not yet (a sort and a mean of the middle entries)",
     "percentile": "not yet (interpolation between sorted entries)",
     "quantile": "not yet (interpolation between sorted entries)",
-    "nanmean": "not yet",
     "nanvar": "not yet",
     "nanstd": "not yet",
-    "nanmax": "not yet",
-    "nanmin": "not yet",
     "nanprod": "not yet",
     "nancumsum": "not yet",
     "nancumprod": "not yet",
@@ -77,8 +75,6 @@ PENDING = {
     "correlate": "not yet",
     "polyval": "not yet",
     "interp": "not yet",
-    "take": "not yet (use indexing, x[idx])",
-    "take_along_axis": "not yet",
     "compress": "not yet (use a boolean mask, x[mask])",
     "extract": "not yet (use a boolean mask, x[mask])",
     "choose": "not yet",

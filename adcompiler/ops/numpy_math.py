@@ -693,3 +693,130 @@ for _alias, _target in [("matmul", np.matmul), ("tensordot", np.tensordot)]:
     op_for(_target).aliases.append(getattr(np.linalg, _alias))
 REGISTRY[np.linalg.vecdot] = op_for(np.vecdot)
 op_for(np.vecdot).aliases.append(np.linalg.vecdot)
+
+
+# ---------------------------------------------------------------------------
+# take, take_along_axis (integer indices: no adjoint), nanmax, nanmin, nanmean
+# ---------------------------------------------------------------------------
+
+
+def take_adjoint(g, shape, indices, axis=None):
+    """Adjoint of ``np.take(a, indices, axis)``: g added where it was taken (repeats add up)."""
+    out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    if axis is None:
+        np.add.at(out.reshape(-1), indices, g)
+    else:
+        np.add.at(out, (slice(None),) * (axis % len(shape)) + (indices,), g)
+    return out
+
+
+def take_along_axis_adjoint(g, shape, indices, axis=-1):
+    """Adjoint of ``np.take_along_axis(arr, indices, axis)``: g added where it was taken."""
+    dtype = np.result_type(g, np.float64)
+    if axis is None:
+        out = np.zeros(int(np.prod(shape)), dtype=dtype)
+        np.add.at(out, indices, g)
+        return out.reshape(shape)
+    axis = axis % len(shape)
+    others = [tuple(1 if k == axis else n for k, n in enumerate(s)) for s in (shape, indices.shape)]
+    full = list(np.broadcast_shapes(*others))  # arr and indices broadcast off the axis
+    taken = np.broadcast_to(indices, full[:axis] + [indices.shape[axis]] + full[axis + 1 :])
+    full[axis] = shape[axis]
+    out = np.zeros(full, dtype=dtype)
+    where = list(np.ogrid[tuple(slice(n) for n in taken.shape)])
+    where[axis] = taken
+    np.add.at(out, tuple(where), np.broadcast_to(g, taken.shape))
+    return unbroadcast(out, tuple(shape))
+
+
+def _raise_mode(mode):
+    if mode != "raise":
+        raise NotImplementedError(f"np.take with mode={mode!r} has no derivative rule")
+
+
+defop("take", np.take, "a, indices, axis=None, out=None, mode='raise'")
+
+
+@adjoint(np.take)
+def _(g, ans, a, indices, axis, out, mode):
+    _raise_mode(mode)
+    return _call(take_adjoint, g, a.shape, indices, axis=axis), None
+
+
+@tangent(np.take)
+def _(ts, ans, a, indices, axis, out, mode):
+    return None if ts[0] is None else _call(np.take, ts[0], indices, axis=axis, mode=mode)
+
+
+helper(take_adjoint, "g, shape, indices, axis=None")
+tangent(take_adjoint)(_multilinear_tangent(take_adjoint, _first))
+adjoint(take_adjoint)(
+    lambda G, ans, g, shape, indices, axis: (_call(np.take, G, indices, axis=axis), None, None)
+)
+
+defop("take_along_axis", np.take_along_axis, "arr, indices, axis=-1")
+adjoint(np.take_along_axis)(
+    lambda g, ans, arr, indices, axis: (
+        _call(take_along_axis_adjoint, g, arr.shape, indices, axis=axis),
+        None,
+    )
+)
+tangent(np.take_along_axis)(
+    lambda ts, ans, arr, indices, axis: (
+        None if ts[0] is None else _call(np.take_along_axis, ts[0], indices, axis=axis)
+    )
+)
+helper(take_along_axis_adjoint, "g, shape, indices, axis=-1")
+runtime.DEPENDS["take_along_axis_adjoint"] = ("unbroadcast",)
+tangent(take_along_axis_adjoint)(_multilinear_tangent(take_along_axis_adjoint, _first))
+adjoint(take_along_axis_adjoint)(
+    lambda G, ans, g, shape, indices, axis: (
+        _call(np.take_along_axis, G, indices, axis=axis),
+        None,
+        None,
+    )
+)
+
+# nanmax, nanmin: as max and min (a NaN never equals the result, so it gets nothing)
+for _name, _fn in [("nanmax", np.nanmax), ("nanmin", np.nanmin)]:
+    defop(_name, _fn, "a, axis=None, out=None, keepdims=False")
+    adjoint(_fn)(
+        lambda g, ans, a, axis, out, keepdims: (
+            _call(runtime.max_adjoint, g, ans, a, axis=axis, keepdims=keepdims),
+        )
+    )
+    tangent(_fn)(
+        lambda ts, ans, a, axis, out, keepdims: _call(
+            np.sum,
+            ts[0]
+            * _call(
+                runtime.max_adjoint, _call(np.ones_like, ans), ans, a, axis=axis, keepdims=keepdims
+            ),
+            axis=axis,
+            keepdims=keepdims,
+        )  # fmt: skip
+    )
+
+
+def _not_nan(a):
+    return _call(np.logical_not, _call(np.isnan, a))
+
+
+def _nan_count(a, axis):
+    return _call(np.sum, _not_nan(a), axis=axis, keepdims=True)
+
+
+defop("nanmean", np.nanmean, "a, axis=None, dtype=None, out=None, keepdims=False")
+adjoint(np.nanmean)(
+    lambda g, ans, a, axis, dtype, out, keepdims: (
+        _call(np.where, _not_nan(a), _expand(g, axis, keepdims) / _nan_count(a, axis), 0.0),
+    )
+)
+tangent(np.nanmean)(
+    lambda ts, ans, a, axis, dtype, out, keepdims: _call(
+        np.sum,
+        _call(np.where, _not_nan(a), ts[0] / _nan_count(a, axis), 0.0),
+        axis=axis,
+        keepdims=keepdims,
+    )
+)
