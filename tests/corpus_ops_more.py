@@ -39,6 +39,7 @@ INTERNAL = {
     "tall_matrices",
     "take_adjoint",
     "take_along_axis_adjoint",
+    "undstack",
 }
 
 # ---------------------------------------------------------------------------
@@ -214,6 +215,18 @@ def take_along_axis_broadcast(x, w):
     return np.sum(np.take_along_axis(x[:1], TAKE_ALONG, axis=1) * w)
 
 
+def cumulative_sum(x, w):
+    return np.sum(np.cumulative_sum(x, axis=-1) * w)
+
+
+def cumulative_prod(x, w):
+    return np.sum(np.cumulative_prod(x, axis=0) * w)
+
+
+def cumulative_sum_1d(x, w):
+    return np.sum((np.cumulative_sum(x) + np.cumulative_prod(x)) * w)
+
+
 def nansum(x, w):
     return np.sum(np.nansum(x, axis=-1) * w) + np.nansum(x)
 
@@ -385,6 +398,14 @@ def row_stack(x, y, w):
     return np.sum(np.vstack((x, y)) * w)
 
 
+def dstack(x, y, w):
+    return np.sum(np.dstack([x, y, x]) * w)
+
+
+def dstack_1d(x, y, w):
+    return np.sum(np.dstack((x, y)) * w)
+
+
 def append_flat(x, y, w):
     return np.sum(np.append(x, y) * w)
 
@@ -446,6 +467,20 @@ def svd_values(a, w):
 def qr(a, w):
     q, r = np.linalg.qr(a)
     return np.sum(q * w) + np.sum(r * r)
+
+
+def matrix_norm(a, w):
+    return np.sum(np.linalg.matrix_norm(a) * w) + np.linalg.matrix_norm(a[0], ord=1)
+
+
+def vector_norm(a, w):
+    return np.sum(np.linalg.vector_norm(a, axis=-1) * w) + np.linalg.vector_norm(a)
+
+
+def vector_norm_ord(a, w):
+    return np.sum(np.linalg.vector_norm(a, ord=np.inf, axis=0, keepdims=True) * w) + np.sum(
+        np.linalg.vector_norm(a, ord=1, keepdims=True)
+    )
 
 
 def pinv(a, w):
@@ -614,6 +649,14 @@ def cases(case, broadcast_pairs):
         case(column_stack, id="column_stack[2d]", x="n,k", y="n,m"),
         case(row_stack, x="m", y="n,m"),
         case(append_flat, x="n,m", y="k"),
+        case(dstack, x="n,m", y="n,m,2"),
+        case(dstack_1d, x="m", y="m"),
+        case(cumulative_sum, x="n,m"),
+        case(cumulative_prod, x="n,m:pos"),
+        case(cumulative_sum_1d, x="n:pos"),
+        case(matrix_norm, a="b,n,m"),
+        case(vector_norm, a="n,m"),
+        case(vector_norm_ord, a="n,m:pos"),
         case(append_axis, x="n,m", y="n,k"),
         case(slogdet, a="n,n:mat"),
         case(slogdet, id="slogdet[batch]", a="b,n,n:mat"),

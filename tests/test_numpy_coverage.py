@@ -30,11 +30,13 @@ DIFFERENTIABLE = """
     diff trace take take_along_axis
     dot vdot inner outer matmul tensordot einsum kron cross vecdot matvec vecmat
     tril triu roll pad sort tile repeat copy
-    concatenate concat stack hstack vstack column_stack row_stack append
+    concatenate concat stack hstack vstack column_stack row_stack dstack append
+    cumulative_sum cumulative_prod
     reshape ravel squeeze expand_dims broadcast_to transpose permute_dims swapaxes
     linalg.inv linalg.det linalg.slogdet linalg.solve linalg.cholesky linalg.eigh
     linalg.eigvalsh linalg.svd linalg.svdvals linalg.qr linalg.pinv linalg.norm
-    linalg.matrix_power linalg.matmul linalg.tensordot linalg.vecdot
+    linalg.matrix_power linalg.matmul linalg.tensordot linalg.vecdot linalg.matrix_norm
+    linalg.vector_norm
 """.split()
 
 SCIPY_SPECIAL = """
@@ -66,8 +68,6 @@ PENDING = {
     "nanmedian": "not yet",
     "nanpercentile": "not yet",
     "nanquantile": "not yet",
-    "cumulative_sum": "not yet (include_initial=)",
-    "cumulative_prod": "not yet (include_initial=)",
     "ediff1d": "not yet",
     "gradient": "not yet (returns a list for several axes)",
     "trapezoid": "not yet",
@@ -83,7 +83,6 @@ PENDING = {
     "insert": "not yet",
     "delete": "not yet",
     "resize": "not yet",
-    "dstack": "not yet",
     "block": "not yet: nested lists of arrays",
     "i0": "not yet",
     "conj": "complex arrays are not supported",
@@ -103,8 +102,6 @@ PENDING = {
     "linalg.tensorsolve": "not yet",
     "linalg.tensorinv": "not yet",
     "linalg.cond": "not yet",
-    "linalg.vector_norm": "not yet (use np.linalg.norm)",
-    "linalg.matrix_norm": "not yet (use np.linalg.norm)",
     "linalg.outer": "not yet (np.outer has a rule; linalg.outer refuses other than 1-D)",
     "linalg.cross": "not yet (np.cross has a rule; linalg.cross takes 3-vectors only)",
     "linalg.trace": "not yet (np.trace has a rule; linalg.trace reads the last two axes)",

@@ -20,7 +20,7 @@ import ast
 
 import numpy as np
 
-from adcompiler.ops.core import REGISTRY, adjoint, register_multi, tangent
+from adcompiler.ops.core import REGISTRY, adjoint, op_for, register_multi, tangent
 from adcompiler.ops.numpy_math import helper, required_attr
 from adcompiler.ops.numpy_ops import _call, _mT, _sum_parts, defnondiff, defop
 
@@ -422,3 +422,53 @@ def _(g, ans, a, n):
 # np.linalg.svdvals(x): the singular values, as np.linalg.svd(x)[1]
 REGISTRY[np.linalg.svdvals] = SVD_S
 SVD_S.aliases.append(np.linalg.svdvals)
+
+
+# ---------------------------------------------------------------------------
+# matrix_norm, vector_norm: np.linalg.norm's rules, over the axes each means
+# ---------------------------------------------------------------------------
+
+NORM = op_for(np.linalg.norm)
+defop("matrix_norm", np.linalg.matrix_norm, "x, keepdims=False, ord='fro'",
+      "np.linalg.matrix_norm")  # fmt: skip
+adjoint(np.linalg.matrix_norm)(
+    lambda g, ans, x, keepdims, ord: NORM.adjoint(
+        g, ans, x, ord=ord, axis=(-2, -1), keepdims=keepdims
+    )
+)
+tangent(np.linalg.matrix_norm)(
+    lambda ts, ans, x, keepdims, ord: NORM.tangent(
+        ts, ans, x, ord=ord, axis=(-2, -1), keepdims=keepdims
+    )
+)
+defop("vector_norm", np.linalg.vector_norm, "x, axis=None, keepdims=False, ord=2",
+      "np.linalg.vector_norm")  # fmt: skip
+
+
+def _as_vector_norm(axis, ord):
+    """norm's `ord` for a vector norm (2 is None: the same, and smooth to second order)."""
+    if axis is not None and not isinstance(axis, int):
+        raise NotImplementedError("no derivative rule for vector_norm over several axes")
+    return None if ord == 2 else ord
+
+
+@adjoint(np.linalg.vector_norm)
+def _(g, ans, x, axis, keepdims, ord):
+    ord = _as_vector_norm(axis, ord)
+    if axis is not None:
+        return NORM.adjoint(g, ans, x, ord=ord, axis=axis, keepdims=keepdims)
+    flat = _call(np.ravel, x)  # all axes: the norm of the flattened array
+    scalar = [_call(np.reshape, v, ()) for v in (g, ans)]
+    (part,) = NORM.adjoint(*scalar, flat, ord=ord, axis=None, keepdims=False)
+    return (_call(np.reshape, part, x.shape),)
+
+
+@tangent(np.linalg.vector_norm)
+def _(ts, ans, x, axis, keepdims, ord):
+    ord = _as_vector_norm(axis, ord)
+    if axis is not None:
+        return NORM.tangent(ts, ans, x, ord=ord, axis=axis, keepdims=keepdims)
+    flat, flat_t = _call(np.ravel, x), _call(np.ravel, ts[0])
+    t = NORM.tangent([flat_t], _call(np.reshape, ans, ()), flat, ord=ord, axis=None,
+                     keepdims=False)  # fmt: skip
+    return _call(np.reshape, t, ans.shape)

@@ -820,3 +820,70 @@ tangent(np.nanmean)(
         keepdims=keepdims,
     )
 )
+
+
+# ---------------------------------------------------------------------------
+# dstack, cumulative_sum, cumulative_prod
+# ---------------------------------------------------------------------------
+
+
+def undstack(g, *xs, i=0):
+    """Adjoint of ``np.dstack(xs)`` with respect to xs[i]: its slices of g along axis 2."""
+    depths = [np.shape(x)[2] if np.ndim(x) == 3 else 1 for x in xs]
+    start = sum(depths[:i])
+    return np.reshape(g[:, :, start : start + depths[i]], np.shape(xs[i]))
+
+
+defop("dstack", np.dstack, "[tup]")
+adjoint(np.dstack)(lambda g, ans, *xs: tuple(_call(undstack, g, *xs, i=i) for i in range(len(xs))))
+
+
+@tangent(np.dstack)
+def _(ts, ans, *xs):
+    b = ans.builder
+    return b.call(np.dstack, *(t if t is not None else b.call(np.zeros_like, x)
+                               for t, x in zip(ts, xs)))  # fmt: skip
+
+
+helper(undstack, "g, *xs, i=0")
+tangent(undstack)(_multilinear_tangent(undstack, _first))
+
+
+@adjoint(undstack)
+def _(G, ans, g, *xs, i):
+    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
+    return (_call(np.dstack, *parts), *(None for _ in xs))
+
+
+def _no_initial(include_initial):
+    if include_initial:
+        raise NotImplementedError("no derivative rule for include_initial=True")
+
+
+_CUMULATIVE = "x, axis=None, dtype=None, out=None, include_initial=False"
+CUMULATIVE_SUM = defop("cumulative_sum", np.cumulative_sum, _CUMULATIVE)
+defop("cumulative_prod", np.cumulative_prod, _CUMULATIVE)
+
+
+@adjoint(np.cumulative_sum)
+def _(g, ans, x, axis, dtype, out, include_initial):
+    _no_initial(include_initial)
+    return (_call(runtime.cumsum_adjoint, g, x.shape, axis=axis),)
+
+
+@tangent(np.cumulative_sum)
+def _(ts, ans, x, axis, dtype, out, include_initial):
+    _no_initial(include_initial)
+    return _call(np.cumulative_sum, ts[0], axis=axis)
+
+
+@adjoint(np.cumulative_prod)
+def _(g, ans, x, axis, dtype, out, include_initial):
+    _no_initial(include_initial)
+    return (_call(runtime.cumsum_adjoint, g * ans, x.shape, axis=axis) / x,)
+
+
+@tangent(np.cumulative_prod)
+def _(ts, ans, x, axis, dtype, out, include_initial):
+    _no_initial(include_initial)
+    return ans * _call(np.cumulative_sum, ts[0] / x, axis=axis)
