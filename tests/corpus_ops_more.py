@@ -483,6 +483,16 @@ def vector_norm_ord(a, w):
     )
 
 
+def norm_nuc_last_axes(a, w):
+    return np.sum(np.linalg.norm(a, "nuc", axis=(-2, -1)) * w)
+
+
+def norm_p_axis(a, w):
+    return np.sum(np.linalg.norm(a, ord=3.5, axis=-1, keepdims=True) * w) + np.linalg.norm(
+        a[0], ord=-3
+    )
+
+
 def pinv(a, w):
     return np.sum(np.linalg.pinv(a) * w)
 
@@ -655,6 +665,8 @@ def cases(case, broadcast_pairs):
         case(cumulative_prod, x="n,m:pos"),
         case(cumulative_sum_1d, x="n:pos"),
         case(matrix_norm, a="b,n,m"),
+        case(norm_nuc_last_axes, a="b,n,m"),
+        case(norm_p_axis, a="n,m:pos"),
         case(vector_norm, a="n,m"),
         case(vector_norm_ord, a="n,m:pos"),
         case(append_axis, x="n,m", y="n,k"),

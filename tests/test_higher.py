@@ -44,11 +44,9 @@ INTERNAL = {
 
 # Second derivatives that are not implemented: the helper's rule says so at compile time.
 NOT_TWICE = {
-    "norm_nuc": "nuclear norm",
     "norm_ord2_matrix": "spectral norm",
     "norm_neg2_matrix": "spectral norm",
-    "norm_nuc_axis_pair": "nuclear norm",
-    "norm_ord3_vector": "p-norm",
+    "norm_nuc_axis_pair": "nuclear norm over axes not known to be the last two",
     "norm_ord2_vector": "ord=2 with axis None may be a matrix norm",
 }
 # Kinks that a central difference of the gradient straddles (the gradient jumps there),

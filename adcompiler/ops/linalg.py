@@ -20,6 +20,7 @@ import ast
 
 import numpy as np
 
+from adcompiler import runtime
 from adcompiler.ops.core import REGISTRY, adjoint, op_for, register_multi, tangent
 from adcompiler.ops.numpy_math import helper, required_attr
 from adcompiler.ops.numpy_ops import _call, _mT, _sum_parts, defnondiff, defop
@@ -472,3 +473,85 @@ def _(ts, ans, x, axis, keepdims, ord):
     t = NORM.tangent([flat_t], _call(np.reshape, ans, ()), flat, ord=ord, axis=None,
                      keepdims=False)  # fmt: skip
     return _call(np.reshape, t, ans.shape)
+
+
+# ---------------------------------------------------------------------------
+# Second derivatives of np.linalg.norm beyond those of adcompiler/ops/numpy_ops.py:
+# the rules of its helper `norm_adjoint` for the nuclear norm (through the rules of
+# svd's U and Vh) and for the p-norms of vectors. The other orders go to the rules
+# numpy_ops.py gives it.
+# ---------------------------------------------------------------------------
+
+NORM_ADJOINT = op_for(runtime.norm_adjoint)
+_MATRIX_ORDS = (None, "fro", "nuc", 0, 1, -1, 2, -2, np.inf, -np.inf)
+
+
+def _p_norm(ord, axis):
+    """True for a vector p-norm (an order no matrix norm has, so never ambiguous)."""
+    return isinstance(ord, (int, float)) and not isinstance(ord, bool) and ord not in _MATRIX_ORDS
+
+
+def _nuclear(ord, axis):
+    return ord == "nuc" and axis in (None, (-2, -1), (-1, -2))
+
+
+def _polar_parts(x):
+    u = _call(svd_u, x, full_matrices=False)
+    vh = _call(svd_vh, x, full_matrices=False)
+    return u, vh
+
+
+def _matrix_scale(g, axis, keepdims):  # g, broadcasting against the matrices
+    return g if axis is None or keepdims else _matrix(g)
+
+
+def _p_slope(g, m, x, ord, axis, keepdims):
+    """d norm_adjoint / dx along each entry: g (p-1) |x|^(p-2) / m^(p-1), for a p-norm."""
+    from adcompiler.ops.numpy_math import _expand
+
+    scale = _expand(g, axis, keepdims) / _expand(m, axis, keepdims) ** (ord - 1)
+    return scale * (ord - 1) * _call(np.abs, x) ** (ord - 2)
+
+
+_norm_adjoint_tangent = NORM_ADJOINT.tangent
+_norm_adjoint_adjoint = NORM_ADJOINT.adjoint
+
+
+@tangent(runtime.norm_adjoint)
+def _(ts, ans, g, m, x, ord, axis, keepdims):
+    from adcompiler.ops.numpy_math import _expand
+
+    attrs = {"ord": ord, "axis": axis, "keepdims": keepdims}
+    if not (_p_norm(ord, axis) or _nuclear(ord, axis)):
+        return _norm_adjoint_tangent(ts, ans, g, m, x, **attrs)
+    parts = [] if ts[0] is None else [_call(runtime.norm_adjoint, ts[0], m, x, **attrs)]
+    if _nuclear(ord, axis):  # ans = g U Vh
+        if ts[2] is not None:
+            u, vh = _polar_parts(x)
+            du = op_for(svd_u).tangent([ts[2]], u, x, full_matrices=False)
+            dvh = op_for(svd_vh).tangent([ts[2]], vh, x, full_matrices=False)
+            parts.append(_matrix_scale(g, axis, keepdims) * (du @ vh + u @ dvh))
+        return _sum_parts(parts) if parts else None
+    if ts[2] is not None:  # ans = g sign(x) |x|^(p-1) / m^(p-1)
+        parts.append(_p_slope(g, m, x, ord, axis, keepdims) * ts[2])
+    if ts[1] is not None:
+        parts.append(-(ord - 1) * ans * _expand(ts[1], axis, keepdims) / _expand(m, axis, keepdims))
+    return _sum_parts(parts) if parts else None
+
+
+@adjoint(runtime.norm_adjoint)
+def _(G, ans, g, m, x, ord, axis, keepdims):
+    attrs = {"ord": ord, "axis": axis, "keepdims": keepdims}
+    if not (_p_norm(ord, axis) or _nuclear(ord, axis)):
+        return _norm_adjoint_adjoint(G, ans, g, m, x, **attrs)
+    reduce = {"axis": axis, "keepdims": keepdims}
+    ones = _call(np.ones_like, g)
+    g_part = _call(np.sum, G * _call(runtime.norm_adjoint, ones, m, x, **attrs), **reduce)
+    if _nuclear(ord, axis):
+        u, vh = _polar_parts(x)
+        w = _matrix_scale(g, axis, keepdims) * G
+        (from_u,) = op_for(svd_u).adjoint(w @ _mT(vh), u, x, full_matrices=False)
+        (from_vh,) = op_for(svd_vh).adjoint(_mT(u) @ w, vh, x, full_matrices=False)
+        return g_part, None, from_u + from_vh
+    m_part = -(ord - 1) * _call(np.sum, G * ans, **reduce) / m
+    return g_part, m_part, G * _p_slope(g, m, x, ord, axis, keepdims)
