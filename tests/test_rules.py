@@ -12,7 +12,9 @@ Two parts:
 An argument is described by a small spec: ``"n,m"`` is an array whose sizes are
 drawn per case (letters) or fixed (digits), ``""`` a Python float; a suffix
 says where to draw the values: ``:pos`` (0.5 to 2), ``:unit`` (-0.8 to 0.8),
-``:mat`` (a well-conditioned square matrix, or a batch of them), ``:modx`` and
+``:mat`` (a well-conditioned square matrix, or a batch of them; ``:negmat``: with
+a negative determinant), ``:spd`` (symmetric positive definite; ``:spdlow``: only
+its lower triangle, noise above), ``:unit01`` (0.1 to 0.9), ``:modx`` and
 ``:mody`` (x % y away from its jumps). The weights `w` of the output are drawn
 to match the output's shape, found by running the function once on a probe.
 """
@@ -28,12 +30,13 @@ import numpy as np
 import pytest
 
 import adcompiler as ad
-from adcompiler import ops
+from adcompiler import ops, passes
 from adcompiler.frontend import lower_function
 from adcompiler.ops import Builder, Sym
 from adcompiler.ops.structure import build_index
 from adcompiler.ssa import Node, Value
 from tests import corpus_ops as C
+from tests import corpus_ops_more as M
 
 # Operators that only rules emit (no user writes them), so no corpus function
 # uses them. Their own rules give second derivatives; tests/test_higher.py
@@ -55,6 +58,7 @@ INTERNAL = {
     "norm_adjoint",
     "det_adjoint",
     "solve_lhs_adjoint",
+    *M.INTERNAL,
 }
 
 
@@ -495,6 +499,7 @@ CASES = [
     *OTHER,
     *CORNERS,
     *LITERALS,
+    *M.cases(case, BROADCAST_PAIRS),
 ]
 
 
@@ -511,8 +516,18 @@ def draw(spec: str, dims: dict[str, int], rng: np.random.Generator):
         x = rng.normal(size=shape) + shape[-1] * np.eye(shape[-1])
     elif kind == "pos":
         x = rng.uniform(0.5, 2.0, size=shape)
+    elif kind == "negmat":  # well-conditioned, with a negative determinant
+        x = rng.normal(size=shape) + shape[-1] * np.eye(shape[-1])
+        x[..., 0, :] *= -1
+    elif kind in ("spd", "spdlow"):  # symmetric positive definite (spdlow: below the diagonal
+        m = rng.normal(size=shape)  # and on it; what is above it is noise)
+        x = m @ np.swapaxes(m, -1, -2) / shape[-1] + np.eye(shape[-1])
+        if kind == "spdlow":
+            x = np.tril(x) + np.triu(rng.normal(size=shape), 1)
     elif kind == "unit":
         x = rng.uniform(-0.8, 0.8, size=shape)
+    elif kind == "unit01":
+        x = rng.uniform(0.1, 0.9, size=shape)
     elif kind == "modx":
         x = rng.uniform(2.2, 2.8, size=shape)
     elif kind == "mody":
@@ -610,7 +625,7 @@ def demand(value, emitted, env):
 
 def jvp(fn, args, wrt, directions):
     """The derivative of `fn` at `args` along `directions` (one per `wrt` name)."""
-    ir = lower_function(fn)
+    ir = passes.dce(lower_function(fn))  # as the transforms see it: `svd(a)[1]` needs no U
     names = list(inspect.signature(fn).parameters)
     env = {p.id: a for p, a in zip(ir.params, args)}
     tangent = {ir.params[names.index(n)].id: d for n, d in zip(wrt, directions)}

@@ -39,7 +39,7 @@ from adcompiler.frontend.views import Stale, Views, ViewState
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
-from adcompiler.ops.core import NO_DEFAULT, Op, view_of
+from adcompiler.ops.core import NO_DEFAULT, Op, multi, view_of
 from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
@@ -656,7 +656,13 @@ class Lowering(ControlFlow, Containers, Views):
             return self.apply(runtime_list[fn], args, kwargs, node)
         op = lookup(fn)
         if op is not None:
+            adapt = next((a for f, a in methods.FUNCTIONS.items() if f is fn), None)
+            if adapt is not None:
+                args, kwargs = adapt(args, kwargs)
             return self.apply(op, args, kwargs, node)
+        parts = multi(fn)
+        if parts is not None:  # a tuple of results, one operator each
+            return tuple(self.apply(part, args, dict(kwargs), node) for part in parts)
         if isinstance(fn, LocalFunction):
             return self.inline_local(fn, args, kwargs, node)
         if isinstance(fn, types.FunctionType) and not _is_library(fn):
@@ -813,6 +819,8 @@ class Lowering(ControlFlow, Containers, Views):
         attrs: dict[str, Any] = {}
         args = list(args)
         if op.name == "einsum":
+            if args and not (isinstance(args[0], Static) and isinstance(args[0].obj, str)):
+                args = _einsum_from_sublists(args, node)  # einsum(x, [0, 1], y, [1, 2], [0, 2])
             if not args or not isinstance(args[0], Static):
                 raise LoweringError(node, "the einsum subscripts must be a string literal")
             kwargs = {**kwargs, "subscripts": args.pop(0)}
@@ -826,12 +834,13 @@ class Lowering(ControlFlow, Containers, Views):
             elif param.name in kwargs:
                 given = kwargs.pop(param.name)
             elif param.default is not NO_DEFAULT:
+                if param.kind == "in":  # an optional array input: its default, as a constant
+                    inputs.append(self.as_value(Static(param.default)))
                 continue
             else:
                 raise LoweringError(node, f"`{op.name}` needs the argument `{param.name}`")
             if param.kind == "attr":
-                if isinstance(given, tuple) and all(isinstance(g, Static) for g in given):
-                    given = Static(tuple(g.obj for g in given))  # axis=(0, 2)
+                given = _static_tuple(given)  # axis=(0, 2), pad_width=((1, 0), (0, 2))
                 if not isinstance(given, Static):
                     raise LoweringError(
                         node,
@@ -1037,6 +1046,47 @@ def _is_literal(obj) -> bool:
     if isinstance(obj, tuple):
         return all(_is_literal(o) for o in obj)
     return False
+
+
+def _einsum_from_sublists(args, node) -> list:
+    """``np.einsum(x, [0, 1], y, [1, 2], [0, 2])`` as ``np.einsum("ab,bc->ac", x, y)``."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def spec(sublist) -> str:
+        sublist = _static_tuple(sublist)
+        items = sublist.obj if isinstance(sublist, Static) else None
+        if not isinstance(items, (list, tuple)):
+            raise LoweringError(
+                node, "einsum's sublists must be lists of integers known when compiling"
+            )
+        out = []
+        for i in items:
+            if i is Ellipsis:
+                out.append("...")
+            elif isinstance(i, int) and 0 <= i < len(letters):
+                out.append(letters[i])
+            else:
+                raise LoweringError(node, f"einsum's sublists hold integers 0 to 51, not {i!r}")
+        return "".join(out)
+
+    operands, subs = list(args[0::2]), list(args[1::2])
+    output = None
+    if len(operands) > len(subs):  # an odd count: the last argument is the output sublist
+        output = spec(operands.pop())
+    if len(operands) != len(subs):
+        raise LoweringError(node, "einsum's sublist form alternates operands and sublists")
+    text = ",".join(spec(s) for s in subs) + ("" if output is None else "->" + output)
+    return [Static(text), *operands]
+
+
+def _static_tuple(given):
+    """A tuple (nested or not) of values known when compiling, as one `Static`."""
+    if not isinstance(given, tuple):
+        return given
+    items = [_static_tuple(g) for g in given]
+    if all(isinstance(i, Static) for i in items):
+        return Static(tuple(i.obj for i in items))
+    return given
 
 
 def _freeze(obj):

@@ -36,6 +36,32 @@ def _axes_from_varargs(args, kwargs):
     return [], {"axes": Static(tuple(a.obj for a in args)), **kwargs}
 
 
+def _clip_method(args, kwargs):
+    """``x.clip(0)``, ``x.clip(max=1)``: np.clip's `a_min`, `a_max`, a missing one None."""
+    from adcompiler.frontend.lower import Static
+
+    bounds = dict(zip(("min", "max"), args))
+    bounds.update({k: kwargs.pop(k) for k in ("min", "max") if k in kwargs})
+    none = Static(None)
+    return [bounds.get("min", none), bounds.get("max", none)], kwargs
+
+
+def _clip_function(args, kwargs):
+    """``np.clip(x, min=0)`` (NumPy >= 2.1): `a_min`, `a_max`, the missing one None."""
+    from adcompiler.frontend.lower import Static
+
+    if "min" not in kwargs and "max" not in kwargs:
+        return args, kwargs
+    kwargs = dict(kwargs)
+    for name in ("min", "max"):
+        kwargs[f"a_{name}"] = kwargs.pop(name, Static(None))
+    return args, kwargs
+
+
+# Functions whose keywords have other names too: ``function: adapt(args, kwargs)``
+FUNCTIONS = {np.clip: _clip_function}
+
+
 METHODS = {
     "sum": (np.sum, _same),
     "mean": (np.mean, _same),
@@ -44,7 +70,10 @@ METHODS = {
     "min": (np.min, _same),
     "dot": (np.dot, _same),
     "cumsum": (np.cumsum, _same),
-    "clip": (np.clip, _same),
+    "cumprod": (np.cumprod, _same),
+    "var": (np.var, _same),
+    "std": (np.std, _same),
+    "clip": (np.clip, _clip_method),
     "trace": (np.trace, _same),
     "repeat": (np.repeat, _same),
     "squeeze": (np.squeeze, _same),

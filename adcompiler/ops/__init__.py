@@ -5,8 +5,11 @@ from adcompiler.ops import (  # noqa: F401 - registers the operators
     calls,
     control,
     guards,
+    linalg,
     mutation,
+    numpy_math,
     numpy_ops,
+    scipy_special,
     shapes,
     structure,
 )

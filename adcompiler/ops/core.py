@@ -147,6 +147,26 @@ def register(op: Op, *keys: Any) -> Op:
     return op
 
 
+# Functions that return a tuple of arrays (``w, V = np.linalg.eigh(a)``): the frontend
+# binds the call to each operator listed here, with the same arguments, and the call's
+# value is the tuple of their results. Each operator is an ordinary one-output operator
+# with its own rules; dead-code elimination drops the parts a function does not use.
+MULTI: dict[Any, tuple[Op, ...]] = {}
+
+
+def register_multi(fn: Any, *parts: Op) -> None:
+    """Register `fn`, whose result is a tuple, as the tuple of `parts`' results."""
+    MULTI[_key(fn)] = parts
+
+
+def multi(obj: Any) -> tuple[Op, ...] | None:
+    """The operators that make up the tuple `obj` returns, if it is registered so."""
+    try:
+        return MULTI.get(_key(obj))
+    except TypeError:  # unhashable
+        return None
+
+
 def lookup(obj: Any) -> Op | None:
     """The operator registered for a Python object, or None."""
     try:

@@ -261,7 +261,8 @@ def _clip_masks(x, lo, hi):
     return take_x, take_lo, take_hi
 
 
-defop("clip", np.clip, "x, lo, hi", broadcasts=True)
+# NumPy's names (its keywords min=, max= are these: adcompiler/frontend/methods.py)
+defop("clip", np.clip, "a, a_min, a_max", broadcasts=True)
 adjoint(np.clip)(
     lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
 )
