@@ -29,7 +29,7 @@ DIFFERENTIABLE = """
     sum prod mean var std max min amax amin ptp nansum nanmax nanmin nanmean cumsum cumprod
     diff trace take take_along_axis
     dot vdot inner outer matmul tensordot einsum kron cross vecdot matvec vecmat
-    tril triu roll pad sort tile repeat copy
+    tril triu roll pad sort tile repeat copy full full_like arange asarray asanyarray
     concatenate concat stack hstack vstack column_stack row_stack dstack append
     cumulative_sum cumulative_prod
     reshape ravel squeeze expand_dims broadcast_to transpose permute_dims swapaxes
@@ -110,7 +110,7 @@ PENDING = {
 NOT_DIFFERENTIABLE = """
     ceil floor rint trunc fix sign spacing heaviside floor_divide signbit isnan isinf isfinite
     equal not_equal less less_equal greater greater_equal logical_and logical_or logical_not
-    argmax argmin argsort zeros ones full zeros_like ones_like full_like eye arange round
+    argmax argmin argsort zeros ones zeros_like ones_like eye round
     linalg.matrix_rank
 """.split()
 

@@ -638,8 +638,9 @@ class Lowering(ControlFlow, Containers, Views):
         return self.call(fn, [base, *args], kwargs, node)
 
     def call(self, fn, args, kwargs, node):
-        if fn is np.asarray and not kwargs.keys() - {"dtype"}:
-            fn = np.array  # the same, for what can be differentiated (no copy is written)
+        if fn is np.asarray and args and isinstance(args[0], tuple):
+            if not kwargs.keys() - {"dtype"}:  # a list literal: a new array, as np.array's
+                fn = np.array  # (of an array, np.asarray is the array itself: a view op)
         if fn is np.array and len(args) == 1 and isinstance(args[0], tuple):
             if not kwargs:
                 return self.pack(args[0], node)
