@@ -25,7 +25,7 @@ import numpy as np
 from adcompiler import depends, diskcache, specialize
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
-from adcompiler.errors import DifferentiationTypeError, WrtError
+from adcompiler.errors import DifferentiationTypeError, UnsupportedSyntaxError, WrtError
 from adcompiler.frontend import lower_function
 from adcompiler.load import load
 from adcompiler.reverse import reverse
@@ -40,9 +40,25 @@ def _transform(kind: str, via: str = "compiled"):
     def public(f: Callable | None = None, wrt: Any = None) -> Callable:
         if f is None:
             return functools.partial(public, wrt=wrt)
-        return globals()[via](f, kind, wrt)
+        return _entry(via, f, kind, wrt)
 
-    return public
+    def public_aux(f: Callable | None = None, wrt: Any = None, *, has_aux: bool = False):
+        if f is None:
+            return functools.partial(public_aux, wrt=wrt, has_aux=has_aux)
+        return _entry(via, f, f"{kind}+aux" if has_aux else kind, wrt)
+
+    return public_aux if kind in ("grad", "value_and_grad") else public
+
+
+def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
+    """`compiled` or `compiled_forward` for `f`; a `functools.partial`, a bound method or
+    a lambda go through adcompiler.pytree.bound (their arguments bound around the
+    generated function of the underlying function)."""
+    from adcompiler import pytree
+
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return pytree.bound(via, f, kind, wrt)
+    return globals()[via](f, kind, wrt)
 
 
 grad = _transform("grad")
@@ -73,10 +89,15 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
         return _build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
+    if kind.split("+")[0] in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
         g = Structured(f, kind, wrt)
     else:
-        g = _guarded(lambda: _build(f, kind, wrt))
+
+        def make():
+            return _build(f, kind, wrt)
+
+        make.recipe = ("compiled", f, kind, wrt)  # what a pickled `g` is rebuilt from
+        g = _guarded(make)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -97,20 +118,29 @@ class Structured:
         self.versions: dict = {}
         self.latest: Callable | None = None
         functools.update_wrapper(self, f)
-        self.__name__ = f"{f.__name__}_{kind}"
+        self.__name__ = f"{_python_name(f)}_{kind.removesuffix('+aux')}"
 
     def __call__(self, *args, **kwargs):
-        from adcompiler.frontend.lower import structure_of
+        from adcompiler import pytree
 
         values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
-        key = tuple(structure_of(v) for v in values)
-        g = self.versions.get(key)
+        key = tuple(pytree.structure_of(v) for v in values)
+        others = pytree.other_records(self.names, self.indices, args, kwargs)
+        full = (key, "records", others) if others else key
+        g = self.versions.get(full)
         if g is None:
             structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
+            structures.update(others)
             g = self.build(structures or None)
-            self.versions[key] = g
+            self.versions[full] = g
         self.latest = g
+        if others or any(pytree.has_records(s) for s in key):
+            return pytree.call_with_records(self, g, key, others, values, args, kwargs)
         return g(*args, **kwargs)
+
+    def __reduce__(self):  # pickled by reference: rebuilt (or loaded from disk) on load
+        via = "compiled_forward" if isinstance(self, ForwardStructured) else "compiled"
+        return (_rebuilt, (via, self.f, self.kind, self.wrt))
 
     def build(self, structures: dict | None) -> Callable:
         return _guarded(lambda: _build(self.f, self.kind, self.wrt, structures))
@@ -124,7 +154,7 @@ class Structured:
         return self.versions[key]
 
     def __getattr__(self, name: str):  # anything else: as the version for arrays
-        if name in ("f", "versions", "flat", "build") or name.startswith("__"):
+        if name in ("f", "versions", "flat", "build", "latest") or name.startswith("__"):
             if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__",
                             "__adcompiler_refresh__"):  # fmt: skip
                 raise AttributeError(name)
@@ -160,6 +190,8 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
     items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
     names = {params[w] if isinstance(w, int) and w < len(params) else w for w in items}
     ops = list(dis.get_instructions(code))
+    if _reads_attributes(ops, params):
+        return True
     zipping = False
     for i, ins in enumerate(ops):
         if ins.opname == "LOAD_GLOBAL" and str(ins.argval) in ("zip", "enumerate"):
@@ -188,6 +220,26 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
         ):
             return True
     return False
+
+
+def _reads_attributes(ops: list, params: list) -> bool:
+    """True if the bytecode reads an attribute of an argument that an array does not have
+    (`params.W`, `self.forward(x)`): the argument may be a record (adcompiler.pytree)."""
+    from adcompiler.frontend import methods
+    from adcompiler.ops.structure import ATTRIBUTES
+
+    known = {"T", *ATTRIBUTES, *methods.METHODS}
+    for ins, after in zip(ops, ops[1:]):
+        if ins.opname == "LOAD_FAST" and ins.argval in params:
+            if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:
+                return True
+    return False
+
+
+def _rebuilt(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
+    """A pickled generated function, in the process that loads it: the same transform of
+    the same function (from the memory or disk cache, or generated again)."""
+    return _entry(via, f, kind, wrt)
 
 
 def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
@@ -251,6 +303,17 @@ class _Guard:
 
     _holds: Callable[[], bool]
     _make: tuple
+
+    def __reduce__(self):
+        """Pickled by reference to the function and the options: the process that loads
+        it makes the same transform (from its caches, or generating it)."""
+        recipe = getattr(self._make[0], "recipe", None)
+        if recipe is None:
+            raise TypeError(
+                f"{getattr(self, '__name__', 'this function')} cannot be pickled: it is not "
+                f"the result of an adcompiler transform called on a function"
+            )
+        return (_rebuilt, recipe)
 
     def __adcompiler_refresh__(self) -> depends.Depends:
         """Regenerate if a fact no longer holds; the facts (what transforms of this
@@ -399,31 +462,39 @@ def _generate(
     else:
         primal = primal_ir(f, functions=functions)  # a generated function's IR: grad of grad
     indices, single = resolve_wrt(f, primal, wrt)
-    if kind in ("grad", "value_and_grad") and primal.returns_tuple:
+    kind, aux = kind.removesuffix("+aux"), kind.endswith("+aux")
+    if aux:
+        _check_aux(f, primal)
+    elif kind in ("grad", "value_and_grad") and primal.returns_tuple:
         raise DifferentiationTypeError(
             f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
-            f"use ad.vjp for several outputs"
+            f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
         )
     cotangent = "param" if kind == "vjp" else "one"
     wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
     adjoint = _ir.verify(
-        reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad")
+        reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad" or aux)
     )
-    offset = 0 if kind == "grad" else len(primal.results)
+    offset = 0 if kind == "grad" and not aux else len(primal.results)
     shifted = _shift(grads, offset)
     if kind == "grad":
-        tree = shifted
+        tree = (shifted, 1) if aux else shifted  # JAX's order: (gradient, aux)
     elif kind == "value_and_grad":
-        tree = (0, shifted)
+        tree = ((0, 1), shifted) if aux else (0, shifted)
     else:
         value = tuple(range(len(primal.results))) if primal.returns_tuple else 0
         tree = (value, shifted)
+        if primal.returns_tuple:  # one cotangent, shaped like the output (a tuple)
+            adjoint = _tangents_as_one_parameter(
+                adjoint, len(primal.params), kind, value, name="cotangent"
+            )
     names = [primal.params[i].hint for i in indices]
     doc = (
-        f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
-        f"Generated by adcompiler from {primal.source_file}:{f.__code__.co_firstlineno}."
+        f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}"
+        f"{' (and its aux output)' if aux else ''}.\n\n"
+        f"Generated by adcompiler from {primal.source_file}{_first_line(f)}."
     )
-    g = _loaded(adjoint, f"{f.__name__}_{kind}", doc, tree, _defaults_for(f, kind),
+    g = _loaded(adjoint, f"{_python_name(f)}_{kind}", doc, tree, _defaults_for(f, kind),
                 f.__kwdefaults__)  # fmt: skip
     if g.__adcompiler_emitted__.callees and functions:  # what transforms of it start from
         g.__adcompiler_rebuild_inline__ = lambda: _generate(
@@ -431,6 +502,22 @@ def _generate(
         )
     g.__wrapped_primal__ = f
     return g
+
+
+def _check_aux(f: Callable, primal: _ir.Function) -> None:
+    """has_aux=True: `f` must return a pair ``(scalar loss, aux)``."""
+    if not primal.returns_tuple or len(primal.results) != 2:
+        got = f"{len(primal.results)} values" if primal.returns_tuple else "one value"
+        raise DifferentiationTypeError(
+            f"has_aux=True needs {f.__name__} to return a pair `return loss, aux`, but it "
+            f"returns {got}; put several aux values in a tuple: `return loss, (a, b)`"
+        )
+
+
+def _python_name(f: Callable) -> str:
+    """f's name as a Python identifier (a lambda's `<lambda>` is `lambda_`)."""
+    name = f.__name__
+    return name if name.isidentifier() else re.sub(r"\W", "", name) + "_"
 
 
 def _callees(fn: _ir.Function) -> list:
@@ -457,6 +544,12 @@ def _wrt_leaves(primal: _ir.Function, indices: list[int], single: bool, structur
             values.append(leaves)
             return len(values) - 1
         kind, items = structure
+        if kind in ("namedtuple", "object"):  # a dict of the gradients of its arrays
+            return {
+                k: tree_of(leaves.fields[k], sub)
+                for k, sub in items[1]
+                if sub is None or sub[0] != "static"
+            }
         if kind == "dict":
             return {k: tree_of(leaves[k], sub) for k, sub in items}
         subtrees = [tree_of(leaf, sub) for leaf, sub in zip(leaves, items)]
@@ -522,8 +615,8 @@ def source(g: Callable, generic: bool = False) -> str:
     generated for the helpers it calls (if any): the version that ran last (specialized
     on its arguments' shapes from the second call on), or with `generic=True` the one
     for any shapes (what the first call runs and the CLI writes)."""
+    g = _version_shown(g)
     if generic:
-        g = (g.latest or g.flat) if isinstance(g, Structured) else g
         g = getattr(g, "generic", g)
     text = getattr(g, "__adcompiler_source__", None)
     if text is None:
@@ -538,8 +631,31 @@ def source(g: Callable, generic: bool = False) -> str:
     return text
 
 
+def _version_shown(g: Callable) -> Callable:
+    """What `source` and `ir` show of a generated function: for one whose code depends on
+    the structure of its arguments (`Structured`), the version that ran last; before a
+    first call, the version for array arguments, if the function can take arrays."""
+    from adcompiler import pytree
+
+    if isinstance(g, pytree.Bound):
+        g = g.generated
+    if not isinstance(g, Structured):
+        return g
+    if g.latest is not None:
+        return g.latest
+    try:
+        return g.flat
+    except UnsupportedSyntaxError as err:
+        raise TypeError(
+            f"the code of {g.__name__} depends on the structure of its arguments (the keys "
+            f"of a dict, the attributes of an object): call it once, then ad.source and "
+            f"ad.ir show the version that ran (for arrays alone: {err.diagnostics[0].message})"
+        ) from None
+
+
 def _generated_ir(f: Callable):
     """The IR a generated function came from (rebuilt if it was loaded from disk)."""
+    f = _version_shown(f)
     depends.replay(depends.of(f))  # a transform of it relies on what it relies on
     fn = getattr(f, "__adcompiler_ir__", None)
     if fn is None and hasattr(f, "__adcompiler_rebuild__"):
@@ -664,7 +780,13 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
     if _may_be_structured(f, wrt):
         g = ForwardStructured(f, kind, wrt)
     else:
-        g = _guarded(lambda: build(f, kind, wrt))
+
+        def make():
+            return build(f, kind, wrt)
+
+        if build is _build_forward:
+            make.recipe = ("compiled_forward", f, kind, wrt)
+        g = _guarded(make)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -710,7 +832,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
         f"Generated by adcompiler from {primal.source_file}"
         f"{_first_line(f)}."
     )
-    g = _loaded(fn, f"{f.__name__}_{kind}", doc, tree, None, getattr(f, "__kwdefaults__", None))
+    g = _loaded(fn, f"{_python_name(f)}_{kind}", doc, tree, None,
+                getattr(f, "__kwdefaults__", None))  # fmt: skip
     g.__wrapped_primal__ = f
     return g
 
@@ -727,7 +850,7 @@ def _first_line(f: Callable) -> str:
 
 
 def _tangents_as_one_parameter(
-    fn: _ir.Function, n_params: int, kind: str, tree: Any
+    fn: _ir.Function, n_params: int, kind: str, tree: Any, name: str | None = None
 ) -> _ir.Function:
     """Replace the trailing tangent parameters by one parameter with the structure `tree`
     (a tuple for a tuple `wrt`, a dict for a dict argument), that they are read from:
@@ -736,7 +859,7 @@ def _tangents_as_one_parameter(
 
     tangents = fn.params[n_params:]
     taken = {p.hint for p in fn.params[:n_params]}
-    name = "v" if kind == "hvp" else "tangent"
+    name = name or ("v" if kind == "hvp" else "tangent")
     while name in taken:
         name += "_"
     packed = _ir.Value(name)

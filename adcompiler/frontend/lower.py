@@ -33,6 +33,7 @@ from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
+from adcompiler.frontend.records import RECORDS, Records
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
@@ -177,7 +178,7 @@ def structure_of(value):
     return None
 
 
-class Lowering(ControlFlow, Containers):
+class Lowering(ControlFlow, Containers, Records):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
@@ -403,6 +404,8 @@ class Lowering(ControlFlow, Containers):
         if structure is None:
             return value
         kind, items = structure
+        if kind in ("namedtuple", "object"):
+            return self.unpack_record(value, name, structure)
         if kind == "dict":
             out = {}
             for key, sub in items:
@@ -526,6 +529,8 @@ class Lowering(ControlFlow, Containers):
 
     def expr_Attribute(self, node):  # noqa: N802
         base = self.expr(node.value)
+        if isinstance(base, RECORDS):
+            return self.record_attribute(base, node.attr, node)
         if isinstance(base, Static):
             try:
                 return _derived(base, "attr", node.attr, getattr(base.obj, node.attr))
@@ -546,6 +551,9 @@ class Lowering(ControlFlow, Containers):
     def expr_Subscript(self, node):  # noqa: N802
         base = self.expr(node.value)
         index = self.index(node.slice)
+        if isinstance(base, RECORDS[0]):
+            raise LoweringError(node, f"a {base.cls.__name__} argument cannot be indexed",
+                                "read its attributes: `obj.W`")  # fmt: skip
         if isinstance(base, dict):
             return self.dict_get(base, index, node)
         if isinstance(base, tuple):
@@ -603,6 +611,8 @@ class Lowering(ControlFlow, Containers):
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
         if isinstance(node.func, gast.Attribute):
             base = self.expr(node.func.value)
+            if isinstance(base, RECORDS):
+                return self.record_method(base, node.func.attr, args, kwargs, node)
             if isinstance(base, dict):
                 return self.dict_method(base, node.func.attr, args, node)
             if not isinstance(base, Static):
