@@ -186,7 +186,9 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
     free = [n for n in names[len(args):] if n not in kwargs]
-    described = f"{func.__name__} with {len(args)} positional and {len(kwargs)} keyword arguments bound"
+    described = (
+        f"{func.__name__} with {len(args)} positional and {len(kwargs)} keyword arguments bound"
+    )
 
     def name_of(item):
         if isinstance(item, str):

@@ -33,8 +33,8 @@ from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
-from adcompiler.frontend.records import RECORDS, Records
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
+from adcompiler.frontend.records import RECORDS, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
