@@ -185,7 +185,7 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
         for p in inspect.signature(func).parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
-    free = [n for n in names[len(args):] if n not in kwargs]
+    free = [n for n in names[len(args) :] if n not in kwargs]
     described = (
         f"{func.__name__} with {len(args)} positional and {len(kwargs)} keyword arguments bound"
     )
@@ -232,7 +232,7 @@ class Bound:
 
     def __call__(self, *args, **kwargs):
         head = args[: len(args) - self.trailing]
-        tail = args[len(args) - self.trailing:]
+        tail = args[len(args) - self.trailing :]
         call = self.signature.bind(*self.args, *head, **{**self.kwargs, **kwargs})
         return self.generated(*call.args, *tail, **call.kwargs)
 
