@@ -176,9 +176,12 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
 
     func, args, kwargs = unbind(f)
     if not inspect.isfunction(func):
-        raise TypeError(
-            f"adcompiler differentiates Python functions; {type(f).__name__} binds a "
-            f"{type(func).__name__} ({getattr(func, '__qualname__', '?')})"
+        from adcompiler.errors import SourceUnavailableError
+
+        raise SourceUnavailableError(
+            f"adcompiler differentiates Python functions written with `def` or `lambda`; this "
+            f"{type(f).__name__} binds {getattr(func, '__qualname__', type(func).__name__)!r}, "
+            f"of type {type(func).__name__} (wrap it in a def, or register a rule for it)"
         )
     names = [
         p.name
@@ -305,3 +308,42 @@ def call_with_records(wrapper, g, key: tuple, others: tuple, values: list, args,
     out = g(*args, **kwargs)
     single = not isinstance(wrapper.wrt, (tuple, list))
     return rebuild_result(kind, single, out, list(key), values)
+
+
+# ---------------------------------------------------------------------------
+# Leaves (for check_grad)
+# ---------------------------------------------------------------------------
+
+
+def leaves(value) -> list:
+    """The arrays and numbers of a pytree, in order (a record's constants left out)."""
+    out: list = []
+    map_leaves(value, lambda leaf: out.append(leaf) or leaf)
+    return out
+
+
+def map_leaves(value, fn: Callable):
+    """A copy of `value` (same types) with each leaf replaced by ``fn(leaf)``, in the order
+    of `leaves`."""
+    return _map(value, structure_of(value), fn)
+
+
+def _map(value, structure, fn):
+    if structure is None:
+        return fn(value)
+    kind, items = structure
+    if kind == "static":
+        return value
+    if kind in ("namedtuple", "object"):
+        fields = value._asdict() if kind == "namedtuple" else vars(value)
+        changes = {k: _map(fields[k], sub, fn) for k, sub in items[1]}
+        if kind == "namedtuple":
+            return value._replace(**changes)
+        out = copy.copy(value)
+        for k, v in changes.items():
+            object.__setattr__(out, k, v)
+        return out
+    if kind == "dict":
+        return {k: _map(value[k], sub, fn) for k, sub in items}
+    out = [_map(v, sub, fn) for v, sub in zip(value, items)]
+    return out if kind == "list" else tuple(out)
