@@ -38,11 +38,15 @@ def is_record(value) -> bool:
         return True
     if isinstance(value, (*_LEAVES, *_CONSTANTS, dict, list, tuple, type)):
         return False
-    if callable(value) and not hasattr(type(value), "__dict__"):
-        return False
     if inspect.ismodule(value) or inspect.isroutine(value):
         return False
+    if type(value).__module__.partition(".")[0] in _LIBRARIES:  # np.tanh (a ufunc), ...
+        return False
     return hasattr(value, "__dict__")
+
+
+# objects of these packages are never records: constants of the compiled code
+_LIBRARIES = {"numpy", "scipy", "builtins", "functools", "types", "collections", "adcompiler"}
 
 
 def structure_of(value, in_record: bool = False):
@@ -111,8 +115,9 @@ def rebuild(grad, structure, original):
         return grad
     kind, items = structure
     if kind in ("namedtuple", "object"):
+        fields = original._asdict() if kind == "namedtuple" else vars(original)
         changes = {
-            k: rebuild(grad[k], sub, getattr(original, k))
+            k: rebuild(grad[k], sub, fields[k])
             for k, sub in items[1]
             if sub is None or sub[0] != "static"
         }
@@ -120,7 +125,7 @@ def rebuild(grad, structure, original):
             return original._replace(**changes)
         out = copy.copy(original)
         for k, v in changes.items():
-            object.__setattr__(out, k, v)  # (a frozen dataclass too)
+            vars(out)[k] = v  # (a frozen dataclass too; never through a property)
         return out
     if kind == "dict":
         return {k: rebuild(grad[k], sub, original[k]) for k, sub in items}
@@ -341,7 +346,7 @@ def _map(value, structure, fn):
             return value._replace(**changes)
         out = copy.copy(value)
         for k, v in changes.items():
-            object.__setattr__(out, k, v)
+            vars(out)[k] = v
         return out
     if kind == "dict":
         return {k: _map(value[k], sub, fn) for k, sub in items}

@@ -472,3 +472,40 @@ def test_ir_and_source_of_structured_gradients():
         ad.ir(h)
     h(params(), x)
     assert "%W = getitem(%q)" in ad.ir(h)
+
+
+class Shadowed:
+    """A property of the same name as an attribute in __dict__: the property wins."""
+
+    def __init__(self, W):
+        self._W = W
+        self.__dict__["W"] = np.zeros_like(W)  # not what `obj.W` reads
+        self.act = np.tanh  # a function held in an attribute: a constant
+
+    @property
+    def W(self):
+        return 2.0 * self._W
+
+
+class Custom:
+    def __init__(self, W):
+        self.W = W
+
+    def __getattribute__(self, name):
+        return object.__getattribute__(self, name)
+
+
+def shadowed_loss(obj, x):
+    return np.sum(obj.act(x @ obj.W))
+
+
+def test_attribute_lookup_follows_python():
+    x = rng.normal(size=(4, 3))
+    obj = Shadowed(rng.normal(size=(3, 2)))
+    for _ in range(3):
+        g = ad.grad(shadowed_loss)(obj, x)
+        assert isinstance(g, Shadowed) and g.act is np.tanh
+        assert_tree_close(g, fd(shadowed_loss, (obj, x), 0))
+        assert np.all(g.__dict__["W"] == 0.0) and np.any(g._W != 0.0)
+    with pytest.raises(ad.UnsupportedSyntaxError, match="defines __getattribute__"):
+        ad.grad(shadowed_loss)(Custom(np.ones((3, 2))), x)

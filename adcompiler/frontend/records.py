@@ -66,11 +66,14 @@ class Records:
         the class."""
         from adcompiler.frontend.lower import LoweringError, Static
 
-        if attr in record.fields:
+        if isinstance(record, NamedRecord) and attr in record.fields:
             return record.fields[attr]
+        _check_plain_lookup(record, attr, node)
         found = _class_attribute(record.cls, attr)
         if isinstance(found, property) and isinstance(found.fget, types.FunctionType):
-            return self.call(found.fget, [record], {}, node)
+            return self.call(found.fget, [record], {}, node)  # (it wins over __dict__)
+        if attr in record.fields:
+            return record.fields[attr]
         if isinstance(found, (int, float, str, bool, tuple, type(None))):
             return Static(found)
         what = type(record.cls).__name__ if found is _MISSING else type(found).__name__
@@ -83,10 +86,14 @@ class Records:
 
     def record_method(self, record, attr: str, args, kwargs, node):
         """``record.method(...)``: the class's function, inlined with the record as self."""
-        from adcompiler.frontend.lower import LoweringError
+        from adcompiler.frontend.lower import LoweringError, Static
 
+        _check_plain_lookup(record, attr, node)
         found = _class_attribute(record.cls, attr)
-        if attr in record.fields:
+        if attr in record.fields and not _is_data_descriptor(found):
+            value = record.fields[attr]
+            if isinstance(value, Static):  # a function held in an attribute: self.act(h)
+                return self.call(value.obj, args, kwargs, node)
             raise LoweringError(
                 node, f"calling the attribute `.{attr}` of a {record.cls.__name__} argument "
                 "is not supported", "call a method of its class",
@@ -104,6 +111,34 @@ class Records:
 
 
 _MISSING = object()
+
+
+def _is_data_descriptor(found) -> bool:
+    return found is not _MISSING and (
+        hasattr(type(found), "__set__") or hasattr(type(found), "__delete__")
+    )
+
+
+def _check_plain_lookup(record, attr: str, node) -> None:
+    """Refuse what would make `record.attr` mean something else than its field: a class
+    that customizes attribute access, or a descriptor (other than a property) of that
+    name in the class."""
+    from adcompiler.frontend.lower import LoweringError
+
+    cls = record.cls
+    plain = (object.__getattribute__, tuple.__getattribute__)
+    custom = cls.__getattribute__ not in plain
+    found = _class_attribute(cls, attr)
+    if isinstance(record, NamedRecord) and attr in record.fields:
+        found = _MISSING  # the NamedTuple's own field accessor
+    if custom or (_is_data_descriptor(found) and not isinstance(found, property)):
+        why = "defines __getattribute__" if custom else f"has a {type(found).__name__} `{attr}`"
+        raise LoweringError(
+            node,
+            f"`.{attr}` of a {cls.__name__} argument: the class {why}, so the attribute may "
+            f"not be the value stored in the object",
+            "pass the arrays in a dict, a NamedTuple or a dataclass",
+        )
 
 
 def _class_attribute(cls: type, attr: str):
