@@ -465,11 +465,13 @@ def _generate(
     kind, aux = kind.removesuffix("+aux"), kind.endswith("+aux")
     if aux:
         _check_aux(f, primal)
-    elif kind in ("grad", "value_and_grad") and primal.returns_tuple:
-        raise DifferentiationTypeError(
-            f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
-            f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
-        )
+    else:
+        _check_no_dict_returned(f, primal, kind)
+        if kind in ("grad", "value_and_grad") and primal.returns_tuple:
+            raise DifferentiationTypeError(
+                f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
+                f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
+            )
     cotangent = "param" if kind == "vjp" else "one"
     wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
     adjoint = _ir.verify(
@@ -477,10 +479,11 @@ def _generate(
     )
     offset = 0 if kind == "grad" and not aux else len(primal.results)
     shifted = _shift(grads, offset)
+    returned = primal.result_tree if primal.result_tree is not None else (0, 1)
     if kind == "grad":
-        tree = (shifted, 1) if aux else shifted  # JAX's order: (gradient, aux)
+        tree = (shifted, returned[1]) if aux else shifted  # JAX's order: (gradient, aux)
     elif kind == "value_and_grad":
-        tree = ((0, 1), shifted) if aux else (0, shifted)
+        tree = (returned, shifted) if aux else (0, shifted)
     else:
         value = tuple(range(len(primal.results))) if primal.returns_tuple else 0
         tree = (value, shifted)
@@ -505,12 +508,29 @@ def _generate(
 
 
 def _check_aux(f: Callable, primal: _ir.Function) -> None:
-    """has_aux=True: `f` must return a pair ``(scalar loss, aux)``."""
-    if not primal.returns_tuple or len(primal.results) != 2:
+    """has_aux=True: `f` must return a pair ``(scalar loss, aux)`` (aux: anything that can
+    be returned, dicts too)."""
+    returned = primal.result_tree
+    if returned is not None:
+        pair = isinstance(returned, tuple) and len(returned) == 2 and returned[0] == 0
+    else:
+        pair = primal.returns_tuple and len(primal.results) == 2
+    if not pair:
         got = f"{len(primal.results)} values" if primal.returns_tuple else "one value"
+        if isinstance(returned, tuple):
+            got = f"{len(returned)} values"
         raise DifferentiationTypeError(
             f"has_aux=True needs {f.__name__} to return a pair `return loss, aux`, but it "
             f"returns {got}; put several aux values in a tuple: `return loss, (a, b)`"
+        )
+
+
+def _check_no_dict_returned(f: Callable, primal: _ir.Function, kind: str) -> None:
+    """A dict in what `f` returns is supported as the aux output of has_aux=True only."""
+    if primal.result_tree is not None:
+        raise DifferentiationTypeError(
+            f"{kind} of {f.__name__}: it returns a dict; only the aux output of "
+            f"has_aux=True may hold dicts (`return loss, {{'acc': acc}}`); return a tuple"
         )
 
 
@@ -809,6 +829,7 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
     else:
         primal = primal_ir(f, for_reverse=False)
     indices, single = resolve_wrt(f, primal, wrt)
+    _check_no_dict_returned(f, primal, kind)
     wrt_values, tangent_tree = _wrt_leaves(primal, indices, single, structures or {})
     n_out = len(primal.results)
     if kind == "hvp":

@@ -509,3 +509,25 @@ def test_attribute_lookup_follows_python():
         assert np.all(g.__dict__["W"] == 0.0) and np.any(g._W != 0.0)
     with pytest.raises(ad.UnsupportedSyntaxError, match="defines __getattribute__"):
         ad.grad(shadowed_loss)(Custom(np.ones((3, 2))), x)
+
+
+def loss_metrics(w, x):
+    pred = np.tanh(x @ w)
+    return np.sum(pred**2), {"pred": pred, "steps": 3, "parts": (pred[0], np.max(pred))}
+
+
+def test_has_aux_returns_a_dict_of_metrics():
+    w, x = rng.normal(size=(3, 2)), rng.normal(size=(4, 3))
+    expected = numerical_grad(lambda w: loss_metrics(w, x)[0], [w], 0, EPS)
+    for _ in range(3):
+        g, metrics = ad.grad(loss_metrics, has_aux=True)(w, x)
+        np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-8)
+        assert metrics["steps"] == 3 and set(metrics) == {"pred", "steps", "parts"}
+        np.testing.assert_allclose(metrics["parts"][0], np.tanh(x @ w)[0])
+        (value, metrics), g = ad.value_and_grad(loss_metrics, has_aux=True)(w, x)
+        assert value == pytest.approx(loss_metrics(w, x)[0])
+        np.testing.assert_allclose(metrics["pred"], np.tanh(x @ w))
+    with pytest.raises(DifferentiationTypeError, match="only the aux output of has_aux"):
+        ad.vjp(loss_metrics)
+    with pytest.raises(DifferentiationTypeError, match="only the aux output of has_aux"):
+        ad.jvp(loss_metrics)

@@ -162,10 +162,28 @@ def _lower(fn, parsed: ParsedSource, structures: dict | None, functions: bool) -
         source_file=parsed.file,
         doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
         returns_tuple=returns_tuple,
+        result_tree=getattr(lowering, "result_tree", None),
     )
     out.leaves = leaves
     out.kwonly = len(parsed.tree.args.kwonlyargs)
     return out
+
+
+def _holds_dict(value) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, tuple) and any(_holds_dict(v) for v in value)
+
+
+def _flatten_returned(value, leaves: list):
+    """A returned tuple holding dicts: the indices of its leaves (appended to `leaves`),
+    nested as returned (`Function.result_tree`); a tuple without dicts stays one value."""
+    if isinstance(value, dict):
+        return {k: _flatten_returned(v, leaves) for k, v in value.items()}
+    if isinstance(value, tuple) and _holds_dict(value):
+        return tuple(_flatten_returned(v, leaves) for v in value)
+    leaves.append(value)
+    return len(leaves) - 1
 
 
 def structure_of(value):
@@ -229,6 +247,10 @@ class Lowering(ControlFlow, Containers, Records):
                 LoweringError(self.parsed.tree, "not every path returns a value", "add `return`")
             )
             return [], False
+        if isinstance(result, tuple) and _holds_dict(result):  # return loss, {"acc": acc}
+            leaves: list = []
+            self.result_tree = _flatten_returned(result, leaves)
+            return [self.as_value(r) for r in leaves], True
         if isinstance(result, tuple):
             return [self.as_value(r) for r in result], True
         return [self.as_value(result)], False
