@@ -56,7 +56,7 @@ def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
     generated function of the underlying function)."""
     from adcompiler import pytree
 
-    if isinstance(f, functools.partial) or inspect.ismethod(f):
+    if isinstance(f, (functools.partial, pytree.Bound)) or inspect.ismethod(f):
         return pytree.bound(via, f, kind, wrt)
     return globals()[via](f, kind, wrt)
 
@@ -123,6 +123,17 @@ class Structured:
     def __call__(self, *args, **kwargs):
         from adcompiler import pytree
 
+        g, key, others, values = self.version_for(args, kwargs)
+        self.latest = g
+        if others or any(pytree.has_records(s) for s in key):
+            return pytree.call_with_records(self, g, key, others, values, args, kwargs)
+        return g(*args, **kwargs)
+
+    def version_for(self, args: tuple, kwargs: dict):
+        """The version for these arguments (generated on first use), the structures of the
+        `wrt` arguments, the records among the others, and the `wrt` arguments."""
+        from adcompiler import pytree
+
         values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
         key = tuple(pytree.structure_of(v) for v in values)
         others = pytree.other_records(self.names, self.indices, args, kwargs)
@@ -133,10 +144,7 @@ class Structured:
             structures.update(others)
             g = self.build(structures or None)
             self.versions[full] = g
-        self.latest = g
-        if others or any(pytree.has_records(s) for s in key):
-            return pytree.call_with_records(self, g, key, others, values, args, kwargs)
-        return g(*args, **kwargs)
+        return g, key, others, values
 
     def __reduce__(self):  # pickled by reference: rebuilt (or loaded from disk) on load
         via = "compiled_forward" if isinstance(self, ForwardStructured) else "compiled"
@@ -669,7 +677,8 @@ def _version_shown(g: Callable) -> Callable:
         raise TypeError(
             f"the code of {g.__name__} depends on the structure of its arguments (the keys "
             f"of a dict, the attributes of an object): call it once, then ad.source and "
-            f"ad.ir show the version that ran (for arrays alone: {err.diagnostics[0].message})"
+            f"ad.ir show the version that ran, or give ad.ir example arguments: "
+            f"ad.ir(g, *args) (for arrays alone: {err.diagnostics[0].message})"
         ) from None
 
 
@@ -683,8 +692,19 @@ def _generated_ir(f: Callable):
     return fn
 
 
-def ir(f: Callable) -> str:
-    """The printed IR of `f` (or, for a generated function, of the gradient it computes)."""
+def ir(f: Callable, *example_args, **example_kwargs) -> str:
+    """The printed IR of `f` (or, for a generated function, of the gradient it computes).
+
+    For a gradient whose code depends on the structure of its arguments (a dict, a
+    NamedTuple, an object), the version for `example_args` if given (nothing runs), else
+    the version that ran last."""
+    from adcompiler import pytree
+
+    inner = f.generated if isinstance(f, pytree.Bound) else f
+    if (example_args or example_kwargs) and isinstance(inner, Structured):
+        if isinstance(f, pytree.Bound):
+            example_args, example_kwargs = f.bind_arguments(example_args, example_kwargs)
+        f = inner.version_for(example_args, example_kwargs)[0]
     fn = _generated_ir(f)
     return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
 

@@ -169,6 +169,9 @@ def unbind(f) -> tuple[Callable, tuple, dict]:
         elif inspect.ismethod(f):
             args = (f.__self__, *args)
             f = f.__func__
+        elif isinstance(f, Bound):  # a transform of a partial: the generated function's
+            args, kwargs = (*f.args, *args), {**f.kwargs, **kwargs}
+            f = f.generated
         else:
             return f, args, kwargs
 
@@ -180,7 +183,7 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
     from adcompiler import api
 
     func, args, kwargs = unbind(f)
-    if not inspect.isfunction(func):
+    if not inspect.isfunction(func) and not hasattr(func, "__adcompiler_source__"):
         from adcompiler.errors import SourceUnavailableError
 
         raise SourceUnavailableError(
@@ -239,13 +242,20 @@ class Bound:
         self.__doc__ = getattr(g, "__doc__", None)
 
     def __call__(self, *args, **kwargs):
+        args, kwargs = self.bind_arguments(args, kwargs)
+        return self.generated(*args, **kwargs)
+
+    def bind_arguments(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The arguments of the generated function: the bound ones, then these."""
         head = args[: len(args) - self.trailing]
         tail = args[len(args) - self.trailing :]
         call = self.signature.bind(*self.args, *head, **{**self.kwargs, **kwargs})
-        return self.generated(*call.args, *tail, **call.kwargs)
+        return (*call.args, *tail), call.kwargs
 
     def __getattr__(self, name: str):  # the source, the IR, ...: the generated function's
-        if name in ("generated", "func", "args", "kwargs", "signature", "trailing", "recipe"):
+        if name in ("generated", "func", "args", "kwargs", "signature", "trailing", "recipe") or (
+            name.startswith("__") and not name.startswith("__adcompiler") and name != "__code__"
+        ):
             raise AttributeError(name)
         return getattr(self.generated, name)
 

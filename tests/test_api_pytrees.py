@@ -531,3 +531,25 @@ def test_has_aux_returns_a_dict_of_metrics():
         ad.vjp(loss_metrics)
     with pytest.raises(DifferentiationTypeError, match="only the aux output of has_aux"):
         ad.jvp(loss_metrics)
+
+
+def test_transforms_of_a_partial_compose():
+    """hvp of a partial, and vjp of the gradient of a partial (grad of grad), against
+    central differences of the gradient."""
+    x, w, v = np.linspace(0.1, 1.0, 3), np.linspace(-1.0, 2.0, 3), np.array([0.3, -1.0, 2.0])
+    g = ad.grad(functools.partial(plain, x=x))
+    expected = (g(w + EPS * v) - g(w - EPS * v)) / (2 * EPS)
+    for _ in range(3):
+        np.testing.assert_allclose(ad.hvp(functools.partial(plain, x=x))(w, v), expected, 1e-6)
+        np.testing.assert_allclose(ad.vjp(g)(w, v)[1], expected, rtol=1e-6)
+
+
+def test_ir_of_a_record_gradient_from_example_arguments():
+    def record_loss(q, x):
+        return np.sum(x @ q.W + q.b)
+
+    p, (x, _) = params(), data()
+    text = ad.ir(ad.grad(record_loss), p, x)  # nothing runs
+    assert "%W = getitem(%q)" in text and "%b = getitem(%q)" in text
+    layer = Linear(p.W, p.b)
+    assert "%W = getitem(%self)" in ad.ir(ad.grad(layer.loss, wrt="self"), x, x[:, :2])
