@@ -45,10 +45,14 @@ def check_grad(
     Raises:
         AssertionError naming the argument and the worst element.
     """
+    import functools
     import inspect
 
+    from adcompiler import pytree
     from adcompiler.api import grad
 
+    if isinstance(f, functools.partial) or inspect.ismethod(f):  # all arguments passed
+        f, args, wrt = pytree.unbound_call(f, args, wrt)
     names = list(inspect.signature(f).parameters)
     single = not isinstance(wrt, (tuple, list))
     items = [0 if wrt is None else wrt] if single else list(wrt)

@@ -191,6 +191,15 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
             f"{type(f).__name__} binds {getattr(func, '__qualname__', type(func).__name__)!r}, "
             f"of type {type(func).__name__} (wrap it in a def, or register a rule for it)"
         )
+    inner_wrt = bound_wrt(func, args, kwargs, wrt)
+    inner = getattr(api, via)(func, kind, inner_wrt)
+    return Bound(inner, func, args, kwargs, kind.removesuffix("+aux"), (via, f, kind, wrt))
+
+
+def bound_wrt(func: Callable, args: tuple, kwargs: dict, wrt: Any):
+    """`wrt` for `func` called with `args` and `kwargs` bound before the caller's
+    arguments, as names: a position counts the arguments left to pass; the default is the
+    first of them."""
     names = [
         p.name
         for p in inspect.signature(func).parameters.values()
@@ -221,13 +230,22 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
     if wrt is None:
         if not free:
             raise WrtError(f"{described}: no argument is left to differentiate with respect to")
-        inner_wrt: Any = free[0]
-    elif isinstance(wrt, (tuple, list)):
-        inner_wrt = tuple(name_of(w) for w in wrt)
-    else:
-        inner_wrt = name_of(wrt)
-    inner = getattr(api, via)(func, kind, inner_wrt)
-    return Bound(inner, func, args, kwargs, kind.removesuffix("+aux"), (via, f, kind, wrt))
+        return free[0]
+    if isinstance(wrt, (tuple, list)):
+        return tuple(name_of(w) for w in wrt)
+    return name_of(wrt)
+
+
+def unbound_call(f, args, wrt) -> tuple[Callable, list, Any]:
+    """A partial or bound method called with `args`, as the function under it called with
+    all its arguments by position, and `wrt` by name (what check_grad differentiates)."""
+    func, bound_args, bound_kwargs = unbind(f)
+    names = bound_wrt(func, bound_args, bound_kwargs, wrt)
+    call = inspect.signature(func).bind(*bound_args, *args, **bound_kwargs)
+    call.apply_defaults()
+    if call.kwargs:
+        raise TypeError(f"check_grad: {func.__name__} has keyword-only arguments; bind them")
+    return func, list(call.args), names
 
 
 class Bound:

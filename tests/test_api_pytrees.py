@@ -553,3 +553,12 @@ def test_ir_of_a_record_gradient_from_example_arguments():
     assert "%W = getitem(%q)" in text and "%b = getitem(%q)" in text
     layer = Linear(p.W, p.b)
     assert "%W = getitem(%self)" in ad.ir(ad.grad(layer.loss, wrt="self"), x, x[:, :2])
+
+
+def test_check_grad_of_a_method_and_a_partial():
+    layer = Linear(rng.normal(size=(3, 2)), rng.normal(size=2))
+    x, y = data()
+    ad.check_grad(layer.loss, (x, y), wrt="self")
+    ad.check_grad(layer.loss, (x, y), wrt=("self", 0))
+    ad.check_grad(functools.partial(loss, x=x, y=y), (params(),))
+    ad.check_grad(functools.partial(loss, params()), (x, y), wrt=1)
