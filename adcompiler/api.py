@@ -198,7 +198,7 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
     items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
     names = {params[w] if isinstance(w, int) and w < len(params) else w for w in items}
     ops = list(dis.get_instructions(code))
-    if _reads_attributes(ops, params):
+    if _reads_attributes(ops, params) or _helpers_read_attributes(f):
         return True
     zipping = False
     for i, ins in enumerate(ops):
@@ -241,6 +241,39 @@ def _reads_attributes(ops: list, params: list) -> bool:
         if ins.opname == "LOAD_FAST" and ins.argval in params:
             if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:
                 return True
+    return False
+
+
+def _helpers_read_attributes(f: Callable, depth: int = 3) -> bool:
+    """True if a helper `f` calls (a module-level function or one in a closure cell, any
+    depth down to `depth`) reads an attribute of its arguments that arrays do not have:
+    an argument of `f` passed on to it may be a record."""
+    import dis
+    import types
+
+    code = getattr(f, "__code__", None)
+    if code is None or depth == 0:
+        return False
+    cells = dict(zip(code.co_freevars, getattr(f, "__closure__", None) or ()))
+    for ins in dis.get_instructions(code):
+        helper = None
+        if ins.opname == "LOAD_GLOBAL":
+            helper = getattr(f, "__globals__", {}).get(str(ins.argval))
+        elif ins.opname == "LOAD_DEREF" and ins.argval in cells:
+            try:
+                helper = cells[ins.argval].cell_contents
+            except ValueError:
+                continue
+        if not isinstance(helper, types.FunctionType) or helper is f:
+            continue
+        if (helper.__module__ or "").startswith(("numpy", "scipy", "adcompiler.")):
+            continue
+        hcode = helper.__code__
+        params = list(hcode.co_varnames[: hcode.co_argcount + hcode.co_kwonlyargcount])
+        if _reads_attributes(list(dis.get_instructions(hcode)), params):
+            return True
+        if _helpers_read_attributes(helper, depth - 1):
+            return True
     return False
 
 

@@ -562,3 +562,19 @@ def test_check_grad_of_a_method_and_a_partial():
     ad.check_grad(layer.loss, (x, y), wrt=("self", 0))
     ad.check_grad(functools.partial(loss, x=x, y=y), (params(),))
     ad.check_grad(functools.partial(loss, params()), (x, y), wrt=1)
+
+
+def _predict(params, x):
+    return np.tanh(x @ params.W + params.b)
+
+
+def passes_params_on(params, x, y):
+    return np.mean((_predict(params, x) - y) ** 2)
+
+
+def test_record_passed_on_to_a_helper():
+    p, (x, y) = params(), data()
+    for _ in range(3):
+        g = ad.grad(passes_params_on)(p, x, y)
+        assert isinstance(g, Params)
+        assert_tree_close(g, fd(passes_params_on, (p, x, y), 0))
