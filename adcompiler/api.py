@@ -576,9 +576,10 @@ def _check_no_dict_returned(f: Callable, primal: _ir.Function, kind: str) -> Non
 
 
 def _python_name(f: Callable) -> str:
-    """f's name as a Python identifier (a lambda's `<lambda>` is `lambda_`)."""
+    """f's name as the start of a Python identifier (`<lambda>`: `lambda`, as in
+    `lambda_grad`)."""
     name = f.__name__
-    return name if name.isidentifier() else re.sub(r"\W", "", name) + "_"
+    return name if name.isidentifier() else re.sub(r"\W", "", name) or "function"
 
 
 def _callees(fn: _ir.Function) -> list:

@@ -13,7 +13,6 @@ array (an int, a string, a function) is a constant of the compiled code.
 
 from __future__ import annotations
 
-import inspect
 import types
 
 
@@ -142,7 +141,38 @@ def _check_plain_lookup(record, attr: str, node) -> None:
 
 
 def _class_attribute(cls: type, attr: str):
-    try:
-        return inspect.getattr_static(cls, attr)
-    except AttributeError:
-        return _MISSING
+    """What `cls.attr` finds (without calling descriptors), recorded as a fact that the
+    generated code relies on (adcompiler.depends): a method, a property or a constant
+    of the class changed later makes the gradient generate itself again."""
+    from adcompiler import depends
+
+    lookup = ClassLookup.of(cls, attr)
+    found = lookup.cell_contents
+    depends.record(depends.Fact(lookup, attr, (), found))
+    return _MISSING if found is depends.MISSING else found
+
+
+class ClassLookup:
+    """What a class attribute resolves to, read as a closure cell's contents (so that a
+    `depends.Fact` checks it on every call like a cell)."""
+
+    _made: dict = {}
+
+    def __init__(self, cls: type, attr: str):
+        self.cls, self.attr = cls, attr
+
+    @classmethod
+    def of(cls, owner: type, attr: str) -> ClassLookup:
+        key = (owner, attr)
+        if key not in cls._made:
+            cls._made[key] = ClassLookup(owner, attr)
+        return cls._made[key]
+
+    @property
+    def cell_contents(self):
+        from adcompiler import depends
+
+        for klass in self.cls.__mro__:
+            if self.attr in klass.__dict__:
+                return klass.__dict__[self.attr]
+        return depends.MISSING
