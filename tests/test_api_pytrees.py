@@ -609,3 +609,32 @@ def test_a_class_changed_later_regenerates_the_gradient():
     finally:
         Scaled.factor, Scaled.apply = 2.0, original
     assert_tree_close(g(obj, x), fd(Scaled.loss, (obj, x), 0))
+
+
+def _pair(p, x):
+    pred = np.tanh(x @ p.W + p.b)
+    return np.sum(pred**2), pred
+
+
+def test_vjp_with_namedtuple_params_and_jvp_of_a_method():
+    p, (x, y) = params(), data()
+    c = (0.5, rng.normal(size=(5, 2)))
+
+    def along(q, x):
+        value, pred = _pair(q, x)
+        return c[0] * value + np.sum(c[1] * pred)
+
+    for _ in range(3):
+        (value, pred), g = ad.vjp(_pair)(p, x, c)
+        assert isinstance(g, Params)
+        assert_tree_close(g, fd(along, (p, x), 0))
+    layer, t = Linear(p.W, p.b), Linear(*params())
+
+    def moved(s):
+        return Linear(layer.W + s * t.W, layer.b + s * t.b)
+
+    expected = (moved(EPS).loss(x, y) - moved(-EPS).loss(x, y)) / (2 * EPS)
+    for _ in range(3):
+        value, d = ad.jvp(layer.loss, wrt="self")(x, y, t)
+        assert value == pytest.approx(layer.loss(x, y))
+        assert d == pytest.approx(expected, rel=1e-6)
