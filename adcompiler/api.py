@@ -58,6 +58,9 @@ def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
 
     if isinstance(f, (functools.partial, pytree.Bound)) or inspect.ismethod(f):
         return pytree.bound(via, f, kind, wrt)
+    call = inspect.getattr_static(type(f), "__call__", None)
+    if pytree.is_record(f) and inspect.isfunction(call):  # a callable object: its __call__
+        return pytree.bound(via, call.__get__(f), kind, wrt)
     return globals()[via](f, kind, wrt)
 
 

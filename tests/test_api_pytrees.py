@@ -638,3 +638,18 @@ def test_vjp_with_namedtuple_params_and_jvp_of_a_method():
         value, d = ad.jvp(layer.loss, wrt="self")(x, y, t)
         assert value == pytest.approx(layer.loss(x, y))
         assert d == pytest.approx(expected, rel=1e-6)
+
+
+class Callable2:
+    def __init__(self, W):
+        self.W = W
+
+    def __call__(self, x):
+        return np.sum(np.tanh(x @ self.W))
+
+
+def test_a_callable_object_is_its_call_method():
+    model, x = Callable2(rng.normal(size=(3, 2))), rng.normal(size=(4, 3))
+    for _ in range(3):
+        np.testing.assert_allclose(ad.grad(model)(x), fd(Callable2.__call__, (model, x), 1))
+        assert_tree_close(ad.grad(model, wrt="self")(x), fd(Callable2.__call__, (model, x), 0))
