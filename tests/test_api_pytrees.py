@@ -414,17 +414,38 @@ def test_generated_functions_pickle_by_reference():
     assert pickle.loads(pickle.dumps(ad.grad(loss))) is ad.grad(loss)  # the cached one
 
 
-def test_pickled_gradient_runs_in_a_spawned_process_pool():
+def _train_step(step, params, x, y, lr):
+    """What a worker process runs: a step with a gradient it received pickled."""
+    (value, pred), g = step(params, x, y)
+    return value, Params(params.W - lr * g.W, params.b - lr * g.b)
+
+
+def test_a_jax_users_first_hour():
+    """NamedTuple params, has_aux, a lambda, a partial, a gradient pickled to a spawn
+    process pool, check_grad with a dict of params: the session of issue 16."""
     p, (x, y) = params(), data()
-    g = ad.grad(loss)
-    bound = ad.value_and_grad(functools.partial(loss, x=x, y=y))
+    step = ad.value_and_grad(loss_aux, has_aux=True)
+    values = []
+    for _ in range(20):  # a few steps of gradient descent
+        (value, pred), g = step(p, x, y)
+        values.append(value)
+        p = Params(p.W - 0.05 * g.W, p.b - 0.05 * g.b)
+    assert values[-1] < values[0]
+    assert_tree_close(step(p, x, y)[1], fd(loss, (p, x, y), 0))
+    l2 = ad.grad(lambda w: 0.5 * np.sum(w**2))
+    np.testing.assert_allclose(l2(p.W), p.W)
+    on_batch = ad.grad(functools.partial(loss, x=x, y=y))
+    assert_tree_close(on_batch(p), fd(loss, (p, x, y), 0))
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        there = pool.submit(_run, g, p, x, y).result()
-        value, there_bound = pool.submit(_run, bound, p).result()
-    assert isinstance(there, Params)
-    assert_tree_close(there, g(p, x, y), rtol=1e-12, atol=0)
+        value, there = pool.submit(_train_step, step, p, x, y, 0.05).result()
+        there_bound = pool.submit(_run, on_batch, p).result()
     assert value == pytest.approx(loss(p, x, y))
-    assert_tree_close(there_bound, g(p, x, y), rtol=1e-12, atol=0)
+    assert isinstance(there, Params) and isinstance(there_bound, Params)
+    here = step(p, x, y)[1]
+    np.testing.assert_allclose(there.W, p.W - 0.05 * here.W, rtol=1e-12)
+    assert_tree_close(there_bound, on_batch(p), rtol=1e-12, atol=0)
+    q = {"W1": rng.normal(size=(3, 4)), "b": rng.normal(size=4), "W2": rng.normal(size=(4, 2))}
+    ad.check_grad(dict_loss, (q, x, y), wrt="params")
 
 
 # -- check_grad and ir for every wrt -------------------------------------------------------
