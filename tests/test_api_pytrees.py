@@ -674,3 +674,30 @@ def test_a_callable_object_is_its_call_method():
     for _ in range(3):
         np.testing.assert_allclose(ad.grad(model)(x), fd(Callable2.__call__, (model, x), 1))
         assert_tree_close(ad.grad(model, wrt="self")(x), fd(Callable2.__call__, (model, x), 0))
+
+
+def rnn_record(p, xs):
+    h = np.zeros(p.b.shape)
+    for t in range(xs.shape[0]):  # a loop at run time, a branch on data, a while
+        h = np.tanh(xs[t] @ p.W + h * 0.5 + p.b)
+        if np.sum(h) > 0:
+            h = h * 0.9
+    n = 0
+    while n < 3:
+        h = h * p.b
+        n += 1
+    return np.sum(h**2)
+
+
+def test_records_through_loops_and_branches():
+    p, xs = params(), rng.normal(size=(6, 3))
+    t = params()
+    expected = fd(rnn_record, (p, xs), 0)
+
+    def along(s):
+        return rnn_record(Params(p.W + s * t.W, p.b + s * t.b), xs)
+
+    for _ in range(3):
+        assert_tree_close(ad.grad(rnn_record)(p, xs), expected)
+        value, d = ad.jvp(rnn_record)(p, xs, t)
+        assert d == pytest.approx((along(EPS) - along(-EPS)) / (2 * EPS), rel=1e-6)

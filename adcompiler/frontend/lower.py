@@ -34,7 +34,7 @@ from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
-from adcompiler.frontend.records import RECORDS, Records
+from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
@@ -573,7 +573,7 @@ class Lowering(ControlFlow, Containers, Records):
     def expr_Subscript(self, node):  # noqa: N802
         base = self.expr(node.value)
         index = self.index(node.slice)
-        if isinstance(base, RECORDS[0]):
+        if isinstance(base, ObjectRecord):
             raise LoweringError(node, f"a {base.cls.__name__} argument cannot be indexed",
                                 "read its attributes: `obj.W`")  # fmt: skip
         if isinstance(base, dict):
