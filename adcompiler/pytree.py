@@ -51,8 +51,8 @@ _LIBRARIES = {"numpy", "scipy", "builtins", "functools", "types", "collections",
 
 def structure_of(value, in_record: bool = False):
     """("dict", ((key, sub), ...)), ("list", (sub, ...)), ("tuple", (sub, ...)),
-    ("namedtuple" or "object", (class, ((attribute, sub), ...))), ("static", value) for a
-    constant held by a record, or None for a leaf (an array or a number)."""
+    ("namedtuple" or "object", (class, ((attribute, sub), ...))), ("static", (value, type))
+    for a constant held by a record, or None for a leaf (an array or a number)."""
     if isinstance(value, dict):
         return ("dict", tuple((k, structure_of(v, in_record)) for k, v in value.items()))
     if is_namedtuple(value):
@@ -60,10 +60,10 @@ def structure_of(value, in_record: bool = False):
         return ("namedtuple", (type(value), items))
     if type(value) in (list, tuple):
         return (type(value).__name__, tuple(structure_of(v, in_record) for v in value))
-    if isinstance(value, _LEAVES) or (not in_record and isinstance(value, _CONSTANTS)):
+    if in_record and isinstance(value, (*_CONSTANTS, np.integer, np.bool_)):
+        return _static(value)
+    if isinstance(value, _LEAVES) or isinstance(value, _CONSTANTS):
         return None
-    if in_record and isinstance(value, _CONSTANTS):
-        return ("static", value)
     if is_record(value):
         items = tuple((k, structure_of(v, True)) for k, v in vars(value).items())
         return ("object", (type(value), items))
@@ -76,7 +76,13 @@ def structure_of(value, in_record: bool = False):
             f"adcompiler cannot hold a {type(value).__name__} in a differentiated argument's "
             f"attributes (neither an array, a number, a container nor a record)"
         ) from None
-    return ("static", value)  # a function, a class, an enum: a constant of the code
+    return _static(value)  # a function, a class, an enum: a constant of the code
+
+
+def _static(value) -> tuple:
+    """A constant of the compiled code, keyed by its type too (True, 1 and 1.0 are equal
+    but may not compile alike: `flag is True`)."""
+    return ("static", (value, type(value)))
 
 
 def has_records(structure) -> bool:

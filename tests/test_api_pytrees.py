@@ -701,3 +701,24 @@ def test_records_through_loops_and_branches():
         assert_tree_close(ad.grad(rnn_record)(p, xs), expected)
         value, d = ad.jvp(rnn_record)(p, xs, t)
         assert d == pytest.approx((along(EPS) - along(-EPS)) / (2 * EPS), rel=1e-6)
+
+
+class Flagged(NamedTuple):
+    W: np.ndarray
+    flag: object
+    count: object
+
+
+def flagged_loss(p, x):
+    scale = 1.0 if p.flag is True else 2.0
+    return scale * np.sum(np.sin(x @ p.W)) * (p.count + 1)
+
+
+def test_record_constants_are_keyed_by_value_and_type():
+    W, x = rng.normal(size=(3, 2)), rng.normal(size=(4, 3))
+    g = ad.grad(flagged_loss)
+    for p in [Flagged(W, True, 1), Flagged(W, 1, 1), Flagged(W, True, np.int64(2))]:
+        for _ in range(2):
+            got = g(p, x)
+            assert got.flag is p.flag and got.count is p.count
+            assert_tree_close(got, fd(flagged_loss, (p, x), 0))

@@ -51,7 +51,7 @@ class Records:
         fields = {}
         for key, sub in items:
             if sub is not None and sub[0] == "static":
-                fields[key] = Static(sub[1])
+                fields[key] = Static(sub[1][0])
                 continue
             leaf = self.getitem(value, ((key,), True))
             leaf.hint, leaf.role = key, "primal"
