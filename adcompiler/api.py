@@ -994,11 +994,12 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     if f is None:
         return functools.partial(hessian, wrt=wrt)
     product = hvp(f, wrt=wrt)
-    indices, single = resolve_wrt(f, primal_ir(f, for_reverse=False), wrt)
+    indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
 
     def hessian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
         xs = [args[i] for i in indices]
+        _arrays_only("hessian", f, xs)
         columns = []  # columns[j][k]: H·e_k for the k-th element of argument j
         for j, x in enumerate(xs):
             per_element = []
@@ -1020,6 +1021,34 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     return hessian_of
 
 
+def _primal_for_blocks(kind: str, f: Callable, wrt: Any, for_reverse: bool) -> _ir.Function:
+    """`primal_ir` for hessian and jacobian, which take arrays: a function whose arguments
+    may hold records or dicts (it cannot be lowered for arrays) is refused clearly."""
+    try:
+        return primal_ir(f, for_reverse=for_reverse)
+    except UnsupportedSyntaxError:
+        if _may_be_structured(f, wrt):
+            _refuse_structured(kind, f, "a structured argument")
+        raise
+
+
+def _arrays_only(kind: str, f: Callable, xs: list) -> None:
+    """hessian and jacobian lay out blocks per array: a structured argument is refused."""
+    from adcompiler import pytree
+
+    for x in xs:
+        if pytree.structure_of(x) is not None:
+            _refuse_structured(kind, f, f"a {type(x).__name__}")
+
+
+def _refuse_structured(kind: str, f: Callable, what: str) -> None:
+    raise DifferentiationTypeError(
+        f"{kind} of {getattr(f, '__name__', f)} with respect to {what}: {kind} takes "
+        f"arrays; for a structured argument use "
+        f"ad.{'hvp' if kind == 'hessian' else 'jvp or ad.vjp'}, or pass its arrays"
+    )
+
+
 def _direction(e, j: int, xs: list, single: bool):
     """The basis direction `e` of argument `j`, zero in the other arguments."""
     if single:
@@ -1038,7 +1067,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
         return functools.partial(jacobian, wrt=wrt, mode=mode)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
-    primal = primal_ir(f, for_reverse=mode == "reverse")
+    primal = _primal_for_blocks("jacobian", f, wrt, mode == "reverse")
     if primal.returns_tuple:
         raise DifferentiationTypeError(
             f"jacobian needs {getattr(f, '__name__', f)} to return one array, but it returns a "
@@ -1050,6 +1079,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     def jacobian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
         xs = [args[i] for i in indices]
+        _arrays_only("jacobian", f, xs)
         if mode == "forward":
             out = []
             for j, x in enumerate(xs):

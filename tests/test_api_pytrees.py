@@ -722,3 +722,11 @@ def test_record_constants_are_keyed_by_value_and_type():
             got = g(p, x)
             assert got.flag is p.flag and got.count is p.count
             assert_tree_close(got, fd(flagged_loss, (p, x), 0))
+
+
+def test_hessian_and_jacobian_refuse_structured_arguments():
+    p, (x, y) = params(), data()
+    with pytest.raises(DifferentiationTypeError, match="hessian takes arrays; .* ad.hvp"):
+        ad.hessian(loss)(p, x, y)
+    with pytest.raises(DifferentiationTypeError, match="jacobian takes arrays"):
+        ad.jacobian(_predict)(p, x)
