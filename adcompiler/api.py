@@ -993,6 +993,8 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     """
     if f is None:
         return functools.partial(hessian, wrt=wrt)
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _bound_blocks(hessian, f, wrt)
     product = hvp(f, wrt=wrt)
     indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
 
@@ -1019,6 +1021,23 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     hessian_of.__name__ = f"{getattr(f, '__name__', 'f')}_hessian"
     hessian_of.__doc__ = f"Hessian of {getattr(f, '__name__', 'f')} (by Hessian-vector products)."
     return hessian_of
+
+
+def _bound_blocks(make: Callable, f: Callable, wrt: Any) -> Callable:
+    """hessian or jacobian of a partial or a bound method: of the function under it,
+    called with the bound arguments (`wrt` as for `grad` of a partial)."""
+    from adcompiler import pytree
+
+    func, args, kwargs = pytree.unbind(f)
+    inner = make(func, wrt=pytree.bound_wrt(func, args, kwargs, wrt))
+    signature = inspect.signature(func)
+
+    def of_bound(*more, **more_kwargs):
+        call = signature.bind(*args, *more, **{**kwargs, **more_kwargs})
+        return inner(*call.args, **call.kwargs)
+
+    of_bound.__name__, of_bound.__doc__ = inner.__name__, inner.__doc__
+    return of_bound
 
 
 def _primal_for_blocks(kind: str, f: Callable, wrt: Any, for_reverse: bool) -> _ir.Function:
@@ -1065,6 +1084,8 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     """
     if f is None:
         return functools.partial(jacobian, wrt=wrt, mode=mode)
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _bound_blocks(functools.partial(jacobian, mode=mode), f, wrt)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
     primal = _primal_for_blocks("jacobian", f, wrt, mode == "reverse")

@@ -730,3 +730,18 @@ def test_hessian_and_jacobian_refuse_structured_arguments():
         ad.hessian(loss)(p, x, y)
     with pytest.raises(DifferentiationTypeError, match="jacobian takes arrays"):
         ad.jacobian(_predict)(p, x)
+
+
+def test_hessian_and_jacobian_of_a_partial():
+    x, w = np.linspace(0.1, 1.0, 3), np.linspace(-1.0, 2.0, 3)
+    h = ad.hessian(functools.partial(plain, x=x))(w)
+    g = ad.grad(plain)
+    columns = [(g(w + EPS * e, x) - g(w - EPS * e, x)) / (2 * EPS) for e in np.eye(3)]
+    np.testing.assert_allclose(h, np.stack(columns, axis=-1), rtol=1e-6, atol=1e-8)
+    for mode in ("forward", "reverse"):
+        j = ad.jacobian(functools.partial(_sin_times, x=x), mode=mode)(w)
+        np.testing.assert_allclose(j, np.diag(x * np.cos(w * x)), rtol=1e-12)
+
+
+def _sin_times(w, x):
+    return np.sin(w * x)
