@@ -68,18 +68,26 @@ grad = _transform("grad")
 grad.__doc__ = """The gradient of scalar-valued `f` with respect to `wrt`.
 
 Args:
-    f: a Python function over NumPy arrays, returning a scalar.
+    f: a Python function over NumPy arrays, returning a scalar: a `def`, a lambda, a
+        `functools.partial`, a bound method (`model.loss`, with `wrt="self"` for the
+        object) or a callable object.
     wrt: an argument name or position, or a tuple of them; default: the first.
+        Arguments may be pytrees: dicts, lists, tuples, NamedTuples, dataclasses,
+        objects holding arrays in attributes (adcompiler.pytree).
+    has_aux: `f` returns ``(loss, aux)``; the function returns ``(gradient, aux)``.
 
 Returns:
-    A function with f's signature returning the gradient (a tuple for a tuple `wrt`).
+    A function with f's signature returning the gradient (a tuple for a tuple `wrt`),
+    each with its argument's structure and type. It can be pickled (by reference).
 """
 value_and_grad = _transform("value_and_grad")
-value_and_grad.__doc__ = """Like `grad`, but the function returns ``(f(...), gradient)``."""
+value_and_grad.__doc__ = """Like `grad`, but the function returns ``(f(...), gradient)``;
+with has_aux=True, ``((loss, aux), gradient)``."""
 vjp = _transform("vjp")
 vjp.__doc__ = """A vector-Jacobian product: a function ``(*args, cotangent) -> (f(...), vjp)``.
 
-The cotangent has the structure of f's output (one per returned value).
+The cotangent is shaped like f's output: an array, or for a function returning a tuple
+one tuple with an array (or number) per returned value.
 """
 
 

@@ -698,9 +698,11 @@ def test_records_through_loops_and_branches():
         return rnn_record(Params(p.W + s * t.W, p.b + s * t.b), xs)
 
     for _ in range(3):
-        assert_tree_close(ad.grad(rnn_record)(p, xs), expected)
+        g = ad.grad(rnn_record)(p, xs)
+        assert_tree_close(g, expected)
         value, d = ad.jvp(rnn_record)(p, xs, t)
         assert d == pytest.approx((along(EPS) - along(-EPS)) / (2 * EPS), rel=1e-6)
+        assert d == pytest.approx(np.sum(g.W * t.W) + np.sum(g.b * t.b), rel=1e-10)  # fwd/rev
 
 
 class Flagged(NamedTuple):
