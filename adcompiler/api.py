@@ -25,7 +25,7 @@ import numpy as np
 from adcompiler import depends, diskcache, specialize
 from adcompiler import ssa as _ir
 from adcompiler.codegen.emit import emit_function
-from adcompiler.errors import DifferentiationTypeError, WrtError
+from adcompiler.errors import DifferentiationTypeError, UnsupportedSyntaxError, WrtError
 from adcompiler.frontend import lower_function
 from adcompiler.load import load
 from adcompiler.reverse import reverse
@@ -40,27 +40,54 @@ def _transform(kind: str, via: str = "compiled"):
     def public(f: Callable | None = None, wrt: Any = None) -> Callable:
         if f is None:
             return functools.partial(public, wrt=wrt)
-        return globals()[via](f, kind, wrt)
+        return _entry(via, f, kind, wrt)
 
-    return public
+    def public_aux(f: Callable | None = None, wrt: Any = None, *, has_aux: bool = False):
+        if f is None:
+            return functools.partial(public_aux, wrt=wrt, has_aux=has_aux)
+        return _entry(via, f, f"{kind}+aux" if has_aux else kind, wrt)
+
+    return public_aux if kind in ("grad", "value_and_grad") else public
+
+
+def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
+    """`compiled` or `compiled_forward` for `f`; a `functools.partial`, a bound method or
+    a lambda go through adcompiler.pytree.bound (their arguments bound around the
+    generated function of the underlying function)."""
+    from adcompiler import pytree
+
+    if isinstance(f, (functools.partial, pytree.Bound)) or inspect.ismethod(f):
+        return pytree.bound(via, f, kind, wrt)
+    call = inspect.getattr_static(type(f), "__call__", None)
+    if pytree.is_record(f) and inspect.isfunction(call):  # a callable object: its __call__
+        return pytree.bound(via, call.__get__(f), kind, wrt)
+    return globals()[via](f, kind, wrt)
 
 
 grad = _transform("grad")
 grad.__doc__ = """The gradient of scalar-valued `f` with respect to `wrt`.
 
 Args:
-    f: a Python function over NumPy arrays, returning a scalar.
+    f: a Python function over NumPy arrays, returning a scalar: a `def`, a lambda, a
+        `functools.partial`, a bound method (`model.loss`, with `wrt="self"` for the
+        object) or a callable object.
     wrt: an argument name or position, or a tuple of them; default: the first.
+        Arguments may be pytrees: dicts, lists, tuples, NamedTuples, dataclasses,
+        objects holding arrays in attributes (adcompiler.pytree).
+    has_aux: `f` returns ``(loss, aux)``; the function returns ``(gradient, aux)``.
 
 Returns:
-    A function with f's signature returning the gradient (a tuple for a tuple `wrt`).
+    A function with f's signature returning the gradient (a tuple for a tuple `wrt`),
+    each with its argument's structure and type. It can be pickled (by reference).
 """
 value_and_grad = _transform("value_and_grad")
-value_and_grad.__doc__ = """Like `grad`, but the function returns ``(f(...), gradient)``."""
+value_and_grad.__doc__ = """Like `grad`, but the function returns ``(f(...), gradient)``;
+with has_aux=True, ``((loss, aux), gradient)``."""
 vjp = _transform("vjp")
 vjp.__doc__ = """A vector-Jacobian product: a function ``(*args, cotangent) -> (f(...), vjp)``.
 
-The cotangent has the structure of f's output (one per returned value).
+The cotangent is shaped like f's output: an array, or for a function returning a tuple
+one tuple with an array (or number) per returned value.
 """
 
 
@@ -73,15 +100,20 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
         return _build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    if kind in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
+    if kind.split("+")[0] in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
         g = Structured(f, kind, wrt)
     else:
+
+        def make():
+            return _build(f, kind, wrt)
+
+        make.recipe = ("compiled", f, kind, wrt)  # what a pickled `g` is rebuilt from
         routed = None
         if kind in ("grad", "value_and_grad", "vjp"):
             routed = functools.partial(
                 _route_containers, f=f, wrt=wrt, make=lambda: Structured(f, kind, wrt)
             )
-        g = _guarded(lambda: _build(f, kind, wrt), after=routed)
+        g = _guarded(make, after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -124,20 +156,37 @@ class Structured:
         self.versions: dict = {}
         self.latest: Callable | None = None
         functools.update_wrapper(self, f)
-        self.__name__ = f"{f.__name__}_{kind}"
+        self.__name__ = f"{_python_name(f)}_{kind.removesuffix('+aux')}"
 
     def __call__(self, *args, **kwargs):
-        from adcompiler.frontend.lower import structure_of
+        from adcompiler import pytree
+
+        g, key, others, values = self.version_for(args, kwargs)
+        self.latest = g
+        if others or any(pytree.has_records(s) for s in key):
+            return pytree.call_with_records(self, g, key, others, values, args, kwargs)
+        return g(*args, **kwargs)
+
+    def version_for(self, args: tuple, kwargs: dict):
+        """The version for these arguments (generated on first use), the structures of the
+        `wrt` arguments, the records among the others, and the `wrt` arguments."""
+        from adcompiler import pytree
 
         values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
-        key = tuple(structure_of(v) for v in values)
-        g = self.versions.get(key)
+        key = tuple(pytree.structure_of(v) for v in values)
+        others = pytree.other_records(self.names, self.indices, args, kwargs)
+        full = (key, "records", others) if others else key
+        g = self.versions.get(full)
         if g is None:
             structures = {self.names[i]: s for i, s in zip(self.indices, key) if s is not None}
+            structures.update(others)
             g = self.build(structures or None)
-            self.versions[key] = g
-        self.latest = g
-        return g(*args, **kwargs)
+            self.versions[full] = g
+        return g, key, others, values
+
+    def __reduce__(self):  # pickled by reference: rebuilt (or loaded from disk) on load
+        via = "compiled_forward" if isinstance(self, ForwardStructured) else "compiled"
+        return (_rebuilt, (via, self.f, self.kind, self.wrt))
 
     def build(self, structures: dict | None) -> Callable:
         return _guarded(lambda: _build(self.f, self.kind, self.wrt, structures))
@@ -151,7 +200,7 @@ class Structured:
         return self.versions[key]
 
     def __getattr__(self, name: str):  # anything else: as the version for arrays
-        if name in ("f", "versions", "flat", "build") or name.startswith("__"):
+        if name in ("f", "versions", "flat", "build", "latest") or name.startswith("__"):
             if name not in ("__defaults__", "__kwdefaults__", "__adcompiler_emitted__",
                             "__adcompiler_refresh__"):  # fmt: skip
                 raise AttributeError(name)
@@ -187,6 +236,8 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
     items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
     names = {params[w] if isinstance(w, int) and w < len(params) else w for w in items}
     ops = list(dis.get_instructions(code))
+    if _reads_attributes(ops, params) or _helpers_read_attributes(f):
+        return True
     zipping = False
     for i, ins in enumerate(ops):
         if ins.opname == "LOAD_GLOBAL" and str(ins.argval) in ("zip", "enumerate"):
@@ -215,6 +266,59 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
         ):
             return True
     return False
+
+
+def _reads_attributes(ops: list, params: list) -> bool:
+    """True if the bytecode reads an attribute of an argument that an array does not have
+    (`params.W`, `self.forward(x)`): the argument may be a record (adcompiler.pytree)."""
+    from adcompiler.frontend import methods
+    from adcompiler.ops.structure import ATTRIBUTES
+
+    known = {"T", *ATTRIBUTES, *methods.METHODS}
+    for ins, after in zip(ops, ops[1:]):
+        if ins.opname == "LOAD_FAST" and ins.argval in params:
+            if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:
+                return True
+    return False
+
+
+def _helpers_read_attributes(f: Callable, depth: int = 3) -> bool:
+    """True if a helper `f` calls (a module-level function or one in a closure cell, any
+    depth down to `depth`) reads an attribute of its arguments that arrays do not have:
+    an argument of `f` passed on to it may be a record."""
+    import dis
+    import types
+
+    code = getattr(f, "__code__", None)
+    if code is None or depth == 0:
+        return False
+    cells = dict(zip(code.co_freevars, getattr(f, "__closure__", None) or ()))
+    for ins in dis.get_instructions(code):
+        helper = None
+        if ins.opname == "LOAD_GLOBAL":
+            helper = getattr(f, "__globals__", {}).get(str(ins.argval))
+        elif ins.opname == "LOAD_DEREF" and ins.argval in cells:
+            try:
+                helper = cells[ins.argval].cell_contents
+            except ValueError:
+                continue
+        if not isinstance(helper, types.FunctionType) or helper is f:
+            continue
+        if (helper.__module__ or "").startswith(("numpy", "scipy", "adcompiler.")):
+            continue
+        hcode = helper.__code__
+        params = list(hcode.co_varnames[: hcode.co_argcount + hcode.co_kwonlyargcount])
+        if _reads_attributes(list(dis.get_instructions(hcode)), params):
+            return True
+        if _helpers_read_attributes(helper, depth - 1):
+            return True
+    return False
+
+
+def _rebuilt(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
+    """A pickled generated function, in the process that loads it: the same transform of
+    the same function (from the memory or disk cache, or generated again)."""
+    return _entry(via, f, kind, wrt)
 
 
 def _build(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
@@ -283,6 +387,17 @@ class _Guard:
 
     _holds: Callable[[], bool]
     _make: tuple
+
+    def __reduce__(self):
+        """Pickled by reference to the function and the options: the process that loads
+        it makes the same transform (from its caches, or generating it)."""
+        recipe = getattr(self._make[0], "recipe", None)
+        if recipe is None:
+            raise TypeError(
+                f"{getattr(self, '__name__', 'this function')} cannot be pickled: it is not "
+                f"the result of an adcompiler transform called on a function"
+            )
+        return (_rebuilt, recipe)
 
     def __adcompiler_refresh__(self) -> depends.Depends:
         """Regenerate if a fact no longer holds; the facts (what transforms of this
@@ -431,31 +546,43 @@ def _generate(
     else:
         primal = primal_ir(f, functions=functions)  # a generated function's IR: grad of grad
     indices, single = resolve_wrt(f, primal, wrt)
-    if kind in ("grad", "value_and_grad") and primal.returns_tuple:
-        raise DifferentiationTypeError(
-            f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
-            f"use ad.vjp for several outputs"
-        )
+    kind, aux = kind.removesuffix("+aux"), kind.endswith("+aux")
+    if aux:
+        _check_aux(f, primal)
+    else:
+        _check_no_dict_returned(f, primal, kind)
+        if kind in ("grad", "value_and_grad") and primal.returns_tuple:
+            raise DifferentiationTypeError(
+                f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
+                f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
+            )
     cotangent = "param" if kind == "vjp" else "one"
     wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
     adjoint = _ir.verify(
-        reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad")
+        reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad" or aux)
     )
-    offset = 0 if kind == "grad" else len(primal.results)
+    offset = 0 if kind == "grad" and not aux else len(primal.results)
     shifted = _shift(grads, offset)
+    returned = primal.result_tree if primal.result_tree is not None else (0, 1)
     if kind == "grad":
-        tree = shifted
+        tree = (shifted, returned[1]) if aux else shifted  # JAX's order: (gradient, aux)
     elif kind == "value_and_grad":
-        tree = (0, shifted)
+        tree = (returned, shifted) if aux else (0, shifted)
     else:
         value = tuple(range(len(primal.results))) if primal.returns_tuple else 0
         tree = (value, shifted)
+        if primal.returns_tuple:  # one cotangent, shaped like the output (a tuple)
+            adjoint = _tangents_as_one_parameter(
+                adjoint, len(primal.params), kind, value, name="cotangent"
+            )
     names = [primal.params[i].hint for i in indices]
     doc = (
-        f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
-        f"Generated by adcompiler from {primal.source_file}:{f.__code__.co_firstlineno}."
+        f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}"
+        f"{' (and its aux output)' if aux else ''}.\n\n"
+        f"Generated by adcompiler from {primal.source_file}{_first_line(f)}."
+        f"{_records_note(structures)}"
     )
-    g = _loaded(adjoint, f"{f.__name__}_{kind}", doc, tree, _defaults_for(f, kind),
+    g = _loaded(adjoint, f"{_python_name(f)}_{kind}", doc, tree, _defaults_for(f, kind),
                 f.__kwdefaults__)  # fmt: skip
     if g.__adcompiler_emitted__.callees and functions:  # what transforms of it start from
         g.__adcompiler_rebuild_inline__ = lambda: _generate(
@@ -463,6 +590,61 @@ def _generate(
         )
     g.__wrapped_primal__ = f
     return g
+
+
+def _check_aux(f: Callable, primal: _ir.Function) -> None:
+    """has_aux=True: `f` must return a pair ``(scalar loss, aux)`` (aux: anything that can
+    be returned, dicts too)."""
+    returned = primal.result_tree
+    if returned is not None:
+        pair = isinstance(returned, tuple) and len(returned) == 2 and returned[0] == 0
+    else:
+        pair = primal.returns_tuple and len(primal.results) == 2
+    if not pair:
+        got = f"{len(primal.results)} values" if primal.returns_tuple else "one value"
+        if isinstance(returned, tuple):
+            got = f"{len(returned)} values"
+        raise DifferentiationTypeError(
+            f"has_aux=True needs {f.__name__} to return a pair `return loss, aux`, but it "
+            f"returns {got}; put several aux values in a tuple: `return loss, (a, b)`"
+        )
+
+
+def _records_note(structures: dict | None) -> str:
+    """For the docstring: the arguments that hold records reach the code as dicts."""
+    import textwrap
+
+    from adcompiler import pytree
+
+    lines = []
+    for name, structure in (structures or {}).items():
+        if structure[0] in ("namedtuple", "object"):
+            what = f"a {structure[1][0].__name__}, read here as a dict of its arrays"
+        elif pytree.has_records(structure):
+            what = "holds records, read here as dicts of their arrays"
+        else:
+            continue
+        lines.append(f"{name}: {what}")
+    if not lines:
+        return ""
+    text = "; ".join(lines) + " (the function adcompiler returns converts them)."
+    return "\n" + "\n".join(textwrap.wrap(text, 84))
+
+
+def _check_no_dict_returned(f: Callable, primal: _ir.Function, kind: str) -> None:
+    """A dict in what `f` returns is supported as the aux output of has_aux=True only."""
+    if primal.result_tree is not None:
+        raise DifferentiationTypeError(
+            f"{kind} of {f.__name__}: it returns a dict; only the aux output of "
+            f"has_aux=True may hold dicts (`return loss, {{'acc': acc}}`); return a tuple"
+        )
+
+
+def _python_name(f: Callable) -> str:
+    """f's name as the start of a Python identifier (`<lambda>`: `lambda`, as in
+    `lambda_grad`)."""
+    name = f.__name__
+    return name if name.isidentifier() else re.sub(r"\W", "", name) or "function"
 
 
 def _callees(fn: _ir.Function) -> list:
@@ -489,6 +671,12 @@ def _wrt_leaves(primal: _ir.Function, indices: list[int], single: bool, structur
             values.append(leaves)
             return len(values) - 1
         kind, items = structure
+        if kind in ("namedtuple", "object"):  # a dict of the gradients of its arrays
+            return {
+                k: tree_of(leaves.fields[k], sub)
+                for k, sub in items[1]
+                if sub is None or sub[0] != "static"
+            }
         if kind == "dict":
             return {k: tree_of(leaves[k], sub) for k, sub in items}
         subtrees = [tree_of(leaf, sub) for leaf, sub in zip(leaves, items)]
@@ -559,8 +747,8 @@ def source(g: Callable, generic: bool = False) -> str:
     generated for the helpers it calls (if any): the version that ran last (specialized
     on its arguments' shapes from the second call on), or with `generic=True` the one
     for any shapes (what the first call runs and the CLI writes)."""
+    g = _version_shown(g)
     if generic:
-        g = (g.latest or g.flat) if isinstance(g, Structured) else g
         g = getattr(g, "generic", g)
     text = getattr(g, "__adcompiler_source__", None)
     if text is None:
@@ -575,8 +763,32 @@ def source(g: Callable, generic: bool = False) -> str:
     return text
 
 
+def _version_shown(g: Callable) -> Callable:
+    """What `source` and `ir` show of a generated function: for one whose code depends on
+    the structure of its arguments (`Structured`), the version that ran last; before a
+    first call, the version for array arguments, if the function can take arrays."""
+    from adcompiler import pytree
+
+    if isinstance(g, pytree.Bound):
+        g = g.generated
+    if not isinstance(g, Structured):
+        return g
+    if g.latest is not None:
+        return g.latest
+    try:
+        return g.flat
+    except UnsupportedSyntaxError as err:
+        raise TypeError(
+            f"the code of {g.__name__} depends on the structure of its arguments (the keys "
+            f"of a dict, the attributes of an object): call it once, then ad.source and "
+            f"ad.ir show the version that ran, or give ad.ir example arguments: "
+            f"ad.ir(g, *args) (for arrays alone: {err.diagnostics[0].message})"
+        ) from None
+
+
 def _generated_ir(f: Callable):
     """The IR a generated function came from (rebuilt if it was loaded from disk)."""
+    f = _version_shown(f)
     depends.replay(depends.of(f))  # a transform of it relies on what it relies on
     fn = getattr(f, "__adcompiler_ir__", None)
     if fn is None and hasattr(f, "__adcompiler_rebuild__"):
@@ -584,8 +796,19 @@ def _generated_ir(f: Callable):
     return fn
 
 
-def ir(f: Callable) -> str:
-    """The printed IR of `f` (or, for a generated function, of the gradient it computes)."""
+def ir(f: Callable, *example_args, **example_kwargs) -> str:
+    """The printed IR of `f` (or, for a generated function, of the gradient it computes).
+
+    For a gradient whose code depends on the structure of its arguments (a dict, a
+    NamedTuple, an object), the version for `example_args` if given (nothing runs), else
+    the version that ran last."""
+    from adcompiler import pytree
+
+    inner = f.generated if isinstance(f, pytree.Bound) else f
+    if (example_args or example_kwargs) and isinstance(inner, Structured):
+        if isinstance(f, pytree.Bound):
+            example_args, example_kwargs = f.bind_arguments(example_args, example_kwargs)
+        f = inner.version_for(example_args, example_kwargs)[0]
     fn = _generated_ir(f)
     return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
 
@@ -701,10 +924,16 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
     if _may_be_structured(f, wrt):
         g = ForwardStructured(f, kind, wrt)
     else:
+
+        def make():
+            return build(f, kind, wrt)
+
+        if build is _build_forward:
+            make.recipe = ("compiled_forward", f, kind, wrt)
         routed = functools.partial(
             _route_containers, f=f, wrt=wrt, make=lambda: ForwardStructured(f, kind, wrt)
         )
-        g = _guarded(lambda: build(f, kind, wrt), after=routed)
+        g = _guarded(make, after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -727,6 +956,7 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
     else:
         primal = primal_ir(f, for_reverse=False)
     indices, single = resolve_wrt(f, primal, wrt)
+    _check_no_dict_returned(f, primal, kind)
     wrt_values, tangent_tree = _wrt_leaves(primal, indices, single, structures or {})
     n_out = len(primal.results)
     if kind == "hvp":
@@ -750,7 +980,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
         f"Generated by adcompiler from {primal.source_file}"
         f"{_first_line(f)}."
     )
-    g = _loaded(fn, f"{f.__name__}_{kind}", doc, tree, None, getattr(f, "__kwdefaults__", None))
+    g = _loaded(fn, f"{_python_name(f)}_{kind}", doc, tree, None,
+                getattr(f, "__kwdefaults__", None))  # fmt: skip
     g.__wrapped_primal__ = f
     return g
 
@@ -767,7 +998,7 @@ def _first_line(f: Callable) -> str:
 
 
 def _tangents_as_one_parameter(
-    fn: _ir.Function, n_params: int, kind: str, tree: Any
+    fn: _ir.Function, n_params: int, kind: str, tree: Any, name: str | None = None
 ) -> _ir.Function:
     """Replace the trailing tangent parameters by one parameter with the structure `tree`
     (a tuple for a tuple `wrt`, a dict for a dict argument), that they are read from:
@@ -776,7 +1007,7 @@ def _tangents_as_one_parameter(
 
     tangents = fn.params[n_params:]
     taken = {p.hint for p in fn.params[:n_params]}
-    name = "v" if kind == "hvp" else "tangent"
+    name = name or ("v" if kind == "hvp" else "tangent")
     while name in taken:
         name += "_"
     packed = _ir.Value(name)
@@ -810,12 +1041,15 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     """
     if f is None:
         return functools.partial(hessian, wrt=wrt)
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _bound_blocks(hessian, f, wrt)
     product = hvp(f, wrt=wrt)
-    indices, single = resolve_wrt(f, primal_ir(f, for_reverse=False), wrt)
+    indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
 
     def hessian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
         xs = [args[i] for i in indices]
+        _arrays_only("hessian", f, xs)
         columns = []  # columns[j][k]: H·e_k for the k-th element of argument j
         for j, x in enumerate(xs):
             per_element = []
@@ -837,6 +1071,51 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     return hessian_of
 
 
+def _bound_blocks(make: Callable, f: Callable, wrt: Any) -> Callable:
+    """hessian or jacobian of a partial or a bound method: of the function under it,
+    called with the bound arguments (`wrt` as for `grad` of a partial)."""
+    from adcompiler import pytree
+
+    func, args, kwargs = pytree.unbind(f)
+    inner = make(func, wrt=pytree.bound_wrt(func, args, kwargs, wrt))
+    signature = inspect.signature(func)
+
+    def of_bound(*more, **more_kwargs):
+        call = signature.bind(*args, *more, **{**kwargs, **more_kwargs})
+        return inner(*call.args, **call.kwargs)
+
+    of_bound.__name__, of_bound.__doc__ = inner.__name__, inner.__doc__
+    return of_bound
+
+
+def _primal_for_blocks(kind: str, f: Callable, wrt: Any, for_reverse: bool) -> _ir.Function:
+    """`primal_ir` for hessian and jacobian, which take arrays: a function whose arguments
+    may hold records or dicts (it cannot be lowered for arrays) is refused clearly."""
+    try:
+        return primal_ir(f, for_reverse=for_reverse)
+    except UnsupportedSyntaxError:
+        if _may_be_structured(f, wrt):
+            _refuse_structured(kind, f, "a structured argument")
+        raise
+
+
+def _arrays_only(kind: str, f: Callable, xs: list) -> None:
+    """hessian and jacobian lay out blocks per array: a structured argument is refused."""
+    from adcompiler import pytree
+
+    for x in xs:
+        if pytree.structure_of(x) is not None:
+            _refuse_structured(kind, f, f"a {type(x).__name__}")
+
+
+def _refuse_structured(kind: str, f: Callable, what: str) -> None:
+    raise DifferentiationTypeError(
+        f"{kind} of {getattr(f, '__name__', f)} with respect to {what}: {kind} takes "
+        f"arrays; for a structured argument use "
+        f"ad.{'hvp' if kind == 'hessian' else 'jvp or ad.vjp'}, or pass its arrays"
+    )
+
+
 def _direction(e, j: int, xs: list, single: bool):
     """The basis direction `e` of argument `j`, zero in the other arguments."""
     if single:
@@ -853,9 +1132,11 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     """
     if f is None:
         return functools.partial(jacobian, wrt=wrt, mode=mode)
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _bound_blocks(functools.partial(jacobian, mode=mode), f, wrt)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
-    primal = primal_ir(f, for_reverse=mode == "reverse")
+    primal = _primal_for_blocks("jacobian", f, wrt, mode == "reverse")
     if primal.returns_tuple:
         raise DifferentiationTypeError(
             f"jacobian needs {getattr(f, '__name__', f)} to return one array, but it returns a "
@@ -867,6 +1148,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     def jacobian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
         xs = [args[i] for i in indices]
+        _arrays_only("jacobian", f, xs)
         if mode == "forward":
             out = []
             for j, x in enumerate(xs):

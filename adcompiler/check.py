@@ -45,10 +45,14 @@ def check_grad(
     Raises:
         AssertionError naming the argument and the worst element.
     """
+    import functools
     import inspect
 
+    from adcompiler import pytree
     from adcompiler.api import grad
 
+    if isinstance(f, functools.partial) or inspect.ismethod(f):  # all arguments passed
+        f, args, wrt = pytree.unbound_call(f, args, wrt)
     names = list(inspect.signature(f).parameters)
     single = not isinstance(wrt, (tuple, list))
     items = [0 if wrt is None else wrt] if single else list(wrt)
@@ -56,6 +60,9 @@ def check_grad(
     got = grad(f, wrt=wrt)(*args)
     got = [got] if single else list(got)
     for i, g in zip(indices, got):
+        if not _is_leaf(args[i]):  # a dict, a list, a NamedTuple, a dataclass...
+            _check_tree(f, args, i, g, names[i], eps, rtol, atol)
+            continue
         expected = numerical_grad(f, args, i, eps)
         g = np.asarray(g)
         if g.shape != expected.shape:
@@ -68,4 +75,45 @@ def check_grad(
             raise AssertionError(
                 f"gradient for {names[i]!r} differs from finite differences at {worst}: "
                 f"adcompiler {np.asarray(g)[worst]!r}, finite differences {expected[worst]!r}"
+            )
+
+
+def _is_leaf(value) -> bool:
+    from adcompiler import pytree
+
+    return pytree.structure_of(value) is None
+
+
+def _check_tree(f, args, index: int, got, name: str, eps, rtol, atol) -> None:
+    """check_grad for a structured argument: each leaf against finite differences; the
+    gradient must have the argument's structure and type."""
+    from adcompiler import pytree
+
+    tree = args[index]
+    if type(got) is not type(tree) or pytree.structure_of(got) != pytree.structure_of(tree):
+        raise AssertionError(
+            f"gradient for {name!r} is a {type(got).__name__} shaped "
+            f"{pytree.structure_of(got)}, expected the structure of the argument, "
+            f"{pytree.structure_of(tree)}"
+        )
+    n = len(pytree.leaves(tree))
+    for k, g in enumerate(pytree.leaves(got)):
+
+        def with_leaf(leaf, k=k):
+            def f_leaf(*a):
+                counter = iter(range(n))
+                new = pytree.map_leaves(tree, lambda x: leaf if next(counter) == k else x)
+                return f(*a[:index], new, *a[index + 1 :])
+
+            return f_leaf
+
+        leaf = pytree.leaves(tree)[k]
+        expected = numerical_grad(lambda x: with_leaf(x)(*args), [leaf], 0, eps)
+        g = np.asarray(g)
+        if g.shape != expected.shape or not np.allclose(g, expected, rtol=rtol, atol=atol):
+            err = np.abs(g - expected) if g.shape == expected.shape else None
+            raise AssertionError(
+                f"gradient for {name!r}, leaf {k} (of {n}): adcompiler {g!r}, "
+                f"finite differences {expected!r}"
+                + ("" if err is None else f" (worst error {np.max(err):.3g})")
             )

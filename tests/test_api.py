@@ -102,7 +102,7 @@ def test_decorator_forms():
 def test_vjp_with_tuple_output():
     x, y = rng.normal(size=3), rng.normal(size=3)
     f = ad.vjp(m.tuple_output, wrt=("x", "y"))
-    (s, doubled), (gx, gy) = f(x, y, 1.0, np.ones(3))
+    (s, doubled), (gx, gy) = f(x, y, (1.0, np.ones(3)))  # one cotangent, shaped like the output
     assert s == pytest.approx(np.sum(x * y))
     np.testing.assert_allclose(gx, y + 2.0)
     np.testing.assert_allclose(gy, x)

@@ -34,6 +34,7 @@ from adcompiler.frontend import methods
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
+from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.frontend.views import Stale, Views, ViewState
 from adcompiler.ops import lookup
@@ -162,10 +163,28 @@ def _lower(fn, parsed: ParsedSource, structures: dict | None, functions: bool) -
         source_file=parsed.file,
         doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
         returns_tuple=returns_tuple,
+        result_tree=getattr(lowering, "result_tree", None),
     )
     out.leaves = leaves
     out.kwonly = len(parsed.tree.args.kwonlyargs)
     return out
+
+
+def _holds_dict(value) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, tuple) and any(_holds_dict(v) for v in value)
+
+
+def _flatten_returned(value, leaves: list):
+    """A returned tuple holding dicts: the indices of its leaves (appended to `leaves`),
+    nested as returned (`Function.result_tree`); a tuple without dicts stays one value."""
+    if isinstance(value, dict):
+        return {k: _flatten_returned(v, leaves) for k, v in value.items()}
+    if isinstance(value, tuple) and _holds_dict(value):
+        return tuple(_flatten_returned(v, leaves) for v in value)
+    leaves.append(value)
+    return len(leaves) - 1
 
 
 def structure_of(value):
@@ -178,7 +197,7 @@ def structure_of(value):
     return None
 
 
-class Lowering(ControlFlow, Containers, Views):
+class Lowering(ControlFlow, Containers, Records, Views):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
@@ -233,6 +252,10 @@ class Lowering(ControlFlow, Containers, Views):
                 LoweringError(self.parsed.tree, "not every path returns a value", "add `return`")
             )
             return [], False
+        if isinstance(result, tuple) and _holds_dict(result):  # return loss, {"acc": acc}
+            leaves: list = []
+            self.result_tree = _flatten_returned(result, leaves)
+            return [self.as_value(r) for r in leaves], True
         if isinstance(result, tuple):
             return [self.as_value(r) for r in result], True
         return [self.as_value(result)], False
@@ -391,6 +414,8 @@ class Lowering(ControlFlow, Containers, Views):
         if structure is None:
             return value
         kind, items = structure
+        if kind in ("namedtuple", "object"):
+            return self.unpack_record(value, name, structure)
         if kind == "dict":
             out = {}
             for key, sub in items:
@@ -519,6 +544,8 @@ class Lowering(ControlFlow, Containers, Views):
 
     def expr_Attribute(self, node):  # noqa: N802
         base = self.expr(node.value)
+        if isinstance(base, RECORDS):
+            return self.record_attribute(base, node.attr, node)
         if isinstance(base, Static):
             try:
                 return _derived(base, "attr", node.attr, getattr(base.obj, node.attr))
@@ -539,6 +566,9 @@ class Lowering(ControlFlow, Containers, Views):
     def expr_Subscript(self, node):  # noqa: N802
         base = self.expr(node.value)
         index = self.index(node.slice)
+        if isinstance(base, ObjectRecord):
+            raise LoweringError(node, f"a {base.cls.__name__} argument cannot be indexed",
+                                "read its attributes: `obj.W`")  # fmt: skip
         if isinstance(base, dict):
             return self.dict_get(base, index, node)
         if isinstance(base, tuple):
@@ -618,6 +648,8 @@ class Lowering(ControlFlow, Containers, Views):
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
         if isinstance(node.func, gast.Attribute):
             base = self.expr(node.func.value)
+            if isinstance(base, RECORDS):
+                return self.record_method(base, node.func.attr, args, kwargs, node)
             if isinstance(base, dict):
                 return self.dict_method(base, node.func.attr, args, node)
             if not isinstance(base, Static):
