@@ -802,3 +802,48 @@ def _asarray_of_an_array(x):
 )
 def test_np_asarray_and_np_array_with_a_dtype(f, x):
     check_all_modes(f, [x])
+
+
+# fuzzer, seed 777 program 163: an `if` that yields `v1` makes its output the same array
+# as `v1`; the specialized version then wrote `v1 + A` into v1's memory in place
+def if_yields_an_array_written_later(A, s):
+    v1 = A * np.sum([s, s, 0.5])
+    if np.max(A) < 0.3 or 1.5 > 0.9:
+        v5 = v1
+    else:
+        v5 = A
+    return np.sum(np.tanh(np.square(v1 + A) + v5))
+
+
+# the same through a loop that runs no iteration: its output is its initial value
+def loop_passes_on_an_array_written_later(A, n):
+    v1 = A * 2.0
+    h = v1
+    for _ in range(n):
+        h = h * 0.5 + A
+    w = v1 + A
+    return np.sum(np.tanh(w * h + h))
+
+
+def while_passes_on_an_array_written_later(A, c):
+    v1 = A * 2.0
+    h = v1
+    while np.sum(h) < c:
+        h = h + 1.0
+    w = v1 + A
+    return np.sum(np.tanh(w * h + h))
+
+
+@pytest.mark.parametrize(
+    "f, rest",
+    [
+        (if_yields_an_array_written_later, (0.75,)),
+        (loop_passes_on_an_array_written_later, (0,)),
+        (loop_passes_on_an_array_written_later, (2,)),
+        (while_passes_on_an_array_written_later, (-100.0,)),
+        (while_passes_on_an_array_written_later, (5.0,)),
+    ],
+)
+def test_no_write_in_place_into_an_array_a_region_output_still_holds(f, rest):
+    A = np.random.default_rng(1).normal(size=(3, 2))
+    check_all_modes(f, (A, *rest), wrt=0)

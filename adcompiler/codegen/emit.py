@@ -632,6 +632,7 @@ class Plan:
             for v in node.inputs[node.op.holds:]
         }  # fmt: skip
         self.escape_through_regions(fn.body)
+        self.holders = _region_holders(fn.body)
         self.ints = _python_ints(fn)
         self.cursor = 0
 
@@ -741,10 +742,25 @@ class Plan:
         root = self.root.get(x.id, x.id)
         if root in self.escaped:
             return False
-        return not any(
+        if any(
             last > position and self.root.get(w, w) == root and w != x.id
             for w, last in self.last.items()
-        )
+        ):
+            return False
+        # nor a region's output that may be this very array (an `if` that yielded it,
+        # a loop that ran no iteration and passed it on)
+        sharing = {x.id, *(w for w in self.last if self.root.get(w, w) == root)}
+        return not any(self.last.get(h, -1) > position for h in self.held_by(sharing))
+
+    def held_by(self, ids: set[int]) -> set[int]:
+        """The outputs of `if`s and loops that may be one of the values `ids`, transitively."""
+        out, stack = set(), list(ids)
+        while stack:
+            for h in self.holders.get(stack.pop(), ()):
+                if h not in out:
+                    out.add(h)
+                    stack.append(h)
+        return out
 
     def use(self, v: Value, block: int, position: int, inline: bool = True) -> None:
         self.uses.setdefault(v.id, []).append((block if inline else -1, position))
@@ -793,6 +809,24 @@ class Plan:
             out.append(self.order[self.cursor][0])
             self.cursor += 1
         return out
+
+
+def _region_holders(body: Block) -> dict[int, list[int]]:
+    """For each value an `if` yields or a loop starts from or yields: the outputs of that
+    node that may be the same object (an `if`'s output is one of its yields; a loop's
+    output is its initial value when it runs no iteration, else its last yield)."""
+    holders: dict[int, list[int]] = {}
+    for node in walk(body):
+        if not node.regions:
+            continue
+        inits = passes.carried_inits(node)
+        for k, out in enumerate(node.outputs):
+            members = [r.yields[k] for r in passes.yielding_regions(node)]
+            if inits:
+                members.append(inits[k])
+            for v in members:
+                holders.setdefault(v.id, []).append(out.id)
+    return holders
 
 
 def _slices_as_calls(index: ast.expr) -> ast.expr:
