@@ -847,3 +847,22 @@ def while_passes_on_an_array_written_later(A, c):
 def test_no_write_in_place_into_an_array_a_region_output_still_holds(f, rest):
     A = np.random.default_rng(1).normal(size=(3, 2))
     check_all_modes(f, (A, *rest), wrt=0)
+
+
+# fuzzer, seed 777 program 5: `x[x > 0.2]` whose mask the specializer never observed was
+# taken for an integer index, so the masked array's length was folded into the version
+def mask_read_before_a_short_circuit_if(A, x):
+    acc = np.sum(x[x > 0.2])
+    if np.trace(A) > 0.3 and acc < 1.0:
+        pass
+    return x + acc
+
+
+def test_a_mask_never_observed_is_not_taken_for_an_integer_index():
+    vjp = ad.vjp(mask_read_before_a_short_circuit_if, wrt=("A", "x"))
+    A = np.eye(3)
+    for x in ([0.5, 0.3, 0.1], [0.5, 0.3, 0.1], [0.5, 0.1, 0.1], [0.0, 0.1, 0.9]):
+        x = np.array(x)
+        value, (_, x_bar) = vjp(A, x, np.ones(3))
+        want = np.ones(3) + 3.0 * (x > 0.2)
+        np.testing.assert_allclose(x_bar, want)

@@ -219,8 +219,11 @@ def _index_blind(node: Node, ins: list[int], seen: dict) -> bool:
             continue
         if k not in bare:
             return False  # a slice bound
+        kinds = seen.get(v.id, ())
+        if not kinds:
+            return False  # never observed: it may be a mask (fail closed)
         if any(d[0] == "array" and d[2] == "|b1" or d[0] == "bool" or d[0] == "scalar" and
-               d[1].startswith("bool") for d in seen.get(v.id, ())):  # fmt: skip
+               d[1].startswith("bool") for d in kinds):  # fmt: skip
             # a mask: the shape of x[mask] depends on the data (x[True] has a new axis
             # of length 1, x[False] of length 0)
             return name == "unindex"
