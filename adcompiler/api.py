@@ -416,6 +416,10 @@ class GuardedSpecializing(_Guard, specialize.Specializing):
     def __call__(self, *args, **kwargs):
         if not self._holds():
             self.__adcompiler_refresh__()
+        g = self.versions.get(specialize.signature(args, kwargs))
+        if g is not None and not self.unchecked:  # the steady state, in one frame
+            self.latest = g
+            return g(*args, **kwargs)
         return specialize.Specializing.__call__(self, *args, **kwargs)
 
 

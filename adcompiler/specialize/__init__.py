@@ -58,10 +58,16 @@ def signature(args: tuple, kwargs: dict) -> tuple:
     """What the generated versions are keyed on: each argument's type, an array's shape
     and dtype (of an ndarray subclass too: a memmap's slices differ in shape), and the
     same of every leaf of a tuple, list or dict (its keys, in order, and its length)."""
-    key = [_key(a) for a in args]
+    key = [  # (the common kinds inline: this runs on every call)
+        (a.shape, a.dtype) if (kind := type(a)) is _ND else kind if kind in _PLAIN else _key(a)
+        for a in args
+    ]
     if kwargs:
         key.extend((k, _key(v)) for k, v in sorted(kwargs.items()))
     return tuple(key)
+
+
+_PLAIN = frozenset({float, int, bool, complex, str, type(None), np.float64, np.float32})
 
 
 def _key(a):
