@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -182,6 +183,7 @@ class Gen:
         self.families: set = set()
         self.helpers: list = []  # (call prefix, name, param types, defaults, return type)
         self.types = [S, N]
+        self.in_second_module = False
 
     # -- names and small pieces
     def fresh(self, stem: str = "v") -> str:
@@ -278,6 +280,10 @@ class Gen:
             add(1, "ufunc", lambda: f"np.where({e(t, 0)} > 0.0, {e(t)}, 0.3 * {e(t)})")
         add(1, "ifexp", lambda: f"({e(t)} if {self.cond(sc, 0)} else {e(t)})")
         for pre, name, ptypes, defaults, rt in self.helpers:
+            if self.in_second_module:
+                if not pre:
+                    continue  # the second module does not import the first
+                pre = ""
             if rt == t and set(ptypes) <= set(self.types):
                 fam = "helper2" if pre else "helper"
 
@@ -380,10 +386,11 @@ class Gen:
     def block(self, sc: Scope, k: int, d: int, ctx: dict, ind: str) -> list:
         out: list = []
         for _ in range(k):
+            saved = (dict(sc.vars), set(sc.owned), dict(sc.containers))
             try:
                 out += self.stmt(sc, d, ctx, ind)
             except NoType:
-                pass
+                sc.vars, sc.owned, sc.containers = saved
         return out or [ind + "pass"]
 
     def assign_types(self):
@@ -559,7 +566,7 @@ class Gen:
         j = self.fresh("j")
         limit = r.choice([2, 3, 4])
         cond = self.cond(sc) if r.random() < 0.5 else f"np.sum(np.square({acc})) < 4.0"
-        lines = [ind + x for x in init] + [f"{ind}{j} = 0", f"{ind}while {j} < {limit} and {cond}:"]
+        lines = [ind + x for x in init] + [f"{ind}{j} = 0", f"{ind}while {j} < {limit} and ({cond}):"]
         lines.append(f"{ind}    {j} = {j} + 1")
         b = Scope(sc)
         inner = ctx | {"loop": "while"}
@@ -664,7 +671,8 @@ class Gen:
             lines = [f"{ind}{s} = np.stack([{r.choice(UNARY).format('row')} for row in {self.named(sc, MN)}])"]
             sc.vars[s] = MN
         else:
-            lines = [f"{ind}{s} = np.array([{r.choice(UNARY).format('u')} for u in {self.named(sc, N)} if u > -0.5] + [0.5])"]
+            vec = self.named(sc, N)
+            lines = [f"{ind}{s} = np.array([{r.choice(UNARY).format('u')} for u in {vec} if u > -0.5])"]
             lines.append(f"{ind}{s} = np.sum({s} * {s})")
             sc.vars[s] = S
         return lines
@@ -719,7 +727,9 @@ class Gen:
             rt = r.choice([t for t in self.types if t in ptypes or t == S])
             name = f"h{k}"
             defaults = r.random() < 0.3
+            self.in_second_module = other
             lines = self.helper(name, ptypes, rt, defaults)
+            self.in_second_module = False
             helper_src[help_mod if other else main_mod] += lines + ["", ""]
             pre = "hm." if other else ""
             self.helpers.append((pre, name, ptypes, defaults, rt))
@@ -942,9 +952,12 @@ def reference(prog: Program, mod, dims: tuple, key: int) -> Ref | None:
     idx = wrt_positions(prog)
     for attempt in range(6):
         args = draw(prog, dims, key, attempt)
-        try:
-            with np.errstate(all="ignore"):
-                value = call_plain(mod.f, args)
+        try:  # a draw where the plain function meets an invalid value or overflows is skipped
+            with np.errstate(all="raise", under="ignore"):
+                copies = plain(args)
+                value = mod.f(*copies)
+                if not prog.must_refuse and not unchanged(args, copies):
+                    return None  # the program writes into its arguments: not a valid one
                 if not finite(value) or np.ndim(value) != 0 or abs(float(value)) > 1e6:
                     continue
                 rng = np.random.default_rng([prog.seed, prog.index, key, attempt, 7])
@@ -1028,7 +1041,7 @@ def crash_cause(e: BaseException) -> str:
     else:
         if tb:
             where = f" in {os.path.basename(tb[-1].filename)}:{tb[-1].name}"
-    return f"{type(e).__name__}{where}"
+    return re.sub(r"adcompiler-\d+: ", "", f"{type(e).__name__}{where}")
 
 
 def transform(mod, mode: str, wrt):
@@ -1244,3 +1257,454 @@ def run_program(prog: Program, modes=MODES, time_limit: float = 60.0, sources=No
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     return results
+
+
+# ----------------------------------------------------------------------------------------
+# Minimizing a failure
+# ----------------------------------------------------------------------------------------
+
+
+class _Edit(ast.NodeTransformer):
+    """Applies the `target`-th simplification of a module (in a fixed order): delete a
+    statement, replace an `if`/loop by its body, replace an expression by a part of it."""
+
+    def __init__(self, target: int):
+        self.target, self.count = target, 0
+
+    def hit(self) -> bool:
+        self.count += 1
+        return self.count - 1 == self.target
+
+    def generic_visit(self, node):
+        for name, old in ast.iter_fields(node):
+            if isinstance(old, list):
+                new: list = []
+                for item in old:
+                    if isinstance(item, ast.stmt) and not isinstance(item, ast.Import):
+                        if self.hit():
+                            continue
+                        if isinstance(item, (ast.If, ast.For, ast.While)) and self.hit():
+                            new.extend(item.body)
+                            continue
+                        if isinstance(item, ast.If) and item.orelse and self.hit():
+                            new.extend(item.orelse)
+                            continue
+                    if isinstance(item, ast.AST):
+                        item = self.visit(item)
+                    new.append(item)
+                if not new and old and name == "body":
+                    new = [ast.Pass()]
+                setattr(node, name, new)
+            elif isinstance(old, ast.AST):
+                setattr(node, name, self.visit(old))
+        return node
+
+    def visit(self, node):
+        if isinstance(node, ast.expr) and not isinstance(getattr(node, "ctx", None), ast.Store):
+            for part in _parts(node):
+                if self.hit():
+                    return part
+        return self.generic_visit(node)
+
+
+def _parts(node) -> list:
+    if isinstance(node, ast.Call):
+        return [a for a in node.args if not isinstance(a, ast.Starred)] + (
+            [node.func.value] if isinstance(node.func, ast.Attribute)
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy"))
+            else []
+        )  # fmt: skip
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.IfExp):
+        return [node.body, node.orelse]
+    if isinstance(node, ast.BoolOp):
+        return list(node.values)
+    if isinstance(node, (ast.Subscript, ast.Attribute)) and not (
+        isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy")
+    ):
+        return [node.value]
+    return []
+
+
+def _without_twin(prog: Program, mode: str) -> dict:
+    """The sources with the function the mode does not use made trivial."""
+    sources = dict(prog.sources)
+    tree = ast.parse(sources[prog.main])
+    jac = mode.startswith("jacobian")
+    drop = "f" if jac else "fj"
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == drop:
+            if jac:
+                node = ast.parse("def f(*args):\n    return sum(fj(*args))").body[0]
+            else:
+                node = ast.parse("fj = f").body[0]
+        body.append(node)
+    tree.body = body
+    sources[prog.main] = ast.unparse(tree) + "\n"
+    return sources
+
+
+def _same(a: Outcome, b: Outcome) -> bool:
+    return a.kind == b.kind and a.mode == b.mode and a.cause == b.cause
+
+
+def minimize(prog: Program, failure: Outcome, budget: float = 120.0, log=None) -> tuple:
+    """Simplify `prog` while `failure` (same kind, mode and cause) persists.
+    Returns (sources, outcome)."""
+    step = next((k for k, s in enumerate(SEQUENCE) if s[0] == failure.step), len(SEQUENCE) - 1)
+
+    def oracle(sources):
+        out = run_program(prog, (failure.mode,), time_limit=20.0, sources=sources, upto=step)[0]
+        return out if _same(out, failure) else None
+
+    start = time.time()
+    best = dict(prog.sources)
+    outcome = failure
+    trial = _without_twin(prog, failure.mode)
+    got = oracle(trial)
+    if got:
+        best, outcome = trial, got
+    progress = True
+    while progress and time.time() - start < budget:
+        progress = False
+        for name in list(best):
+            target = 0
+            while time.time() - start < budget:
+                tree = ast.parse(best[name])
+                edit = _Edit(target)
+                tree = edit.visit(tree)
+                if target >= edit.count:
+                    break
+                try:
+                    text = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error")
+                        compile(text, name, "exec")
+                except (SyntaxError, ValueError, SyntaxWarning):
+                    target += 1
+                    continue
+                if text == best[name]:
+                    target += 1
+                    continue
+                trial = dict(best)
+                trial[name] = text
+                got = oracle(trial)
+                if got:
+                    best, outcome, progress = trial, got, True
+                    if log:
+                        log(f"  minimized to {sum(len(t) for t in best.values())} characters")
+                else:
+                    target += 1
+        # a second module that nothing imports any more goes
+        for name in list(best)[1:]:
+            if name not in best[prog.main]:
+                trial = {k: v for k, v in best.items() if k != name}
+                got = oracle(trial)
+                if got:
+                    best, outcome = trial, got
+    return best, outcome
+
+
+# ----------------------------------------------------------------------------------------
+# A self-contained script that reproduces a failure
+# ----------------------------------------------------------------------------------------
+
+_REPRO = '''"""{title}
+
+Found by tests/fuzz.py (seed {seed}, program {index}); minimized. Mode: {mode}.
+Run: PYTHONPATH=<an adcompiler checkout> python <this file>
+Prints WRONG or CRASH (with details) while the bug is there, OK once it is fixed.
+"""
+
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+
+import numpy as np
+
+import adcompiler as ad
+
+SOURCES = {sources}
+WRT = {wrt!r}
+MODE = {mode!r}
+# the calls, in order: (what the call exercises, arguments, scalars as, arrays as, v1, v2)
+CALLS = {calls}
+
+
+class Sub(np.ndarray):
+    pass
+
+
+def load():
+    folder = tempfile.mkdtemp(prefix="adfuzz-repro-")
+    for name, text in SOURCES.items():
+        with open(os.path.join(folder, name + ".py"), "w") as fh:
+            fh.write(text)
+    sys.path.insert(0, folder)
+    return importlib.import_module(next(iter(SOURCES))), folder
+
+
+def as_passed(args, scalars, arrays, folder, tag):
+    out = []
+    for k, a in enumerate(args):
+        if not isinstance(a, np.ndarray):
+            out.append({{"float": float, "0d": np.array, "f64": np.float64}}[scalars](a))
+        elif arrays == "sub":
+            out.append(np.array(a).view(Sub))
+        elif arrays == "memmap":
+            mm = np.memmap(os.path.join(folder, f"mm{{tag}}_{{k}}.dat"), dtype=float, mode="w+",
+                           shape=(a.size + 2,))
+            mm[1:-1] = a.ravel()
+            out.append(mm[1:-1].reshape(a.shape))
+        else:
+            out.append(np.array(a))
+    return out
+
+
+def plain(fn, args):
+    return fn(*[np.array(a) if isinstance(a, np.ndarray) else a for a in args])
+
+
+def shifted(args, idx, dirs, h):
+    out = list(args)
+    for i, v in zip(idx, dirs):
+        out[i] = args[i] + h * v
+    return out
+
+
+def fd(fn, args, idx, v, h=1e-6):
+    fp = np.asarray(plain(fn, shifted(args, idx, v, h)), dtype=float)
+    fm = np.asarray(plain(fn, shifted(args, idx, v, -h)), dtype=float)
+    return (fp - fm) / (2 * h)
+
+
+def fd2(fn, args, idx, u, v, h=1e-4):
+    def at(a, b):
+        return float(plain(fn, shifted(shifted(args, idx, u, a), idx, v, b)))
+
+    return (at(h, h) - at(h, -h) - at(-h, h) + at(-h, -h)) / (4 * h * h)
+
+
+def contract(parts, dirs):
+    return sum(np.tensordot(np.asarray(g, float), np.asarray(v, float), axes=np.ndim(v))
+               for g, v in zip(parts, dirs))
+
+
+def main():
+    mod, folder = load()
+    names = {params!r}
+    idx = [names.index(w) for w in WRT]
+    w = WRT[0] if len(WRT) == 1 else tuple(WRT)
+    pack = (lambda vs: vs[0]) if len(WRT) == 1 else tuple
+    unpack = (lambda r: [r]) if len(WRT) == 1 else list
+    if MODE in ("grad", "value_and_grad", "jvp", "hvp"):
+        fn = getattr(ad, MODE)(mod.f, wrt=w)
+    else:
+        fn = ad.jacobian(mod.fj, wrt=w, mode="forward" if MODE == "jacobian_fwd" else "reverse")
+    for k, (label, args, scalars, arrays, v1, v2) in enumerate(CALLS):
+        args = [np.array(a) if isinstance(a, list) else a for a in args]
+        v1 = [np.array(a) if isinstance(a, list) else a for a in v1]
+        v2 = [np.array(a) if isinstance(a, list) else a for a in v2]
+        passed = as_passed(args, scalars, arrays, folder, k)
+        before = [np.array(a) for a in passed]
+        try:
+            if MODE in ("grad", "value_and_grad"):
+                out = fn(*passed)
+                if MODE == "value_and_grad":
+                    value, out = out
+                    want = plain(mod.f, args)
+                    if not np.allclose(value, want, rtol=1e-9, atol=1e-12):
+                        print(f"WRONG at call {{k}} ({{label}}): value {{value}} != f(...) {{want}}")
+                        return
+                got, want = contract(unpack(out), v1), fd(mod.f, args, idx, v1)
+            elif MODE == "jvp":
+                value, got = fn(*passed, pack(v1))
+                want = fd(mod.f, args, idx, v1)
+            elif MODE == "hvp":
+                got = contract(unpack(fn(*passed, pack(v1))), v2)
+                want = fd2(mod.f, args, idx, v2, v1)
+            else:
+                got = contract(unpack(fn(*passed)), v1)
+                want = fd(mod.fj, args, idx, v1)
+        except Exception:
+            print(f"CRASH at call {{k}} ({{label}}):")
+            traceback.print_exc(file=sys.stdout)
+            return
+        if not all(np.array_equal(np.asarray(a), b) for a, b in zip(passed, before)):
+            print(f"WRONG at call {{k}} ({{label}}): the arguments were written to")
+            return
+        got, want = np.asarray(got, float), np.asarray(want, float)
+        tol = {tol} * (1 + np.abs(want) + np.abs(got))
+        if got.shape != want.shape or not np.all(np.abs(got - want) <= tol):
+            print(f"WRONG at call {{k}} ({{label}}): {{MODE}} gives {{got}}, "
+                  f"finite differences {{want}}")
+            return
+    print("OK: every call agrees with finite differences")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _lit(v):
+    if isinstance(v, np.ndarray):
+        return np.asarray(v, dtype=float).tolist()
+    return float(v)
+
+
+def repro_script(prog: Program, sources: dict, outcome: Outcome, title: str = "") -> str:
+    """A self-contained script replaying the calls up to the failing one."""
+    step = next((k for k, s in enumerate(SEQUENCE) if s[0] == outcome.step), 0)
+    calls = []
+    with loaded(prog, sources) as (mod, _):
+        refs = references(prog, mod)
+    for label, shapes, key, scalars, arrays in SEQUENCE[: step + 1]:
+        ref = refs.get((shapes, key))
+        if ref is None:
+            continue
+        calls.append((label, [_lit(a) for a in ref.args], scalars, arrays,
+                      [_lit(v) for v in ref.v1], [_lit(v) for v in ref.v2]))  # fmt: skip
+    title = title or (f"{outcome.kind.upper()} in {outcome.mode}: {outcome.cause}, at the call "
+                      f"'{outcome.step}'")  # fmt: skip
+    body = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sources.items()) + "}"
+    return _REPRO.format(
+        title=title, seed=prog.seed, index=prog.index, mode=outcome.mode, wrt=list(prog.wrt),
+        sources=body, calls=repr(calls), tol=TOL2 if outcome.mode == "hvp" else TOL,
+        params=[p for p, _ in prog.params],
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------
+# Batches and the command line
+# ----------------------------------------------------------------------------------------
+
+
+def _worker(job):
+    seed, index, modes, time_limit = job
+    prog = generate(seed, index)
+    start = time.time()
+    outcomes = run_program(prog, modes, time_limit)
+    return seed, index, outcomes, sorted(prog.families), time.time() - start
+
+
+def run_batch(seed: int, programs: int, modes=MODES, jobs: int = 1, time_limit: float = 60.0,
+              start: int = 0, progress=None):  # fmt: skip
+    """Run programs start..start+programs-1 of `seed`; yields (index, outcomes, families)."""
+    work = [(seed, i, tuple(modes), time_limit) for i in range(start, start + programs)]
+    if jobs <= 1:
+        for job in work:
+            yield _worker(job)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs, maxtasksperchild=100) as pool:
+        yield from pool.imap_unordered(_worker, work, chunksize=4)
+
+
+RANK = {"wrong": 4, "crash": 3, "invalid": 2, "refused": 1, "correct": 0}
+
+
+def program_outcome(outcomes: list) -> Outcome:
+    return max(outcomes, key=lambda o: RANK[o.kind])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--programs", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0, help="index of the first program")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--mode", nargs="*", choices=MODES, default=list(MODES))
+    ap.add_argument("--out", help="write each minimized failure here as its own script")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per program")
+    ap.add_argument("--minimize", type=int, default=20,
+                    help="minimize at most this many failures (one per distinct cause)")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds per minimization")
+    ap.add_argument("--show", type=int, help="print program SHOW of --seed and exit")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    if args.show is not None:
+        prog = generate(args.seed, args.show)
+        for name, text in prog.sources.items():
+            print(f"# ---- {name}.py (wrt {prog.wrt})\n{text}")
+        return 0
+    t0 = time.time()
+    per_program: Counter = Counter()
+    per_mode: Counter = Counter()
+    refusals: Counter = Counter()
+    crashes: Counter = Counter()
+    families: Counter = Counter()
+    failures: dict = {}  # (kind, mode, cause) -> (index, outcome)
+    done = 0
+    for seed, index, outcomes, fams, _ in run_batch(args.seed, args.programs, args.mode,
+                                                    args.jobs, args.time_limit, args.start):
+        done += 1
+        families.update(fams)
+        worst = program_outcome(outcomes)
+        per_program[worst.kind] += 1
+        for o in outcomes:
+            per_mode[(o.mode, o.kind)] += 1
+            if o.kind == "refused":
+                refusals[o.cause] += 1
+            if o.kind in ("crash", "wrong"):
+                crashes[(o.kind, o.cause, o.step)] += 1
+                failures.setdefault((o.kind, o.mode, o.cause, o.step), (index, o))
+        if not args.quiet and (done % 100 == 0 or worst.kind in ("crash", "wrong")):
+            rate = done / (time.time() - t0)
+            print(f"[{done}/{args.programs}] {dict(per_program)} ({rate:.2f} programs/s)"
+                  + (f"  program {index}: {worst.kind} in {worst.mode}: {worst.cause}"
+                     if worst.kind in ("crash", "wrong") else ""),
+                  file=sys.stderr, flush=True)  # fmt: skip
+    elapsed = time.time() - t0
+    print(f"\n== {done} programs, seed {args.seed}, modes {' '.join(args.mode)}: "
+          f"{elapsed:.0f} s, {done / max(elapsed, 1e-9):.2f} programs/s")  # fmt: skip
+    print("per program (worst mode):", ", ".join(f"{k} {per_program[k]}" for k in RANK))
+    print("per mode:")
+    for m in args.mode:
+        print(f"  {m:15s}", ", ".join(f"{k} {per_mode[(m, k)]}" for k in RANK))
+    total = sum(per_mode.values())
+    n_ref = sum(refusals.values())
+    print(f"refusals: {n_ref} of {total} program-modes ({100 * n_ref / max(total, 1):.1f}%), "
+          "by cause:")  # fmt: skip
+    for cause, n in refusals.most_common():
+        print(f"  {n:6d}  {cause}")
+    if crashes:
+        print("crashes and wrong results, by cause:")
+        for (kind, cause, step), n in crashes.most_common():
+            print(f"  {n:6d}  {kind}: {cause} (at the call '{step}')")
+    print("construct families covered:", ", ".join(f"{k} {families[k]}" for k in FAMILIES))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    seen_causes: set = set()
+    minimized = 0
+    for (kind, mode, cause, step), (index, outcome) in sorted(failures.items(), key=str):
+        if (kind, cause, step) in seen_causes or minimized >= args.minimize:
+            continue
+        seen_causes.add((kind, cause, step))
+        minimized += 1
+        prog = generate(args.seed, index)
+        sources, got = minimize(prog, outcome, args.budget)
+        print(f"\n---- {kind.upper()} in {mode} ({cause}), program {index} of seed {args.seed}, "
+              f"at call '{got.step}'")  # fmt: skip
+        print(f"wrt {prog.wrt}; expected vs got: {got.detail.strip().splitlines()[-1][:400]}")
+        for name, text in sources.items():
+            print(f"# {name}.py\n{text}")
+        if args.out:
+            slug = re.sub(r"[^a-z0-9]+", "_", f"{kind}_{mode}_{cause}".lower()).strip("_")[:60]
+            path = os.path.join(args.out, f"s{args.seed}_p{index}_{slug}.py")
+            with open(path, "w") as fh:
+                fh.write(repro_script(prog, sources, got))
+            print(f"(written to {path})")
+    return 1 if per_program["wrong"] or per_program["crash"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
