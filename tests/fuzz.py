@@ -41,7 +41,6 @@ import ast
 import contextlib
 import importlib
 import io
-import math
 import os
 import random
 import re
@@ -295,7 +294,8 @@ class Gen:
 
                 add(3, fam, call)
         if t == S:
-            add(3, "reduce", lambda: f"{r.choice(['np.sum', 'np.mean', 'np.max', 'np.min'])}({e(N)})")
+            reductions = ["np.sum", "np.mean", "np.max", "np.min"]
+            add(3, "reduce", lambda: f"{r.choice(reductions)}({e(N)})")
             add(1, "reduce", lambda: f"{e(N)}.{r.choice(['sum', 'mean', 'max', 'min'])}()")
             add(1, "reduce", lambda: f"np.prod(np.tanh({e(N)}))")
             add(1, "reduce", lambda: f"np.sum(np.cumsum({e(N)}))")
@@ -355,8 +355,8 @@ class Gen:
             add(1, "index", lambda: f"{e(MN)}[:, {r.choice(['0', '1', '-1'])}]")
             add(1, "reduce", lambda: f"np.cumsum({e(M)})")
             add(1, "slice", lambda: f"{e(M)}[::-1]")
-            add(1, "linalg", lambda: "np.linalg.solve(2.0 * np.eye(len({0})) + 0.1 * np.outer({0}, {0}), {1})"
-                .format(self.named(sc, M), e(M)))  # fmt: skip
+            solve = "np.linalg.solve(2.0 * np.eye(len({0})) + 0.1 * np.outer({0}, {0}), {1})"
+            add(1, "linalg", lambda: solve.format(self.named(sc, M), e(M)))
         if t == MN:
             add(2, "matmul", lambda: f"np.outer({e(M)}, {e(N)})")
             add(1, "arith", lambda: f"{e(M, 0)}[:, None] * {e(N)}")
@@ -550,7 +550,8 @@ class Gen:
         else:
             kk, w = self.fresh("k"), self.fresh("w")
             tt = r.choice(self.types)
-            head = f'for {kk}, {w} in {{"p": {self.ex(sc, tt, 1)}, "q": {self.ex(sc, tt, 1)}}}.items():'
+            p, q = self.ex(sc, tt, 1), self.ex(sc, tt, 1)
+            head = f'for {kk}, {w} in {{"p": {p}, "q": {q}}}.items():'
             b.vars[w] = tt
             self.families.add("dict")
         self.families.add("for")
@@ -566,7 +567,8 @@ class Gen:
         j = self.fresh("j")
         limit = r.choice([2, 3, 4])
         cond = self.cond(sc) if r.random() < 0.5 else f"np.sum(np.square({acc})) < 4.0"
-        lines = [ind + x for x in init] + [f"{ind}{j} = 0", f"{ind}while {j} < {limit} and ({cond}):"]
+        lines = [ind + x for x in init]
+        lines += [f"{ind}{j} = 0", f"{ind}while {j} < {limit} and ({cond}):"]
         lines.append(f"{ind}    {j} = {j} + 1")
         b = Scope(sc)
         inner = ctx | {"loop": "while"}
@@ -595,7 +597,8 @@ class Gen:
                 elif k < 0.5:
                     lines.append(f"{ind}{name}[:, 1] {r.choice(['=', '+='])} {self.ex(sc, M, 1)}")
                 elif k < 0.8:
-                    lines.append(f"{ind}{name}[0, 0] {r.choice(['=', '+=', '*='])} {self.ex(sc, S, 1)}")
+                    op = r.choice(["=", "+=", "*="])
+                    lines.append(f"{ind}{name}[0, 0] {op} {self.ex(sc, S, 1)}")
                 else:
                     lines.append(f"{ind}{name} += {self.ex(sc, MN, 1)}")
             else:
@@ -668,11 +671,13 @@ class Gen:
         self.families.add("compr")
         s = self.fresh()
         if MN in self.types and r.random() < 0.5:
-            lines = [f"{ind}{s} = np.stack([{r.choice(UNARY).format('row')} for row in {self.named(sc, MN)}])"]
+            fn = r.choice(UNARY).format("row")
+            lines = [f"{ind}{s} = np.stack([{fn} for row in {self.named(sc, MN)}])"]
             sc.vars[s] = MN
         else:
             vec = self.named(sc, N)
-            lines = [f"{ind}{s} = np.array([{r.choice(UNARY).format('u')} for u in {vec} if u > -0.5])"]
+            fn = r.choice(UNARY).format("u")
+            lines = [f"{ind}{s} = np.array([{fn} for u in {vec} if u > -0.5])"]
             lines.append(f"{ind}{s} = np.sum({s} * {s})")
             sc.vars[s] = S
         return lines
@@ -715,7 +720,8 @@ class Gen:
         if any(t == MN for _, t in params):
             self.types = [S, N, M, MN]
         names = [p for p, _ in params]
-        wrt = tuple(r.sample(names, 2)) if len(names) > 1 and r.random() < 0.3 else (r.choice(names),)
+        two = len(names) > 1 and r.random() < 0.3
+        wrt = tuple(r.sample(names, 2)) if two else (r.choice(names),)
         out_type = r.choice([N, N, M] if M in self.types else [N])
         main_mod, help_mod = f"fz_{self.tag}", f"fz_{self.tag}_h"
         # helpers: some in this module, some in the second one
@@ -749,8 +755,10 @@ class Gen:
             "np.linalg.norm({})", "np.sum({} * {})",
         ])  # fmt: skip
         body_text = "\n".join(body)
-        f_text = re.sub(r"@RET\((.*)\)$", lambda m: reduce.format(*[m.group(1)] * reduce.count("{}")),
-                        body_text, flags=re.M)  # fmt: skip
+        def scalar(m):
+            return reduce.format(*[m.group(1)] * reduce.count("{}"))
+
+        f_text = re.sub(r"@RET\((.*)\)$", scalar, body_text, flags=re.M)
         fj_text = re.sub(r"@RET\((.*)\)$", r"\1", body_text, flags=re.M)
         sig = ", ".join(names)
         main = ["import numpy as np", ""]
@@ -1307,11 +1315,14 @@ class _Edit(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
+NUMPY = ("np", "numpy")
+
+
 def _parts(node) -> list:
     if isinstance(node, ast.Call):
         return [a for a in node.args if not isinstance(a, ast.Starred)] + (
             [node.func.value] if isinstance(node.func, ast.Attribute)
-            and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy"))
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id in NUMPY)
             else []
         )  # fmt: skip
     if isinstance(node, ast.BinOp):
@@ -1323,7 +1334,7 @@ def _parts(node) -> list:
     if isinstance(node, ast.BoolOp):
         return list(node.values)
     if isinstance(node, (ast.Subscript, ast.Attribute)) and not (
-        isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy")
+        isinstance(node.value, ast.Name) and node.value.id in NUMPY
     ):
         return [node.value]
     return []
@@ -1520,7 +1531,7 @@ def main():
                     value, out = out
                     want = plain(mod.f, args)
                     if not np.allclose(value, want, rtol=1e-9, atol=1e-12):
-                        print(f"WRONG at call {{k}} ({{label}}): value {{value}} != f(...) {{want}}")
+                        print(f"WRONG at call {{k}} ({{label}}): value {{value}}, f(...) {{want}}")
                         return
                 got, want = contract(unpack(out), v1), fd(mod.f, args, idx, v1)
             elif MODE == "jvp":
@@ -1644,7 +1655,7 @@ def main(argv=None) -> int:
     families: Counter = Counter()
     failures: dict = {}  # (kind, mode, cause) -> (index, outcome)
     done = 0
-    for seed, index, outcomes, fams, _ in run_batch(args.seed, args.programs, args.mode,
+    for _, index, outcomes, fams, _ in run_batch(args.seed, args.programs, args.mode,
                                                     args.jobs, args.time_limit, args.start):
         done += 1
         families.update(fams)
