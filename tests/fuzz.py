@@ -41,6 +41,7 @@ import ast
 import contextlib
 import importlib
 import io
+import json
 import os
 import random
 import re
@@ -731,7 +732,7 @@ class Gen:
             ptypes = [r.choice(self.types[1:])] + [r.choice(self.types)
                                                     for _ in range(r.choice([0, 0, 1]))]
             rt = r.choice([t for t in self.types if t in ptypes or t == S])
-            name = f"h{k}"
+            name = f"h{k}_{self.tag}"  # unique: generated code calls helpers by name
             defaults = r.random() < 0.3
             self.in_second_module = other
             lines = self.helper(name, ptypes, rt, defaults)
@@ -1620,6 +1621,22 @@ def run_batch(seed: int, programs: int, modes=MODES, jobs: int = 1, time_limit: 
         yield from pool.imap_unordered(_worker, work, chunksize=4)
 
 
+def _minimize_job(job):
+    seed, index, outcome, budget = job
+    sources, got = minimize(generate(seed, index), outcome, budget)
+    return seed, index, outcome, sources, got
+
+
+def _map(fn, jobs: list, processes: int):
+    if processes <= 1:
+        yield from map(fn, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(processes, maxtasksperchild=4) as pool:
+        yield from pool.imap_unordered(fn, jobs)
+
+
 RANK = {"wrong": 4, "crash": 3, "invalid": 2, "refused": 1, "correct": 0}
 
 
@@ -1641,6 +1658,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per minimization")
     ap.add_argument("--show", type=int, help="print program SHOW of --seed and exit")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--log", help="append every outcome but `correct` here, one JSON a line")
     args = ap.parse_args(argv)
     if args.show is not None:
         prog = generate(args.seed, args.show)
@@ -1661,6 +1679,14 @@ def main(argv=None) -> int:
         families.update(fams)
         worst = program_outcome(outcomes)
         per_program[worst.kind] += 1
+        if args.log:
+            with open(args.log, "a") as fh:
+                for o in outcomes:
+                    if o.kind != "correct":
+                        last = o.detail.strip().splitlines()[-1][:300] if o.detail else ""
+                        fh.write(json.dumps({"seed": args.seed, "index": index, "mode": o.mode,
+                                             "kind": o.kind, "step": o.step, "cause": o.cause,
+                                             "detail": last}) + "\n")  # fmt: skip
         for o in outcomes:
             per_mode[(o.mode, o.kind)] += 1
             if o.kind == "refused":
@@ -1695,14 +1721,15 @@ def main(argv=None) -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
     seen_causes: set = set()
-    minimized = 0
-    for (kind, mode, cause, step), (index, outcome) in sorted(failures.items(), key=str):
-        if (kind, cause, step) in seen_causes or minimized >= args.minimize:
+    todo = []
+    for (kind, _mode, cause, step), (index, outcome) in sorted(failures.items(), key=str):
+        if (kind, cause, step) in seen_causes or len(todo) >= args.minimize:
             continue
         seen_causes.add((kind, cause, step))
-        minimized += 1
-        prog = generate(args.seed, index)
-        sources, got = minimize(prog, outcome, args.budget)
+        todo.append((args.seed, index, outcome, args.budget))
+    for seed, index, outcome, sources, got in _map(_minimize_job, todo, args.jobs):
+        kind, mode, cause = outcome.kind, outcome.mode, outcome.cause
+        prog = generate(seed, index)
         print(f"\n---- {kind.upper()} in {mode} ({cause}), program {index} of seed {args.seed}, "
               f"at call '{got.step}'")  # fmt: skip
         print(f"wrt {prog.wrt}; expected vs got: {got.detail.strip().splitlines()[-1][:400]}")
