@@ -111,6 +111,8 @@ UNARY = [
     "np.clip({}, -0.8, 0.8)",
     "np.maximum({}, 0.1)",
     "np.minimum({}, -0.2)",
+    "(1.0 + np.square({})) ** 1.5",
+    "np.sign({}) * 0.5",
 ]
 BINARY = [
     "{} + {}",
@@ -126,11 +128,13 @@ BINARY = [
     "np.logaddexp({}, {})",
     "np.arctan({} * {})",
     "{} % 7.5 + 0.1 * {}",
+    "np.power(1.0 + np.square({}), np.tanh({}))",
+    "{} * ({} // 2.0)",
 ]
 FAMILIES = (
     "arith", "ufunc", "reduce", "matmul", "index", "slice", "if", "ifexp", "for", "while",
     "break", "continue", "return", "tuple", "list", "dict", "helper", "helper2", "inplace",
-    "view", "compr", "linalg", "refuse",
+    "view", "compr", "linalg", "refuse", "lambda", "closure", "effect",
 )  # fmt: skip
 
 
@@ -356,6 +360,8 @@ class Gen:
             add(1, "index", lambda: f"{e(MN)}[:, {r.choice(['0', '1', '-1'])}]")
             add(1, "reduce", lambda: f"np.cumsum({e(M)})")
             add(1, "slice", lambda: f"{e(M)}[::-1]")
+            inv = "np.linalg.inv(2.0 * np.eye(len({0})) + 0.1 * np.outer({0}, {0})) @ {1}"
+            add(1, "linalg", lambda: inv.format(self.named(sc, M), e(M)))
             solve = "np.linalg.solve(2.0 * np.eye(len({0})) + 0.1 * np.outer({0}, {0}), {1})"
             add(1, "linalg", lambda: solve.format(self.named(sc, M), e(M)))
         if t == MN:
@@ -406,6 +412,8 @@ class Gen:
                 choices += ["ret"]
         if ctx.get("loop"):
             choices += ["break", "continue"]
+        if ctx.get("main"):
+            choices += ["closure", "effect"]
         kind = r.choice(choices)
         ex = lambda t, dd=2: self.ex(sc, t, dd)  # noqa: E731
         if kind == "assign":
@@ -442,10 +450,42 @@ class Gen:
         if kind == "ret":
             self.families.add("return")
             return [f"{ind}if {self.cond(sc)}:", f"{ind}    return {self.ret(sc, ctx)}"]
+        if kind == "closure":
+            return self.closure_stmt(sc, ind)
+        if kind == "effect":
+            self.families.add("effect")
+            if self.r.random() < 0.5:
+                return [f'{ind}print(f"value {{{self.ex(sc, S, 1)}:.3f}}")']
+            return [f"{ind}assert {self.named(sc, N)}.shape[0] > 0, \"empty\""]
         if kind in ("break", "continue"):
             self.families.add(kind)
             return [f"{ind}if {self.cond(sc)}:", f"{ind}    {kind}"]
         return []
+
+    def closure_stmt(self, sc: Scope, ind: str) -> list:
+        """A lambda, or a nested def reading a variable of the enclosing function."""
+        r = self.r
+        t = r.choice(self.types)
+        name, out = self.fresh("fn"), self.fresh()
+        if r.random() < 0.5:
+            self.families.add("lambda")
+            lines = [f"{ind}{name} = lambda r: {r.choice(UNARY).format('r')}"]
+        else:
+            self.families.add("closure")
+            free = self.ex(sc, S, 0)
+            fn = r.choice(UNARY).format("r")
+            lines = [f"{ind}def {name}(r):", f"{ind}    return {fn} * {free}"]
+        lines.append(f"{ind}{out} = {name}({self.ex(sc, t, 1)})")
+        sc.vars[out] = t
+        return lines
+
+    def final(self, sc: Scope, ctx: dict) -> str:
+        """The last return: reads some of the values computed, so they are not dead code."""
+        made = [v for v, t in sc.vars.items() if t in (S, N, M, MN) and v not in sc.params]
+        terms = [self.ex(sc, ctx["out"], 2)]
+        for v in self.r.sample(made, min(len(made), self.r.choice([1, 2, 3]))):
+            terms.append(f"0.1 * {v}" if sc.vars[v] == S else f"0.1 * np.mean({v})")
+        return f"@RET({' + '.join(terms)})"
 
     def ret(self, sc: Scope, ctx: dict) -> str:
         return f"@RET({self.ex(sc, ctx['out'], 2)})"
@@ -750,7 +790,7 @@ class Gen:
         if must_refuse:
             body = self.refused(sc) + body
             self.families.add("refuse")
-        body.append(f"    return {self.ret(sc, ctx)}")
+        body.append(f"    return {self.final(sc, ctx)}")
         reduce = r.choice([
             "np.sum(np.tanh({}))", "np.mean(np.square({}))", "np.sum(np.sin({}))",
             "np.linalg.norm({})", "np.sum({} * {})",
@@ -955,6 +995,7 @@ class Ref:
     d2: object  # f'(x) v2
     dj: object  # fj'(x) v1 (None: unreliable, or fj fails)
     h12: object  # v2 . H v1 (None: unreliable)
+    writes: bool = False  # the plain function writes into its arguments
 
 
 def reference(prog: Program, mod, dims: tuple, key: int) -> Ref | None:
@@ -965,8 +1006,7 @@ def reference(prog: Program, mod, dims: tuple, key: int) -> Ref | None:
             with np.errstate(all="raise", under="ignore"):
                 copies = plain(args)
                 value = mod.f(*copies)
-                if not prog.must_refuse and not unchanged(args, copies):
-                    return None  # the program writes into its arguments: not a valid one
+                writes = not unchanged(args, copies)  # then it must be refused
                 if not finite(value) or np.ndim(value) != 0 or abs(float(value)) > 1e6:
                     continue
                 rng = np.random.default_rng([prog.seed, prog.index, key, attempt, 7])
@@ -991,7 +1031,7 @@ def reference(prog: Program, mod, dims: tuple, key: int) -> Ref | None:
             raise
         except Exception:  # noqa: BLE001 - this draw makes the plain function fail
             continue
-        return Ref(args, value, jvalue, v1, v2, d1, d2, dj, h12)
+        return Ref(args, value, jvalue, v1, v2, d1, d2, dj, h12, writes)
     return None
 
 
@@ -1247,9 +1287,13 @@ def run_program(prog: Program, modes=MODES, time_limit: float = 60.0, sources=No
             if all(r is None for r in refs.values()):
                 return [Outcome("invalid", m, detail="the plain function fails on every draw")
                         for m in modes]  # fmt: skip
+            writes = any(r.writes for r in refs.values() if r is not None)
             for mode in modes:
                 out = run_mode(prog, mod, mode, refs, folder, upto)
-                if prog.must_refuse and out.kind == "correct":
+                if writes and out.kind == "correct":
+                    out = Outcome("wrong", mode, "compile", "accepted a function that writes "
+                                  "into its arguments", "accepted a write into an argument")
+                elif prog.must_refuse and out.kind == "correct":
                     out = Outcome("wrong", mode, "compile", "accepted a construct that must be "
                                   "refused", "accepted a refused construct")  # fmt: skip
                 results.append(out)
