@@ -1717,8 +1717,23 @@ def main(argv=None) -> int:
     families: Counter = Counter()
     failures: dict = {}  # (kind, mode, cause) -> (index, outcome)
     done = 0
-    for _, index, outcomes, fams, _ in run_batch(args.seed, args.programs, args.mode,
-                                                    args.jobs, args.time_limit, args.start):
+    main_pid = os.getpid()
+
+    def stop(signum, frame):  # SIGTERM ends the batch early too (SIGINT is ignored in `cmd &`)
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    batch = run_batch(args.seed, args.programs, args.mode, args.jobs, args.time_limit, args.start)
+    while True:
+        try:  # Ctrl-C (SIGINT) ends the batch early, with the summary of what ran
+            _, index, outcomes, fams, _ = next(batch)
+        except (StopIteration, KeyboardInterrupt):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            batch.close()
+            break
         done += 1
         families.update(fams)
         worst = program_outcome(outcomes)
