@@ -915,7 +915,7 @@ def dims_for(prog: Program) -> dict:
     rng = random.Random(f"dims:{prog.seed}:{prog.index}")
     a = (rng.randint(2, 4), rng.randint(2, 5))
     b = a
-    while b == a:
+    while b[0] == a[0] or b[1] == a[1]:  # both dimensions change
         b = (rng.randint(2, 4), rng.randint(2, 5))
     return {"A": a, "B": b}
 
