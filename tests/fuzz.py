@@ -1696,7 +1696,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--mode", nargs="*", choices=MODES, default=list(MODES))
     ap.add_argument("--out", help="write each minimized failure here as its own script")
-    ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per program")
+    ap.add_argument("--time-limit", type=float, default=180.0, help="seconds per program")
     ap.add_argument("--minimize", type=int, default=20,
                     help="minimize at most this many failures (one per distinct cause)")
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per minimization")
