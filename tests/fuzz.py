@@ -134,7 +134,7 @@ BINARY = [
 FAMILIES = (
     "arith", "ufunc", "reduce", "matmul", "index", "slice", "if", "ifexp", "for", "while",
     "break", "continue", "return", "tuple", "list", "dict", "helper", "helper2", "inplace",
-    "view", "compr", "linalg", "refuse", "lambda", "closure", "effect",
+    "view", "compr", "linalg", "refuse", "lambda", "closure", "effect", "tiny",
 )  # fmt: skip
 
 
@@ -785,12 +785,18 @@ class Gen:
             sc.vars[p] = t
             sc.params.add(p)
         ctx = {"main": True, "out": out_type}
-        body = self.block(sc, r.randint(2, 6), 2, ctx, "    ")
+        tiny = r.random() < 0.15  # a line or two, the result returned as it is
+        body = self.block(sc, r.randint(0, 1) if tiny else r.randint(2, 6), 0 if tiny else 2,
+                          ctx, "    ")  # fmt: skip
         must_refuse = r.random() < 0.03
         if must_refuse:
             body = self.refused(sc) + body
             self.families.add("refuse")
-        body.append(f"    return {self.final(sc, ctx)}")
+        if tiny:
+            self.families.add("tiny")
+            body.append(f"    return @TINY({self.ex(sc, S, 2)}, {self.ex(sc, out_type, 2)})")
+        else:
+            body.append(f"    return {self.final(sc, ctx)}")
         reduce = r.choice([
             "np.sum(np.tanh({}))", "np.mean(np.square({}))", "np.sum(np.sin({}))",
             "np.linalg.norm({})", "np.sum({} * {})",
@@ -801,6 +807,8 @@ class Gen:
 
         f_text = re.sub(r"@RET\((.*)\)$", scalar, body_text, flags=re.M)
         fj_text = re.sub(r"@RET\((.*)\)$", r"\1", body_text, flags=re.M)
+        if tiny:
+            f_text, fj_text = self.tiny_returns(body_text)
         sig = ", ".join(names)
         main = ["import numpy as np", ""]
         if self.helpers and any(h[0] for h in self.helpers):
@@ -817,6 +825,14 @@ class Gen:
                 "import numpy as np", "import numpy"
             )
         return Program(seed, index, sources, params, wrt, out_type, must_refuse, set(self.families))
+
+    @staticmethod
+    def tiny_returns(text: str) -> tuple:
+        """The bodies of f and fj from a body ending in `return @TINY(scalar, array)`."""
+        head, _, last = text.rpartition("return @TINY(")
+        call = ast.parse("t(" + last.rstrip(), mode="eval").body
+        scalar, array = (ast.unparse(a) for a in call.args)
+        return head + "return " + scalar, head + "return " + array
 
     def refused(self, sc: Scope) -> list:
         arr = "x"
