@@ -545,15 +545,13 @@ class Gen:
         rng, dim = r.choice([
             (f"range(len({vec}))", self.dim_of(vec_t)),
             (f"range({vec}.shape[0])", self.dim_of(vec_t)),
-            ("range(2)", "2"),
+            ("range(2)", "n"),  # n >= 2: an index below 2 fits a vector of n
             ("range(3)", None),
             (f"range(1, len({vec}))", self.dim_of(vec_t)),
             (f"range(0, len({vec}), 2)", self.dim_of(vec_t)),
         ])  # fmt: skip
         b = Scope(sc)
-        b.loops.append((i, dim if dim != "2" else None))
-        if dim == "2":
-            b.loops[-1] = (i, "n")  # n >= 2: an index below 2 fits any vector
+        b.loops.append((i, dim))
         inner = ctx | {"loop": "for"}
         if r.random() < 0.5:
             step = f"{ind}    {acc} = {self.ex(b, t, 2)}"
