@@ -60,8 +60,8 @@ os.environ.setdefault("ADCOMPILER_DISK_CACHE", "0")
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+if ROOT not in sys.path:  # last: PYTHONPATH=<another checkout> fuzzes that one
+    sys.path.append(ROOT)
 
 import adcompiler as ad  # noqa: E402
 from adcompiler import errors as ad_errors  # noqa: E402
