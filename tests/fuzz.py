@@ -1,6 +1,11 @@
 """A differential random-program fuzzer for adcompiler (issue 12, "never silently wrong").
 
     python tests/fuzz.py --programs 200 --seed 1 [--jobs 2] [--mode grad ...] [--out DIR]
+    PYTHONPATH=/work/main python tests/fuzz.py ...     # fuzz another checkout
+    python tests/fuzz.py --show 17 --seed 1            # print one program
+
+Same (seed, index), same program. SIGTERM or Ctrl-C ends a batch early with its summary;
+`--log FILE` appends every outcome that is not `correct`, one JSON object a line.
 
 A seeded generator writes random programs over the supported subset (docs/subset.md,
 docs/operators.md) as source text: a top-level function `f` returning a scalar, its twin
@@ -12,7 +17,9 @@ Each program is differentiated in every mode (`grad`, `value_and_grad`, `jvp`, `
 `jacobian` in reverse and forward mode) and called in a sequence that exercises
 specialization: the same shapes three times, the same shapes with other data, new
 shapes, the first shapes again, scalars as Python floats, 0-d arrays and `np.float64`,
-and arrays of an ndarray subclass. Every call is compared with float64 central
+arrays of an ndarray subclass (with the same and with new shapes) and np.memmap slices.
+About 3% of the programs start with a construct that must be refused (a write into an
+argument, `try`, `global`, a set, ...). Every call is compared with float64 central
 differences of the plain function (directional derivatives along random directions;
 `hvp` against a mixed second difference) and the value with the function's value.
 
@@ -21,13 +28,16 @@ Outcomes, per program and mode:
 - correct: every call agrees with finite differences;
 - refused: an adcompiler error (adcompiler/errors.py) at compile time, i.e. when the
   transform is made or at the first call, before any generated code ran;
-- crash: any other exception (or a refusal on a later call) where the function itself
-  runs, a timeout, or the caller's arguments written to;
-- wrong: a value, derivative or shape that disagrees, or a program that must be refused
-  (a write into an argument, `try`, ...) accepted.
+- crash: any other exception (or a refusal only on a later call) where the function
+  itself runs, or the per-program time limit passed;
+- wrong: a value, derivative or shape that disagrees, the caller's arguments written to,
+  or a program that must be refused accepted (one whose plain function writes into its
+  arguments counts as such);
+- invalid: the plain function fails on every data draw (a generator bug; should be 0).
 
 Data points where the finite differences are unreliable (a branch threshold or a kink
-within the step: the one-sided differences disagree) are re-drawn.
+within the step: the one-sided differences disagree) or where the plain function meets an
+invalid value or overflows are re-drawn.
 
 A failure is minimized (statements deleted, expressions replaced by a sub-expression,
 while the same outcome in the same mode persists) and printed, with a self-contained
@@ -81,7 +91,6 @@ REFUSALS = (
 # Types of values, over two symbolic dimensions m and n (each 2..5 at run time):
 # S scalar, N vector of n, M vector of m, MN matrix m x n, I a Python int.
 S, N, M, MN, INT = "S", "N", "M", "MN", "I"
-ARRAYS = (N, M, MN)
 
 UNARY = [
     "np.tanh({})",
@@ -171,7 +180,6 @@ class NoType(Exception):
 class Scope:
     def __init__(self, parent: Scope | None = None):
         self.vars = dict(parent.vars) if parent else {}
-        self.owned = set(parent.owned) if parent else set()
         self.containers = dict(parent.containers) if parent else {}
         self.loops = list(parent.loops) if parent else []  # [(index name, dim or None)]
         self.params = set(parent.params) if parent else set()
@@ -393,11 +401,11 @@ class Gen:
     def block(self, sc: Scope, k: int, d: int, ctx: dict, ind: str) -> list:
         out: list = []
         for _ in range(k):
-            saved = (dict(sc.vars), set(sc.owned), dict(sc.containers))
+            saved = (dict(sc.vars), dict(sc.containers))
             try:
                 out += self.stmt(sc, d, ctx, ind)
             except NoType:
-                sc.vars, sc.owned, sc.containers = saved
+                sc.vars, sc.containers = saved
         return out or [ind + "pass"]
 
     def assign_types(self):
@@ -627,7 +635,6 @@ class Gen:
         ])  # fmt: skip
         lines = [f"{ind}{name} = {make}"]
         sc.vars[name] = t
-        sc.owned.add(name)
         for _ in range(r.randint(1, 3)):
             k = r.random()
             if t == MN:
