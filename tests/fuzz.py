@@ -1182,6 +1182,23 @@ def check_shapes(parts: list, args: list, idx: list, prefix: tuple = ()) -> None
             raise Mismatch(f"derivative shape {np.shape(g)}, expected {want}")
 
 
+def direction(vs: list) -> list:
+    """Copies of the direction vectors; Mismatch later if generated code writes into them."""
+    copies = snapshot(vs)
+    _passed.append((vs, copies))
+    return copies
+
+
+_passed: list = []
+
+
+def check_directions() -> None:
+    while _passed:
+        original, passed = _passed.pop()
+        if not unchanged(original, passed):
+            raise Mismatch("the caller's tangent (direction) was written to")
+
+
 def check_call(mode: str, fn, args: list, ref: Ref, idx: list) -> None:
     n = len(idx)
     pack = (lambda vs: vs[0]) if n == 1 else tuple
@@ -1199,7 +1216,7 @@ def check_call(mode: str, fn, args: list, ref: Ref, idx: list) -> None:
             if not near(got, want, scale, TOL):
                 raise Mismatch(f"gradient . v = {summary(got)}, finite differences {summary(want)}")
     elif mode == "jvp":
-        out = fn(*args, pack(ref.v1))
+        out = fn(*args, pack(direction(ref.v1)))
         if not isinstance(out, tuple) or len(out) != 2:
             raise Mismatch(f"jvp returned {type(out).__name__}")
         check_value(out[0], ref)
@@ -1207,7 +1224,7 @@ def check_call(mode: str, fn, args: list, ref: Ref, idx: list) -> None:
         if not near(out[1], ref.d1, scale, TOL):
             raise Mismatch(f"J v = {summary(out[1])}, finite differences {summary(ref.d1)}")
     elif mode == "hvp":
-        out = fn(*args, pack(ref.v1))
+        out = fn(*args, pack(direction(ref.v1)))
         parts = as_list(out, n)
         check_shapes(parts, args, idx)
         if ref.h12 is None:
@@ -1257,6 +1274,7 @@ def run_mode(prog: Program, mod, mode: str, refs: dict, folder: str, upto: int |
             continue
         args = materialize(ref.args, scalars, arrays, folder, f"{mode}{k}")
         before = snapshot(args)
+        _passed.clear()
         try:
             with np.errstate(all="ignore"):
                 check_call(mode, fn, args, ref, idx)
@@ -1274,6 +1292,10 @@ def run_mode(prog: Program, mod, mode: str, refs: dict, folder: str, upto: int |
         if not unchanged(before, args):
             return Outcome("wrong", mode, label, "the caller's arguments were written to",
                            "wrote into an argument")  # fmt: skip
+        try:
+            check_directions()
+        except Mismatch as e:
+            return Outcome("wrong", mode, label, str(e), "wrote into the tangent")
     return Outcome("correct", mode)
 
 

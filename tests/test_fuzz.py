@@ -59,6 +59,10 @@ REGRESSIONS = [
     ("+= on a dict item that is an argument, accepted",
      [("x", "N")], ("x",), "grad",
      "def f(x):\n    d = {'a': x}\n    d['a'] += 1.0\n    return np.sum(x * x)\n\nfj = f\n"),
+    ("vjp writes into the caller's cotangent (jacobian rows wrong)",
+     [("x", "N")], ("x",), "jacobian",
+     "def fj(x):\n    acc = 0.0\n    for i in range(2):\n        acc = sum(u for u in x)\n"
+     "    return x + acc\n\ndef f(x):\n    return np.sum(fj(x))\n"),
     ("hvp of norm at zero is nan",
      [("y", "N")], ("y",), "hvp",
      "def f(y):\n    b = y\n    return np.linalg.norm(b - b)\n\nfj = f\n"),
