@@ -65,9 +65,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
-os.environ.setdefault("ADCOMPILER_DISK_CACHE", "0")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # last: PYTHONPATH=<another checkout> fuzzes that one
@@ -1324,6 +1322,8 @@ def run_program(prog: Program, modes=MODES, time_limit: float = 60.0, sources=No
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, time_limit)
     results: list = []
+    cache = os.environ.get("ADCOMPILER_DISK_CACHE")
+    os.environ["ADCOMPILER_DISK_CACHE"] = "0"  # every program is new: nothing to reuse
     try:
         with loaded(prog, sources) as (mod, folder), contextlib.redirect_stdout(io.StringIO()):
             refs = references(prog, mod)
@@ -1352,6 +1352,10 @@ def run_program(prog: Program, modes=MODES, time_limit: float = 60.0, sources=No
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if cache is None:
+            del os.environ["ADCOMPILER_DISK_CACHE"]
+        else:
+            os.environ["ADCOMPILER_DISK_CACHE"] = cache
     return results
 
 
