@@ -1266,11 +1266,13 @@ def run_mode(prog: Program, mod, mode: str, refs: dict, folder: str, upto: int |
     except Exception as e:  # noqa: BLE001
         return Outcome("crash", mode, "compile", fmt_exc(e), crash_cause(e))
     steps = SEQUENCE if upto is None else SEQUENCE[: upto + 1]
-    for k, (label, shapes, key, scalars, arrays) in enumerate(steps):
+    calls = 0  # made so far (a step whose data could not be drawn is skipped)
+    for label, shapes, key, scalars, arrays in steps:
         ref = refs.get((shapes, key))
         if ref is None:
             continue
-        args = materialize(ref.args, scalars, arrays, folder, f"{mode}{k}")
+        calls += 1
+        args = materialize(ref.args, scalars, arrays, folder, f"{mode}{calls}")
         before = snapshot(args)
         _passed.clear()
         try:
@@ -1281,7 +1283,7 @@ def run_mode(prog: Program, mod, mode: str, refs: dict, folder: str, upto: int |
         except Mismatch as e:
             return Outcome("wrong", mode, label, str(e), "wrong")
         except REFUSALS as e:
-            if k == 0:
+            if calls == 1:
                 return Outcome("refused", mode, label, str(e)[:2000], refusal_cause(e))
             return Outcome("crash", mode, label, "refused only on a later call: " + fmt_exc(e),
                            "late " + refusal_cause(e))  # fmt: skip
