@@ -63,6 +63,26 @@ REGRESSIONS = [
      [("x", "N")], ("x",), "jacobian",
      "def fj(x):\n    acc = 0.0\n    for i in range(2):\n        acc = sum(u for u in x)\n"
      "    return x + acc\n\ndef f(x):\n    return np.sum(fj(x))\n"),
+    ("helper rebinding its parameter to a module constant in an if (VerifyError)",
+     [("x", "N")], ("x",), "grad",
+     "SCALE = 0.75\n\ndef h(a0):\n    if np.max(a0) > 0.0:\n        a0 = SCALE\n"
+     "    return np.mean(a0)\n\ndef f(x):\n    return h(x) + np.sum(x)\n\nfj = f\n"),
+    ("write into a read-only array (other data)",
+     [("y", "N"), ("s", "S"), ("x", "N")], ("s",), "grad",
+     "def f(y, s, x):\n    z1 = np.zeros_like(y)\n    z1[1] = s\n"
+     "    z1[1:] = np.repeat(x, 2)[::2][1:]\n    j2 = 0\n"
+     "    while j2 < 3 and np.sum(y) < 0.3:\n        j2 = j2 + 1\n"
+     "        for u3, w4 in zip(y, y + y):\n            w4 = np.sum(z1[[0, 1, 0]])\n"
+     "            z1 = np.minimum(z1, x)\n        z1 = z1\n"
+     "    return np.sum(np.sin(np.expm1(np.tanh(np.hstack([y[:1], y[1:]]))) + 0.1 * np.mean(z1)))"
+     "\n\nfj = f\n"),
+    ("a variable that is a vector or a matrix by the data, then a while loop",
+     [("x", "N"), ("A", "MN")], ("A",), "grad",
+     "def f(x, A):\n    v2 = 7.5 + A[:, 0]\n    v3 = x[0]\n"
+     "    v2 = v2 if np.sum(x) < 1.0 else A\n    j6 = 0\n"
+     "    while j6 < 4 and np.sum(v2) < 4.0:\n        j6 = j6 + 1\n"
+     "        v2 = np.logaddexp(A, A).dot(np.divide(x, 2.0 + np.cos(x)))\n"
+     "    return np.linalg.norm(x + 0.1 * np.mean(A) + 0.1 * np.mean(v2))\n\nfj = f\n"),
     ("hvp of norm at zero is nan",
      [("y", "N")], ("y",), "hvp",
      "def f(y):\n    b = y\n    return np.linalg.norm(b - b)\n\nfj = f\n"),
