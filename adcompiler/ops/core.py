@@ -151,7 +151,11 @@ def register(op: Op, *keys: Any) -> Op:
 # binds the call to each operator listed here, with the same arguments, and the call's
 # value is the tuple of their results. Each operator is an ordinary one-output operator
 # with its own rules; dead-code elimination drops the parts a function does not use.
-MULTI: dict[Any, tuple[Op, ...]] = {}
+# A function whose number of results depends on its static arguments (``np.split(x, 3)``)
+# is registered with `register_parts`: `expand(args, kwargs)` (the call's arguments as
+# the frontend holds them, statics with an `obj`) gives, per result, the operator and the
+# attributes it adds to the call's arguments, or a message saying why it cannot tell.
+MULTI: dict[Any, tuple[Op, ...] | Callable] = {}
 
 
 def register_multi(fn: Any, *parts: Op) -> None:
@@ -159,8 +163,14 @@ def register_multi(fn: Any, *parts: Op) -> None:
     MULTI[_key(fn)] = parts
 
 
-def multi(obj: Any) -> tuple[Op, ...] | None:
-    """The operators that make up the tuple `obj` returns, if it is registered so."""
+def register_parts(fn: Any, expand: Callable) -> None:
+    """Register `fn`, whose result is a tuple of as many parts as `expand` says."""
+    MULTI[_key(fn)] = expand
+
+
+def multi(obj: Any) -> tuple[Op, ...] | Callable | None:
+    """The operators that make up the tuple `obj` returns, if it is registered so (or the
+    `expand` function of `register_parts`)."""
     try:
         return MULTI.get(_key(obj))
     except TypeError:  # unhashable
