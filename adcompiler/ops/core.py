@@ -58,7 +58,8 @@ class View:
     kind: how sure that is. "always": NumPy always returns a view (`x.T`, `x[1:]`,
     `np.squeeze`); "layout": a view where the memory layout allows and a copy otherwise
     (`np.reshape`, `np.ravel`), so a write through the result cannot be followed when
-    compiling; or a function of the node's attributes that returns a kind, for
+    compiling; "ndim": a view or a new array by the input's number of dimensions
+    (`np.diag`), which a write through it cannot be followed for either; or a function of the node's attributes that returns a kind, for
     operators whose answer depends on them (indexing: "always" for basic slices,
     "scalar" where the index may pick one element, a copy, "maybe" where an index is
     known only at run time and may be an index array, None where it makes a copy).

@@ -214,7 +214,7 @@ def diag_adjoint(g, shape, k=0):
 
 
 # a read-only view for a 2-D input, a new matrix for a 1-D one: known only at run time
-defop("diag", np.diag, "x, k=0", view=View(kind="layout"))
+defop("diag", np.diag, "x, k=0", view=View(kind="ndim"))
 adjoint(np.diag)(lambda g, ans, x, k: (_call(diag_adjoint, g, x.shape, k=k),))
 tangent(np.diag)(lambda ts, ans, x, k: _call(np.diag, ts[0], k=k))
 helper(diag_adjoint, "g, (shape), k=0")
