@@ -596,7 +596,7 @@ def rollaxis(x, w):
     return np.sum(np.rollaxis(x, -1, 1) ** 2 * w)
 
 
-def matrix_transpose(x, w):
+def mtranspose(x, w):
     return np.sum((np.matrix_transpose(x) + x.mT) ** 2 * w)
 
 
@@ -758,7 +758,7 @@ def cases(case, broadcast_pairs):
         case(matrix_power_zero, a="n,n"),
         case(moveaxis, x="k,n,m"),
         case(rollaxis, x="k,n,m"),
-        case(matrix_transpose, x="k,n,m"),
+        case(mtranspose, x="k,n,m"),
         case(flips, x="n,m"),
         case(flips, id="flips[k,n,m]", x="k,n,m"),
         case(rot90, x="n,m"),
