@@ -59,10 +59,11 @@ class View:
     `np.squeeze`); "layout": a view where the memory layout allows and a copy otherwise
     (`np.reshape`, `np.ravel`), so a write through the result cannot be followed when
     compiling; "ndim": a view or a new array by the input's number of dimensions
-    (`np.diag`), which a write through it cannot be followed for either; or a function of the node's attributes that returns a kind, for
-    operators whose answer depends on them (indexing: "always" for basic slices,
-    "scalar" where the index may pick one element, a copy, "maybe" where an index is
-    known only at run time and may be an index array, None where it makes a copy).
+    (`np.diag`), so neither can a write through it; or a function of the node's
+    attributes that returns a kind, for operators whose answer depends on them
+    (indexing: "always" for basic slices, "scalar" where the index may pick one
+    element, a copy, "maybe" where an index is known only at run time and may be an
+    index array, None where it makes a copy).
     writable: False where NumPy's view is read-only (`np.broadcast_to`): a write through
     it raises in NumPy, so the compiler refuses it.
     identity: the result is the input itself, entry for entry (`ad.stop_gradient`):
