@@ -39,7 +39,7 @@ def swapaxes_method(x):
 
 
 def mT(x):  # noqa: N802
-    return np.sum(x.mT ** 3 * W.mT)
+    return np.sum(x.mT**3 * W.mT)
 
 
 def matrix_transpose(x):
@@ -124,7 +124,7 @@ def hsplit(x):
 
 def vsplit(x):
     a, b = np.vsplit(x, [1])
-    return np.sum(a ** 3) + np.sum(b**2 * W[1:])
+    return np.sum(a**3) + np.sum(b**2 * W[1:])
 
 
 def dsplit(x):

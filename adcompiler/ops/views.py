@@ -183,9 +183,7 @@ defop(  # read-only: NumPy raises on a write through it
 adjoint(np.diagonal)(lambda g, ans, x, **attrs: (_diagonal_rule(g, ans, x, **attrs),))
 tangent(np.diagonal)(lambda ts, ans, x, **attrs: _call(np.diagonal, ts[0], **attrs))
 helper(diagonal_adjoint, "g, (shape), offset=0, axis1=0, axis2=1")
-adjoint(diagonal_adjoint)(
-    lambda G, ans, g, shape, **attrs: (_call(np.diagonal, G, **attrs), None)
-)
+adjoint(diagonal_adjoint)(lambda G, ans, g, shape, **attrs: (_call(np.diagonal, G, **attrs), None))
 tangent(diagonal_adjoint)(_multilinear_tangent(diagonal_adjoint, lambda n: [0]))
 
 # np.linalg.diagonal(x, offset=0): the diagonal of the last two axes
@@ -259,9 +257,7 @@ defop(
 adjoint(sliding_window_view)(
     lambda g, ans, x, **attrs: (_call(sliding_window_adjoint, g, x.shape, **attrs),)
 )
-tangent(sliding_window_view)(
-    lambda ts, ans, x, **attrs: _call(sliding_window_view, ts[0], **attrs)
-)
+tangent(sliding_window_view)(lambda ts, ans, x, **attrs: _call(sliding_window_view, ts[0], **attrs))
 helper(sliding_window_adjoint, "g, (shape), window_shape=1, axis=None")
 adjoint(sliding_window_adjoint)(
     lambda G, ans, g, shape, **attrs: (_call(sliding_window_view, G, **attrs), None)
@@ -321,9 +317,7 @@ SPLIT_PART = defop(
     view=View(write_back=_split_back),
 )
 adjoint(split_part)(
-    lambda g, ans, x, **attrs: (
-        _call(split_put, _call(np.zeros_like, x, dtype=float), g, **attrs),
-    )
+    lambda g, ans, x, **attrs: (_call(split_put, _call(np.zeros_like, x, dtype=float), g, **attrs),)
 )
 tangent(split_part)(lambda ts, ans, x, **attrs: _call(split_part, ts[0], **attrs))
 defop("split_put", split_put, f"x, part, {_SPLIT_ATTRS}", "split_put")
