@@ -45,6 +45,7 @@ INTERNAL = {
     "diag_adjoint",
     "sliding_window_adjoint",
     "split_put",
+    "reshape_back",
 }
 
 # ---------------------------------------------------------------------------
@@ -625,6 +626,15 @@ def atleast(x, w):
     return np.sum(np.atleast_1d(x) ** 2 * w) + extra
 
 
+def atleast_write(x, w):
+    y = x * 1.0
+    v = np.atleast_2d(y)
+    v[0, 0] = 2.0 * y[1] ** 2  # y[0]
+    u = np.expand_dims(y, 1)
+    u[1] *= y[2]  # y[1]
+    return np.sum(y * w)
+
+
 def real_imag(x, w):
     return np.sum((np.real(x) ** 2 + np.imag(x)) * w)
 
@@ -769,6 +779,7 @@ def cases(case, broadcast_pairs):
         case(atleast, x=""),
         case(atleast, id="atleast[n]", x="n"),
         case(atleast, id="atleast[n,m]", x="n,m"),
+        case(atleast_write, x="n"),
         case(real_imag, x="n,m"),
         case(sliding_window, x="3,m"),
         case(splits, x="2,4"),

@@ -345,3 +345,40 @@ def test_the_number_of_parts_must_be_known_when_compiling():
     with pytest.raises(UnsupportedSyntaxError, match="indices_or_sections") as info:
         ad.grad(split_by_argument)(np.ones(4), 2)
     assert "np.split(x, n)" in str(info.value)
+
+
+def write_view_of_number(x):
+    a = x[0] * 2.0  # a number (np.float64): np.atleast_1d and np.expand_dims copy it
+    v = np.atleast_1d(a)
+    v[0] = 5.0
+    return a + v[0]
+
+
+def write_expand_dims_of_number(x):
+    a = x[0] * 2.0
+    v = np.expand_dims(a, 0)
+    v[0] = 5.0
+    return a + v[0]
+
+
+@pytest.mark.parametrize("f", [write_view_of_number, write_expand_dims_of_number])
+def test_a_write_into_an_array_made_from_a_number_is_not_followed_into_it(f):
+    # NumPy: `a` keeps its value (v is a new array); following the write into `a` would
+    # give a + v[0] = 10 and a zero gradient. Refused at run time, never silently wrong.
+    x = np.arange(3.0) + 1.0
+    assert f(x) == 7.0
+    with pytest.raises(TypeError, match="made from a number"):
+        ad.grad(f)(x)
+
+
+def mT_twice(x):  # noqa: N802
+    return np.sum(x.mT**2 * W.mT)
+
+
+def test_grad_of_grad_through_mT():
+    """Regression: `.mT` read in generated code made the bytecode check take the
+    argument for a record, and the vjp of the gradient called it with a wrong signature."""
+    rng = np.random.default_rng(3)
+    x, v = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    _, hv = ad.vjp(ad.grad(mT_twice))(x, v)
+    np.testing.assert_allclose(hv, 2 * W * v, rtol=1e-10)

@@ -30,7 +30,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from adcompiler import runtime
 from adcompiler.ops.core import Param, View, adjoint, register_parts, tangent
 from adcompiler.ops.numpy_math import helper, required_attr
-from adcompiler.ops.numpy_ops import _call, _multilinear_tangent, deflinear, defnondiff, defop
+from adcompiler.ops.numpy_ops import (
+    _call,
+    _multilinear_tangent,
+    _reshaped_back_checked,
+    deflinear,
+    defnondiff,
+    defop,
+)
 
 
 def _permutation(name, fn, sig, inverse, spelling=None, keys=()):
@@ -127,10 +134,6 @@ _ROT90.params = tuple(  # NumPy's default axes=(0, 1) (the signature parser spli
 # ---------------------------------------------------------------------------
 
 
-def _reshaped_back(emit, node, new):
-    return emit(np.reshape, [new, emit(np.shape, [node.inputs[0]], {})], {})
-
-
 for _name, _fn in [
     ("atleast_1d", np.atleast_1d),
     ("atleast_2d", np.atleast_2d),
@@ -141,7 +144,7 @@ for _name, _fn in [
         _fn,
         "x",
         lambda g, ans, x: _call(np.reshape, g, x.shape),
-        view=View(write_back=_reshaped_back),
+        view=View(write_back=_reshaped_back_checked),
     )
 
 # ---------------------------------------------------------------------------
