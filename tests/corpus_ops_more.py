@@ -631,7 +631,7 @@ def atleast_write(x, w):
     v = np.atleast_2d(y)
     v[0, 0] = 2.0 * y[1] ** 2  # y[0]
     u = np.expand_dims(y, 1)
-    u[1] *= y[2]  # y[1]
+    u[1] *= y[-1]  # y[1]
     return np.sum(y * w)
 
 
