@@ -78,6 +78,12 @@ def diagonal_method(x):
     return np.sum(x.diagonal(axis1=0, axis2=2) ** 3 * np.diagonal(W, axis1=0, axis2=2))
 
 
+def diagonal_axes_reversed(x):  # axis1 after axis2, on axes of different lengths
+    return np.sum(np.diagonal(x, 1, 2, 0) ** 2 * np.arange(2.0)) + np.sum(
+        np.diagonal(x, -1, -1, 1) ** 3
+    )
+
+
 def linalg_diagonal(x):
     return np.sum(np.linalg.diagonal(x, offset=-1) ** 2 * np.linalg.diagonal(W, offset=-1))
 
@@ -134,7 +140,8 @@ def dsplit(x):
 FUNCTIONS = [
     moveaxis, moveaxis_tuple, rollaxis, rollaxis_start, swapaxes_method, mT,
     matrix_transpose, flip, flip_all, flipud, fliplr, rot90, rot90_axes, diagonal,
-    diagonal_method, linalg_diagonal, diag_of_matrix, diag_of_vector, atleast, real_imag,
+    diagonal_method, diagonal_axes_reversed, linalg_diagonal, diag_of_matrix, diag_of_vector,
+    atleast, real_imag,
     windows, windows_1d, split, array_split, hsplit, vsplit, dsplit,
 ]  # fmt: skip
 

@@ -170,7 +170,7 @@ def diagonal_adjoint(g, shape, offset=0, axis1=0, axis2=1):
     out = np.zeros((*rest, shape[axis1], shape[axis2]), dtype=np.result_type(g, 0.0))
     j = np.arange(np.shape(g)[-1])
     out[..., j + max(-offset, 0), j + max(offset, 0)] = g
-    return np.moveaxis(out, (-2, -1), (axis1, axis2) if axis1 < axis2 else (axis2, axis1))
+    return np.moveaxis(out, (-2, -1), (axis1, axis2))
 
 
 def _diagonal_rule(g, ans, x, **attrs):
