@@ -92,6 +92,19 @@ def diag_of_matrix(x):
     return np.sum(np.diag(x[0], 1) ** 2 * np.arange(3.0))
 
 
+def diag_negative_k(x):
+    return np.sum(np.diag(x[1], -1) ** 2 * np.arange(2.0)) + np.sum(np.diag(x[0, 1], 2) ** 3)
+
+
+def windows_last_axis(x):
+    return np.sum(swv(x, 3, axis=-1) ** 2 * np.arange(6.0).reshape(2, 3))
+
+
+def split_keywords(x):
+    a, b = np.split(x, indices_or_sections=[1], axis=1)
+    return np.sum(a**2) + np.sum(b**3)
+
+
 def diag_of_vector(x):
     return np.sum(np.diag(x[0, 0], -1) ** 2 * np.arange(25.0).reshape(5, 5))
 
@@ -141,7 +154,7 @@ FUNCTIONS = [
     moveaxis, moveaxis_tuple, rollaxis, rollaxis_start, swapaxes_method, mT,
     matrix_transpose, flip, flip_all, flipud, fliplr, rot90, rot90_axes, diagonal,
     diagonal_method, diagonal_axes_reversed, linalg_diagonal, diag_of_matrix, diag_of_vector,
-    atleast, real_imag,
+    atleast, real_imag, diag_negative_k, windows_last_axis, split_keywords,
     windows, windows_1d, split, array_split, hsplit, vsplit, dsplit,
 ]  # fmt: skip
 
@@ -252,7 +265,15 @@ def write_split(x):
     return np.sum(y * W) + np.sum(a**3) + np.sum(b**2) + np.sum(c * W[:, 1:])
 
 
-WRITES = [write_moveaxis, write_rollaxis, write_swapaxes_method, write_mT, write_flip,
+def write_chained_views(x):
+    y = x * 1.0
+    v = np.flip(y.mT, axis=0)[1:]  # a view of a view of a view
+    v[0, 2, 1] = 3.0 * x[0, 0, 0]  # y[0, 1, 2]
+    return np.sum(y**2 * W) + np.sum(v)
+
+
+WRITES = [write_chained_views, write_moveaxis, write_rollaxis, write_swapaxes_method, write_mT,
+          write_flip,
           write_rot90, write_atleast, write_real, write_split]  # fmt: skip
 
 
