@@ -274,7 +274,7 @@ def _reads_attributes(ops: list, params: list) -> bool:
     from adcompiler.frontend import methods
     from adcompiler.ops.structure import ATTRIBUTES
 
-    known = {"T", *ATTRIBUTES, *methods.METHODS}
+    known = {"T", "mT", *ATTRIBUTES, *methods.METHODS}
     for ins, after in zip(ops, ops[1:]):
         if ins.opname == "LOAD_FAST" and ins.argval in params:
             if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:

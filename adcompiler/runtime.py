@@ -333,6 +333,20 @@ def solve_lhs_adjoint(gb, x):
     return -(gb @ np.swapaxes(x, -1, -2))
 
 
+def reshape_back(new, x):
+    """`x` after a write changed a view of it made by adding or removing axes of length 1
+    (``np.expand_dims``, ``np.squeeze``, ``np.atleast_2d``) to `new`. A number `x` (not
+    an array: ``x[0]`` of a vector, ``2.0 * x[0]``) gives NumPy a new array, not a view:
+    the write does not reach `x`, so the compiled code must not follow it."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            "a write into an array made from a number (np.expand_dims, np.squeeze or "
+            "np.atleast_*d of a number makes a new array, not a view): adcompiler followed "
+            "it into the number; take a copy where you make the array (`.copy()`)"
+        )
+    return np.reshape(new, np.shape(x))
+
+
 def stop_gradient(x):
     """The identity, through which no derivative flows (`adcompiler.stop_gradient`)."""
     return x
@@ -381,6 +395,7 @@ HELPERS = {
         solve_lhs_adjoint,
         stop_gradient,
         check_float,
+        reshape_back,
     )
 }
 DEPENDS: dict[str, tuple[str, ...]] = {

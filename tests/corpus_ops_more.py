@@ -40,6 +40,12 @@ INTERNAL = {
     "take_adjoint",
     "take_along_axis_adjoint",
     "undstack",
+    "rollaxis_inverse",
+    "diagonal_adjoint",
+    "diag_adjoint",
+    "sliding_window_adjoint",
+    "split_put",
+    "reshape_back",
 }
 
 # ---------------------------------------------------------------------------
@@ -578,6 +584,71 @@ def log_softmax(x, w):
 # The cases
 # ---------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------
+# Views (adcompiler/ops/views.py)
+# ---------------------------------------------------------------------------
+
+
+def moveaxis(x, w):
+    return np.sum(np.moveaxis(x, 0, -1) ** 2 * w)
+
+
+def rollaxis(x, w):
+    return np.sum(np.rollaxis(x, -1, 1) ** 2 * w)
+
+
+def mtranspose(x, w):
+    return np.sum((np.matrix_transpose(x) + x.mT) ** 2 * w)
+
+
+def flips(x, w):
+    return np.sum((np.flip(x, axis=-1) + np.flipud(x) * np.fliplr(x)) * w)
+
+
+def rot90(x, w):
+    return np.sum(np.rot90(x, -1) * x[0, 0] * w)
+
+
+def diagonal(x, w):
+    return np.sum(np.diagonal(x, 1, 0, -1) ** 2 * w)
+
+
+def linalg_diagonal(x, w):
+    return np.sum(np.linalg.diagonal(x, offset=-1) ** 2 * w)
+
+
+def diag(x, w):
+    return np.sum(np.diag(x, 1) ** 2 * w)
+
+
+def atleast(x, w):
+    extra = np.sum(np.atleast_2d(x) ** 3) + np.sum(np.sin(np.atleast_3d(x)))
+    return np.sum(np.atleast_1d(x) ** 2 * w) + extra
+
+
+def atleast_write(x, w):
+    y = x * 1.0
+    v = np.atleast_2d(y)
+    v[0, 0] = 2.0 * y[1] ** 2  # y[0]
+    u = np.expand_dims(y, 1)
+    u[1] *= y[-1]  # y[1]
+    return np.sum(y * w)
+
+
+def real_imag(x, w):
+    return np.sum((np.real(x) ** 2 + np.imag(x)) * w)
+
+
+def sliding_window(x, w):
+    return np.sum(np.lib.stride_tricks.sliding_window_view(x, 2, axis=0) ** 2 * w)
+
+
+def splits(x, w):
+    a, b = np.split(x, 2, axis=-1)
+    c = np.array_split(x, [1], axis=0)[1]
+    return np.sum((a * b) * w) + np.sum(c**2) + np.sum(np.hsplit(x, 2)[0] ** 3)
+
+
 UNARY = [
     (log2, ":pos"), (log10, ":pos"), (exp2, ""), (cbrt, ":pos"), (arcsinh, ""),
     (arccosh, ":modx"), (arctanh, ":unit"), (fabs, ""), (deg2rad, ""), (rad2deg, ""),
@@ -695,6 +766,24 @@ def cases(case, broadcast_pairs):
         case(matrix_power, a="n,n:mat", tol=dict(rtol=1e-4)),
         case(matrix_power_negative, a="n,n:mat"),
         case(matrix_power_zero, a="n,n"),
+        case(moveaxis, x="k,n,m"),
+        case(rollaxis, x="k,n,m"),
+        case(mtranspose, x="k,n,m"),
+        case(flips, x="n,m"),
+        case(flips, id="flips[k,n,m]", x="k,n,m"),
+        case(rot90, x="n,m"),
+        case(diagonal, x="n,k,m"),
+        case(linalg_diagonal, x="b,n,m"),
+        case(diag, x="n,m"),
+        case(diag, id="diag[vector]", x="n"),
+        case(atleast, x=""),
+        case(atleast, id="atleast[n]", x="n"),
+        case(atleast, id="atleast[n,m]", x="n,m"),
+        case(atleast_write, x="n"),
+        case(real_imag, x="n,m"),
+        case(sliding_window, x="3,m"),
+        case(splits, x="2,4"),
+        case(splits, id="splits[3d]", x="2,4,2"),
     ]
     if sp:
         for fn in (logsumexp_all, logsumexp_axis, logsumexp_keep, softmax, softmax_all,

@@ -33,6 +33,9 @@ DIFFERENTIABLE = """
     concatenate concat stack hstack vstack column_stack row_stack dstack append
     cumulative_sum cumulative_prod
     reshape ravel squeeze expand_dims broadcast_to transpose permute_dims swapaxes
+    moveaxis rollaxis flip flipud fliplr rot90 diagonal diag atleast_1d atleast_2d atleast_3d
+    real split array_split hsplit vsplit dsplit matrix_transpose linalg.diagonal
+    linalg.matrix_transpose lib.stride_tricks.sliding_window_view
     linalg.inv linalg.det linalg.slogdet linalg.solve linalg.cholesky linalg.eigh
     linalg.eigvalsh linalg.svd linalg.svdvals linalg.qr linalg.pinv linalg.norm
     linalg.matrix_power linalg.matmul linalg.tensordot linalg.vecdot linalg.matrix_norm
@@ -44,16 +47,9 @@ SCIPY_SPECIAL = """
     log_softmax
 """.split()
 
-_VIEW = "pending: view trait (returns a view of its input)"
 PENDING = {
-    # another engineer is adding a typed "view of input k" trait to Op
-    **dict.fromkeys(
-        """moveaxis rollaxis flip flipud fliplr rot90 diagonal atleast_1d atleast_2d atleast_3d
-        real imag split array_split hsplit vsplit dsplit unstack matrix_transpose
-        linalg.diagonal linalg.matrix_transpose""".split(),
-        _VIEW,
-    ),
-    "diag": _VIEW + " for a 2-D input (the diagonal); a 1-D input builds a new matrix",
+    "unstack": "returns as many arrays as x.shape[axis], known only at run time: "
+    "adcompiler needs the number of results when compiling (use np.split with a count)",
     "partition": "np.partition and np.argpartition need not order the other entries alike, "
     "so the adjoint could route them to the wrong place",
     "average": "not yet: weights= is a second array input",
@@ -110,7 +106,7 @@ PENDING = {
 NOT_DIFFERENTIABLE = """
     ceil floor rint trunc fix sign spacing heaviside floor_divide signbit isnan isinf isfinite
     equal not_equal less less_equal greater greater_equal logical_and logical_or logical_not
-    argmax argmin argsort zeros ones zeros_like ones_like eye round
+    argmax argmin argsort zeros ones zeros_like ones_like eye round imag
     linalg.matrix_rank
 """.split()
 

@@ -555,6 +555,8 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 ) from None
         if node.attr == "T":
             return self.apply(lookup(np.transpose), [base], {}, node)
+        if node.attr == "mT":
+            return self.apply(lookup(np.matrix_transpose), [base], {}, node)
         if node.attr in ATTRIBUTES:
             return self.emit(ATTRIBUTES[node.attr], [self.as_value(base)], {}, node.attr)
         raise LoweringError(
@@ -694,6 +696,14 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 args, kwargs = adapt(args, kwargs)
             return self.apply(op, args, kwargs, node)
         parts = multi(fn)
+        if callable(parts):  # as many results as the static arguments say
+            got = parts(args, kwargs)
+            if isinstance(got, str):
+                raise LoweringError(node, got, "write the count or the indices as a literal")
+            return tuple(
+                self.apply(op, args, {**kwargs, **{k: Static(v) for k, v in extra.items()}}, node)
+                for op, extra in got
+            )
         if parts is not None:  # a tuple of results, one operator each
             return tuple(self.apply(part, args, dict(kwargs), node) for part in parts)
         if isinstance(fn, LocalFunction):

@@ -83,6 +83,8 @@ METHODS = {
     "astype": (runtime.astype, _same),
     "reshape": (np.reshape, _shape_from_varargs),
     "transpose": (np.transpose, _axes_from_varargs),
+    "swapaxes": (np.swapaxes, _same),
+    "diagonal": (np.diagonal, _same),
     "argmax": (np.argmax, _same),
     "argmin": (np.argmin, _same),
 }

@@ -575,6 +575,11 @@ def _why(link: Link) -> str:
             f"`{_spelled(link.node.op)}` makes a view or a copy as the memory layout and "
             "type of its input allow"
         )
+    if link.kind == "ndim":
+        return (
+            f"`{_spelled(link.node.op)}` makes a view of some inputs and a new array of "
+            "others, by their number of dimensions"
+        )
     if link.kind == "scalar":
         return "an integer index gives a number, not a view, where it picks one element"
     if link.kind == "maybe":

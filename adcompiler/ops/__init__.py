@@ -12,6 +12,7 @@ from adcompiler.ops import (  # noqa: F401 - registers the operators
     scipy_special,
     shapes,
     structure,
+    views,
 )
 from adcompiler.ops.core import OPS, REGISTRY, Builder, Op, Param, Sym, lookup, op_for
 

@@ -58,10 +58,12 @@ class View:
     kind: how sure that is. "always": NumPy always returns a view (`x.T`, `x[1:]`,
     `np.squeeze`); "layout": a view where the memory layout allows and a copy otherwise
     (`np.reshape`, `np.ravel`), so a write through the result cannot be followed when
-    compiling; or a function of the node's attributes that returns a kind, for
-    operators whose answer depends on them (indexing: "always" for basic slices,
-    "scalar" where the index may pick one element, a copy, "maybe" where an index is
-    known only at run time and may be an index array, None where it makes a copy).
+    compiling; "ndim": a view or a new array by the input's number of dimensions
+    (`np.diag`), so neither can a write through it; or a function of the node's
+    attributes that returns a kind, for operators whose answer depends on them
+    (indexing: "always" for basic slices, "scalar" where the index may pick one
+    element, a copy, "maybe" where an index is known only at run time and may be an
+    index array, None where it makes a copy).
     writable: False where NumPy's view is read-only (`np.broadcast_to`): a write through
     it raises in NumPy, so the compiler refuses it.
     identity: the result is the input itself, entry for entry (`ad.stop_gradient`):
@@ -151,7 +153,11 @@ def register(op: Op, *keys: Any) -> Op:
 # binds the call to each operator listed here, with the same arguments, and the call's
 # value is the tuple of their results. Each operator is an ordinary one-output operator
 # with its own rules; dead-code elimination drops the parts a function does not use.
-MULTI: dict[Any, tuple[Op, ...]] = {}
+# A function whose number of results depends on its static arguments (``np.split(x, 3)``)
+# is registered with `register_parts`: `expand(args, kwargs)` (the call's arguments as
+# the frontend holds them, statics with an `obj`) gives, per result, the operator and the
+# attributes it adds to the call's arguments, or a message saying why it cannot tell.
+MULTI: dict[Any, tuple[Op, ...] | Callable] = {}
 
 
 def register_multi(fn: Any, *parts: Op) -> None:
@@ -159,8 +165,14 @@ def register_multi(fn: Any, *parts: Op) -> None:
     MULTI[_key(fn)] = parts
 
 
-def multi(obj: Any) -> tuple[Op, ...] | None:
-    """The operators that make up the tuple `obj` returns, if it is registered so."""
+def register_parts(fn: Any, expand: Callable) -> None:
+    """Register `fn`, whose result is a tuple of as many parts as `expand` says."""
+    MULTI[_key(fn)] = expand
+
+
+def multi(obj: Any) -> tuple[Op, ...] | Callable | None:
+    """The operators that make up the tuple `obj` returns, if it is registered so (or the
+    `expand` function of `register_parts`)."""
     try:
         return MULTI.get(_key(obj))
     except TypeError:  # unhashable

@@ -494,6 +494,12 @@ def _reshaped_back(emit, node, new):
     return emit(np.reshape, [new, emit(np.shape, [node.inputs[0]], {})], {})
 
 
+def _reshaped_back_checked(emit, node, new):
+    """For a view of `x` that is a new array where `x` is a number (np.expand_dims):
+    the write is put back into `x` only after checking that `x` is an array."""
+    return emit(runtime.reshape_back, [new, node.inputs[0]], {})
+
+
 _TRANSPOSE_VIEW = View(
     write_back=lambda emit, node, new: emit(
         np.transpose, [new], {"axes": _inverse_axes(node.attrs["axes"])}
@@ -546,14 +552,19 @@ deflinear(
     np.squeeze,
     "x, axis=None",
     lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
-    view=View(write_back=_reshaped_back),
+    view=View(write_back=_reshaped_back_checked),
 )
 deflinear(
     "expand_dims",
     np.expand_dims,
     "x, axis=0",
     lambda g, ans, x, axis: _call(np.reshape, g, x.shape),
-    view=View(write_back=_reshaped_back),
+    view=View(write_back=_reshaped_back_checked),
+)
+defop("reshape_back", runtime.reshape_back, "new, x", "reshape_back")
+adjoint(runtime.reshape_back)(lambda g, ans, new, x: (_call(np.reshape, g, new.shape), None))
+tangent(runtime.reshape_back)(
+    lambda ts, ans, new, x: None if ts[0] is None else _call(np.reshape, ts[0], x.shape)
 )
 defop(  # a read-only view: NumPy refuses writes through it
     "broadcast_to", np.broadcast_to, "x, (shape)", view=View(writable=False, whole=True)
