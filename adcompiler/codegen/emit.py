@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
-from adcompiler.codegen.to_source import to_source
+from adcompiler.codegen.to_source import constant_ast, to_source
 from adcompiler.ops.core import Op, view_of
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
@@ -44,26 +43,6 @@ class Emitted:
     helpers: set[str] = field(default_factory=set)  # run-time helpers it calls
     constants: dict[str, Any] = field(default_factory=dict)  # captured globals by name
     defaults: tuple = ()
-
-
-def constant_ast(value: Any) -> ast.expr:
-    """The AST of a compile-time constant: literals, tuples, dtypes, slices."""
-    if isinstance(value, float) and not math.isfinite(value):
-        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
-        return ast.parse(text, mode="eval").body
-    if isinstance(value, tuple):
-        return ast.Tuple([constant_ast(v) for v in value], ast.Load())
-    if isinstance(value, slice):
-        args = [constant_ast(v) for v in (value.start, value.stop, value.step)]
-        return ast.Call(ast.Name("slice", ast.Load()), args, [])
-    if isinstance(value, type):
-        if value.__module__ == "builtins":
-            return ast.Name(value.__name__, ast.Load())
-        if value.__module__ == "numpy":
-            return ast.parse(f"np.{value.__name__}", mode="eval").body
-    if isinstance(value, np.dtype):
-        return ast.parse(f"np.dtype({value.name!r})", mode="eval").body
-    return ast.Constant(value)
 
 
 _TEMPLATES: dict[str, ast.expr] = {}
@@ -300,12 +279,12 @@ class Emitter:
     def setitem_statement(self, node: Node, position: int) -> list[ast.stmt]:
         """``x[index] = v``: in place where `x` may be written (see `Plan.may_write`),
         else into a copy."""
-        from adcompiler.ops.structure import _index_ast
+        from adcompiler.ops.structure import index_ast
 
         x, v, *dyn = node.inputs
         base = self.read(x)
         value = self.read(v)
-        index = _index_ast(node.attrs["index"], [self.read(d) for d in dyn])
+        index = index_ast(node.attrs["index"], [self.read(d) for d in dyn])
         in_place = isinstance(base, ast.Name) and self.plan.may_write(x, position)
         self.advance(position)
         stmts = []
@@ -796,9 +775,9 @@ class Plan:
 
 
 def _slices_as_calls(index: ast.expr) -> ast.expr:
-    from adcompiler.ops.structure import _SlicesAsCalls
+    from adcompiler.ops.structure import SlicesAsCalls
 
-    return _SlicesAsCalls().visit(index)
+    return SlicesAsCalls().visit(index)
 
 
 def sink_writes(block: Block) -> None:

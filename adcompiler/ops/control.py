@@ -99,6 +99,7 @@ PRINT = register(
         (Param("args", "varargs"), Param("keywords", "attr", ())),
         _print_spelling,
         nondiff=True,
+        unique=True,
     )
 )
 
@@ -144,6 +145,7 @@ ASSERT = register(
         (Param("condition"), Param("message", "attr", "")),
         _assert_spelling,
         nondiff=True,
+        unique=True,
     )
 )
 
@@ -178,9 +180,18 @@ def _tape_get_spelling(node, args):
     return ast.Subscript(args[0], args[1], ast.Load())
 
 
-TAPE_NEW = register(Op("tape_new", tape_new, (Param("n"),), _tape_new_spelling, nondiff=True))
+TAPE_NEW = register(
+    Op("tape_new", tape_new, (Param("n"),), _tape_new_spelling, nondiff=True, unique=True)
+)
 TAPE_LIST = register(
-    Op("tape_list", tape_list, (), lambda node, args: ast.List([], ast.Load()), nondiff=True)
+    Op(
+        "tape_list",
+        tape_list,
+        (),
+        lambda node, args: ast.List([], ast.Load()),
+        nondiff=True,
+        unique=True,
+    )
 )
 TAPE_SET = register(
     Op(
@@ -210,6 +221,7 @@ TAPE_GET = register(  # an entry of the tape: the object kept there (or a row of
         _tape_get_spelling,
         nondiff=True,
         view=View(),
+        unique=True,
     )
 )
 # The rows of a tape's same-shaped entries as one matrix: vectors stacked, matrices one

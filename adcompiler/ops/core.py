@@ -106,6 +106,15 @@ class Op:
     holds: int | None = None  # inputs from this one on are kept by reference (lists, tapes)
     # not differentiable itself, but holds its inputs (a tuple): it varies where they do
     carries: bool = False
+    # What the passes ask of an operator. Set where the operator is defined; a pass asks
+    # these (or compares the operator object: `node.op is FOR`), never the name.
+    reduction: bool = False  # reduces over `axis=` (None: every axis, a scalar), `keepdims=`
+    scalar: bool = False  # the result is always a Python or NumPy scalar (0-d)
+    integer: bool = False  # Python ints in, a Python int out (index arithmetic: `t + 1`)
+    foldable: bool = False  # pure arithmetic, computed while compiling on constant numbers
+    augmented: str | None = None  # `x = x OP y` may be written `x OP= y`: "+", "-", "*", "/"
+    unique: bool = False  # each call makes a new mutable object or has an effect: CSE
+    # never merges two such nodes
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:
