@@ -28,6 +28,7 @@ from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, UnsupportedSyntaxError, WrtError
 from adcompiler.frontend import lower_function
 from adcompiler.load import load
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.reverse import reverse
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -658,7 +659,10 @@ def _callees(fn: _ir.Function) -> list:
 
 def _has_calls(fn: _ir.Function) -> bool:
     """True if `fn` calls a helper or a function generated for one."""
-    return any(n.op.name.startswith("call") for n in _ir.walk(fn.body))
+    return any(n.op in _CALL_OPS for n in _ir.walk(fn.body))
+
+
+_CALL_OPS = (CALL, CALL_FWD, CALL_BWD, CALL_JVP)
 
 
 def _wrt_leaves(primal: _ir.Function, indices: list[int], single: bool, structures: dict):

@@ -42,6 +42,7 @@ from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op, multi, view_of
 from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
+from adcompiler.ops.numpy_ops import EINSUM
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
 
@@ -851,7 +852,7 @@ class Lowering(ControlFlow, Containers, Records, Views):
         inputs: list[Value] = []
         attrs: dict[str, Any] = {}
         args = list(args)
-        if op.name == "einsum":
+        if op is EINSUM:
             if args and not (isinstance(args[0], Static) and isinstance(args[0].obj, str)):
                 args = _einsum_from_sublists(args, node)  # einsum(x, [0, 1], y, [1, 2], [0, 2])
             if not args or not isinstance(args[0], Static):

@@ -31,7 +31,8 @@ import gast
 
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
-from adcompiler.ops.structure import Dyn
+from adcompiler.ops.numpy_ops import ADD, SUBTRACT
+from adcompiler.ops.structure import GETITEM, Dyn
 from adcompiler.ssa import Loc, Node, Value, walk
 
 COPY_HINT = "take a copy where you make it (`.copy()`), or write into the array itself"
@@ -586,7 +587,7 @@ def _disjoint(view: Node, write: Node, producer: dict[int, Node]) -> bool:
     """Whether the index of the view `view` (``x[a, ...]``) and of the write `write`
     (``x[b, ...] = v``) provably pick different entries (their first parts: two
     different integers, an integer outside a slice, or `i` and `i + c` with c != 0)."""
-    if view.op.name != "getitem" or write.op is not SETITEM:
+    if view.op is not GETITEM or write.op is not SETITEM:
         return False
     a, b = view.attrs["index"][0][0], write.attrs["index"][0][0]
 
@@ -619,10 +620,10 @@ def _offset(x: Value, y: Value, producer: dict[int, Node]) -> int | None:
         return 0
     for a, b, sign in ((x, y, 1), (y, x, -1)):
         node = producer.get(id(b))
-        if node is not None and node.op.name in ("add", "subtract") and node.inputs[0] is a:
+        if node is not None and node.op in (ADD, SUBTRACT) and node.inputs[0] is a:
             c = node.inputs[1].const if node.inputs[1].is_const else None
             if isinstance(c, int) and not isinstance(c, bool):
-                return sign * (c if node.op.name == "add" else -c)
+                return sign * (c if node.op is ADD else -c)
     return None
 
 

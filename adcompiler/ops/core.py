@@ -113,6 +113,7 @@ class Op:
     integer: bool = False  # Python ints in, a Python int out (index arithmetic: `t + 1`)
     foldable: bool = False  # pure arithmetic, computed while compiling on constant numbers
     augmented: str | None = None  # `x = x OP y` may be written `x OP= y`: "+", "-", "*", "/"
+    fresh: bool = False  # the result is always a new array: never an input, nor a view of one
     unique: bool = False  # each call makes a new mutable object or has an effect: CSE
     # never merges two such nodes
     aliases: list = field(default_factory=list)

@@ -292,7 +292,7 @@ def _where_rule(g, ans, c, x, y):
     return (None, _call(np.where, c, g, 0.0), _call(np.where, c, 0.0, g))
 
 
-defop("where", np.where, "c, x, y", broadcasts=True)
+defop("where", np.where, "c, x, y", broadcasts=True, fresh=True)
 adjoint(np.where)(_where_rule)
 
 
@@ -315,7 +315,7 @@ def _clip_masks(x, lo, hi):
 
 
 # NumPy's names (its keywords min=, max= are these: adcompiler/frontend/methods.py)
-defop("clip", np.clip, "a, a_min, a_max", broadcasts=True)
+defop("clip", np.clip, "a, a_min, a_max", broadcasts=True, fresh=True)
 adjoint(np.clip)(
     lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
 )
@@ -359,6 +359,7 @@ deflinear(
     "x, axis=None, keepdims=False",
     lambda g, ans, x, axis, keepdims: _unreduce(g, x, axis, keepdims),
     reduction=True,
+    fresh=True,
 )
 deflinear(
     "mean",
@@ -368,6 +369,7 @@ deflinear(
         g / (_count(x) if axis is None else _count(x, ans)), x, axis, keepdims
     ),
     reduction=True,
+    fresh=True,
 )
 defop("prod", np.prod, "x, axis=None, keepdims=False", reduction=True)
 adjoint(np.prod)(
@@ -383,7 +385,13 @@ tangent(np.prod)(
         keepdims=keepdims,
     )
 )
-defop("prod_adjoint", runtime.prod_adjoint, "g, x, axis=None, keepdims=False", "prod_adjoint")
+defop(
+    "prod_adjoint",
+    runtime.prod_adjoint,
+    "g, x, axis=None, keepdims=False",
+    "prod_adjoint",
+    fresh=True,
+)
 
 for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])]:
     defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys, reduction=True)
@@ -400,7 +408,13 @@ for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])
             keepdims=keepdims,
         )
     )
-defop("max_adjoint", runtime.max_adjoint, "g, ans, x, axis=None, keepdims=False", "max_adjoint")
+defop(
+    "max_adjoint",
+    runtime.max_adjoint,
+    "g, ans, x, axis=None, keepdims=False",
+    "max_adjoint",
+    fresh=True,
+)
 
 deflinear(
     "cumsum",
@@ -427,14 +441,14 @@ defop(
 # Products
 # ---------------------------------------------------------------------------
 
-defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul])
+defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul], fresh=True)
 adjoint(np.matmul)(
     lambda g, ans, a, b: (
         _call(runtime.matmul_lhs_adjoint, g, a, b),
         _call(runtime.matmul_rhs_adjoint, g, a, b),
     )
 )
-defop("dot", np.dot, "a, b")
+defop("dot", np.dot, "a, b", fresh=True)
 adjoint(np.dot)(
     lambda g, ans, a, b: (
         _call(runtime.dot_lhs_adjoint, g, a, b),
@@ -451,12 +465,12 @@ for _fn in (np.matmul, np.dot):
             else _call(_fn, ts[0], b) + _call(_fn, a, ts[1])
         )
     )
-defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint")
-defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint")
-defop("dot_lhs_adjoint", runtime.dot_lhs_adjoint, "g, a, b", "dot_lhs_adjoint")
-defop("dot_rhs_adjoint", runtime.dot_rhs_adjoint, "g, a, b", "dot_rhs_adjoint")
+defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint", fresh=True)
+defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint", fresh=True)
+defop("dot_lhs_adjoint", runtime.dot_lhs_adjoint, "g, a, b", "dot_lhs_adjoint", fresh=True)
+defop("dot_rhs_adjoint", runtime.dot_rhs_adjoint, "g, a, b", "dot_rhs_adjoint", fresh=True)
 
-defop("outer", np.outer, "a, b")
+defop("outer", np.outer, "a, b", fresh=True)
 adjoint(np.outer)(
     lambda g, ans, a, b: (
         _call(np.reshape, g @ _call(np.ravel, b), a.shape),
@@ -744,6 +758,7 @@ defop(
     runtime.norm_adjoint,
     "g, ans, x, ord=None, axis=None, keepdims=False",
     "norm_adjoint",
+    fresh=True,
 )
 
 defop("inv", np.linalg.inv, "a", "np.linalg.inv")
@@ -779,8 +794,8 @@ defop("solve_lhs_adjoint", runtime.solve_lhs_adjoint, "gb, x", "solve_lhs_adjoin
 # Constructors: no gradient flows through them
 # ---------------------------------------------------------------------------
 
-defnondiff("zeros", np.zeros, "shape, dtype=None")
-defnondiff("ones", np.ones, "shape, dtype=None")
+defnondiff("zeros", np.zeros, "shape, dtype=None", fresh=True)
+defnondiff("ones", np.ones, "shape, dtype=None", fresh=True)
 defnondiff("zeros_like", np.zeros_like, "x, dtype=None", unique=True)
 defnondiff("ones_like", np.ones_like, "x, dtype=None")
 defnondiff("eye", np.eye, "N, *rest, k=0, dtype=None")  # rest: M, given by position
@@ -1123,6 +1138,7 @@ ADD, SUBTRACT, MULTIPLY, DIVIDE, NEGATIVE, EXP, LOG = map(
 SUM, MAX, VDOT, EINSUM, MATMUL, CONCATENATE = map(
     op_for, (np.sum, np.max, np.vdot, np.einsum, np.matmul, np.concatenate)
 )
+LEN = op_for(len)
 TRANSPOSE, BROADCAST_TO, UNBROADCAST, COPY = map(
     op_for, (np.transpose, np.broadcast_to, runtime.unbroadcast, np.copy)
 )

@@ -172,6 +172,7 @@ UNINDEX = register(
         runtime.unindex,
         (Param("g"), Param("shape"), Param("dyn", "varargs"), Param("index", "attr")),
         _unindex_spelling,
+        fresh=True,
     )
 )
 
