@@ -14,7 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from adcompiler.ops.control import FOR, IF, TAPE_APPEND, TAPE_GET, TAPE_SET, WHILE
+from adcompiler.ops.calls import CALL_BWD, CALL_FWD
+from adcompiler.ops.control import (
+    FOR,
+    IF,
+    TAPE_APPEND,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+    WHILE,
+)
 from adcompiler.ops.numpy_ops import (
     ADD,
     BROADCAST_TO,
@@ -29,7 +39,7 @@ from adcompiler.ops.numpy_ops import (
     TRANSPOSE,
     UNBROADCAST,
 )
-from adcompiler.ops.structure import CONST, GETITEM, SHAPE
+from adcompiler.ops.structure import CONST, GETITEM, MAKE_TUPLE, SHAPE
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
@@ -69,6 +79,32 @@ def _varied_region_node(node: Node, out: set[int]) -> None:
                 changed = True
         if not changed:
             return
+
+
+def varied_through_tapes(fn: Function, wrt: list[Value]) -> tuple[set[int], set[int]]:
+    """Varied values (see `varied`), and the ids of the tapes among them.
+
+    A tape varies if a varied value is written to it, and a value read back from a
+    varied tape varies. Tapes are values like any other for the analysis, so that
+    one held in another tape (nested loops) or passed out of a branch varies too.
+    """
+    ops = (TAPE_SET, TAPE_APPEND, TAPE_GET)
+    uses = [n for n in walk(fn.body) if n.op in ops]
+    # Tuples, and calls of a helper's generated functions, are not differentiable
+    # operators, but carry tangents: their outputs vary with their inputs.
+    carriers = [n for n in walk(fn.body) if n.op in (MAKE_TUPLE, CALL_FWD, CALL_BWD)]
+    seeds = list(wrt)
+    while True:
+        found = varied(fn, seeds)
+        new = [n.inputs[0] for n in uses if n.op is not TAPE_GET and n.inputs[-1].id in found]
+        new += [n.output for n in uses if n.op is TAPE_GET and n.inputs[0].id in found]
+        new += [n.output for n in carriers if any(v.id in found for v in n.inputs)]
+        new = [v for v in new if v.id not in found]
+        if not new:
+            tapes = {n.inputs[0].id for n in uses if n.inputs[0].id in found}
+            tapes |= {n.output.id for n in walk(fn.body) if n.op in (TAPE_NEW, TAPE_LIST)} & found
+            return found, tapes
+        seeds += new
 
 
 def yielding_regions(node: Node) -> list[Block]:
@@ -260,6 +296,7 @@ def uses(fn: Function) -> dict[int, int]:
 # ---------------------------------------------------------------------------
 # Common subexpressions and algebraic identities
 # ---------------------------------------------------------------------------
+
 
 def optimizing() -> bool:
     """False when ADCOMPILER_OPTIMIZE=0: no CSE, no simplification, no in-place writes

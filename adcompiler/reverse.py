@@ -905,10 +905,8 @@ def _rewritten_tapes(fn: Function) -> set[int]:
 def varied_through_tapes(fn: Function, wrt: list[Value]) -> set[int]:
     """Values that depend on `wrt`, also through values saved on tapes and read back."""
     if not any(n.op in (TAPE_SET, TAPE_APPEND) for n in walk(fn.body)):
-        return passes.varied(fn, wrt)  # no tapes (and no import of forward mode)
-    from adcompiler.forward import _varied_through_tapes
-
-    return _varied_through_tapes(fn, wrt)[0]
+        return passes.varied(fn, wrt)  # no tapes
+    return passes.varied_through_tapes(fn, wrt)[0]
 
 
 def useful_through_tapes(fn: Function, roots: list[Value]) -> set[int]:

@@ -143,7 +143,7 @@ class Specializing:
             return self.generic
         known = facts(fn, seen)
         special = specialize(fn, known)
-        note = _describe_signature(fn, args, kwargs)
+        note = check.describe_signature(fn, args, kwargs)
         if check.enabled():
             key = signature(args, kwargs)
             self.unchecked[key], self.recipes[key] = check.CALLS, (fn, known, note)
@@ -190,16 +190,3 @@ def _generic_ir(g):
     if fn is None and hasattr(g, "__adcompiler_rebuild__"):
         fn = g.__adcompiler_ir__ = g.__adcompiler_rebuild__().__adcompiler_ir__
     return fn
-
-
-def _describe_signature(fn: Function, args: tuple, kwargs: dict) -> str:
-    """`W: (784, 128) float64, b: float`: what a specialized version is for."""
-    from adcompiler.codegen.naming import base_name
-
-    names = [base_name(p) for p in fn.params]
-    items = list(zip(names, args)) + sorted(kwargs.items())
-    parts = [
-        f"{n}: {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else f"{n}: {type(a).__name__}"
-        for n, a in items
-    ]
-    return "Specialized for " + ", ".join(parts) + "."
