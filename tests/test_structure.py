@@ -113,10 +113,8 @@ ALLOWED_CYCLES: set[str] = {  # 4 at the start of issue 13, the largest of 16 mo
     "api, pytree",
     # calls generates the forward/adjoint/tangent functions of helpers with the transforms
     # and the frontend, which call back into it (reverse: forward_call, adjoint_call;
-    # forward: resolve, tangent_function; frontend.lower: helper_name); the frontend's
-    # Lowering class is split into mixins that import lower's LoweringError
-    "calls, forward, frontend, frontend.containers, frontend.control, frontend.lower, "
-    "frontend.methods, frontend.records, frontend.views, reverse",
+    # forward: resolve, tangent_function; frontend.lower: helper_name)
+    "calls, forward, frontend, frontend.lower, reverse",
     # the training loop starts the parallel engines, which run the loop
     "train.loop, train.parallel, train.parallel.job, train.parallel.local, train.parallel.mpi, "
     "train.parallel.run_local, train.parallel.server, train.parallel.sync, train.parallel.update",
