@@ -817,10 +817,6 @@ def ir(f: Callable, *example_args, **example_kwargs) -> str:
     return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
 
 
-def signature_of(f: Callable) -> inspect.Signature:
-    return inspect.signature(f)
-
-
 # ---------------------------------------------------------------------------
 # Forward mode and higher order: jvp, hvp, hessian, jacobian
 # ---------------------------------------------------------------------------

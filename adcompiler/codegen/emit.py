@@ -676,13 +676,11 @@ class Plan:
         if node.op in (SETITEM, INDEX_ADD, LIST_APPEND) or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
         for region in node.regions:
-            yields = region.yields
             params = region.params[1:] if node.op is FOR else region.params
             if node.op is not IF:
                 for p, y in zip(params, node.regions[-1].yields):
                     if y.id in self.owned:
                         self.owned.add(p.id)
-            del yields
         for k, out in enumerate(node.outputs):
             if node.op is IF:
                 if all(r.yields[k].id in self.owned for r in node.regions):

@@ -34,7 +34,6 @@ def _region_op(name: str) -> Op:
 IF = _region_op("if")
 FOR = _region_op("for")
 WHILE = _region_op("while")
-REGION_OPS = (IF, FOR, WHILE)
 
 
 def and_(a, b):
@@ -255,7 +254,6 @@ TAPE_STACK = register(
         nondiff=True,
     )  # fmt: skip
 )
-STATEMENT_OPS = {"tape_set", "tape_append"}  # spelled as statements, not expressions
 
 
 def trip_count(start, stop, step):

@@ -100,7 +100,6 @@ class Op:
     broadcasts: bool = False  # inputs broadcast against each other to the output
     same_shape: bool = False  # output has the shape of its first input
     inline: bool = False  # cheap and pure: codegen may write it into its consumer
-    structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
     regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
     view: View | None = None  # the result may share memory with an input (see View)
     holds: int | None = None  # inputs from this one on are kept by reference (lists, tapes)

@@ -19,11 +19,14 @@ Two facts about each value make that safe:
   two different shapes (a carried value that grows) counts as FREE.
 
 A rewrite uses a value's observation only if its status makes it hold for every
-call with arguments of the same shapes and dtypes; `Specializing` (in api.py)
-keys the generated versions on exactly that.
+call with arguments of the same shapes and dtypes; `Specializing` (below) keys the
+generated versions on exactly that.
 
-Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites), `sums`
-(sums moved ahead of linear steps), `buffers` (results written in place).
+Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites, in the order of
+`REWRITES`), `sums` (sums moved ahead of linear steps), `batch` (sums over a loop's
+iterations taken after it), `assemble` (adjoints of slices joined), `buffers` (results
+written in place), `stacks` (tapes as one array), `check` (each specialized version
+checked against the generic one on its first calls, under ADCOMPILER_CHECK=1).
 
     %s = shape(%x)                               (%x, %g seen with shape (32, 10))
     %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
