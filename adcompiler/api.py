@@ -58,10 +58,10 @@ def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
     from adcompiler import pytree
 
     if isinstance(f, (functools.partial, pytree.Bound)) or inspect.ismethod(f):
-        return pytree.bound(via, f, kind, wrt)
+        return pytree.bound(via, f, kind, wrt, globals()[via], _rebuilt)
     call = inspect.getattr_static(type(f), "__call__", None)
     if pytree.is_record(f) and inspect.isfunction(call):  # a callable object: its __call__
-        return pytree.bound(via, call.__get__(f), kind, wrt)
+        return pytree.bound(via, call.__get__(f), kind, wrt, globals()[via], _rebuilt)
     return globals()[via](f, kind, wrt)
 
 

@@ -108,9 +108,6 @@ def _short(names) -> str:
 # connected component of the import graph). It may only shrink: break a cycle by moving
 # the helper both sides need to the module both build on, then delete the entry here.
 ALLOWED_CYCLES: set[str] = {  # 4 at the start of issue 13, the largest of 16 modules
-    # pytree's transforms of partials and bound methods (and their unpickling) call back
-    # into api, which builds on pytree
-    "api, pytree",
     # calls generates the forward/adjoint/tangent functions of helpers with the transforms
     # and the frontend, which call back into it (reverse: forward_call, adjoint_call;
     # forward: resolve, tangent_function; frontend.lower: helper_name)
