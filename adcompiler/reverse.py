@@ -600,8 +600,10 @@ class Sweep:
             adj.add(post, inits[k], out, set())
         return pre.nodes + [loop] + post.nodes
 
-    def saved_values(self, body: Block, ab: Block) -> list[tuple[Value, bool, list[int]]]:
-        """What the adjoint body reads of the primal loop body (the index aside), as
+    def saved_values(
+        self, body: Block, ab: Block, is_for: bool
+    ) -> list[tuple[Value, bool, list[int]]]:
+        """What the adjoint body reads of the primal loop body (the index of a `for` aside), as
         (primal value, whether only its shape is read, ids the restored value replaces).
         A value read only for its shape has just its shape saved."""
         local = defined_ids(body)
@@ -615,7 +617,7 @@ class Sweep:
                     else:
                         other_reads.add(v.id)
         saved = []
-        index = body.params[0] if body.params and node_is_for(body) else None
+        index = body.params[0] if body.params and is_for else None
         for v in referenced(ab):
             if v.id not in local or v is index or _is_literal(v, body):
                 continue
@@ -630,11 +632,10 @@ class Sweep:
         (`for`), or lists that grow as the loop runs (`while`)."""
         is_for = node.op is FOR
         body = node.regions[-1]
-        _LOOP_KIND[id(body)] = is_for
         _copy_literals(body, ab)
         if is_for:
             _recompute_index_arithmetic(body, ab, index, self.rewritten)
-        saved = self.saved_values(body, ab)
+        saved = self.saved_values(body, ab, is_for)
         replace = {body.params[0].id: index} if is_for else {}
         on_tape = _saved_already(node, body, self.rewritten)  # saved already (a gradient)
         reused = [(v, ids) for v, shape_only, ids in saved if not shape_only and v.id in on_tape]
@@ -747,13 +748,6 @@ def _ZERO_LIKE():  # noqa: N802
     from adcompiler.ops.mutation import ZERO_LIKE
 
     return ZERO_LIKE
-
-
-_LOOP_KIND: dict[int, bool] = {}
-
-
-def node_is_for(body: Block) -> bool:
-    return _LOOP_KIND.get(id(body), False)
 
 
 def _is_literal(v: Value, block: Block) -> bool:
