@@ -37,6 +37,7 @@ from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.frontend.views import Views, ViewState
+from adcompiler.helpers import helper_name
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
@@ -748,8 +749,6 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 bound.append(Static(p.default))
             else:
                 raise LoweringError(node, f"missing argument `{p.name}` in call to `{fn.__name__}`")
-        from adcompiler.calls import helper_name
-
         inputs = [self.as_value(a) for a in bound]
         out = self.emit(CALL, inputs, {"function": fn, "name": helper_name(fn)}, fn.__name__)
         return out
