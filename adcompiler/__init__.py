@@ -20,8 +20,8 @@ from adcompiler.api import (
 from adcompiler.check import check_grad
 from adcompiler.custom import defrule, nondifferentiable, stop_gradient
 from adcompiler.errors import UnsupportedSyntaxError
+from adcompiler.version import __version__ as __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "check_grad",
     "defrule",

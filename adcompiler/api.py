@@ -28,6 +28,7 @@ from adcompiler.codegen.emit import emit_function
 from adcompiler.errors import DifferentiationTypeError, UnsupportedSyntaxError, WrtError
 from adcompiler.frontend import lower_function
 from adcompiler.load import load
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.reverse import reverse
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -57,10 +58,10 @@ def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
     from adcompiler import pytree
 
     if isinstance(f, (functools.partial, pytree.Bound)) or inspect.ismethod(f):
-        return pytree.bound(via, f, kind, wrt)
+        return pytree.bound(via, f, kind, wrt, globals()[via], _rebuilt)
     call = inspect.getattr_static(type(f), "__call__", None)
     if pytree.is_record(f) and inspect.isfunction(call):  # a callable object: its __call__
-        return pytree.bound(via, call.__get__(f), kind, wrt)
+        return pytree.bound(via, call.__get__(f), kind, wrt, globals()[via], _rebuilt)
     return globals()[via](f, kind, wrt)
 
 
@@ -662,7 +663,10 @@ def _callees(fn: _ir.Function) -> list:
 
 def _has_calls(fn: _ir.Function) -> bool:
     """True if `fn` calls a helper or a function generated for one."""
-    return any(n.op.name.startswith("call") for n in _ir.walk(fn.body))
+    return any(n.op in _CALL_OPS for n in _ir.walk(fn.body))
+
+
+_CALL_OPS = (CALL, CALL_FWD, CALL_BWD, CALL_JVP)
 
 
 def _wrt_leaves(primal: _ir.Function, indices: list[int], single: bool, structures: dict):
@@ -815,10 +819,6 @@ def ir(f: Callable, *example_args, **example_kwargs) -> str:
         f = inner.version_for(example_args, example_kwargs)[0]
     fn = _generated_ir(f)
     return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
-
-
-def signature_of(f: Callable) -> inspect.Signature:
-    return inspect.signature(f)
 
 
 # ---------------------------------------------------------------------------

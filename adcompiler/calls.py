@@ -32,18 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from adcompiler import depends, ssa
+from adcompiler.helpers import GENERATED, NAMESPACE, helper_name
+from adcompiler.helpers import register as _register_helper
 from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
 from adcompiler.ops.core import Builder
 from adcompiler.ops.structure import GETITEM, MAKE_TUPLE
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
-NAMESPACE: dict = {"np": np, "__name__": "adcompiler.helpers"}
 _built: dict = {}  # function -> (forward Emitted, adjoint Emitted)
 _facts: dict = {}  # function -> the globals and cells its generated functions rely on
-GENERATED: dict[str, Callable] = {}  # name -> every function generated into NAMESPACE
 
 
 def build(fn) -> tuple:
@@ -229,32 +227,6 @@ def _tangent_entry(key: JvpKey) -> TangentFunction:
     """The tangent function `key` names (made again if it was dropped as stale)."""
     entry = _jvp.get(key)
     return entry if entry is not None else tangent_function(key.callee, key.structs)
-
-
-def _register_helper(fn: Callable, name: str) -> None:
-    if GENERATED.get(name, fn) is not fn or _reserved(name):
-        raise NotImplementedError(
-            f"generated code calls the helper {name} by its name, which another function "
-            f"generated code calls has too; rename the helper"
-        )
-    GENERATED[name] = NAMESPACE[name] = fn
-
-
-def _reserved(name: str) -> bool:
-    from adcompiler import runtime
-
-    return name in runtime.HELPERS or name in runtime.EXTERNAL or name in ("np", "slice")
-
-
-def helper_name(fn: Callable) -> str:
-    """The name generated code calls the user's helper `fn` by (its own, unless another
-    function generated code calls has it), registered in the namespace of generated code."""
-    name, n = fn.__name__, 1
-    while GENERATED.get(name, fn) is not fn or _reserved(name):
-        n += 1
-        name = f"{fn.__name__}_{n}"
-    _register_helper(fn, name)
-    return name
 
 
 def name_helper_calls(fn: Function) -> None:

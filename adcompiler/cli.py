@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from adcompiler.train.cli import main as train_main
 
         return train_main(argv[1:])
-    from adcompiler import __version__
+    from adcompiler.version import __version__
 
     parser = ArgumentParser(prog="adcompiler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"adcompiler {__version__}")

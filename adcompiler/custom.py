@@ -184,7 +184,7 @@ def _call_name(fn: Callable, name: str | None) -> str:
 
 def _call_spelling(call_name: str):
     def spelling(node, args):
-        from adcompiler.codegen.emit import constant_ast
+        from adcompiler.codegen.to_source import constant_ast
 
         keywords = [
             ast.keyword(arg=p.name, value=constant_ast(node.attrs[p.name]))

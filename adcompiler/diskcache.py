@@ -54,7 +54,7 @@ def directory() -> Path:
 
 def key(f, *parts) -> str | None:
     """The cache key of `f` with these options, or None if `f` cannot be keyed."""
-    from adcompiler import __version__
+    from adcompiler.version import __version__
 
     digest = hashlib.sha256(__version__.encode())
     digest.update(_compiler_fingerprint().encode())

@@ -154,7 +154,7 @@ def forward(fn: Function, wrt: list, *, return_value: bool = True) -> Function:
     value (``x_dot``); a result that does not depend on `wrt` has a zero tangent.
     """
     wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
-    varied, tapes = _varied_through_tapes(fn, wrt_values)
+    varied, tapes = passes.varied_through_tapes(fn, wrt_values)
     tan = Tangents(varied - passes.shift_invariant_maxes(fn), tapes)  # exactly zero
     shapes = passes.shape_classes(fn)
     extra_params = _tangent_params(fn, wrt_values, [True] * len(wrt_values), tan)
@@ -222,7 +222,7 @@ def tangent_function_ir(fn: Function, structs: list, declared: list) -> tuple[Fu
             continue
         inner = resolve(s)
         seeds += [n.output for n, k in zip(readers, items) if _item(inner, k) is not None]
-    tan = Tangents(*_varied_through_tapes(fn, seeds))
+    tan = Tangents(*passes.varied_through_tapes(fn, seeds))
     shapes = passes.shape_classes(fn)
     extra_params = _tangent_params(fn, [p for p, _ in active], [s for _, s in active], tan)
     nodes = _forward_block(fn.body.nodes, tan, shapes)
@@ -458,32 +458,6 @@ def _loop_tangent(node: Node, tan: Tangents, shapes: dict[int, int]) -> list[Nod
 # ---------------------------------------------------------------------------
 # Tapes (forward over reverse): a tape of varied values gets a tape of their tangents
 # ---------------------------------------------------------------------------
-
-
-def _varied_through_tapes(fn: Function, wrt: list[Value]) -> tuple[set[int], set[int]]:
-    """Varied values, and the ids of the tapes among them.
-
-    A tape varies if a varied value is written to it, and a value read back from a
-    varied tape varies. Tapes are values like any other for the analysis, so that
-    one held in another tape (nested loops) or passed out of a branch varies too.
-    """
-    ops = (TAPE_SET, TAPE_APPEND, TAPE_GET)
-    uses = [n for n in walk(fn.body) if n.op in ops]
-    # Tuples, and calls of a helper's generated functions, are not differentiable
-    # operators, but carry tangents: their outputs vary with their inputs.
-    carriers = [n for n in walk(fn.body) if n.op in (MAKE_TUPLE, CALL_FWD, CALL_BWD)]
-    seeds = list(wrt)
-    while True:
-        varied = passes.varied(fn, seeds)
-        new = [n.inputs[0] for n in uses if n.op is not TAPE_GET and n.inputs[-1].id in varied]
-        new += [n.output for n in uses if n.op is TAPE_GET and n.inputs[0].id in varied]
-        new += [n.output for n in carriers if any(v.id in varied for v in n.inputs)]
-        new = [v for v in new if v.id not in varied]
-        if not new:
-            tapes = {n.inputs[0].id for n in uses if n.inputs[0].id in varied}
-            tapes |= {n.output.id for n in walk(fn.body) if n.op in (TAPE_NEW, TAPE_LIST)} & varied
-            return varied, tapes
-        seeds += new
 
 
 @handler(TAPE_NEW, TAPE_LIST)

@@ -14,6 +14,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from adcompiler.ops.calls import CALL_BWD, CALL_FWD
+from adcompiler.ops.control import (
+    FOR,
+    IF,
+    TAPE_APPEND,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+    WHILE,
+)
+from adcompiler.ops.numpy_ops import (
+    ADD,
+    BROADCAST_TO,
+    DIVIDE,
+    EXP,
+    LOG,
+    MAX,
+    MULTIPLY,
+    NEGATIVE,
+    SUBTRACT,
+    SUM,
+    TRANSPOSE,
+    UNBROADCAST,
+)
+from adcompiler.ops.structure import CONST, GETITEM, MAKE_TUPLE, SHAPE
 from adcompiler.ssa import Block, Function, Node, Value, walk
 
 
@@ -55,23 +81,49 @@ def _varied_region_node(node: Node, out: set[int]) -> None:
             return
 
 
+def varied_through_tapes(fn: Function, wrt: list[Value]) -> tuple[set[int], set[int]]:
+    """Varied values (see `varied`), and the ids of the tapes among them.
+
+    A tape varies if a varied value is written to it, and a value read back from a
+    varied tape varies. Tapes are values like any other for the analysis, so that
+    one held in another tape (nested loops) or passed out of a branch varies too.
+    """
+    ops = (TAPE_SET, TAPE_APPEND, TAPE_GET)
+    uses = [n for n in walk(fn.body) if n.op in ops]
+    # Tuples, and calls of a helper's generated functions, are not differentiable
+    # operators, but carry tangents: their outputs vary with their inputs.
+    carriers = [n for n in walk(fn.body) if n.op in (MAKE_TUPLE, CALL_FWD, CALL_BWD)]
+    seeds = list(wrt)
+    while True:
+        found = varied(fn, seeds)
+        new = [n.inputs[0] for n in uses if n.op is not TAPE_GET and n.inputs[-1].id in found]
+        new += [n.output for n in uses if n.op is TAPE_GET and n.inputs[0].id in found]
+        new += [n.output for n in carriers if any(v.id in found for v in n.inputs)]
+        new = [v for v in new if v.id not in found]
+        if not new:
+            tapes = {n.inputs[0].id for n in uses if n.inputs[0].id in found}
+            tapes |= {n.output.id for n in walk(fn.body) if n.op in (TAPE_NEW, TAPE_LIST)} & found
+            return found, tapes
+        seeds += new
+
+
 def yielding_regions(node: Node) -> list[Block]:
     """The regions whose yields become the node's outputs (not a `while`'s condition)."""
-    return node.regions[1:] if node.op.name == "while" else node.regions
+    return node.regions[1:] if node.op is WHILE else node.regions
 
 
 def carried_inits(node: Node) -> list[Value]:
     """The initial values of a loop's carried slots ([] for an `if`)."""
-    if node.op.name == "for":
+    if node.op is FOR:
         return node.inputs[3:]
-    if node.op.name == "while":
+    if node.op is WHILE:
         return node.inputs
     return []
 
 
 def carried_params(node: Node, region: Block) -> list[Value]:
     """A region's parameters for the carried slots (a `for` body's index excluded)."""
-    if node.op.name == "for":
+    if node.op is FOR:
         return region.params[1:]
     return region.params
 
@@ -95,14 +147,14 @@ def _useful_region_node(node: Node, out: set[int]) -> None:
     inits = carried_inits(node)
     while True:
         before = len(out)
-        if node.op.name == "while":
+        if node.op is WHILE:
             out.update(v.id for v in node.regions[0].yields)
         for region in node.regions:
             params = carried_params(node, region)
             for k, y in enumerate(region.yields):
                 if k < len(node.outputs) and node.outputs[k].id in out:
                     out.add(y.id)
-                if node.op.name != "if" and k < len(params) and params[k].id in out:
+                if node.op is not IF and k < len(params) and params[k].id in out:
                     out.add(y.id)
             _useful_block(region, out)
             for k, p in enumerate(params):
@@ -133,10 +185,10 @@ def shape_classes(fn: Function) -> dict[int, int]:
         if _makes_scalar(node, cls, scalar):
             cls[node.output.id] = scalar
             continue
-        if node.op.name == "shape":
+        if node.op is SHAPE:
             cls[node.output.id] = SHAPE_CLASS
             continue
-        if node.op.name == "if":  # classified after its regions, below
+        if node.op is IF:  # classified after its regions, below
             continue
         classes = {cls.get(v.id, v.id) for v in node.inputs} - {scalar}
         if node.op.same_shape and node.inputs:
@@ -150,27 +202,23 @@ def shape_classes(fn: Function) -> dict[int, int]:
         for out in node.outputs:
             cls[out.id] = out.id if own is None else own
     for node in reversed(list(walk(fn.body))):  # inner ifs first
-        if node.op.name == "if":  # an output shares the class its yields share
+        if node.op is IF:  # an output shares the class its yields share
             for k, out in enumerate(node.outputs):
                 yielded = {cls.get(r.yields[k].id, r.yields[k].id) for r in node.regions}
                 cls[out.id] = yielded.pop() if len(yielded) == 1 else out.id
     return cls
 
 
-SCALAR_OPS = {"size", "ndim", "len", "float", "int", "det", "trace"}
-REDUCTIONS = {"sum", "mean", "prod", "max", "min", "norm"}
-
-
 def _makes_scalar(node: Node, cls: dict[int, int], scalar: int) -> bool:
     """True if `node` certainly produces a 0-d value (a Python or NumPy scalar)."""
-    name = node.op.name
-    if name == "const":
+    op = node.op
+    if op is CONST:
         return isinstance(node.attrs.get("value"), (int, float))
-    if name in SCALAR_OPS:
-        return name not in ("det", "trace")
-    if name in REDUCTIONS:
+    if op.scalar:
+        return True
+    if op.reduction:
         return node.attrs.get("axis") is None and not node.attrs.get("keepdims")
-    if name == "getitem" and node.inputs and _is_shape(node.inputs[0], cls):
+    if op is GETITEM and node.inputs and _is_shape(node.inputs[0], cls):
         return isinstance(node.attrs["index"][0][0], int) and node.attrs["index"][1]
     return False
 
@@ -192,13 +240,13 @@ def dce(fn: Function) -> Function:
         live = {v.id for v in fn.results}
         read = {  # a tape written to is not read by that; a tape saved on another tape is
             v.id for n in walk(fn.body)
-            for v in (n.inputs[1:] if n.op.name in _TAPE_WRITES else n.inputs)
+            for v in (n.inputs[1:] if n.op in _TAPE_WRITES else n.inputs)
         } | {v.id for n in walk(fn.body) for r in n.regions for v in r.yields}  # fmt: skip
         dce_block(fn.body, live, read)
     return fn
 
 
-_TAPE_WRITES = ("tape_set", "tape_append")
+_TAPE_WRITES = (TAPE_SET, TAPE_APPEND)
 
 
 def dce_block(block: Block, live: set[int], read: set[int] | None = None) -> None:
@@ -206,7 +254,7 @@ def dce_block(block: Block, live: set[int], read: set[int] | None = None) -> Non
     live.update(v.id for v in block.yields)
     kept: list[Node] = []
     for node in reversed(block.nodes):
-        if read is not None and node.op.name in _TAPE_WRITES and node.inputs[0].id not in read:
+        if read is not None and node.op in _TAPE_WRITES and node.inputs[0].id not in read:
             continue
         if not has_effects(node) and not any(v.id in live for v in node.outputs):
             continue
@@ -248,13 +296,6 @@ def uses(fn: Function) -> dict[int, int]:
 # ---------------------------------------------------------------------------
 # Common subexpressions and algebraic identities
 # ---------------------------------------------------------------------------
-
-# Operators whose result is a fresh mutable object or that have effects: never merged.
-_NOT_PURE = {
-    "setitem", "index_add", "list", "list_append", "tape_new", "tape_list", "tape_get",
-    "call", "call_forward", "call_adjoint", "print", "assert", "check_float", "check_scalar",
-    "zero_like", "zeros_like",  # fresh buffers that adjoint sums may be written into
-}  # fmt: skip
 
 
 def optimizing() -> bool:
@@ -307,9 +348,9 @@ def _cse_block(block: Block, seen: dict, replace: dict[int, Value], reads: bool)
 def _cse_key(node: Node, reads: bool = False):
     # Cheap reads (shapes, constants, index reads) stay where they are written: merging
     # them would save nothing and cost the reader a name to look up.
-    if node.regions or not node.outputs or node.op.name in _NOT_PURE or node.op.impl is None:
+    if node.regions or not node.outputs or node.op.unique or node.op.impl is None:
         return None
-    if node.op.inline and not (reads and node.op.name == "getitem"):
+    if node.op.inline and not (reads and node.op is GETITEM):
         return None
     try:
         attrs = tuple(sorted((k, _hashable(v)) for k, v in node.attrs.items()))
@@ -339,8 +380,8 @@ def _negate_after_summing(block: Block, defs: dict, uses: dict) -> None:
     for node in block.nodes:
         for region in node.regions:
             _negate_after_summing(region, defs, uses)
-        inner = defs.get(node.inputs[0].id) if node.op.name == "unbroadcast" else None
-        if inner is not None and inner.op.name == "negative" and uses[inner.output.id] == 1:
+        inner = defs.get(node.inputs[0].id) if node.op is UNBROADCAST else None
+        if inner is not None and inner.op is NEGATIVE and uses[inner.output.id] == 1:
             summed = Value(node.output.hint, role=node.output.role, loc=node.loc)
             negate = Node(inner.op, [summed], {}, [node.output], loc=node.loc)
             node.inputs[0], node.outputs = inner.inputs[0], [summed]
@@ -362,9 +403,9 @@ def simplify(fn: Function) -> Function:
     for node in walk(fn.body):
         node.inputs = [replace.get(v.id, v) for v in node.inputs]
 
-        if node.op.name in ("negative", "transpose") and node.inputs:
+        if node.op in (NEGATIVE, TRANSPOSE) and node.inputs:
             inner = defs.get(node.inputs[0].id)
-            same = node.op.name == "negative" or (
+            same = node.op is NEGATIVE or (
                 node.attrs.get("axes") is None and inner is not None
                 and inner.attrs.get("axes") is None
             )  # fmt: skip
@@ -381,39 +422,36 @@ def _sigmoid_adjoints(fn: Function) -> None:
     """`g * s * s * e` where `s = 1 / (1 + e)` is `g * s * (1 - s)`: the adjoint of a
     sigmoid written `1 / (1 + np.exp(-z))` then reads only `s`, so `exp(-z)` need not be
     kept (a loop no longer saves it), as a gradient written by hand does it."""
-    from adcompiler.ops.core import lookup
-
-    subtract = lookup(np.subtract)
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     uses = read_counts(fn)
 
-    def made(v: Value, name: str) -> Node | None:
+    def made(v: Value, op) -> Node | None:
         node = defs.get(v.id)
-        return node if node is not None and node.op.name == name else None
+        return node if node is not None and node.op is op else None
 
     def one(v: Value) -> bool:
         return v.is_const and type(v.const) in (int, float) and v.const == 1
 
     written: dict[int, list[Value]] = {}  # tape → the values written to it
     for node in walk(fn.body):
-        if node.op.name in ("tape_set", "tape_append"):
+        if node.op in _TAPE_WRITES:
             written.setdefault(node.inputs[0].id, []).append(node.inputs[-1])
 
     def saved(v: Value) -> Value:
         """What `v` is a read of: the one value written to the tape it is read from."""
-        read = made(v, "tape_get")
+        read = made(v, TAPE_GET)
         values = written.get(read.inputs[0].id, []) if read is not None else []
         return values[0] if len(values) == 1 else v
 
     def sigmoid_of(s: Value, e: Value) -> bool:
         """True if `s = 1 / (1 + e)` (directly, or as what a loop saved of them, read
         back at one index)."""
-        reads = [made(v, "tape_get") for v in (s, e)]
+        reads = [made(v, TAPE_GET) for v in (s, e)]
         if any(reads) and not (all(reads) and reads[0].inputs[1] is reads[1].inputs[1]):
             return False
         s, e = saved(s), saved(e)
-        q = made(s, "divide")
-        total = made(q.inputs[1], "add") if q is not None and one(q.inputs[0]) else None
+        q = made(s, DIVIDE)
+        total = made(q.inputs[1], ADD) if q is not None and one(q.inputs[0]) else None
         if total is None or e not in total.inputs:
             return False
         return one(total.inputs[1] if total.inputs[0] is e else total.inputs[0])
@@ -422,20 +460,20 @@ def _sigmoid_adjoints(fn: Function) -> None:
         nodes: list[Node] = []
         for node in block.nodes:
             nodes.append(node)
-            if node.op.name != "multiply" or len(node.inputs) != 2:
+            if node.op is not MULTIPLY or len(node.inputs) != 2:
                 continue
             for x, e in (node.inputs, node.inputs[::-1]):
-                outer = made(x, "multiply") if uses.get(x.id) == 1 else None
+                outer = made(x, MULTIPLY) if uses.get(x.id) == 1 else None
                 if outer is None:
                     continue
                 for inner_v, s in (outer.inputs, outer.inputs[::-1]):
-                    inner = made(inner_v, "multiply") if uses.get(inner_v.id) == 1 else None
+                    inner = made(inner_v, MULTIPLY) if uses.get(inner_v.id) == 1 else None
                     if inner is None or s not in inner.inputs:
                         continue
                     if not sigmoid_of(s, e):
                         continue
                     unit = constant(1.0, node.loc)
-                    rest = Node(subtract, [unit.output, s], {}, loc=node.loc)
+                    rest = Node(SUBTRACT, [unit.output, s], {}, loc=node.loc)
                     rest.output.role = "adjoint_temp"
                     rest.output.hint = "one_minus"
                     nodes[-1:-1] = [unit, rest]
@@ -449,8 +487,6 @@ def _sigmoid_adjoints(fn: Function) -> None:
 
 def constant(value, loc, hint: str = "const", role: str = "adjoint_temp") -> Node:
     """A `const` node whose output is the compile-time `value`."""
-    from adcompiler.ops.structure import CONST
-
     out = Value(hint, role=role, loc=loc)
     out.const = value
     return Node(CONST, [], {"value": value}, [out], loc=loc)
@@ -464,7 +500,7 @@ def blocks(block: Block):
             yield from blocks(region)
 
 
-_THROUGH = {"multiply", "divide", "unbroadcast"}  # -(a * b) = (-a) * b, exactly
+_THROUGH = (MULTIPLY, DIVIDE, UNBROADCAST)  # -(a * b) = (-a) * b, exactly
 
 
 def _cancel_negations(fn: Function) -> None:
@@ -477,7 +513,7 @@ def _cancel_negations(fn: Function) -> None:
     block_of = {id(n): b for b in blocks(fn.body) for n in b.nodes}
     replace: dict[int, Value] = {}
     for node in walk(fn.body):
-        if node.op.name != "negative" or node.output.id in replace:
+        if node.op is not NEGATIVE or node.output.id in replace:
             continue
         found = _negated_factor(node.inputs[0], defs, uses, replace, depth=6)
         if found is None:
@@ -509,15 +545,15 @@ def _negated_factor(v: Value, defs: dict, uses: dict, dropped: dict, depth: int)
     `dropped` has already given its sign away (to a constant factor, or to another
     negation): it is no longer one."""
     producer = defs.get(v.id)
-    if depth == 0 or producer is None or producer.op.name not in _THROUGH:
+    if depth == 0 or producer is None or producer.op not in _THROUGH:
         return None
     if uses.get(v.id) != 1:
         return None
-    sides = (0,) if producer.op.name == "unbroadcast" else (0, 1)
+    sides = (0,) if producer.op is UNBROADCAST else (0, 1)
     for i in sides:
         w = producer.inputs[i]
         inner = defs.get(w.id)
-        if inner is not None and inner.op.name == "negative" and uses.get(w.id) == 1:
+        if inner is not None and inner.op is NEGATIVE and uses.get(w.id) == 1:
             if w.id not in dropped:
                 return producer, i
     for i in sides:
@@ -526,15 +562,9 @@ def _negated_factor(v: Value, defs: dict, uses: dict, dropped: dict, depth: int)
             return found
     for i in sides:  # a constant factor (not a divisor: -(a / 2) is a / -2 all the same)
         w = producer.inputs[i]
-        if w.is_const and type(w.const) in (int, float) and producer.op.name != "unbroadcast":
+        if w.is_const and type(w.const) in (int, float) and producer.op is not UNBROADCAST:
             return producer, i
     return None
-
-
-_FOLDABLE = {
-    "add", "subtract", "multiply", "divide", "negative", "power", "floor_divide",
-    "builtin_max", "builtin_min",
-}  # fmt: skip
 
 
 def fold_constants(fn: Function) -> Function:
@@ -544,7 +574,7 @@ def fold_constants(fn: Function) -> Function:
     for block in blocks(fn.body):
         for k, node in enumerate(block.nodes):
             node.inputs = [replace.get(v.id, v) for v in node.inputs]
-            if node.op.name not in _FOLDABLE or node.attrs or len(node.outputs) != 1:
+            if not node.op.foldable or node.attrs or len(node.outputs) != 1:
                 continue
             if not node.inputs or not all(v.is_const for v in node.inputs):
                 continue
@@ -590,9 +620,6 @@ def yielded(fn: Function) -> set[int]:
     return out | {v.id for v in fn.results} | {v.id for v in fn.body.yields}
 
 
-_ELEMENTWISE_BINARY = {"multiply", "add", "subtract", "divide"}
-
-
 def drop_broadcasts(fn: Function, fits=None, one_reader: bool = True) -> Function:
     """`broadcast_to(s, shape(v)) * y` is `s * y` when `y` has the shape of `v`: the
     product broadcasts anyway, so the broadcast view need not be made.
@@ -611,7 +638,7 @@ def drop_broadcasts(fn: Function, fits=None, one_reader: bool = True) -> Functio
 
         def fits(node: Node, i: int, target: Value) -> bool:
             shape = defs.get(target.id)
-            if shape is None or shape.op.name != "shape":
+            if shape is None or shape.op is not SHAPE:
                 return False
             cls = classes.get(shape.inputs[0].id, -1)
             return cls >= 0 and classes.get(node.inputs[1 - i].id, -1) == cls
@@ -619,12 +646,12 @@ def drop_broadcasts(fn: Function, fits=None, one_reader: bool = True) -> Functio
     reading, kept = readers(fn), yielded(fn)
     for vid, producer in defs.items():
         found = reading.get(vid, [])
-        if producer.op.name != "broadcast_to" or vid in kept or not found:
+        if producer.op is not BROADCAST_TO or vid in kept or not found:
             continue
         if one_reader and len(found) != 1:
             continue
         if all(
-            node.op.name in _ELEMENTWISE_BINARY and len(node.inputs) == 2
+            node.op.augmented and len(node.inputs) == 2  # a + b, a - b, a * b, a / b
             and node.inputs[1 - i] is not node.inputs[i]  # `b + b`: no other operand
             and fits(node, i, producer.inputs[1])
             for node, i in found
@@ -651,36 +678,36 @@ def shift_invariant_maxes(fn: Function) -> set[int]:
     reading = readers(fn)
     escaped = yielded(fn)
 
-    def only(v, name):
+    def only(v, op):
         rs = reading.get(v.id, []) if v.id not in escaped else []
-        return rs[0][0] if len(rs) == 1 and rs[0][0].op.name == name else None
+        return rs[0][0] if len(rs) == 1 and rs[0][0].op is op else None
 
     out: set[int] = set()
     for node in walk(fn.body):
-        if node.op.name != "max" or len(node.inputs) != 1 or node.output.id in escaped:
+        if node.op is not MAX or len(node.inputs) != 1 or node.output.id in escaped:
             continue
         x, m = node.inputs[0], node.output
         axis, keepdims = node.attrs.get("axis"), node.attrs.get("keepdims")
         if not (keepdims or axis is None or axis == 0):
             continue  # x - m would not line m up with the axis it was taken along
         uses = reading.get(m.id, [])
-        shifts = [n for n, i in uses if n.op.name == "subtract" and i == 1 and n.inputs[0] is x]
-        adds = [n for n, _ in uses if n.op.name == "add"]
+        shifts = [n for n, i in uses if n.op is SUBTRACT and i == 1 and n.inputs[0] is x]
+        adds = [n for n, _ in uses if n.op is ADD]
         if len(shifts) != 1 or len(shifts) + len(adds) != len(uses) or len(adds) > 1:
             continue
         s = shifts[0].output
         s_uses = [] if s.id in escaped else reading.get(s.id, [])
-        exps = [n for n, _ in s_uses if n.op.name == "exp"]
-        total = only(exps[0].output, "sum") if len(exps) == 1 else None
+        exps = [n for n, _ in s_uses if n.op is EXP]
+        total = only(exps[0].output, SUM) if len(exps) == 1 else None
         if total is None or total.attrs.get("axis") != axis:
             continue
         if not (total.attrs.get("keepdims") or axis is None or axis == 0):
             continue  # the sum would not line up with x either (a square x broadcasts it
             # across the other axis: not a log-softmax, and m's derivative is not zero)
-        log = only(total.output, "log")
+        log = only(total.output, LOG)
         if log is None:
             continue
-        last = only(log.output, "add" if adds else "subtract")
+        last = only(log.output, ADD if adds else SUBTRACT)
         rest = [n for n, _ in s_uses if n is not exps[0]]
         if adds:
             pair = {v.id for v in adds[0].inputs}

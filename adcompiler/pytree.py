@@ -182,12 +182,12 @@ def unbind(f) -> tuple[Callable, tuple, dict]:
             return f, args, kwargs
 
 
-def bound(via: str, f, kind: str, wrt: Any) -> Bound:
+def bound(via: str, f, kind: str, wrt: Any, transform: Callable, rebuild: Callable) -> Bound:
     """The transform of a partial or a bound method: the transform of the function under
     it (`wrt` by position counts the arguments left to pass; by name, any argument,
-    `"self"` too), called with the bound arguments."""
-    from adcompiler import api
-
+    `"self"` too), called with the bound arguments. `transform(func, kind, wrt)` makes
+    the generated function of the function under it (api's function named `via`);
+    `rebuild(via, f, kind, wrt)` makes the whole again where a pickle is loaded."""
     func, args, kwargs = unbind(f)
     if not inspect.isfunction(func) and not hasattr(func, "__adcompiler_source__"):
         from adcompiler.errors import SourceUnavailableError
@@ -198,8 +198,9 @@ def bound(via: str, f, kind: str, wrt: Any) -> Bound:
             f"of type {type(func).__name__} (wrap it in a def, or register a rule for it)"
         )
     inner_wrt = bound_wrt(func, args, kwargs, wrt)
-    inner = getattr(api, via)(func, kind, inner_wrt)
-    return Bound(inner, func, args, kwargs, kind.removesuffix("+aux"), (via, f, kind, wrt))
+    inner = transform(func, kind, inner_wrt)
+    recipe = (via, f, kind, wrt)
+    return Bound(inner, func, args, kwargs, kind.removesuffix("+aux"), recipe, rebuild)
 
 
 def bound_wrt(func: Callable, args: tuple, kwargs: dict, wrt: Any):
@@ -257,11 +258,11 @@ def unbound_call(f, args, wrt) -> tuple[Callable, list, Any]:
 class Bound:
     """A generated function with some of its arguments bound (by a partial or a method)."""
 
-    def __init__(self, g, func, args: tuple, kwargs: dict, kind: str, recipe: tuple):
+    def __init__(self, g, func, args: tuple, kwargs: dict, kind: str, recipe: tuple, rebuild):
         self.generated, self.func, self.args, self.kwargs = g, func, args, kwargs
         self.signature = inspect.signature(func)
         self.trailing = 1 if kind in _TRAILING else 0
-        self.recipe = recipe
+        self.recipe, self.rebuild = recipe, rebuild
         self.__name__ = getattr(g, "__name__", func.__name__)
         self.__doc__ = getattr(g, "__doc__", None)
 
@@ -277,25 +278,18 @@ class Bound:
         return (*call.args, *tail), call.kwargs
 
     def __getattr__(self, name: str):  # the source, the IR, ...: the generated function's
-        if name in ("generated", "func", "args", "kwargs", "signature", "trailing", "recipe") or (
+        own = ("generated", "func", "args", "kwargs", "signature", "trailing", "recipe", "rebuild")
+        if name in own or (
             name.startswith("__") and not name.startswith("__adcompiler") and name != "__code__"
         ):
             raise AttributeError(name)
         return getattr(self.generated, name)
 
     def __reduce__(self):
-        return (_rebuilt, self.recipe)
+        return (self.rebuild, self.recipe)
 
     def __repr__(self) -> str:
         return f"<adcompiler {self.__name__} of {self.func.__qualname__} (bound arguments)>"
-
-
-def _rebuilt(via: str, f, kind: str, wrt: Any):
-    """What a pickled generated function becomes: the same transform of the same function
-    (generated again, or loaded from the disk cache)."""
-    from adcompiler import api
-
-    return api._entry(via, f, kind, wrt)
 
 
 # ---------------------------------------------------------------------------

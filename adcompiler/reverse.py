@@ -30,7 +30,7 @@ import numpy as np
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import base_name
 from adcompiler.ops import Builder, Sym, op_for
-from adcompiler.ops.calls import CALL_FWD
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD
 from adcompiler.ops.control import (
     FOR,
     IF,
@@ -40,11 +40,12 @@ from adcompiler.ops.control import (
     TAPE_NEW,
     TAPE_SET,
     TRIP_COUNT,
+    WHILE,
 )
 from adcompiler.ops.core import view_of
 from adcompiler.ops.guards import check_scalar
-from adcompiler.ops.mutation import INDEX_ADD
-from adcompiler.ops.structure import GETITEM
+from adcompiler.ops.mutation import INDEX_ADD, SETITEM
+from adcompiler.ops.structure import GETITEM, SHAPE, UNINDEX
 from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, clone, walk
 
 
@@ -276,7 +277,7 @@ def _shape_classes(fn: Function) -> dict[int, int]:
             union(n.output, n.inputs[0])
         elif len(n.outputs) == 1 and accumulation(n.output) is not None:
             union(n.output, *n.inputs)
-        elif n.op.name in ("for", "while"):
+        elif n.op in (FOR, WHILE):
             body = n.regions[-1]
             carried = passes.carried_params(n, body)
             for p, init, y, out in zip(carried, passes.carried_inits(n), body.yields, n.outputs):
@@ -300,9 +301,7 @@ def _adjoint_of(
     node: Node, adj: Adjoints, shapes: dict[int, int], by_class: dict[int, Value]
 ) -> list[Node]:
     """The nodes that propagate the adjoint of `node`'s output to its inputs."""
-    if node.op.name in ("call_forward", "call_adjoint") and any(
-        v.id in adj.active for v in node.inputs
-    ):
+    if node.op in (CALL_FWD, CALL_BWD) and any(v.id in adj.active for v in node.inputs):
         raise NotImplementedError(
             f"reverse mode over the generated functions of the recursive helper "
             f"{node.attrs['name']} is not supported yet; use ad.hvp for second derivatives"
@@ -346,7 +345,7 @@ def _shapes_from_parameters(
     """Read a shape from a function parameter of the same shape class where there is one:
     parameters are visible everywhere, so no region has to keep a value for its shape."""
     for node in nodes:
-        if node.op.name == "shape":
+        if node.op is SHAPE:
             rep = by_class.get(shapes.get(node.inputs[0].id, -1))
             if rep is not None:
                 node.inputs[0] = rep
@@ -366,7 +365,7 @@ def _scatter_of(b: Builder, value: Value):
     """If `value` was just made by `unindex(g, shape, *dyn)` in `b`: (g, dyn, index)."""
     for node in reversed(b.nodes):
         if value in node.outputs:
-            if node.op.name == "unindex":
+            if node.op is UNINDEX:
                 return node.inputs[0], node.inputs[2:], node.attrs["index"]
             return None
     return None
@@ -387,11 +386,11 @@ class Sweep:
         """Adjoint nodes for `primal`'s nodes in reverse order (tapes go into `primal`)."""
         out: list[Node] = []
         for node in reversed(list(primal.nodes)):
-            if node.op.name == "call":
+            if node.op is CALL:
                 out.extend(self.call_adjoint(node, adj, primal))
-            elif node.op.name == "if":
+            elif node.op is IF:
                 out.extend(self.if_adjoint(node, adj))
-            elif node.op.name in ("for", "while"):
+            elif node.op in (FOR, WHILE):
                 out.extend(self.loop_adjoint(node, adj, primal))
             elif node.op is TAPE_GET:
                 out.extend(self.tape_read_adjoint(node, adj))
@@ -535,7 +534,7 @@ class Sweep:
     def loop_adjoint(self, node: Node, adj: Adjoints, enclosing: Block) -> list[Node]:
         if not self.touches_active(node) and not any(o.id in self.active for o in node.outputs):
             return []
-        is_for = node.op.name == "for"
+        is_for = node.op is FOR
         body = node.regions[-1]
         carried = passes.carried_params(node, body)
         inits = passes.carried_inits(node)
@@ -601,8 +600,10 @@ class Sweep:
             adj.add(post, inits[k], out, set())
         return pre.nodes + [loop] + post.nodes
 
-    def saved_values(self, body: Block, ab: Block) -> list[tuple[Value, bool, list[int]]]:
-        """What the adjoint body reads of the primal loop body (the index aside), as
+    def saved_values(
+        self, body: Block, ab: Block, is_for: bool
+    ) -> list[tuple[Value, bool, list[int]]]:
+        """What the adjoint body reads of the primal loop body (the index of a `for` aside), as
         (primal value, whether only its shape is read, ids the restored value replaces).
         A value read only for its shape has just its shape saved."""
         local = defined_ids(body)
@@ -611,12 +612,12 @@ class Sweep:
         for n in walk(ab):
             for v in n.inputs:
                 if v.id in local:
-                    if n.op.name == "shape":
+                    if n.op is SHAPE:
                         shape_reads.setdefault(v.id, []).append(n)
                     else:
                         other_reads.add(v.id)
         saved = []
-        index = body.params[0] if body.params and node_is_for(body) else None
+        index = body.params[0] if body.params and is_for else None
         for v in referenced(ab):
             if v.id not in local or v is index or _is_literal(v, body):
                 continue
@@ -629,13 +630,12 @@ class Sweep:
     def record(self, node: Node, enclosing: Block, ab: Block, index: Value) -> None:
         """Save what the adjoint body reads: into lists preallocated for the trip count
         (`for`), or lists that grow as the loop runs (`while`)."""
-        is_for = node.op.name == "for"
+        is_for = node.op is FOR
         body = node.regions[-1]
-        _LOOP_KIND[id(body)] = is_for
         _copy_literals(body, ab)
         if is_for:
             _recompute_index_arithmetic(body, ab, index, self.rewritten)
-        saved = self.saved_values(body, ab)
+        saved = self.saved_values(body, ab, is_for)
         replace = {body.params[0].id: index} if is_for else {}
         on_tape = _saved_already(node, body, self.rewritten)  # saved already (a gradient)
         reused = [(v, ids) for v, shape_only, ids in saved if not shape_only and v.id in on_tape]
@@ -688,7 +688,7 @@ class Sweep:
         """Put a tape write right after each saved value is defined in the primal body."""
         position = {id(n): i for i, n in enumerate(body.nodes)}
         defined_at = {v.id: (position[id(n)], n.loc) for n in body.nodes for v in n.outputs}
-        writes_in_body = any(n.op.name in ("setitem", "index_add") for n in walk(body))
+        writes_in_body = any(n.op in (SETITEM, INDEX_ADD) for n in walk(body))
         after: dict[int, list[Node]] = {}
         first: list[Node] = list(prologue)
         for tape, (v, shape_only, _) in zip(tapes, saved):
@@ -750,18 +750,8 @@ def _ZERO_LIKE():  # noqa: N802
     return ZERO_LIKE
 
 
-_LOOP_KIND: dict[int, bool] = {}
-
-
-def node_is_for(body: Block) -> bool:
-    return _LOOP_KIND.get(id(body), False)
-
-
 def _is_literal(v: Value, block: Block) -> bool:
     return v.is_const and "name" not in _const_attrs(block, v)
-
-
-_INDEX_ARITHMETIC = {"add", "subtract", "multiply", "floor_divide", "mod"}
 
 
 def _recompute_index_arithmetic(
@@ -783,7 +773,7 @@ def _recompute_index_arithmetic(
             else:
                 cheap[v.id] = (
                     node is not None
-                    and node.op.name in _INDEX_ARITHMETIC
+                    and node.op.integer
                     and all(x.is_const or recomputable(x) for x in node.inputs)
                 )
         return cheap[v.id]
@@ -909,10 +899,8 @@ def _rewritten_tapes(fn: Function) -> set[int]:
 def varied_through_tapes(fn: Function, wrt: list[Value]) -> set[int]:
     """Values that depend on `wrt`, also through values saved on tapes and read back."""
     if not any(n.op in (TAPE_SET, TAPE_APPEND) for n in walk(fn.body)):
-        return passes.varied(fn, wrt)  # no tapes (and no import of forward mode)
-    from adcompiler.forward import _varied_through_tapes
-
-    return _varied_through_tapes(fn, wrt)[0]
+        return passes.varied(fn, wrt)  # no tapes
+    return passes.varied_through_tapes(fn, wrt)[0]
 
 
 def useful_through_tapes(fn: Function, roots: list[Value]) -> set[int]:
@@ -1043,7 +1031,7 @@ def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) 
         members.setdefault(shapes.get(v.id, v.id), []).append(v)
     reads: dict[int, int] = {}
     for node in nodes:
-        if node.op.name != "shape":
+        if node.op is not SHAPE:
             for v in node.inputs:
                 reads[v.id] = reads.get(v.id, 0) + 1
     params = {p.id for p in fn.params}
@@ -1071,7 +1059,7 @@ def _read_shapes_early(fn: Function, nodes: list[Node], shapes: dict[int, int]) 
     position = 0
     while position < len(nodes):
         node = nodes[position]
-        if node.op.name == "shape":
+        if node.op is SHAPE:
             before = rewrite(node)
             nodes[position:position] = before
             position += len(before)

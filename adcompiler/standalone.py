@@ -36,7 +36,7 @@ def helper_closure(names: set[str]) -> list[str]:
 
 def module_source(emitted: list[Emitted], doc: str, origin: str, command: str) -> str:
     """The text of a module defining every function in `emitted`."""
-    from adcompiler import __version__
+    from adcompiler.version import __version__
 
     problems = [
         f"{e.name} reads the global {name!r} ({type(value).__name__}), which cannot be written "

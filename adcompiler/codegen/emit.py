@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,12 +26,17 @@ import numpy as np
 
 from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
-from adcompiler.codegen.to_source import to_source
+from adcompiler.codegen.to_source import constant_ast, to_source
+from adcompiler.ops.calls import CALL_BWD, CALL_FWD
+from adcompiler.ops.control import FOR, IF, TAPE_SET, TAPE_STACK, WHILE
 from adcompiler.ops.core import Op, view_of
+from adcompiler.ops.mutation import INDEX_ADD, LIST_APPEND, MAKE_LIST, SETITEM
+from adcompiler.ops.numpy_ops import DIVIDE, SUBTRACT
+from adcompiler.ops.structure import CONST
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
-_AUGMENTED = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult, "divide": ast.Div}
+_AUGMENTED = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}  # by Op.augmented
 
 
 @dataclass
@@ -44,26 +48,6 @@ class Emitted:
     helpers: set[str] = field(default_factory=set)  # run-time helpers it calls
     constants: dict[str, Any] = field(default_factory=dict)  # captured globals by name
     defaults: tuple = ()
-
-
-def constant_ast(value: Any) -> ast.expr:
-    """The AST of a compile-time constant: literals, tuples, dtypes, slices."""
-    if isinstance(value, float) and not math.isfinite(value):
-        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
-        return ast.parse(text, mode="eval").body
-    if isinstance(value, tuple):
-        return ast.Tuple([constant_ast(v) for v in value], ast.Load())
-    if isinstance(value, slice):
-        args = [constant_ast(v) for v in (value.start, value.stop, value.step)]
-        return ast.Call(ast.Name("slice", ast.Load()), args, [])
-    if isinstance(value, type):
-        if value.__module__ == "builtins":
-            return ast.Name(value.__name__, ast.Load())
-        if value.__module__ == "numpy":
-            return ast.parse(f"np.{value.__name__}", mode="eval").body
-    if isinstance(value, np.dtype):
-        return ast.parse(f"np.dtype({value.name!r})", mode="eval").body
-    return ast.Constant(value)
 
 
 _TEMPLATES: dict[str, ast.expr] = {}
@@ -132,7 +116,7 @@ class Emitter:
         generated_globals |= {  # helpers generated as functions of their own
             n.attrs["name"] + suffix
             for n in walk(fn.body)
-            if n.op.name in ("call_forward", "call_adjoint")
+            if n.op in (CALL_FWD, CALL_BWD)
             for suffix in ("_forward", "_adjoint")
         }
         for n in param_names:
@@ -181,15 +165,15 @@ class Emitter:
             if node.loc is not None and (node.loc.line, _is_adjoint(node)) != self.line:
                 self.line = (node.loc.line, _is_adjoint(node))
                 out.append(self.comment(node))
-            if node.op.name == "if":
+            if node.op is IF:
                 out.extend(self.if_statement(node))
-            elif node.op.name == "for":
+            elif node.op is FOR:
                 out.extend(self.for_statement(node))
-            elif node.op.name == "while":
+            elif node.op is WHILE:
                 out.extend(self.while_statement(node))
-            elif node.op.name in ("setitem", "index_add"):
+            elif node.op in (SETITEM, INDEX_ADD):
                 out.extend(self.setitem_statement(node, start))
-            elif node.op.name == "list_append":
+            elif node.op is LIST_APPEND:
                 out.extend(self.append_statement(node, start))
             elif node in INTO and INTO[node] is not None and self.optimize:
                 out.append(self.row_statement(node, start))
@@ -248,7 +232,7 @@ class Emitter:
         if unary and node.op.impl is np.negative:  # y = t; y *= -1
             other, unary = ast.Constant(-1), False
             node_op = ast.Mult()
-        elif unary or (node.op.name in ("divide", "subtract") and i == 1):
+        elif unary or (node.op in (DIVIDE, SUBTRACT) and i == 1):
             # y = np.tanh(t, out=t); np.divide(c, t, out=t); np.subtract(c, t, out=t)
             operands = [target] if unary else [other, target]
             call = _np_call(node.op.impl.__name__, operands, ast.Name(target.id, ast.Load()))
@@ -257,7 +241,7 @@ class Emitter:
                 return [ast.Expr(call)]
             return [ast.Assign([ast.Name(name, ast.Store())], call)]
         else:
-            node_op = _AUGMENTED[node.op.name]()
+            node_op = _AUGMENTED[node.op.augmented]()
         op = node_op
         if name != target.id and any(isinstance(n, ast.Name) and n.id == name
                                      for n in ast.walk(other)):  # fmt: skip
@@ -300,12 +284,12 @@ class Emitter:
     def setitem_statement(self, node: Node, position: int) -> list[ast.stmt]:
         """``x[index] = v``: in place where `x` may be written (see `Plan.may_write`),
         else into a copy."""
-        from adcompiler.ops.structure import _index_ast
+        from adcompiler.ops.structure import index_ast
 
         x, v, *dyn = node.inputs
         base = self.read(x)
         value = self.read(v)
-        index = _index_ast(node.attrs["index"], [self.read(d) for d in dyn])
+        index = index_ast(node.attrs["index"], [self.read(d) for d in dyn])
         in_place = isinstance(base, ast.Name) and self.plan.may_write(x, position)
         self.advance(position)
         stmts = []
@@ -317,12 +301,12 @@ class Emitter:
             name = self.namer.name(node.output)
             copy = ast.Call(ast.Attribute(base, "copy", ast.Load()), [], [])
             stmts.append(ast.Assign([ast.Name(name, ast.Store())], copy))
-        if node.op.name == "index_add" and _basic_index(node.attrs["index"], dyn,
+        if node.op is INDEX_ADD and _basic_index(node.attrs["index"], dyn,
                                                         self.plan.ints):  # fmt: skip
             target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
             stmts.append(ast.AugAssign(target, ast.Add(), value))  # no repeated indices
             return stmts
-        if node.op.name == "index_add":
+        if node.op is INDEX_ADD:
             call = ast.Call(
                 ast.Name("add_at", ast.Load()),
                 [ast.Name(name, ast.Load()), _slices_as_calls(index), value],
@@ -541,18 +525,15 @@ def _basic_index(template, dyn: list[Value], ints: set[int] = frozenset()) -> bo
     return all(basic(p) for p in items)
 
 
-_INT_ARITHMETIC = {"add", "subtract", "multiply", "floor_divide", "mod", "negative"}
-
-
 def _python_ints(fn: Function) -> set[int]:
     """Ids of values that are always Python ints: a `for` loop's index (it runs over a
     `range`) and integer arithmetic on those and on integer constants."""
     ints: set[int] = set()
     for node in walk(fn.body):  # definitions come before their readers
-        if node.op.name == "for":
+        if node.op is FOR:
             ints.add(node.regions[0].params[0].id)
         elif (
-            node.op.name in _INT_ARITHMETIC
+            node.op.integer
             and node.inputs
             and all(v.id in ints or (v.is_const and type(v.const) is int) for v in node.inputs)
         ):
@@ -561,12 +542,12 @@ def _python_ints(fn: Function) -> set[int]:
 
 
 def _is_literal_const(node: Node) -> bool:
-    return node.op.name == "const" and "name" not in node.attrs
+    return node.op is CONST and "name" not in node.attrs
 
 
 def _is_adjoint(node: Node) -> bool:
     """True for a node of the adjoint sweep (a tape write: if it saves an adjoint)."""
-    written = node.outputs or (node.inputs[-1:] if node.op.name == "tape_set" else [])
+    written = node.outputs or (node.inputs[-1:] if node.op is TAPE_SET else [])
     return any(v.role.startswith("adjoint") for v in written)
 
 
@@ -639,10 +620,10 @@ class Plan:
     def copies(self, node: Node) -> bool:
         """True for a write into a row of a tape kept as one array (`tape_stack`): it
         copies the value, which is then not kept (unless it was made in that row)."""
-        if node.op.name != "tape_set" or (node in INTO and INTO[node] is None):
+        if node.op is not TAPE_SET or (node in INTO and INTO[node] is None):
             return False
         maker = self.defs.get(self.root.get(node.inputs[0].id, node.inputs[0].id))
-        return maker is not None and maker.op.name == "tape_stack"
+        return maker is not None and maker.op is TAPE_STACK
 
     def number(self, block: Block) -> None:
         for p in block.params:
@@ -666,9 +647,9 @@ class Plan:
             end = self.counter
             self.counter += 1
             self.span[id(node)] = (start, end)
-            if node.op.name == "for":  # the index keeps its name through the whole loop
+            if node.op is FOR:  # the index keeps its name through the whole loop
                 self.tail_reads.append((node.regions[0].params[0].id, end))
-            if node.op.name in ("for", "while"):
+            if node.op in (FOR, WHILE):
                 self.loops.append((start, end, inside))
             for v in node.outputs:
                 self.block_of[v.id] = id(block)
@@ -682,37 +663,35 @@ class Plan:
                 self.own(node)
 
     def own(self, node: Node) -> None:
-        if node.op.name in ("list", "list_append"):
+        if node.op in (MAKE_LIST, LIST_APPEND):
             self.lists.add(node.outputs[0].id)
-        if node.op.name in ("for", "while"):  # a carried list stays a list
-            inits = node.inputs[3:] if node.op.name == "for" else node.inputs
+        if node.op in (FOR, WHILE):  # a carried list stays a list
+            inits = node.inputs[3:] if node.op is FOR else node.inputs
             body = node.regions[-1]
-            params = body.params[1:] if node.op.name == "for" else body.params
+            params = body.params[1:] if node.op is FOR else body.params
             for k, (init, y) in enumerate(zip(inits, body.yields)):
                 if init.id in self.lists and y.id in self.lists:
                     self.lists.update({params[k].id, node.outputs[k].id})
-                    if node.op.name == "while":
+                    if node.op is WHILE:
                         self.lists.add(node.regions[0].params[k].id)
-        if node.op.name in ("setitem", "index_add", "list_append") or node in ACCUMULATIONS:
+        if node.op in (SETITEM, INDEX_ADD, LIST_APPEND) or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
         for region in node.regions:
-            yields = region.yields
-            params = region.params[1:] if node.op.name == "for" else region.params
-            if node.op.name != "if":
+            params = region.params[1:] if node.op is FOR else region.params
+            if node.op is not IF:
                 for p, y in zip(params, node.regions[-1].yields):
                     if y.id in self.owned:
                         self.owned.add(p.id)
-            del yields
         for k, out in enumerate(node.outputs):
-            if node.op.name == "if":
+            if node.op is IF:
                 if all(r.yields[k].id in self.owned for r in node.regions):
                     self.owned.add(out.id)
-            elif node.op.name in ("for", "while"):
+            elif node.op in (FOR, WHILE):
                 if node.regions[-1].yields[k].id in self.owned:
                     self.owned.add(out.id)
             elif (base := view_of(node)) is not None:  # a view: shares the input's memory
                 self.root[out.id] = self.root.get(base.id, base.id)
-            elif node.op.name != "const" and node.op.impl:  # a new array
+            elif node.op is not CONST and node.op.impl:  # a new array
                 self.owned.add(out.id)
 
     def escape_through_regions(self, body: Block) -> None:
@@ -722,7 +701,7 @@ class Plan:
         for node in walk(body):
             for k, out in enumerate(node.outputs if node.regions else ()):
                 group = [out, *(r.yields[k] for r in passes.yielding_regions(node))]
-                if node.op.name in ("for", "while"):
+                if node.op in (FOR, WHILE):
                     group.append(passes.carried_inits(node)[k])
                     group.extend(passes.carried_params(node, r)[k] for r in node.regions)
                 groups.append({self.root.get(v.id, v.id) for v in group})
@@ -830,9 +809,9 @@ def _region_holders(body: Block) -> dict[int, list[int]]:
 
 
 def _slices_as_calls(index: ast.expr) -> ast.expr:
-    from adcompiler.ops.structure import _SlicesAsCalls
+    from adcompiler.ops.structure import SlicesAsCalls
 
-    return _SlicesAsCalls().visit(index)
+    return SlicesAsCalls().visit(index)
 
 
 def sink_writes(block: Block) -> None:
@@ -846,7 +825,7 @@ def sink_writes(block: Block) -> None:
     i = len(nodes) - 1
     while i >= 0:
         node = nodes[i]
-        if node.op.name in ("setitem", "index_add", "list_append"):
+        if node.op in (SETITEM, INDEX_ADD, LIST_APPEND):
             out = node.outputs[0]
             j = i + 1
             while j < len(nodes) and not _reads(nodes[j], out):
@@ -902,7 +881,7 @@ def _named_constants(fn: Function, taken: set[str]) -> dict[str, Any]:
     constants: dict[str, Any] = {}
     names: dict[int, str] = {}
     for node in walk(fn.body):
-        if node.op.name != "const" or "name" not in node.attrs:
+        if node.op is not CONST or "name" not in node.attrs:
             continue
         value = node.attrs["value"]
         name = names.get(id(value))

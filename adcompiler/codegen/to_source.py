@@ -12,6 +12,10 @@ same AST.
 from __future__ import annotations
 
 import ast
+import math
+from typing import Any
+
+import numpy as np
 
 try:
     import astor
@@ -32,3 +36,23 @@ def to_source(module: ast.Module) -> str:
 def unparse(module: ast.Module) -> str:
     """The fallback emitter: `ast.unparse`, with astor's final newline."""
     return ast.unparse(module) + "\n"
+
+
+def constant_ast(value: Any) -> ast.expr:
+    """The AST of a compile-time constant: literals, tuples, dtypes, slices."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
+        return ast.parse(text, mode="eval").body
+    if isinstance(value, tuple):
+        return ast.Tuple([constant_ast(v) for v in value], ast.Load())
+    if isinstance(value, slice):
+        args = [constant_ast(v) for v in (value.start, value.stop, value.step)]
+        return ast.Call(ast.Name("slice", ast.Load()), args, [])
+    if isinstance(value, type):
+        if value.__module__ == "builtins":
+            return ast.Name(value.__name__, ast.Load())
+        if value.__module__ == "numpy":
+            return ast.parse(f"np.{value.__name__}", mode="eval").body
+    if isinstance(value, np.dtype):
+        return ast.parse(f"np.dtype({value.name!r})", mode="eval").body
+    return ast.Constant(value)

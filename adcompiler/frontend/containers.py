@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import gast
 
+from adcompiler.frontend.base import LoweringError, Static
+
 
 class Containers:
     """The container half of `Lowering` (mixed into it)."""
 
     def expr_Dict(self, node):  # noqa: N802 - named after gast's node type
-        from adcompiler.frontend.lower import LoweringError, Static
-
         out = {}
         for k, v in zip(node.keys, node.values):
             if k is None:
@@ -32,8 +32,6 @@ class Containers:
         return out
 
     def dict_get(self, d: dict, key, node):
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if not isinstance(key, Static):
             raise LoweringError(node, "a dict can only be indexed by a constant key")
         if key.obj not in d:
@@ -41,8 +39,6 @@ class Containers:
         return d[key.obj]
 
     def dict_method(self, d: dict, name: str, args, node):
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if name == "items":
             return tuple((Static(k), v) for k, v in d.items())
         if name == "keys":
@@ -59,8 +55,6 @@ class Containers:
         raise LoweringError(node, f"the dict method `.{name}()` is not supported")
 
     def write_into_dict(self, name: str, d: dict, key, value, node) -> None:
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if not isinstance(key, Static):
             raise LoweringError(node, "dict keys must be known when compiling (constants)")
         self.rebind(d, {**d, key.obj: value})
@@ -116,8 +110,6 @@ class Containers:
         return None
 
     def expr_DictComp(self, node):  # noqa: N802
-        from adcompiler.frontend.lower import LoweringError, Static
-
         pairs = self.comprehension(node, lambda: (self.expr(node.key), self.expr(node.value)))
         out = {}
         for key, value in pairs:
@@ -128,8 +120,6 @@ class Containers:
 
     def comprehension(self, node, element) -> list:
         """The elements of a comprehension whose sequences are known when compiling."""
-        from adcompiler.frontend.lower import LoweringError
-
         saved = dict(self.env)
         out: list = []
 
@@ -157,16 +147,12 @@ class Containers:
         return out
 
     def truthy(self, value, node) -> bool:
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if isinstance(value, Static):
             return bool(value.obj)
         raise LoweringError(node, "a comprehension filter must be known when compiling")
 
     def static_sequence(self, node):
         """The elements of `node` if it is a sequence known when compiling, else None."""
-        from adcompiler.frontend.lower import Static
-
         if isinstance(node, gast.Call) and isinstance(node.func, gast.Name):
             if node.func.id in ("zip", "enumerate"):
                 parts = [self.static_sequence(a) for a in node.args]

@@ -24,7 +24,7 @@ import operator
 import gast
 import numpy as np
 
-from adcompiler.frontend.views import Stale
+from adcompiler.frontend.base import LoweringError, Stale, Static
 from adcompiler.ops import lookup
 from adcompiler.ops.control import AND, ASSERT, FOR, FSTRING, IF, NOT, OR, PRINT, WHILE
 from adcompiler.ops.mutation import LIST_APPEND, MAKE_LIST
@@ -97,7 +97,7 @@ def assigned_names(stmts) -> set[str]:
                 and isinstance(node.value, gast.Name)
             ):
                 names.add(node.value.id)  # x[i] = v makes a new x
-            elif _is_append(node):
+            elif is_append(node):
                 names.add(node.func.value.id)  # lst.append(v) makes a new lst
             elif isinstance(node, gast.Return):
                 names.update((RESULT, RETURNED))
@@ -113,8 +113,6 @@ class ControlFlow:
 
     def lower_stmts(self, stmts) -> str:
         """Lower `stmts` into the current block; return "exit" if every path leaves it."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         for i, stmt in enumerate(stmts):
             self.loc = self.parsed.loc(stmt)
             self.statement_start = len(self.nodes)
@@ -142,7 +140,7 @@ class ControlFlow:
                         return self.after_return_flag(rest)
                 elif isinstance(stmt, gast.Expr) and _is_call_to(stmt.value, "print"):
                     self.lower_print(stmt.value)
-                elif isinstance(stmt, gast.Expr) and _is_append(stmt.value):
+                elif isinstance(stmt, gast.Expr) and is_append(stmt.value):
                     self.lower_append(stmt.value)
                 elif isinstance(stmt, gast.Assert):
                     self.lower_assert(stmt)
@@ -161,8 +159,6 @@ class ControlFlow:
         return "fall"
 
     def _may_have_returned(self) -> bool:
-        from adcompiler.frontend.lower import Static
-
         flag = self.env.get(RETURNED, Static(False))
         return not (isinstance(flag, Static) and flag.obj is False)
 
@@ -185,8 +181,6 @@ class ControlFlow:
     # -- if ------------------------------------------------------------------
 
     def lower_if(self, test, body, orelse) -> str:
-        from adcompiler.frontend.lower import Static
-
         cond = self.expr(test)
         if isinstance(cond, Static):  # decided when compiling: lower the branch taken
             return self.lower_stmts(body if cond.obj else orelse)
@@ -299,8 +293,6 @@ class ControlFlow:
     # -- loops ---------------------------------------------------------------
 
     def lower_loop(self, stmt) -> None:
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if isinstance(stmt, gast.For) and self.unroll(stmt):
             return
         read_after = self.loaded_outside(stmt)
@@ -362,8 +354,6 @@ class ControlFlow:
     def unroll(self, stmt) -> bool:
         """`for` over a tuple, a list literal or a compile-time sequence: the body is
         lowered once per element (the elements may differ in kind and shape)."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         it = stmt.iter
         items = None
         nested = any(
@@ -414,8 +404,6 @@ class ControlFlow:
 
     def loop_range(self, stmt):
         """(start, stop, step, item) where item(i) gives the loop target's value at index i."""
-        from adcompiler.frontend.lower import Static
-
         it = stmt.iter
         if _is_call_to(it, "range"):
             fn = self.expr(it.func)
@@ -432,8 +420,6 @@ class ControlFlow:
     def sequence(self, node):
         """(length, item) of what a `for` iterates over: an array's rows, a list, and
         `zip`/`enumerate` of those; item(i) lowers the i-th element."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if _is_call_to(node, "zip") or _is_call_to(node, "enumerate"):
             fn = self.expr(node.func)
             if isinstance(fn, Static) and fn.obj is builtins.zip:
@@ -463,14 +449,10 @@ class ControlFlow:
 
     def length(self, seq, node):
         if isinstance(seq, tuple):
-            from adcompiler.frontend.lower import Static
-
             return Static(len(seq))
         return self.apply(lookup(builtins.len), [seq], {}, node)
 
     def index_of(self, seq, i):
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if isinstance(seq, tuple):
             raise LoweringError(None, "a loop over a tuple needs a constant index")
         value = self.as_value(seq)
@@ -488,8 +470,6 @@ class ControlFlow:
         return [(n, path) for n in carried for path, _ in _leaves(self.slot_templates[n])]
 
     def read_slot(self, key):
-        from adcompiler.frontend.lower import LoweringError
-
         name, path = key
         value = self.env.get(name, _default(name))
         try:
@@ -552,8 +532,6 @@ class ControlFlow:
 
     def lower_for_as_while(self, stmt, carried, start, stop, step, item) -> None:
         """A `for` that may `break` or `return`: a `while` over an explicit counter."""
-        from adcompiler.frontend.lower import Static
-
         counter = f".i{len([k for k in self.env if k.startswith('.i')])}"
         self.env[counter] = start
         self.env.setdefault(BROKE, Static(False))
@@ -583,8 +561,6 @@ class ControlFlow:
         self.env[BROKE] = outer_broke
 
     def lower_while(self, stmt, carried) -> None:
-        from adcompiler.frontend.lower import Static
-
         outer_broke = self.env.get(BROKE, Static(False))
         if any(leaves_block(s, (gast.Break,)) for s in stmt.body):
             self.env[BROKE] = Static(False)
@@ -630,15 +606,11 @@ class ControlFlow:
         return self.emit(op, [self.as_value(a), self.as_value(b)], {}, op.name)
 
     def negate(self, a):
-        from adcompiler.frontend.lower import Static
-
         if isinstance(a, Static):
             return Static(not a.obj)
         return self.emit(NOT, [self.as_value(a)], {}, "not")
 
     def expr_IfExp(self, node):  # noqa: N802 - named after gast's node type
-        from adcompiler.frontend.lower import Static
-
         cond = self.expr(node.test)
         if isinstance(cond, Static):
             return self.expr(node.body if cond.obj else node.orelse)
@@ -655,8 +627,6 @@ class ControlFlow:
         return value
 
     def expr_BoolOp(self, node):  # noqa: N802
-        from adcompiler.frontend.lower import Static
-
         is_and = isinstance(node.op, gast.And)
         result = self.expr(node.values[0])
         for operand in node.values[1:]:
@@ -681,8 +651,6 @@ class ControlFlow:
 
     def lower_append(self, call) -> None:
         """``lst.append(v)``: a new list value (symbolic while its length is known)."""
-        from adcompiler.frontend.lower import LoweringError
-
         name = call.func.value.id
         current = self.name(call.func.value)
         item = self.expr(call.args[0])
@@ -703,7 +671,7 @@ class ControlFlow:
 
     def lists_to_runtime(self, stmt, carried) -> None:
         """A list a loop appends to becomes a list at run time (its length is not known)."""
-        appended = {n.func.value.id for s in stmt.body for n in gast.walk(s) if _is_append(n)}
+        appended = {n.func.value.id for s in stmt.body for n in gast.walk(s) if is_append(n)}
         for name in appended & set(carried):
             value = self.env.get(name)
             if isinstance(value, tuple):
@@ -713,8 +681,6 @@ class ControlFlow:
 
     def fstring(self, node) -> Value:
         """An f-string given to print: the formatted values are inputs, the text a template."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         parts, values = [], []
         for part in node.values:
             if isinstance(part, gast.Constant):
@@ -731,14 +697,10 @@ class ControlFlow:
         return self.emit(FSTRING, values, {"parts": tuple(parts)}, "text")
 
     def lower_assert(self, stmt) -> None:
-        from adcompiler.frontend.lower import Static
-
         test = self.expr(stmt.test)
         message = self.expr(stmt.msg).obj if stmt.msg is not None else "assertion failed"
         if isinstance(test, Static):
             if not test.obj:
-                from adcompiler.frontend.lower import LoweringError
-
                 raise LoweringError(stmt, "this assert always fails")
             return
         self.nodes.append(
@@ -750,8 +712,6 @@ _FLOWING = {RESULT, RETURNED, BROKE}
 
 
 def _default(name):
-    from adcompiler.frontend.lower import Static
-
     if name in FLAG_DEFAULTS:
         return Static(FLAG_DEFAULTS[name])
     if name == RESULT:
@@ -760,8 +720,6 @@ def _default(name):
 
 
 def _same(a, b) -> bool:
-    from adcompiler.frontend.lower import Static
-
     if a is b:
         return True
     if isinstance(a, Static) and isinstance(b, Static):
@@ -774,7 +732,7 @@ def _same(a, b) -> bool:
     return False
 
 
-def _is_append(node) -> bool:
+def is_append(node) -> bool:
     return (
         isinstance(node, gast.Call)
         and isinstance(node.func, gast.Attribute)
@@ -828,8 +786,6 @@ def _index_hint(stmt) -> str:
 def _lt_or_gt(step):
     import operator
 
-    from adcompiler.frontend.lower import Static
-
     if isinstance(step, Static) and step.obj < 0:
         return operator.gt
     return operator.lt
@@ -837,8 +793,6 @@ def _lt_or_gt(step):
 
 def _static_items(value):
     """The elements of a tuple/list known when compiling, or None."""
-    from adcompiler.frontend.lower import Static
-
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, dict):
@@ -850,8 +804,6 @@ def _static_items(value):
 
 def _keyword(lowering, call, name, default):
     """A compile-time keyword argument of a call (e.g. `enumerate(x, start=1)`)."""
-    from adcompiler.frontend.lower import LoweringError, Static
-
     for k in call.keywords:
         if k.arg == name:
             value = lowering.expr(k.value)

@@ -22,7 +22,6 @@ import builtins
 import inspect
 import operator
 import types
-from dataclasses import dataclass, field
 from typing import Any
 
 import gast
@@ -31,17 +30,20 @@ import numpy as np
 from adcompiler import depends
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
+from adcompiler.frontend.base import LocalFunction, LoweringError, Stale, Static
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
 from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
-from adcompiler.frontend.views import Stale, Views, ViewState
+from adcompiler.frontend.views import Views, ViewState
+from adcompiler.helpers import helper_name
 from adcompiler.ops import lookup
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op, multi, view_of
 from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
+from adcompiler.ops.numpy_ops import EINSUM
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
 
@@ -68,40 +70,6 @@ CMPOPS = {
     gast.Is: operator.is_,
     gast.IsNot: operator.is_not,
 }
-
-
-@dataclass(frozen=True)
-class Static:
-    """A value known at compile time: a literal, a module, a function, a global."""
-
-    obj: Any
-    name: str | None = None  # the global or closure variable it was read from
-    # where it was read (a global, a cell, an attribute or item of one): a fact the
-    # generated code relies on (adcompiler.depends)
-    origin: depends.Fact | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, eq=False)
-class LocalFunction:
-    """A function defined inside the function being lowered (`def` or `lambda`)."""
-
-    name: str
-    names: list
-    defaults: dict
-    body: list | None
-    expression: Any
-
-
-class LoweringError(Exception):
-    """One problem in one expression; collected as a diagnostic (unless `silent`: a
-    consequence of a problem already reported)."""
-
-    def __init__(self, node, message: str, suggestion: str = "", silent: bool = False):
-        super().__init__(message)
-        self.node = node
-        self.message = message
-        self.suggestion = suggestion
-        self.silent = silent
 
 
 def lower_function(fn, structures: dict | None = None, functions: bool = False) -> Function:
@@ -791,8 +759,6 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 bound.append(Static(p.default))
             else:
                 raise LoweringError(node, f"missing argument `{p.name}` in call to `{fn.__name__}`")
-        from adcompiler.calls import helper_name
-
         inputs = [self.as_value(a) for a in bound]
         out = self.emit(CALL, inputs, {"function": fn, "name": helper_name(fn)}, fn.__name__)
         return out
@@ -861,7 +827,7 @@ class Lowering(ControlFlow, Containers, Records, Views):
         inputs: list[Value] = []
         attrs: dict[str, Any] = {}
         args = list(args)
-        if op.name == "einsum":
+        if op is EINSUM:
             if args and not (isinstance(args[0], Static) and isinstance(args[0].obj, str)):
                 args = _einsum_from_sublists(args, node)  # einsum(x, [0, 1], y, [1, 2], [0, 2])
             if not args or not isinstance(args[0], Static):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from adcompiler import runtime
+from adcompiler.frontend.base import Static
 
 ATTRIBUTE_HINT = "use the NumPy function instead (see docs/operators.md for the supported ones)"
 
@@ -27,8 +28,6 @@ def _shape_from_varargs(args, kwargs):
 
 
 def _axes_from_varargs(args, kwargs):
-    from adcompiler.frontend.lower import Static
-
     if not args:
         return [], kwargs
     if len(args) == 1:
@@ -38,8 +37,6 @@ def _axes_from_varargs(args, kwargs):
 
 def _clip_method(args, kwargs):
     """``x.clip(0)``, ``x.clip(max=1)``: np.clip's `a_min`, `a_max`, a missing one None."""
-    from adcompiler.frontend.lower import Static
-
     bounds = dict(zip(("min", "max"), args))
     bounds.update({k: kwargs.pop(k) for k in ("min", "max") if k in kwargs})
     none = Static(None)
@@ -48,8 +45,6 @@ def _clip_method(args, kwargs):
 
 def _clip_function(args, kwargs):
     """``np.clip(x, min=0)`` (NumPy >= 2.1): `a_min`, `a_max`, the missing one None."""
-    from adcompiler.frontend.lower import Static
-
     if "min" not in kwargs and "max" not in kwargs:
         return args, kwargs
     kwargs = dict(kwargs)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import types
 
+from adcompiler.frontend.base import LoweringError, Static
+
 
 class ObjectRecord:
     """A dataclass or object argument while compiling: its attributes, by name."""
@@ -45,8 +47,6 @@ class Records:
 
     def unpack_record(self, value, name: str, structure):
         """A record argument: one value per array attribute (``W = params["W"]``)."""
-        from adcompiler.frontend.lower import Static
-
         kind, (cls, items) = structure
         fields = {}
         for key, sub in items:
@@ -63,8 +63,6 @@ class Records:
     def record_attribute(self, record, attr: str, node):
         """``record.attr``: an attribute, a property (its getter inlined) or a constant of
         the class."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         if isinstance(record, NamedRecord) and attr in record.fields:
             return record.fields[attr]
         _check_plain_lookup(record, attr, node)
@@ -85,8 +83,6 @@ class Records:
 
     def record_method(self, record, attr: str, args, kwargs, node):
         """``record.method(...)``: the class's function, inlined with the record as self."""
-        from adcompiler.frontend.lower import LoweringError, Static
-
         _check_plain_lookup(record, attr, node)
         found = _class_attribute(record.cls, attr)
         if attr in record.fields and not _is_data_descriptor(found):
@@ -122,8 +118,6 @@ def _check_plain_lookup(record, attr: str, node) -> None:
     """Refuse what would make `record.attr` mean something else than its field: a class
     that customizes attribute access, or a descriptor (other than a property) of that
     name in the class."""
-    from adcompiler.frontend.lower import LoweringError
-
     cls = record.cls
     plain = (object.__getattribute__, tuple.__getattribute__)
     custom = cls.__getattribute__ not in plain

@@ -29,9 +29,12 @@ from dataclasses import dataclass
 
 import gast
 
+from adcompiler.frontend.base import LoweringError, Stale
+from adcompiler.frontend.control import POISONED, assigned_names, is_append
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
-from adcompiler.ops.structure import Dyn
+from adcompiler.ops.numpy_ops import ADD, SUBTRACT
+from adcompiler.ops.structure import GETITEM, Dyn
 from adcompiler.ssa import Loc, Node, Value, walk
 
 COPY_HINT = "take a copy where you make it (`.copy()`), or write into the array itself"
@@ -51,16 +54,6 @@ class Link:
     def followable(self) -> bool:
         """Whether the member can be made again from a new parent, exactly as NumPy."""
         return self.kind == "always" or self.proven
-
-
-@dataclass(eq=False)
-class Stale:
-    """A name whose value NumPy would have changed in a way the compiler cannot follow:
-    reading it again is an error."""
-
-    name: str
-    message: str
-    suggestion: str
 
 
 class ViewState:
@@ -138,8 +131,6 @@ class Views:
         """``name[template] = value`` (`template` None: ``name op= value`` replaced the
         whole array by `value`), where `name` holds `member`: write it through every
         view that shares the memory, or refuse."""
-        from adcompiler.frontend.lower import LoweringError
-
         path = []
         link = self.link_of(member)
         while link is not None:
@@ -316,8 +307,6 @@ class Views:
         holding its views). Their views are not carried through the region as values
         of their own: they are made again from the root where it changes. Refused where
         the region assigns one of these names again (the view would keep the old array)."""
-        from adcompiler.frontend.lower import LoweringError
-
         touched = written_names(stmts) | set(written)
         rebound = rebound_names(stmts)
         caller = set()  # arrays the functions this one is inlined into hold
@@ -339,7 +328,7 @@ class Views:
                     views.append(name)
         plans = []
         appended = {
-            n.func.value.id for stmt in stmts for n in gast.walk(stmt) if _is_append(n)
+            n.func.value.id for stmt in stmts for n in gast.walk(stmt) if is_append(n)
         }
         for root, roots, views, seen in families.values():
             # a list the region appends to is a list of its own there (it holds the
@@ -407,9 +396,6 @@ class Views:
         through a view made in the loop): the loop is lowered again carrying them (or,
         `final`, refused). Refused: a view carried from one iteration into the next
         and read there, in a loop that writes into an array (the write would show through it)."""
-        from adcompiler.frontend.control import POISONED, assigned_names
-        from adcompiler.frontend.lower import LoweringError
-
         node = self.nodes[-1]  # the loop
         keys, params, start, end, yields = trace
         slots = {name for name, _ in keys}
@@ -468,8 +454,6 @@ class Views:
         """A loop that appends a carried array (or a view of it) to a list and writes
         into that array: the list would see the writes of later iterations. Refused;
         an array appended in the loop counts as held by a list after it."""
-        from adcompiler.frontend.lower import LoweringError
-
         slot = {id(p): k for k, p in enumerate(params)}
         appended: dict[int, Loc | None] = {}
         for n in walk(node.regions[-1]):
@@ -492,8 +476,6 @@ class Views:
                 self.views.held.setdefault(id(node.outputs[k]), loc)
 
     def stale_error(self, node, stale: Stale):
-        from adcompiler.frontend.lower import LoweringError
-
         return LoweringError(node, f"`{stale.name}` {stale.message}", stale.suggestion)
 
 
@@ -513,12 +495,6 @@ def _reads(block, value: Value) -> bool:
         if any(_reads(region, value) for region in node.regions):
             return True
     return False
-
-
-def _is_append(node) -> bool:
-    from adcompiler.frontend.control import _is_append as is_append
-
-    return is_append(node)
 
 
 def written_names(stmts) -> set[str]:
@@ -591,7 +567,7 @@ def _disjoint(view: Node, write: Node, producer: dict[int, Node]) -> bool:
     """Whether the index of the view `view` (``x[a, ...]``) and of the write `write`
     (``x[b, ...] = v``) provably pick different entries (their first parts: two
     different integers, an integer outside a slice, or `i` and `i + c` with c != 0)."""
-    if view.op.name != "getitem" or write.op is not SETITEM:
+    if view.op is not GETITEM or write.op is not SETITEM:
         return False
     a, b = view.attrs["index"][0][0], write.attrs["index"][0][0]
 
@@ -624,10 +600,10 @@ def _offset(x: Value, y: Value, producer: dict[int, Node]) -> int | None:
         return 0
     for a, b, sign in ((x, y, 1), (y, x, -1)):
         node = producer.get(id(b))
-        if node is not None and node.op.name in ("add", "subtract") and node.inputs[0] is a:
+        if node is not None and node.op in (ADD, SUBTRACT) and node.inputs[0] is a:
             c = node.inputs[1].const if node.inputs[1].is_const else None
             if isinstance(c, int) and not isinstance(c, bool):
-                return sign * (c if node.op.name == "add" else -c)
+                return sign * (c if node.op is ADD else -c)
     return None
 
 

@@ -21,7 +21,7 @@ def _spelling(name):
 for _name, _fn, _pick in [("min", builtins.min, "le"), ("max", builtins.max, "ge")]:
     # max((a, b), (c, d)) compares tuples, as Python does: not arrays to pack
     args = (Param("args", "varargs", tuples="refuse"),)
-    register(Op(f"builtin_{_name}", _fn, args, _spelling(_name)))
+    register(Op(f"builtin_{_name}", _fn, args, _spelling(_name), foldable=True))
 
     def _rule(g, ans, *args, _pick=_pick):
         # The gradient goes to the first argument equal to the result, as Python picks it.

@@ -31,12 +31,26 @@ def generated_only(*args, function, name=""):
 
 
 _CALL_PARAMS = (Param("args", "varargs"), Param("function", "attr"), Param("name", "attr"))
-CALL = register(Op("call", call, _CALL_PARAMS, _spelled(""), regions=True))
+CALL = register(Op("call", call, _CALL_PARAMS, _spelled(""), regions=True, unique=True))
 CALL_FWD = register(
-    Op("call_forward", generated_only, _CALL_PARAMS, _spelled("_forward"), nondiff=True)
+    Op(
+        "call_forward",
+        generated_only,
+        _CALL_PARAMS,
+        _spelled("_forward"),
+        nondiff=True,
+        unique=True,
+    )
 )
 CALL_BWD = register(
-    Op("call_adjoint", generated_only, _CALL_PARAMS, _spelled("_adjoint"), nondiff=True)
+    Op(
+        "call_adjoint",
+        generated_only,
+        _CALL_PARAMS,
+        _spelled("_adjoint"),
+        nondiff=True,
+        unique=True,
+    )
 )
 # `function` is the key of the tangent function (adcompiler.calls.JvpKey), `name` its
 # generated name. Like `call`, the transforms handle it (forward mode: a call of the

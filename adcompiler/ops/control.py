@@ -34,7 +34,6 @@ def _region_op(name: str) -> Op:
 IF = _region_op("if")
 FOR = _region_op("for")
 WHILE = _region_op("while")
-REGION_OPS = (IF, FOR, WHILE)
 
 
 def and_(a, b):
@@ -99,6 +98,7 @@ PRINT = register(
         (Param("args", "varargs"), Param("keywords", "attr", ())),
         _print_spelling,
         nondiff=True,
+        unique=True,
     )
 )
 
@@ -144,6 +144,7 @@ ASSERT = register(
         (Param("condition"), Param("message", "attr", "")),
         _assert_spelling,
         nondiff=True,
+        unique=True,
     )
 )
 
@@ -178,9 +179,18 @@ def _tape_get_spelling(node, args):
     return ast.Subscript(args[0], args[1], ast.Load())
 
 
-TAPE_NEW = register(Op("tape_new", tape_new, (Param("n"),), _tape_new_spelling, nondiff=True))
+TAPE_NEW = register(
+    Op("tape_new", tape_new, (Param("n"),), _tape_new_spelling, nondiff=True, unique=True)
+)
 TAPE_LIST = register(
-    Op("tape_list", tape_list, (), lambda node, args: ast.List([], ast.Load()), nondiff=True)
+    Op(
+        "tape_list",
+        tape_list,
+        (),
+        lambda node, args: ast.List([], ast.Load()),
+        nondiff=True,
+        unique=True,
+    )
 )
 TAPE_SET = register(
     Op(
@@ -210,6 +220,7 @@ TAPE_GET = register(  # an entry of the tape: the object kept there (or a row of
         _tape_get_spelling,
         nondiff=True,
         view=View(),
+        unique=True,
     )
 )
 # The rows of a tape's same-shaped entries as one matrix: vectors stacked, matrices one
@@ -243,7 +254,6 @@ TAPE_STACK = register(
         nondiff=True,
     )  # fmt: skip
 )
-STATEMENT_OPS = {"tape_set", "tape_append"}  # spelled as statements, not expressions
 
 
 def trip_count(start, stop, step):

@@ -102,12 +102,21 @@ class Op:
     broadcasts: bool = False  # inputs broadcast against each other to the output
     same_shape: bool = False  # output has the shape of its first input
     inline: bool = False  # cheap and pure: codegen may write it into its consumer
-    structural: bool = False  # no run-time cost of its own (attribute reads, shapes)
     regions: bool = False  # owns regions (if/for/while): the transforms handle it, not rules
     view: View | None = None  # the result may share memory with an input (see View)
     holds: int | None = None  # inputs from this one on are kept by reference (lists, tapes)
     # not differentiable itself, but holds its inputs (a tuple): it varies where they do
     carries: bool = False
+    # What the passes ask of an operator. Set where the operator is defined; a pass asks
+    # these (or compares the operator object: `node.op is FOR`), never the name.
+    reduction: bool = False  # reduces over `axis=` (None: every axis, a scalar), `keepdims=`
+    scalar: bool = False  # the result is always a Python or NumPy scalar (0-d)
+    integer: bool = False  # Python ints in, a Python int out (index arithmetic: `t + 1`)
+    foldable: bool = False  # pure arithmetic, computed while compiling on constant numbers
+    augmented: str | None = None  # `x = x OP y` may be written `x OP= y`: "+", "-", "*", "/"
+    fresh: bool = False  # the result is always a new array: never an input, nor a view of one
+    unique: bool = False  # each call makes a new mutable object or has an effect: CSE
+    # never merges two such nodes
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:

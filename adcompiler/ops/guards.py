@@ -33,5 +33,6 @@ CHECK_SCALAR = register(
         (Param("x"), Param("name", "attr")),
         _check_scalar_spelling,
         nondiff=True,
+        unique=True,
     )
 )

@@ -30,7 +30,7 @@ def _parts_spelling(name, index=None):
     """Spell an operator as ``np.linalg.<name>(a, kw=...)``, then ``[index]``."""
 
     def spelling(node, args):
-        from adcompiler.codegen.emit import constant_ast
+        from adcompiler.codegen.to_source import constant_ast
 
         func = ast.parse(f"np.linalg.{name}", mode="eval").body
         keywords = [

@@ -13,6 +13,8 @@ Adjoint: the write hides the old entries, so ``x̄ = setitem(ḡ, 0)`` and
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from adcompiler import runtime
@@ -32,8 +34,19 @@ SETITEM = register(
         setitem,
         (Param("x"), Param("v"), Param("dyn", "varargs"), Param("index", "attr")),
         "setitem",  # written by codegen as an assignment statement
+        unique=True,
     )
 )
+
+
+def _setitem_back(emit, node, new):
+    """The array after a write into its view `node` (``x[index]``) made it `new`."""
+    return emit(SETITEM, [node.inputs[0], new, *node.inputs[1:]], node.attrs)
+
+
+# A write through `x[index]` is a write into x. GETITEM's view trait learns that here,
+# where setitem is defined (ops/structure.py comes first: it cannot import this module).
+GETITEM.view = dataclasses.replace(GETITEM.view, write_back=_setitem_back)
 
 
 @adjoint(setitem)
@@ -82,6 +95,7 @@ INDEX_ADD = register(
         index_add,
         (Param("x"), Param("g"), Param("dyn", "varargs"), Param("index", "attr")),
         "add_at",  # written by codegen as a call that adds in place
+        unique=True,
     )
 )
 
@@ -161,10 +175,11 @@ MAKE_LIST = register(
         _make_list_spelling,
         nondiff=False,
         holds=0,
+        unique=True,
     )
 )
 LIST_APPEND = register(
-    Op("list_append", list_append, (Param("lst"), Param("v")), "append", holds=1)
+    Op("list_append", list_append, (Param("lst"), Param("v")), "append", holds=1, unique=True)
 )
 STACK_LIST = register(
     Op("stack_list", stack_list, (Param("lst"), Param("axis", "attr", 0)), "np.stack")
@@ -258,4 +273,6 @@ def _(ts, ans, g, lst):
     return ans.builder.emit_sym(SPREAD, [ts[0], lst])
 
 
-ZERO_LIKE = register(Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True))
+ZERO_LIKE = register(
+    Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True, unique=True)
+)

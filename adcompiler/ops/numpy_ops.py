@@ -21,7 +21,7 @@ import operator
 import numpy as np
 
 from adcompiler import runtime
-from adcompiler.ops.core import NO_DEFAULT, Op, Param, View, adjoint, register, tangent
+from adcompiler.ops.core import NO_DEFAULT, Op, Param, View, adjoint, op_for, register, tangent
 
 
 def _signature(text: str) -> tuple[Param, ...]:
@@ -48,16 +48,17 @@ def defop(name, fn, sig, spelling=None, keys=(), **flags) -> Op:
     return register(Op(name, fn, _signature(sig), spelling, **flags), *keys)
 
 
-def defunary(name, fn, rule, spelling=None, keys=()):
+def defunary(name, fn, rule, spelling=None, keys=(), **flags) -> Op:
     """An elementwise function given by its adjoint ``rule(g, ans, x) = g * f'(x)``."""
-    defop(name, fn, "x", spelling, keys=keys, same_shape=True)
+    op = defop(name, fn, "x", spelling, keys=keys, same_shape=True, **flags)
     adjoint(fn)(lambda g, ans, x: (rule(g, ans, x),))
     tangent(fn)(lambda ts, ans, x: rule(ts[0], ans, x))
+    return op
 
 
-def defbinary(name, fn, rule, spelling=None, keys=()):
+def defbinary(name, fn, rule, spelling=None, keys=(), **flags) -> Op:
     """A broadcasting elementwise function given by ``rule(g, ans, x, y) = (g*df/dx, g*df/dy)``."""
-    defop(name, fn, "x, y", spelling, keys=keys, broadcasts=True)
+    op = defop(name, fn, "x, y", spelling, keys=keys, broadcasts=True, **flags)
     adjoint(fn)(rule)
 
     def tangent_rule(ts, ans, x, y):
@@ -66,6 +67,7 @@ def defbinary(name, fn, rule, spelling=None, keys=()):
         return _sum_parts(parts) if parts else None
 
     tangent(fn)(tangent_rule)
+    return op
 
 
 def defnondiff(name, fn, sig, spelling=None, keys=(), **flags):
@@ -93,8 +95,26 @@ def _mT(x):  # noqa: N802 - the matrix transpose of the last two axes
 # Arithmetic operators
 # ---------------------------------------------------------------------------
 
-defbinary("add", np.add, lambda g, ans, x, y: (g, g), "_0 + _1", keys=[operator.add])
-defbinary("subtract", np.subtract, lambda g, ans, x, y: (g, -g), "_0 - _1", keys=[operator.sub])
+defbinary(
+    "add",
+    np.add,
+    lambda g, ans, x, y: (g, g),
+    "_0 + _1",
+    keys=[operator.add],
+    augmented="+",
+    integer=True,
+    foldable=True,
+)
+defbinary(
+    "subtract",
+    np.subtract,
+    lambda g, ans, x, y: (g, -g),
+    "_0 - _1",
+    keys=[operator.sub],
+    augmented="-",
+    integer=True,
+    foldable=True,
+)
 tangent(np.subtract)(
     lambda ts, ans, x, y: ts[0] if ts[1] is None else -ts[1] if ts[0] is None else ts[0] - ts[1]
 )
@@ -113,7 +133,16 @@ def _multiply_tangent(ts, ans, x, y):
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
-defbinary("multiply", np.multiply, _multiply_adjoint, "_0 * _1", keys=[operator.mul])
+defbinary(
+    "multiply",
+    np.multiply,
+    _multiply_adjoint,
+    "_0 * _1",
+    keys=[operator.mul],
+    augmented="*",
+    integer=True,
+    foldable=True,
+)
 tangent(np.multiply)(_multiply_tangent)
 
 
@@ -126,7 +155,15 @@ def _divide_adjoint(g, ans, x, y):
     return g / y, -g * ans / y
 
 
-defbinary("divide", np.true_divide, _divide_adjoint, "_0 / _1", keys=[operator.truediv])
+defbinary(
+    "divide",
+    np.true_divide,
+    _divide_adjoint,
+    "_0 / _1",
+    keys=[operator.truediv],
+    augmented="/",
+    foldable=True,
+)
 
 
 def _power_adjoint(g, ans, x, y):
@@ -145,13 +182,14 @@ def _power_adjoint(g, ans, x, y):
     return gx, gy
 
 
-defbinary("power", np.power, _power_adjoint, "_0 ** _1", keys=[operator.pow])
+defbinary("power", np.power, _power_adjoint, "_0 ** _1", keys=[operator.pow], foldable=True)
 defbinary(
     "mod",
     np.mod,
     lambda g, ans, x, y: (g, -g * g.builder.call(np.floor_divide, x, y)),
     "_0 % _1",
     keys=[operator.mod],
+    integer=True,
 )
 defbinary(
     "logaddexp",
@@ -169,10 +207,25 @@ defbinary(
     lambda g, ans, x, y: (g * (x <= y), g * (x > y)),
 )
 defnondiff(
-    "floor_divide", np.floor_divide, "x, y", "_0 // _1", keys=[operator.floordiv], broadcasts=True
+    "floor_divide",
+    np.floor_divide,
+    "x, y",
+    "_0 // _1",
+    keys=[operator.floordiv],
+    broadcasts=True,
+    integer=True,
+    foldable=True,
 )
 
-defunary("negative", np.negative, lambda g, ans, x: -g, "-_0", keys=[operator.neg])
+defunary(
+    "negative",
+    np.negative,
+    lambda g, ans, x: -g,
+    "-_0",
+    keys=[operator.neg],
+    integer=True,
+    foldable=True,
+)
 defunary("positive", np.positive, lambda g, ans, x: g, "+_0", keys=[operator.pos])
 
 
@@ -239,7 +292,7 @@ def _where_rule(g, ans, c, x, y):
     return (None, _call(np.where, c, g, 0.0), _call(np.where, c, 0.0, g))
 
 
-defop("where", np.where, "c, x, y", broadcasts=True)
+defop("where", np.where, "c, x, y", broadcasts=True, fresh=True)
 adjoint(np.where)(_where_rule)
 
 
@@ -262,7 +315,7 @@ def _clip_masks(x, lo, hi):
 
 
 # NumPy's names (its keywords min=, max= are these: adcompiler/frontend/methods.py)
-defop("clip", np.clip, "a, a_min, a_max", broadcasts=True)
+defop("clip", np.clip, "a, a_min, a_max", broadcasts=True, fresh=True)
 adjoint(np.clip)(
     lambda g, ans, x, lo, hi: tuple(None if m is False else g * m for m in _clip_masks(x, lo, hi))
 )
@@ -305,6 +358,8 @@ deflinear(
     np.sum,
     "x, axis=None, keepdims=False",
     lambda g, ans, x, axis, keepdims: _unreduce(g, x, axis, keepdims),
+    reduction=True,
+    fresh=True,
 )
 deflinear(
     "mean",
@@ -313,8 +368,10 @@ deflinear(
     lambda g, ans, x, axis, keepdims: _unreduce(
         g / (_count(x) if axis is None else _count(x, ans)), x, axis, keepdims
     ),
+    reduction=True,
+    fresh=True,
 )
-defop("prod", np.prod, "x, axis=None, keepdims=False")
+defop("prod", np.prod, "x, axis=None, keepdims=False", reduction=True)
 adjoint(np.prod)(
     lambda g, ans, x, axis, keepdims: (
         _call(runtime.prod_adjoint, g, x, axis=axis, keepdims=keepdims),
@@ -328,10 +385,16 @@ tangent(np.prod)(
         keepdims=keepdims,
     )
 )
-defop("prod_adjoint", runtime.prod_adjoint, "g, x, axis=None, keepdims=False", "prod_adjoint")
+defop(
+    "prod_adjoint",
+    runtime.prod_adjoint,
+    "g, x, axis=None, keepdims=False",
+    "prod_adjoint",
+    fresh=True,
+)
 
 for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])]:
-    defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys)
+    defop(_name, _fn, "x, axis=None, keepdims=False", keys=_keys, reduction=True)
     adjoint(_fn)(
         lambda g, ans, x, axis, keepdims: (
             _call(runtime.max_adjoint, g, ans, x, axis=axis, keepdims=keepdims),
@@ -345,7 +408,13 @@ for _name, _fn, _keys in [("max", np.max, [np.amax]), ("min", np.min, [np.amin])
             keepdims=keepdims,
         )
     )
-defop("max_adjoint", runtime.max_adjoint, "g, ans, x, axis=None, keepdims=False", "max_adjoint")
+defop(
+    "max_adjoint",
+    runtime.max_adjoint,
+    "g, ans, x, axis=None, keepdims=False",
+    "max_adjoint",
+    fresh=True,
+)
 
 deflinear(
     "cumsum",
@@ -372,14 +441,14 @@ defop(
 # Products
 # ---------------------------------------------------------------------------
 
-defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul])
+defop("matmul", np.matmul, "a, b", "_0 @ _1", keys=[operator.matmul], fresh=True)
 adjoint(np.matmul)(
     lambda g, ans, a, b: (
         _call(runtime.matmul_lhs_adjoint, g, a, b),
         _call(runtime.matmul_rhs_adjoint, g, a, b),
     )
 )
-defop("dot", np.dot, "a, b")
+defop("dot", np.dot, "a, b", fresh=True)
 adjoint(np.dot)(
     lambda g, ans, a, b: (
         _call(runtime.dot_lhs_adjoint, g, a, b),
@@ -396,12 +465,12 @@ for _fn in (np.matmul, np.dot):
             else _call(_fn, ts[0], b) + _call(_fn, a, ts[1])
         )
     )
-defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint")
-defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint")
-defop("dot_lhs_adjoint", runtime.dot_lhs_adjoint, "g, a, b", "dot_lhs_adjoint")
-defop("dot_rhs_adjoint", runtime.dot_rhs_adjoint, "g, a, b", "dot_rhs_adjoint")
+defop("matmul_lhs_adjoint", runtime.matmul_lhs_adjoint, "g, a, b", "matmul_lhs_adjoint", fresh=True)
+defop("matmul_rhs_adjoint", runtime.matmul_rhs_adjoint, "g, a, b", "matmul_rhs_adjoint", fresh=True)
+defop("dot_lhs_adjoint", runtime.dot_lhs_adjoint, "g, a, b", "dot_lhs_adjoint", fresh=True)
+defop("dot_rhs_adjoint", runtime.dot_rhs_adjoint, "g, a, b", "dot_rhs_adjoint", fresh=True)
 
-defop("outer", np.outer, "a, b")
+defop("outer", np.outer, "a, b", fresh=True)
 adjoint(np.outer)(
     lambda g, ans, a, b: (
         _call(np.reshape, g @ _call(np.ravel, b), a.shape),
@@ -480,7 +549,7 @@ def _transpose_rule(g, ans, x, axes):
 
 def _transpose_spelling(node, args):
     """`x.T` (all axes reversed), or `np.transpose(x, axes=...)`."""
-    from adcompiler.codegen.emit import constant_ast
+    from adcompiler.codegen.to_source import constant_ast
 
     if node.attrs.get("axes") is None:
         return ast.Attribute(args[0], "T", ast.Load())
@@ -603,7 +672,7 @@ deflinear("copy", np.copy, "x", lambda g, ans, x: g)
 
 
 def _astype_spelling(node, args):
-    from adcompiler.codegen.emit import constant_ast
+    from adcompiler.codegen.to_source import constant_ast
 
     method = ast.Attribute(args[0], "astype", ast.Load())
     return ast.Call(method, [constant_ast(node.attrs["dtype"])], [])
@@ -679,7 +748,13 @@ def _norm_adjoint(g, ans, x, ord, axis, keepdims):
     return _call(runtime.norm_adjoint, g, ans, x, ord=ord, axis=axis, keepdims=keepdims)
 
 
-defop("norm", np.linalg.norm, "x, ord=None, axis=None, keepdims=False", "np.linalg.norm")
+defop(
+    "norm",
+    np.linalg.norm,
+    "x, ord=None, axis=None, keepdims=False",
+    "np.linalg.norm",
+    reduction=True,
+)
 adjoint(np.linalg.norm)(lambda g, ans, x, **attrs: (_norm_adjoint(g, ans, x, **attrs),))
 tangent(np.linalg.norm)(
     lambda ts, ans, x, **attrs: _call(
@@ -694,6 +769,7 @@ defop(
     runtime.norm_adjoint,
     "g, ans, x, ord=None, axis=None, keepdims=False",
     "norm_adjoint",
+    fresh=True,
 )
 
 defop("inv", np.linalg.inv, "a", "np.linalg.inv")
@@ -729,9 +805,9 @@ defop("solve_lhs_adjoint", runtime.solve_lhs_adjoint, "gb, x", "solve_lhs_adjoin
 # Constructors: no gradient flows through them
 # ---------------------------------------------------------------------------
 
-defnondiff("zeros", np.zeros, "shape, dtype=None")
-defnondiff("ones", np.ones, "shape, dtype=None")
-defnondiff("zeros_like", np.zeros_like, "x, dtype=None")
+defnondiff("zeros", np.zeros, "shape, dtype=None", fresh=True)
+defnondiff("ones", np.ones, "shape, dtype=None", fresh=True)
+defnondiff("zeros_like", np.zeros_like, "x, dtype=None", unique=True)
 defnondiff("ones_like", np.ones_like, "x, dtype=None")
 defnondiff("eye", np.eye, "N, *rest, k=0, dtype=None")  # rest: M, given by position
 
@@ -793,9 +869,9 @@ defnondiff("argsort", np.argsort, "x, axis=-1")
 # Builtins
 # ---------------------------------------------------------------------------
 
-deflinear("float", float, "x", lambda g, ans, x: g, "float")
-defnondiff("int", int, "x", "int")
-defnondiff("len", len, "x", "len")
+deflinear("float", float, "x", lambda g, ans, x: g, "float", scalar=True)
+defnondiff("int", int, "x", "int", scalar=True)
+defnondiff("len", len, "x", "len", scalar=True)
 # adcompiler.stop_gradient: the value passes, its derivative does not
 # (it returns x itself: a write into it is a write into x)
 defnondiff(
@@ -1063,3 +1139,20 @@ def _late_bind():
 
 
 _late_bind()
+
+
+# Handles on the operators that passes and rewrites look for by identity (`node.op is
+# MULTIPLY`): a pass compares operator objects, never names.
+ADD, SUBTRACT, MULTIPLY, DIVIDE, NEGATIVE, EXP, LOG = map(
+    op_for, (np.add, np.subtract, np.multiply, np.true_divide, np.negative, np.exp, np.log)
+)
+SUM, MAX, VDOT, EINSUM, MATMUL, CONCATENATE = map(
+    op_for, (np.sum, np.max, np.vdot, np.einsum, np.matmul, np.concatenate)
+)
+LEN = op_for(len)
+TRANSPOSE, BROADCAST_TO, UNBROADCAST, COPY = map(
+    op_for, (np.transpose, np.broadcast_to, runtime.unbroadcast, np.copy)
+)
+MATMUL_LHS_ADJOINT, MATMUL_RHS_ADJOINT = map(
+    op_for, (runtime.matmul_lhs_adjoint, runtime.matmul_rhs_adjoint)
+)

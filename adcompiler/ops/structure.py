@@ -26,7 +26,7 @@ class Dyn:
 
 
 def _const_spelling(node, args):
-    from adcompiler.codegen.emit import constant_ast
+    from adcompiler.codegen.to_source import constant_ast
 
     if "name" in node.attrs:  # a global the user's code read: referred to by its name
         return ast.Name(node.attrs["name"], ast.Load())
@@ -61,8 +61,12 @@ def dtype_of(x):
     return np.result_type(x)
 
 
-NDIM = register(Op("ndim", ndim_of, (Param("x"),), "np.ndim", nondiff=True, inline=True), np.ndim)
-SIZE = register(Op("size", size_of, (Param("x"),), "np.size", nondiff=True, inline=True), np.size)
+NDIM = register(
+    Op("ndim", ndim_of, (Param("x"),), "np.ndim", nondiff=True, inline=True, scalar=True), np.ndim
+)
+SIZE = register(
+    Op("size", size_of, (Param("x"),), "np.size", nondiff=True, inline=True, scalar=True), np.size
+)
 DTYPE = register(Op("dtype", dtype_of, (Param("x"),), "np.result_type", nondiff=True, inline=True))
 ATTRIBUTES = {"shape": SHAPE, "ndim": NDIM, "size": SIZE, "dtype": DTYPE}
 
@@ -72,7 +76,7 @@ ATTRIBUTES = {"shape": SHAPE, "ndim": NDIM, "size": SIZE, "dtype": DTYPE}
 # ---------------------------------------------------------------------------
 
 
-def _index_ast(template, dyn_args):
+def index_ast(template, dyn_args):
     """Rebuild the AST of an index from its template and the dynamic parts."""
 
     def part(p):
@@ -91,7 +95,7 @@ def _index_ast(template, dyn_args):
 
 
 def _getitem_spelling(node, args):
-    return ast.Subscript(args[0], _index_ast(node.attrs["index"], args[1:]), ast.Load())
+    return ast.Subscript(args[0], index_ast(node.attrs["index"], args[1:]), ast.Load())
 
 
 def getitem(x, *dyn, index):
@@ -135,13 +139,6 @@ def _index_view_kind(attrs) -> str | None:
     return "scalar"  # x[()]: a number for a 0-d x
 
 
-def _setitem_back(emit, node, new):
-    """The array after a write into its view `node` (``x[index]``) made it `new`."""
-    from adcompiler.ops.mutation import SETITEM
-
-    return emit(SETITEM, [node.inputs[0], new, *node.inputs[1:]], node.attrs)
-
-
 GETITEM = register(
     Op(
         "getitem",
@@ -149,12 +146,12 @@ GETITEM = register(
         (Param("x"), Param("dyn", "varargs"), Param("index", "attr")),
         _getitem_spelling,
         inline=True,
-        view=View(kind=_index_view_kind, write_back=_setitem_back),
+        view=View(kind=_index_view_kind),  # write_back: set in ops/mutation.py, with setitem
     )
 )
 
 
-class _SlicesAsCalls(ast.NodeTransformer):
+class SlicesAsCalls(ast.NodeTransformer):
     """``x[1:, ::2]`` indexes with slice syntax; as a call argument it is ``slice(1, None)``."""
 
     def visit_Slice(self, node):  # noqa: N802
@@ -165,7 +162,7 @@ class _SlicesAsCalls(ast.NodeTransformer):
 
 
 def _unindex_spelling(node, args):
-    index = _SlicesAsCalls().visit(_index_ast(node.attrs["index"], args[2:]))
+    index = SlicesAsCalls().visit(index_ast(node.attrs["index"], args[2:]))
     return ast.Call(ast.Name("unindex", ast.Load()), [args[0], args[1], index], [])
 
 
@@ -175,6 +172,7 @@ UNINDEX = register(
         runtime.unindex,
         (Param("g"), Param("shape"), Param("dyn", "varargs"), Param("index", "attr")),
         _unindex_spelling,
+        fresh=True,
     )
 )
 
@@ -319,5 +317,6 @@ CHECK_FLOAT = register(
         (Param("args", "varargs"),),
         _check_float_spelling,
         nondiff=True,
+        unique=True,
     )
 )

@@ -19,11 +19,14 @@ Two facts about each value make that safe:
   two different shapes (a carried value that grows) counts as FREE.
 
 A rewrite uses a value's observation only if its status makes it hold for every
-call with arguments of the same shapes and dtypes; `Specializing` (in api.py)
-keys the generated versions on exactly that.
+call with arguments of the same shapes and dtypes; `Specializing` (below) keys the
+generated versions on exactly that.
 
-Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites), `sums`
-(sums moved ahead of linear steps), `buffers` (results written in place).
+Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites, in the order of
+`REWRITES`), `sums` (sums moved ahead of linear steps), `batch` (sums over a loop's
+iterations taken after it), `assemble` (adjoints of slices joined), `buffers` (results
+written in place), `stacks` (tapes as one array), `check` (each specialized version
+checked against the generic one on its first calls, under ADCOMPILER_CHECK=1).
 
     %s = shape(%x)                               (%x, %g seen with shape (32, 10))
     %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
@@ -149,7 +152,7 @@ class Specializing:
             return self.generic
         known = facts(fn, seen)
         special = specialize(fn, known)
-        note = _describe_signature(fn, args, kwargs)
+        note = check.describe_signature(fn, args, kwargs)
         if check.enabled():
             key = signature(args, kwargs)
             self.unchecked[key], self.recipes[key] = check.CALLS, (fn, known, note)
@@ -196,16 +199,3 @@ def _generic_ir(g):
     if fn is None and hasattr(g, "__adcompiler_rebuild__"):
         fn = g.__adcompiler_ir__ = g.__adcompiler_rebuild__().__adcompiler_ir__
     return fn
-
-
-def _describe_signature(fn: Function, args: tuple, kwargs: dict) -> str:
-    """`W: (784, 128) float64, b: float`: what a specialized version is for."""
-    from adcompiler.codegen.naming import base_name
-
-    names = [base_name(p) for p in fn.params]
-    items = list(zip(names, args)) + sorted(kwargs.items())
-    parts = [
-        f"{n}: {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else f"{n}: {type(a).__name__}"
-        for n, a in items
-    ]
-    return "Specialized for " + ", ".join(parts) + "."

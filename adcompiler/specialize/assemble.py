@@ -21,7 +21,8 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.ops.core import lookup
-from adcompiler.ops.structure import build_index
+from adcompiler.ops.mutation import INDEX_ADD
+from adcompiler.ops.structure import UNINDEX, build_index
 from adcompiler.specialize.facts import float_array, value_of
 from adcompiler.ssa import Function, Node
 
@@ -36,7 +37,7 @@ def join_slice_adjoints(fn: Function, known: dict) -> None:
             for v in node.inputs:
                 readers[v.id] = node
         for node in list(block.nodes):
-            if node.op.name == "unindex" and node in block.nodes:
+            if node.op is UNINDEX and node in block.nodes:
                 _join(node, block, defs, readers, counts, known)
 
 
@@ -53,7 +54,7 @@ def _join(first: Node, block, defs, readers, counts, known) -> None:
     node = first
     while counts.get(node.output.id) == 1 and node.output.id in readers:
         reader = readers[node.output.id]
-        if reader.op.name != "index_add" or reader.inputs[0] is not node.output:
+        if reader.op is not INDEX_ADD or reader.inputs[0] is not node.output:
             break
         part = _part(reader.attrs["index"], reader.inputs[2:], reader.inputs[1], shape, known)
         if part is None:

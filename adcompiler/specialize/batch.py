@@ -27,8 +27,10 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.codegen.naming import base_name
-from adcompiler.ops.control import TAPE_CONCAT, TAPE_NEW, TAPE_SET
+from adcompiler.ops.control import FOR, TAPE_CONCAT, TAPE_GET, TAPE_NEW, TAPE_SET
 from adcompiler.ops.core import lookup
+from adcompiler.ops.mutation import ZERO_LIKE
+from adcompiler.ops.numpy_ops import ADD, MATMUL, MATMUL_LHS_ADJOINT, SUM, TRANSPOSE
 from adcompiler.specialize.facts import float_array, range_length, value_of
 from adcompiler.ssa import Function, Node, Value, walk
 
@@ -48,7 +50,7 @@ def batch_loop_sums(fn: Function, known: dict) -> None:
 
 def _batched(loop: Node, known, counts, made, replace) -> list[Node] | None:
     """`[...before, loop, ...after]` with the loop's carried sums taken after it."""
-    if loop.op.name != "for" or range_length(loop, known) is None:
+    if loop.op is not FOR or range_length(loop, known) is None:
         return None
     body = loop.regions[0]
     index, params = body.params[0], body.params[1:]
@@ -96,7 +98,7 @@ def _batched(loop: Node, known, counts, made, replace) -> list[Node] | None:
             after.append(total)
         init = loop.inputs[3 + k]
         result = Value(out.hint, role=out.role, loc=out.loc)
-        if init.id in made and made[init.id].op.name == "zero_like":
+        if init.id in made and made[init.id].op is ZERO_LIKE:
             total.outputs = [result]
         else:
             total.outputs[0].role = "adjoint_temp"
@@ -121,7 +123,7 @@ def _summed_term(param, y, defs, known, counts):
     if y.id not in defs or counts.get(param.id) != 1 or counts.get(y.id) != 1:
         return None
     add = defs[y.id][1]
-    if add.op.name != "add" or param not in add.inputs or len(add.inputs) != 2:
+    if add.op is not ADD or param not in add.inputs or len(add.inputs) != 2:
         return None
     term = add.inputs[1] if add.inputs[0] is param else add.inputs[0]
     if term is param or term.id not in defs:
@@ -145,26 +147,26 @@ def _product_term(term, defs, known, counts, per_iteration):
     if counts.get(term.id) != 1:
         return None
     producer = defs[term.id][1]
-    if producer.op.name == "sum":
+    if producer.op is SUM:
         (g,) = producer.inputs
         if producer.attrs.get("axis") == 0 and not producer.attrs.get("keepdims"):
             if per_iteration(g, 2):
                 return "sum", (g,)
         return None
-    if producer.op.name == "matmul_lhs_adjoint":  # W @ x with W 2-D, x 1-D: outer(g, x)
+    if producer.op is MATMUL_LHS_ADJOINT:  # W @ x with W 2-D, x 1-D: outer(g, x)
         g, w, x = producer.inputs
         fact = known.get(w.id)
         if per_iteration(g, 1) and per_iteration(x, 1) and float_array(fact) and len(
                 fact[1]) == 2:  # fmt: skip
             return "matmul", (g, x)
         return None
-    if producer.op.name != "matmul" or len(producer.inputs) != 2:
+    if producer.op is not MATMUL or len(producer.inputs) != 2:
         return None
     xt, g = producer.inputs
     if xt.id not in defs or counts.get(xt.id) != 1:
         return None
     flip = defs[xt.id][1]
-    if flip.op.name != "transpose" or flip.attrs.get("axes") is not None:
+    if flip.op is not TRANSPOSE or flip.attrs.get("axes") is not None:
         return None
     (x,) = flip.inputs
     if per_iteration(x, 2) and per_iteration(g, 2):
@@ -180,16 +182,16 @@ def _tape_read_at(v, index, n, body, defs, made, known) -> Value | None:
     node = defs[v.id][1]
     saved = [
         n.inputs[0] for n in body.nodes
-        if n.op.name == "tape_set" and n.inputs[2] is v and n.inputs[1] is index
+        if n.op is TAPE_SET and n.inputs[2] is v and n.inputs[1] is index
     ]  # fmt: skip
     if saved:  # saved on a tape in this loop already
         tape = saved[0]
-    elif node.op.name == "tape_get" and node.inputs[1] is index:
+    elif node.op is TAPE_GET and node.inputs[1] is index:
         tape = node.inputs[0]
     else:
         return None
     maker = made.get(tape.id)
-    if maker is None or maker.op.name != "tape_new":
+    if maker is None or maker.op is not TAPE_NEW:
         return None
     return tape if value_of(maker.inputs[0], known) == value_of(n, known) else None
 

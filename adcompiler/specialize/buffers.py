@@ -7,17 +7,6 @@ import numpy as np
 from adcompiler.ops.core import Op
 from adcompiler.ssa import REUSE, Function, walk
 
-# Operators whose result is always a new array (never one of their inputs, or a view
-# of one: np.einsum("ii->i", x) is a view of x, so einsum is not here).
-_FRESH = {
-    "matmul", "dot", "outer", "sum", "mean", "where", "clip", "zeros", "ones", "unindex",
-    "matmul_lhs_adjoint", "matmul_rhs_adjoint", "dot_lhs_adjoint", "dot_rhs_adjoint",
-    "max_adjoint", "prod_adjoint", "norm_adjoint",
-}  # fmt: skip
-
-
-_IN_PLACE = {"add": (0, 1), "multiply": (0, 1), "subtract": (0, 1), "divide": (0, 1)}
-
 
 def numpy_ufunc(op: Op) -> bool:
     """True for an operator that is a NumPy ufunc spelled ``np.<name>``: it takes
@@ -38,8 +27,8 @@ def mark_reuse(fn: Function, known: dict) -> None:
     afterwards (ssa.REUSE)."""
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     for node in walk(fn.body):
-        if node.op.name in _IN_PLACE and len(node.inputs) == 2:
-            sides = _IN_PLACE[node.op.name]
+        if node.op.augmented and len(node.inputs) == 2:  # a + b as a += b, or b += a
+            sides = (0, 1)
         elif _unary_ufunc(node.op) and len(node.inputs) == 1:
             sides = (0,)
         else:
@@ -51,7 +40,7 @@ def mark_reuse(fn: Function, known: dict) -> None:
             i for i in sides
             if known.get(node.inputs[i].id) == result
             and (producer := defs.get(node.inputs[i].id)) is not None
-            and (isinstance(producer.op.impl, np.ufunc) or producer.op.name in _FRESH)
+            and (isinstance(producer.op.impl, np.ufunc) or producer.op.fresh)
         )  # fmt: skip
         if free:
             REUSE[node] = free

@@ -18,8 +18,10 @@ import os
 
 import numpy as np
 
+from adcompiler.codegen.naming import base_name
 from adcompiler.errors import SpecializationMismatchError
 from adcompiler.specialize.rewrite import REWRITES, specialize
+from adcompiler.ssa import Function
 
 CALLS = 3  # calls of each specialized version that are checked
 RTOL = 1e-10  # relative tolerance; absolute: ATOL times the largest magnitude of a result
@@ -95,15 +97,13 @@ def _disagreement(version, originals, expected, failure) -> str | None:
 
 
 def _fail(spec, key, originals, expected, failure, problem: str, cause=None):
-    from adcompiler.specialize import _describe_signature
-
     recipe = spec.recipes.get(key)
     where = ""
     if recipe is not None:
         fn, known, note = recipe
         args, kwargs = originals
         where = _first_rewrite(spec, fn, known, note, originals, expected, failure)
-        signature = _describe_signature(fn, args, kwargs)
+        signature = describe_signature(fn, args, kwargs)
     else:
         signature = repr(key)
     name = getattr(spec, "__name__", "the function")
@@ -218,3 +218,14 @@ def _show(a: np.ndarray, b: np.ndarray, theirs: str) -> str:
     at = np.unravel_index(int(np.argmax(gap)), a.shape)
     return f"{a[at].item()!r} at {[int(i) for i in at]} (of shape {a.shape}), {theirs} " \
            f"{b[at].item()!r}"  # fmt: skip
+
+
+def describe_signature(fn: Function, args: tuple, kwargs: dict) -> str:
+    """`W: (784, 128) float64, b: float`: what a specialized version is for."""
+    names = [base_name(p) for p in fn.params]
+    items = list(zip(names, args)) + sorted(kwargs.items())
+    parts = [
+        f"{n}: {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else f"{n}: {type(a).__name__}"
+        for n, a in items
+    ]
+    return "Specialized for " + ", ".join(parts) + "."

@@ -15,8 +15,34 @@ from typing import Any
 import numpy as np
 
 from adcompiler import passes
+from adcompiler.ops.calls import CALL, CALL_BWD, CALL_FWD, CALL_JVP
+from adcompiler.ops.control import (
+    AND,
+    FOR,
+    IF,
+    OR,
+    PRINT,
+    TAPE_APPEND,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+)
 from adcompiler.ops.core import Op, Param, register
-from adcompiler.ops.structure import Dyn
+from adcompiler.ops.mutation import (
+    ARRAY_LIST,
+    INDEX_ADD,
+    LIST_APPEND,
+    MAKE_LIST,
+    SETITEM,
+    SPREAD,
+    STACK_LIST,
+    SUM_LIST,
+    UNSTACK,
+)
+from adcompiler.ops.numpy_ops import LEN
+from adcompiler.ops.structure import CONST as CONST_OP
+from adcompiler.ops.structure import DTYPE, GETITEM, NDIM, SHAPE, SIZE, UNINDEX, Dyn
 from adcompiler.ssa import Block, Function, Node, Value, clone, walk
 
 CONST, SHAPED, FREE = 0, 1, 2
@@ -74,7 +100,7 @@ def _add_probes(block: Block, top: bool = False, params: list[Value] | None = No
                 lazy: frozenset = frozenset()) -> None:  # fmt: skip
     out: list[Node] = [_probe(p) for p in (params if top else block.params)]
     for node in block.nodes:
-        if node.op.name == "print":
+        if node.op is PRINT:
             continue  # the generic version ran first and printed
         for region in node.regions:
             _add_probes(region, lazy=lazy)
@@ -88,7 +114,7 @@ def _lazy_values(fn: Function) -> frozenset:
     that `i < n and x[i] > 0` short-circuits): a probe would compute them first."""
     defs = {v.id: n for n in walk(fn.body) for v in n.outputs}
     lazy: set[int] = set()
-    stack = [n.inputs[1] for n in walk(fn.body) if n.op.name in ("and", "or")]
+    stack = [n.inputs[1] for n in walk(fn.body) if n.op in (AND, OR)]
     while stack:
         v = stack.pop()
         if v.id not in lazy and v.id in defs:
@@ -105,16 +131,16 @@ def _probe(v: Value) -> Node:
 SIZE_INPUTS = {"shape", "N", "rest", "start", "stop", "step", "n"}
 
 
-LISTS = {"list", "list_append", "array_list", "stack_list", "sum_list", "unstack", "spread"}
+LISTS = {MAKE_LIST, LIST_APPEND, ARRAY_LIST, STACK_LIST, SUM_LIST, UNSTACK, SPREAD}
 
 
-CALLS = {"call", "call_forward", "call_adjoint", "call_jvp"}
+CALLS = {CALL, CALL_FWD, CALL_BWD, CALL_JVP}
 
 
-SHAPE_ONLY = {"shape", "size", "ndim", "dtype"}
+SHAPE_ONLY = {SHAPE, SIZE, NDIM, DTYPE}
 
 
-INDEXING = {"getitem", "unindex", "setitem", "index_add"}
+INDEXING = {GETITEM, UNINDEX, SETITEM, INDEX_ADD}
 
 
 def statuses(fn: Function, seen: dict[int, set]) -> dict[int, int]:
@@ -143,21 +169,21 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
         if node.regions:
             _status_region(node, status, seen, tapes)
             continue
-        name = node.op.name
+        op = node.op
         ins = [status.get(v.id, FREE) for v in node.inputs]
-        if name in ("tape_set", "tape_append"):
+        if op in (TAPE_SET, TAPE_APPEND):
             tape = node.inputs[0].id
             tapes[tape] = max(tapes.get(tape, CONST), ins[-1])
             continue
-        if name == "tape_get":
+        if op is TAPE_GET:
             out = tapes.get(node.inputs[0].id, CONST)
-        elif name in ("tape_new", "tape_list") or name in LISTS or name in CALLS:
+        elif op in (TAPE_NEW, TAPE_LIST) or op in LISTS or op in CALLS:
             out = FREE
-        elif name == "const":
+        elif op is CONST_OP:
             out = _const_status(node.attrs.get("value"))
-        elif name in SHAPE_ONLY:
+        elif op in SHAPE_ONLY:
             out = CONST if ins[0] <= SHAPED else FREE
-        elif name == "len":
+        elif op is LEN:
             kinds = {d[0] for d in seen.get(node.inputs[0].id, ())}
             out = CONST if ins[0] <= SHAPED and kinds == {"array"} else max(ins[0], SHAPED)
         elif all(s == CONST for s in ins):
@@ -186,9 +212,8 @@ def _const_status(value) -> int:
 
 def _shape_blind(node: Node, ins: list[int], seen: dict) -> bool:
     """True if the output's shape does not depend on the values of the non-CONST inputs."""
-    name = node.op.name
     params = _input_names(node)
-    if name in INDEXING:
+    if node.op in INDEXING:
         return _index_blind(node, ins, seen)
     return not any(s != CONST and p in SIZE_INPUTS for s, p in zip(ins, params))
 
@@ -206,11 +231,11 @@ def _input_names(node: Node) -> list[str]:
 def _index_blind(node: Node, ins: list[int], seen: dict) -> bool:
     """`x[i]` with `i` an integer or an integer array has a shape independent of the
     values of `i`; a boolean mask, or `i` as a slice bound, does not."""
-    name = node.op.name
-    if name in ("setitem", "index_add"):
+    unindex = node.op is UNINDEX
+    if node.op in (SETITEM, INDEX_ADD):
         return True  # the output is the input array, written into
-    first = 2 if name == "unindex" else 1
-    if name == "unindex" and ins[1] != CONST:
+    first = 2 if unindex else 1
+    if unindex and ins[1] != CONST:
         return False
     items, _ = node.attrs["index"]
     bare = {p.k for p in items if isinstance(p, Dyn)}
@@ -226,13 +251,12 @@ def _index_blind(node: Node, ins: list[int], seen: dict) -> bool:
                d[1].startswith("bool") for d in kinds):  # fmt: skip
             # a mask: the shape of x[mask] depends on the data (x[True] has a new axis
             # of length 1, x[False] of length 0)
-            return name == "unindex"
+            return unindex
     return True
 
 
 def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
-    name = node.op.name
-    if name == "if":
+    if node.op is IF:
         cond = status.get(node.inputs[0].id, FREE)
         for region in node.regions:
             _status_block(region, status, seen, tapes)
@@ -241,7 +265,7 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
             status[out.id] = max(status.get(out.id, CONST), yields, FREE if cond else CONST)
         return
     inits = passes.carried_inits(node)
-    if name == "for":
+    if node.op is FOR:
         for region in node.regions:
             status[region.params[0].id] = max(
                 status.get(region.params[0].id, CONST),
@@ -268,7 +292,7 @@ def _status_region(node: Node, status: dict, seen: dict, tapes: dict) -> None:
 def _fixed_trips(loop: Node, status: dict) -> bool:
     """True if `loop` runs the same number of iterations in every call with the signature:
     a `for` over a range of CONST bounds, a `while` whose condition is CONST."""
-    if loop.op.name == "for":
+    if loop.op is FOR:
         return all(status.get(v.id, FREE) == CONST for v in loop.inputs[:3])
     return status.get(loop.regions[0].yields[0].id, FREE) == CONST
 

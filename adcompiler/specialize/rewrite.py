@@ -9,7 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from adcompiler import passes
+from adcompiler.ops.control import TAPE_GET
 from adcompiler.ops.core import lookup
+from adcompiler.ops.guards import CHECK_SCALAR
+from adcompiler.ops.mutation import INDEX_ADD
+from adcompiler.ops.numpy_ops import (
+    BROADCAST_TO,
+    MATMUL_LHS_ADJOINT,
+    MATMUL_RHS_ADJOINT,
+    UNBROADCAST,
+)
+from adcompiler.ops.shapes import BROADCAST_SHAPES
+from adcompiler.ops.structure import CHECK_FLOAT, SHAPE, SIZE, UNINDEX
 from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
@@ -85,20 +96,20 @@ def specialize(fn: Function, known: dict[int, tuple], on=REWRITES) -> Function:
 
 
 def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) -> list[Node]:
-    name = node.op.name
-    if name == "check_float" and "checks" in on and all(v.id in known for v in node.inputs):
+    op = node.op
+    if op is CHECK_FLOAT and "checks" in on and all(v.id in known for v in node.inputs):
         return []  # the arguments' dtypes are the signature's: checked once, in the probe
-    if name == "check_scalar" and "checks" in on and shape_of(node.inputs[0], known) == ():
+    if op is CHECK_SCALAR and "checks" in on and shape_of(node.inputs[0], known) == ():
         return []
-    if name == "size" and "sizes" in on and value_of(node.output, known) is not None:
+    if op is SIZE and "sizes" in on and value_of(node.output, known) is not None:
         return [const_node(value_of(node.output, known), node, replace)]  # np.size(g): mean
-    if name in ("shape", "broadcast_shapes") and "shapes" in on and _derived(node) and (
+    if op in (SHAPE, BROADCAST_SHAPES) and "shapes" in on and _derived(node) and (
             isinstance(value_of(node.output, known), tuple)):  # fmt: skip
         # a shape the derivative needs: the value it is taken of may not be needed at all
         return [const_node(value_of(node.output, known), node, replace)]
-    if name == "unindex" and "new axes" in on and (flat := _only_new_axes(node, known)):
+    if op is UNINDEX and "new axes" in on and (flat := _only_new_axes(node, known)):
         return flat  # the adjoint of x[:, None, :] is a reshape: no zeros to fill
-    if name in ("index_add", "unindex") and "indices" in on:  # integers settled by the
+    if op in (INDEX_ADD, UNINDEX) and "indices" in on:  # integers settled by the
         first = 2  # shapes, as literals: (x, g, *dyn) or (g, shape, *dyn);
         consts = []  # `x[:, 16:24] += g` needs no add_at
         for v in node.inputs[first:]:
@@ -106,19 +117,19 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
             consts.append(const_node(value, node, {}) if type(value) is int else None)
         node.inputs[first:] = [c.output if c else v for c, v in zip(consts, node.inputs[first:])]
         return [c for c in consts if c] + [node]
-    if name in ("matmul_lhs_adjoint", "matmul_rhs_adjoint") and "matmul adjoints" in on:
+    if op in (MATMUL_LHS_ADJOINT, MATMUL_RHS_ADJOINT) and "matmul adjoints" in on:
         return _matmul_adjoint(node, known) or [node]
-    if name == "tape_get" and "tape reads" in on and value_of(node.output, known) is not None:
+    if op is TAPE_GET and "tape reads" in on and value_of(node.output, known) is not None:
         # a shape or an index that is the same in every iteration: no need to save it
         return [const_node(value_of(node.output, known), node, replace)]
-    if name not in ("unbroadcast", "broadcast_to") or "unbroadcast" not in on:
+    if op not in (UNBROADCAST, BROADCAST_TO) or "unbroadcast" not in on:
         return [node]
     x, target = node.inputs
     shape, want = shape_of(x, known), value_of(target, known)
     if shape is None or not isinstance(want, tuple):
         return [node]
     array = known.get(x.id, ("",))[0] == "array"
-    if shape == want and (array or name == "unbroadcast"):  # (broadcast_to makes an array)
+    if shape == want and (array or op is UNBROADCAST):  # (broadcast_to makes an array)
         producer = defs.get(x.id)
         if producer is not None and x.role == "adjoint_temp" and node.output.role == "adjoint":
             # `p = g * y; y_bar = unbroadcast(p, ...)` becomes `y_bar = g * y`: the
@@ -129,7 +140,7 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
         else:
             replace[node.output.id] = replace.get(x.id, x)
         return []
-    if name == "broadcast_to" or not array:
+    if op is BROADCAST_TO or not array:
         return [node]
     extra = len(shape) - len(want)
     if extra < 0:
@@ -215,9 +226,9 @@ def _matmul_adjoint(node: Node, known: dict) -> list[Node] | None:
     run-time helper does after looking at the dimensions, which are known here)."""
     g, a, b = node.inputs
     dims = [len(known[v.id][1]) if float_array(known.get(v.id)) else None for v in (g, a, b)]
-    if node.op.name == "matmul_lhs_adjoint" and dims == [2, 2, 2]:
+    if node.op is MATMUL_LHS_ADJOINT and dims == [2, 2, 2]:
         left, right = g, b  # g @ b.T
-    elif node.op.name == "matmul_rhs_adjoint" and dims[1] == 2 and dims[0] == dims[2]:
+    elif node.op is MATMUL_RHS_ADJOINT and dims[1] == 2 and dims[0] == dims[2]:
         left, right = a, g  # a.T @ g
     else:
         return None

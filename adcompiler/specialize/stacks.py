@@ -26,9 +26,19 @@ from __future__ import annotations
 import numpy as np
 
 from adcompiler import passes
-from adcompiler.ops.control import TAPE_SET, TAPE_STACK
+from adcompiler.ops.control import (
+    FOR,
+    TAPE_APPEND,
+    TAPE_CONCAT,
+    TAPE_GET,
+    TAPE_NEW,
+    TAPE_SET,
+    TAPE_STACK,
+)
 from adcompiler.ops.core import lookup
-from adcompiler.ops.structure import Dyn, getitem
+from adcompiler.ops.mutation import INDEX_ADD
+from adcompiler.ops.numpy_ops import CONCATENATE, COPY
+from adcompiler.ops.structure import GETITEM, UNINDEX, Dyn, getitem
 from adcompiler.specialize.buffers import numpy_ufunc
 from adcompiler.specialize.facts import float_array, range_length, value_of
 from adcompiler.ssa import INTO, REUSE, Block, Function, Node, Value
@@ -55,18 +65,18 @@ def stack_tapes(fn: Function, known: dict) -> None:
             stack = Node(TAPE_STACK, [maker.inputs[0]], {"shape": entry}, maker.outputs,
                          loc=maker.loc)  # fmt: skip
             block.nodes[block.nodes.index(maker)] = stack
-            writes = [use for use in tapes[tid] if use[0].op.name == "tape_set"]
+            writes = [use for use in tapes[tid] if use[0].op is TAPE_SET]
             stacked[tid] = (stack, block, entry, writes)
         for node, body, _ in tapes[tid]:
             if whole is not None:
-                if node.op.name == "tape_set":
+                if node.op is TAPE_SET:
                     body.nodes.remove(node)
                     continue
                 node.inputs[0] = whole
-            if node.op.name == "tape_set" and node.inputs[2].id not in claimed:
+            if node.op is TAPE_SET and node.inputs[2].id not in claimed:
                 claimed.add(node.inputs[2].id)  # a value saved twice is made in one row
                 _write_into_row(node, body, readers)
-            elif node.op.name == "tape_concat":  # the rows, one after another: a view
+            elif node.op is TAPE_CONCAT:  # the rows, one after another: a view
                 n = value_of(maker.inputs[0], known)
                 rows = (n, *entry) if len(entry) == 1 else (n * entry[0], *entry[1:])
                 const = passes.constant(rows, node.loc)
@@ -124,16 +134,16 @@ def _view(array: Value, part: slice, dyn: list, out: Value, loc) -> Node:
 
 def _scan(block: Block, loop: Node | None, tapes, makers, readers) -> None:
     for node in block.nodes:
-        if node.op.name == "tape_new":
+        if node.op is TAPE_NEW:
             makers[node.output.id] = (node, block)
-        tape_op = node.op.name in ("tape_set", "tape_get", "tape_concat", "tape_append")
+        tape_op = node.op in (TAPE_SET, TAPE_GET, TAPE_CONCAT, TAPE_APPEND)
         for i, v in enumerate(node.inputs):
             readers.setdefault(v.id, []).append(node)
             # a tape read any other way (carried, saved, passed on) stays a list
             use = (node, block, loop) if tape_op and i == 0 else (None, block, None)
             tapes.setdefault(v.id, []).append(use)
         for region in node.regions:
-            _scan(region, node if node.op.name == "for" else None, tapes, makers, readers)
+            _scan(region, node if node.op is FOR else None, tapes, makers, readers)
             for v in region.yields:  # a tape yielded from a region stays a list
                 tapes.setdefault(v.id, []).append((None, region, None))
                 readers.setdefault(v.id, []).append(None)  # read by the yield
@@ -146,9 +156,9 @@ def _entry_shape(tid: int, maker: Node, uses: list, known: dict) -> tuple | None
         return None
     shapes = set()
     for node, _, loop in uses:
-        if node is None or node.op.name not in ("tape_set", "tape_get", "tape_concat"):
+        if node is None or node.op not in (TAPE_SET, TAPE_GET, TAPE_CONCAT):
             return None
-        if node.op.name == "tape_set":
+        if node.op is TAPE_SET:
             fact = known.get(node.inputs[2].id)
             if not float_array(fact) or not fact[1] or not _fills(loop, node, n, known):
                 return None
@@ -163,15 +173,15 @@ def _rows_of_an_array(uses: list, entry: tuple, known: dict, params) -> Value | 
 
     arrays = set()
     for node, body, loop in uses:
-        if node.op.name != "tape_set":
+        if node.op is not TAPE_SET:
             continue
         defs = {o.id: n for n in body.nodes for o in n.outputs}
         read = defs.get(node.inputs[2].id)
-        if read is not None and read.op.name == "copy":  # (of an argument: never written)
+        if read is not None and read.op is COPY:  # (of an argument: never written)
             read = defs.get(read.inputs[0].id)
             if read is not None and read.inputs[0] not in params:
                 return None
-        if read is None or read.op.name != "getitem" or len(read.inputs) != 2:
+        if read is None or read.op is not GETITEM or len(read.inputs) != 2:
             return None
         a, t = read.inputs
         items = read.attrs.get("index", ((),))[0]
@@ -203,16 +213,16 @@ def _write_into_row(write: Node, body: Block, readers: dict) -> None:
     tape, index, v = write.inputs
     defs = {o.id: n for n in body.nodes for o in n.outputs}
     producer = defs.get(v.id)
-    if producer is not None and producer.op.name == "copy" and _only_reader(write, 2, defs,
+    if producer is not None and producer.op is COPY and _only_reader(write, 2, defs,
                                                                             readers):  # fmt: skip
         write.inputs[2] = producer.inputs[0]  # writing the row copies: one copy, not two
         return
-    while producer is not None and producer.op.name == "index_add" and _only_reader(
+    while producer is not None and producer.op is INDEX_ADD and _only_reader(
             producer, 0, defs, readers):  # fmt: skip
         producer = defs[producer.inputs[0].id]  # `x[16:24] += g` in place: x's buffer
     if producer is None or producer in INTO:
         return
-    if producer.op.name in ("unindex", "concatenate"):  # both take `out=`
+    if producer.op in (UNINDEX, CONCATENATE):  # both take `out=`
         INTO[producer] = (tape, index)
         INTO[write] = None
         return

@@ -15,6 +15,17 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.ops.core import lookup
+from adcompiler.ops.numpy_ops import (
+    ADD,
+    EINSUM,
+    MATMUL,
+    MATMUL_LHS_ADJOINT,
+    MULTIPLY,
+    NEGATIVE,
+    SUBTRACT,
+    SUM,
+    VDOT,
+)
 from adcompiler.specialize.facts import float_array
 from adcompiler.ssa import Function, Node, Value, walk
 
@@ -32,7 +43,7 @@ def push_sums(fn: Function, known: dict) -> None:
 
 def _pushed(node: Node, known: dict, uses: dict, defs: dict) -> list[Node] | None:
     """Nodes computing `node` (a sum) with the sum moved inwards, or None."""
-    if node.op.name != "sum" or len(node.inputs) != 1:
+    if node.op is not SUM or len(node.inputs) != 1:
         return None
     x = node.inputs[0]
     fact, result = known.get(x.id), known.get(node.output.id)
@@ -45,7 +56,7 @@ def _pushed(node: Node, known: dict, uses: dict, defs: dict) -> list[Node] | Non
     keepdims = bool(node.attrs.get("keepdims"))
     built: list[Node] = []
     v = _sum_of(x, axes, keepdims, built, known, uses, defs, node, top=True)
-    if v is None or not any(n.op.name in ("einsum", "vdot", "matmul", "multiply")
+    if v is None or not any(n.op in (EINSUM, VDOT, MATMUL, MULTIPLY)
                             for n in built):  # fmt: skip
         return None  # only sums split over a sum: no gain
     built[-1].outputs = [node.output]  # the last node makes the sum's value (and name)
@@ -58,7 +69,7 @@ def _sum_of(x, axes, keepdims, built, known, uses, defs, at, top=False):
     fact = known.get(x.id)
     p = defs.get(x.id)
     single = top or uses.get(x.id) == 1
-    name = p.op.name if p is not None and single and float_array(fact) else ""
+    op = p.op if p is not None and single and float_array(fact) else None
     shape = fact[1] if fact else None
 
     def full(v):
@@ -74,25 +85,25 @@ def _sum_of(x, axes, keepdims, built, known, uses, defs, at, top=False):
         built.append(n)
         return n.output
 
-    if name in ("add", "subtract") and all(full(v) for v in p.inputs):
+    if op in (ADD, SUBTRACT) and all(full(v) for v in p.inputs):
         a = _sum_of(p.inputs[0], axes, keepdims, built, known, uses, defs, at)
         b = _sum_of(p.inputs[1], axes, keepdims, built, known, uses, defs, at)
-        return emit(np.add if name == "add" else np.subtract, [a, b])
-    if name == "negative" and full(p.inputs[0]):
+        return emit(np.add if op is ADD else np.subtract, [a, b])
+    if op is NEGATIVE and full(p.inputs[0]):
         return emit(np.negative, [_sum_of(p.inputs[0], axes, keepdims, built, known, uses,
                                           defs, at)])  # fmt: skip
-    if name == "multiply" and keepdims:
+    if op is MULTIPLY and keepdims:
         for i in (0, 1):
             a, c = p.inputs[i], p.inputs[1 - i]
             if full(a) and _constant_along(known.get(c.id), axes, len(shape)):
                 s = _sum_of(a, axes, keepdims, built, known, uses, defs, at)
                 return emit(np.multiply, [s, c] if i == 0 else [c, s])
-    if name == "multiply" and all(full(v) for v in p.inputs) and len(axes) == len(shape):
+    if op is MULTIPLY and all(full(v) for v in p.inputs) and len(axes) == len(shape):
         v = emit(np.vdot, list(p.inputs))  # a dot product of the flattened arrays (BLAS)
         if keepdims:
             v = emit(np.reshape, [v, _const((1,) * len(shape), built, at)])
         return v
-    if name == "multiply" and all(full(v) for v in p.inputs):
+    if op is MULTIPLY and all(full(v) for v in p.inputs):
         letters = "abcdefghij"[: len(shape)]
         kept = "".join(ch for k, ch in enumerate(letters) if k not in axes)
         v = emit(np.einsum, list(p.inputs), {"subscripts": f"{letters},{letters}->{kept}"})
@@ -100,7 +111,7 @@ def _sum_of(x, axes, keepdims, built, known, uses, defs, at, top=False):
             target = tuple(1 if k in axes else n for k, n in enumerate(shape))
             v = emit(np.reshape, [v, _const(target, built, at)])
         return v
-    if name == "matmul_lhs_adjoint" and keepdims and axes == (len(shape) - 2,):
+    if op is MATMUL_LHS_ADJOINT and keepdims and axes == (len(shape) - 2,):
         g, a, b = p.inputs
         fb = known.get(b.id)
         if full(g) and full(a) and float_array(fb) and len(fb[1]) == len(shape) >= 3:
