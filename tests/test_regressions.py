@@ -866,3 +866,40 @@ def test_a_mask_never_observed_is_not_taken_for_an_integer_index():
         value, (_, x_bar) = vjp(A, x, np.ones(3))
         want = np.ones(3) + 3.0 * (x > 0.2)
         np.testing.assert_allclose(x_bar, want)
+
+
+# ---------------------------------------------------------------------------
+# Generated code writes in place only into arrays it made: never into an argument
+# (the cotangent or tangent included). Found by tests/fuzz.py.
+# ---------------------------------------------------------------------------
+
+
+def _sum_of_a_generator_in_a_loop(x):
+    acc = 0.0
+    for _ in range(2):
+        acc = sum(u for u in x)
+    return x + acc
+
+
+def _loop_accumulates_into_the_cotangent(x):
+    y = x * 1.0
+    for i in range(2):
+        y = y * 2.0
+    return y + x[0]
+
+
+@pytest.mark.parametrize("f", [_sum_of_a_generator_in_a_loop, _loop_accumulates_into_the_cotangent])
+def test_vjp_and_jvp_leave_their_vector_arguments_alone(f):
+    x = np.array([0.3, 0.5, -0.2])
+    for _ in range(CALLS):
+        v = np.array([0.0, 1.0, 0.0])
+        ad.vjp(f)(x, v)
+        np.testing.assert_array_equal(v, [0.0, 1.0, 0.0])
+        ad.jvp(f)(x, v)
+        np.testing.assert_array_equal(v, [0.0, 1.0, 0.0])
+        np.testing.assert_array_equal(x, [0.3, 0.5, -0.2])
+    eps = 1e-6
+    want = np.stack([(f(x + eps * e) - f(x - eps * e)) / (2 * eps) for e in np.eye(3)], 1)
+    for mode in ("reverse", "forward"):
+        for _ in range(CALLS):
+            np.testing.assert_allclose(ad.jacobian(f, mode=mode)(x), want, atol=1e-6)

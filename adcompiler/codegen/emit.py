@@ -695,14 +695,21 @@ class Plan:
                         self.lists.add(node.regions[0].params[k].id)
         if node.op.name in ("setitem", "index_add", "list_append") or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
-        for region in node.regions:
-            yields = region.yields
-            params = region.params[1:] if node.op.name == "for" else region.params
-            if node.op.name != "if":
-                for p, y in zip(params, node.regions[-1].yields):
-                    if y.id in self.owned:
+        if node.op.name in ("for", "while"):
+            body = node.regions[-1]
+            inits = passes.carried_inits(node)
+            body_params = passes.carried_params(node, body)
+            for k, init in enumerate(inits):
+                if body_params[k].id in self.written:  # a write into the slot writes into
+                    self.written.add(init.id)  # its initial value (unless copied first)
+            for region in node.regions:
+                for k, (p, y) in enumerate(zip(passes.carried_params(node, region), body.yields)):
+                    # the slot's buffer is the initial value's on the first trip: owned
+                    # only if that one is, or is copied before the loop (`owned_inits`)
+                    if y.id in self.owned and (
+                        inits[k].id in self.owned or body_params[k].id in self.written
+                    ):
                         self.owned.add(p.id)
-            del yields
         for k, out in enumerate(node.outputs):
             if node.op.name == "if":
                 if all(r.yields[k].id in self.owned for r in node.regions):
