@@ -883,7 +883,7 @@ def _sum_of_a_generator_in_a_loop(x):
 
 def _loop_accumulates_into_the_cotangent(x):
     y = x * 1.0
-    for i in range(2):
+    for _ in range(2):
         y = y * 2.0
     return y + x[0]
 
