@@ -903,3 +903,24 @@ def test_vjp_and_jvp_leave_their_vector_arguments_alone(f):
     for mode in ("reverse", "forward"):
         for _ in range(CALLS):
             np.testing.assert_allclose(ad.jacobian(f, mode=mode)(x), want, atol=1e-6)
+
+
+def _written_after_a_while_that_may_run_no_trip(y, s):
+    z = np.zeros_like(y)
+    z[1] = s
+    z[1:] = y[1:] * 2.0  # its adjoint writes zeros into z's adjoint: the while's output
+    j = 0
+    while j < 3 and np.sum(y) < 0.3:
+        j = j + 1
+        z = np.minimum(z, y)
+    return np.sin(np.sum(y)) + np.mean(z) + s * 0.0
+
+
+def test_write_into_the_output_of_a_loop_that_ran_no_trip():
+    """A loop's output is its initial value when it runs no trip (here a read-only
+    broadcast): it is not the loop's own array, and is copied before a write."""
+    f = _written_after_a_while_that_may_run_no_trip
+    for y in (np.array([-0.9, 0.3, 0.1]), np.array([1.1, 0.2, 0.3])):
+        for s in (-0.4, 0.2):
+            check_all_modes(f, (y, s), wrt="s", hvp=False)
+            check_all_modes(f, (y, s), wrt="y", hvp=False)

@@ -702,21 +702,22 @@ class Plan:
             for k, init in enumerate(inits):
                 if body_params[k].id in self.written:  # a write into the slot writes into
                     self.written.add(init.id)  # its initial value (unless copied first)
-            for region in node.regions:
-                for k, (p, y) in enumerate(zip(passes.carried_params(node, region), body.yields)):
-                    # the slot's buffer is the initial value's on the first trip: owned
-                    # only if that one is, or is copied before the loop (`owned_inits`)
-                    if y.id in self.owned and (
-                        inits[k].id in self.owned or body_params[k].id in self.written
-                    ):
-                        self.owned.add(p.id)
+            for k, y in enumerate(body.yields):
+                # the slot's buffer is the initial value's on the first trip (and after
+                # the loop, if it ran none): owned only if that one is, or is copied
+                # before the loop (`owned_inits`)
+                if y.id in self.owned and (
+                    inits[k].id in self.owned or body_params[k].id in self.written
+                ):
+                    self.owned.add(node.outputs[k].id)
+                    for region in node.regions:
+                        self.owned.add(passes.carried_params(node, region)[k].id)
         for k, out in enumerate(node.outputs):
             if node.op.name == "if":
                 if all(r.yields[k].id in self.owned for r in node.regions):
                     self.owned.add(out.id)
             elif node.op.name in ("for", "while"):
-                if node.regions[-1].yields[k].id in self.owned:
-                    self.owned.add(out.id)
+                continue  # owned or not: above
             elif (base := view_of(node)) is not None:  # a view: shares the input's memory
                 self.root[out.id] = self.root.get(base.id, base.id)
             elif node.op.name != "const" and node.op.impl:  # a new array
