@@ -924,3 +924,24 @@ def test_write_into_the_output_of_a_loop_that_ran_no_trip():
         for s in (-0.4, 0.2):
             check_all_modes(f, (y, s), wrt="s", hvp=False)
             check_all_modes(f, (y, s), wrt="y", hvp=False)
+
+
+SCALE = 0.75
+
+
+def _rebinds_its_parameter_to_a_constant_in_an_if(a0):
+    if np.max(a0) > 0.0:
+        a0 = SCALE
+    return np.mean(a0)
+
+
+def _calls_a_helper_that_rebinds_its_parameter(x):
+    return _rebinds_its_parameter_to_a_constant_in_an_if(x) + np.sum(x * x)
+
+
+@pytest.mark.parametrize("x", [np.array([0.3, -0.2]), np.array([-0.3, -0.2])])
+def test_helper_whose_adjoint_if_yields_an_adjoint_from_before_it(x):
+    """The split of a helper into forward and adjoint halves reads region yields too: an
+    `if` that yields an adjoint made before it belongs to the adjoint half (it was left in
+    the forward half: VerifyError)."""
+    check_all_modes(_calls_a_helper_that_rebinds_its_parameter, (x,))
