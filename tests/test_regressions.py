@@ -945,3 +945,21 @@ def test_helper_whose_adjoint_if_yields_an_adjoint_from_before_it(x):
     `if` that yields an adjoint made before it belongs to the adjoint half (it was left in
     the forward half: VerifyError)."""
     check_all_modes(_calls_a_helper_that_rebinds_its_parameter, (x,))
+
+
+def _vector_or_matrix_by_the_data_then_a_while(x, A):
+    v = 7.5 + A[:, 0]
+    v = v if np.sum(x) < 1.0 else A
+    j = 0
+    while j < 4 and np.sum(v) < 4.0:
+        j = j + 1
+        v = np.exp(A).dot(x / (2.0 + np.cos(x)))
+    return np.linalg.norm(x + 0.1 * np.mean(A) + 0.1 * np.mean(v))
+
+
+@pytest.mark.parametrize("x", [np.array([0.1, 0.2]), np.array([0.6, 0.7])])
+def test_loop_carried_variable_that_changes_shape(x):
+    """A carried variable whose shape changes in the loop (a matrix before it, a vector
+    after): the adjoint of its initial value is zeros of the initial value's shape."""
+    A = np.arange(8.0).reshape(4, 2) * 0.1 - 2
+    check_all_modes(_vector_or_matrix_by_the_data_then_a_while, (x, A), wrt="A", hvp=False)
