@@ -963,3 +963,33 @@ def test_loop_carried_variable_that_changes_shape(x):
     after): the adjoint of its initial value is zeros of the initial value's shape."""
     A = np.arange(8.0).reshape(4, 2) * 0.1 - 2
     check_all_modes(_vector_or_matrix_by_the_data_then_a_while, (x, A), wrt="A", hvp=False)
+
+
+def _sum_over_a_mask_in_a_while(a0):
+    acc = a0
+    j = 0
+    while j < 3 and np.sum(acc) < 4.0:
+        j = j + 1
+        acc = np.sum(a0[a0 > 0.2])
+    return np.logaddexp(0.0, a0[::-1])
+
+
+def _mask_in_a_while_in_a_for(x):
+    v = x
+    for _ in range(3):
+        v = _sum_over_a_mask_in_a_while(x)
+    return np.linalg.norm(v)
+
+
+def test_shape_read_from_a_tape_kept_on_a_tape_is_not_folded():
+    """A loop's tape kept on an outer loop's tape: a masked read's shape saved on it
+    depends on the data (the specialized version folded it: add_at crashed)."""
+    for x in (np.array([-0.29, 0.26, -0.93, 0.34, 0.65]),
+              np.array([-1.11, -0.40, -0.70, 0.67, -0.27])):  # fmt: skip
+        check_all_modes(_mask_in_a_while_in_a_for, (x,), hvp=False)
+    g = ad.grad(_mask_in_a_while_in_a_for)
+    x = np.array([-0.29, 0.26, -0.93, 0.34, 0.65])
+    for _ in range(CALLS):
+        g(x)
+    y = np.array([-1.11, -0.40, -0.70, 0.67, -0.27])
+    np.testing.assert_allclose(g(y), _fd_grad(_mask_in_a_while_in_a_for, (y,), 0), atol=1e-5)

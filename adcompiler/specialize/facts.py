@@ -148,9 +148,16 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
         if name in ("tape_set", "tape_append"):
             tape = node.inputs[0].id
             tapes[tape] = max(tapes.get(tape, CONST), ins[-1])
+            # a tape kept on a tape (a loop's in an outer loop's): what is read from it
+            # where it is read back is what was written into it
+            inner = ("entries of entries", tape)
+            tapes[inner] = max(tapes.get(inner, CONST), tapes.get(node.inputs[-1].id, CONST))
             continue
         if name == "tape_get":
             out = tapes.get(node.inputs[0].id, CONST)
+            read = node.outputs[0].id
+            inner = tapes.get(("entries of entries", node.inputs[0].id), CONST)
+            tapes[read] = max(tapes.get(read, CONST), inner)
         elif name in ("tape_new", "tape_list") or name in LISTS or name in CALLS:
             out = FREE
         elif name == "const":
