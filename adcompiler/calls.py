@@ -119,6 +119,15 @@ def _base_name(fn) -> str:
     return _base_names[fn]
 
 
+def _reads(node: Node) -> list[Value]:
+    """The values `node` reads: its inputs, and those of the nodes and the yields of the
+    regions inside it."""
+    return [
+        v for n in walk(Block(nodes=[node]))
+        for v in [*n.inputs, *(y for r in n.regions for y in r.yields)]
+    ]  # fmt: skip
+
+
 def split(both: Function, name: str) -> tuple[Function, Function]:
     """Cut a vjp IR (params: args..., cotangent) into its forward and adjoint halves."""
     g = both.params[-1]
@@ -126,7 +135,7 @@ def split(both: Function, name: str) -> tuple[Function, Function]:
     late = {g.id}
     first, second = [], []
     for node in both.body.nodes:
-        reads = {v.id for n in walk(Block(nodes=[node])) for v in n.inputs}
+        reads = {v.id for v in _reads(node)}
         if reads & late:
             second.append(node)
             late.update(v.id for v in node.outputs)
@@ -140,8 +149,8 @@ def split(both: Function, name: str) -> tuple[Function, Function]:
             for r in m.regions:
                 inside.update(p.id for p in r.params)
     saved: dict[int, Value] = {}
-    for n in walk(Block(nodes=second)):
-        for v in n.inputs:
+    for n in second:
+        for v in _reads(n):
             if v.id in defined and v.id not in inside:
                 saved.setdefault(v.id, v)
     for r in both.results[1:]:

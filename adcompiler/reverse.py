@@ -558,8 +558,13 @@ class Sweep:
         next_slots = []
         for k, p in zip(slots, slot_params):
             g = inner.get(carried[k])
-            if g is None:  # no contribution in the body (a tape's adjoint passes through)
-                g = p if carried[k].id in adj.tapes else _zeros_like(tail, p, carried[k].hint)
+            if g is None:  # no contribution in the body (a tape's adjoint passes through);
+                # zeros like the value the trip started from, not like the adjoint of what
+                # it ended with: a carried variable may change its shape (vector, matrix)
+                if carried[k].id in adj.tapes:
+                    g = p
+                else:
+                    g = _zeros_like(tail, carried[k], carried[k].hint)
             next_slots.append(g)
         pre = Builder(loc=node.loc, role="adjoint")
         # An adjoint tape is a list the body writes into or reads: the loop reads the one

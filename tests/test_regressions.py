@@ -866,3 +866,130 @@ def test_a_mask_never_observed_is_not_taken_for_an_integer_index():
         value, (_, x_bar) = vjp(A, x, np.ones(3))
         want = np.ones(3) + 3.0 * (x > 0.2)
         np.testing.assert_allclose(x_bar, want)
+
+
+# ---------------------------------------------------------------------------
+# Generated code writes in place only into arrays it made: never into an argument
+# (the cotangent or tangent included). Found by tests/fuzz.py.
+# ---------------------------------------------------------------------------
+
+
+def _sum_of_a_generator_in_a_loop(x):
+    acc = 0.0
+    for _ in range(2):
+        acc = sum(u for u in x)
+    return x + acc
+
+
+def _loop_accumulates_into_the_cotangent(x):
+    y = x * 1.0
+    for _ in range(2):
+        y = y * 2.0
+    return y + x[0]
+
+
+@pytest.mark.parametrize("f", [_sum_of_a_generator_in_a_loop, _loop_accumulates_into_the_cotangent])
+def test_vjp_and_jvp_leave_their_vector_arguments_alone(f):
+    x = np.array([0.3, 0.5, -0.2])
+    for _ in range(CALLS):
+        v = np.array([0.0, 1.0, 0.0])
+        ad.vjp(f)(x, v)
+        np.testing.assert_array_equal(v, [0.0, 1.0, 0.0])
+        ad.jvp(f)(x, v)
+        np.testing.assert_array_equal(v, [0.0, 1.0, 0.0])
+        np.testing.assert_array_equal(x, [0.3, 0.5, -0.2])
+    eps = 1e-6
+    want = np.stack([(f(x + eps * e) - f(x - eps * e)) / (2 * eps) for e in np.eye(3)], 1)
+    for mode in ("reverse", "forward"):
+        for _ in range(CALLS):
+            np.testing.assert_allclose(ad.jacobian(f, mode=mode)(x), want, atol=1e-6)
+
+
+def _written_after_a_while_that_may_run_no_trip(y, s):
+    z = np.zeros_like(y)
+    z[1] = s
+    z[1:] = y[1:] * 2.0  # its adjoint writes zeros into z's adjoint: the while's output
+    j = 0
+    while j < 3 and np.sum(y) < 0.3:
+        j = j + 1
+        z = np.minimum(z, y)
+    return np.sin(np.sum(y)) + np.mean(z) + s * 0.0
+
+
+def test_write_into_the_output_of_a_loop_that_ran_no_trip():
+    """A loop's output is its initial value when it runs no trip (here a read-only
+    broadcast): it is not the loop's own array, and is copied before a write."""
+    f = _written_after_a_while_that_may_run_no_trip
+    for y in (np.array([-0.9, 0.3, 0.1]), np.array([1.1, 0.2, 0.3])):
+        for s in (-0.4, 0.2):
+            check_all_modes(f, (y, s), wrt="s", hvp=False)
+            check_all_modes(f, (y, s), wrt="y", hvp=False)
+
+
+SCALE = 0.75
+
+
+def _rebinds_its_parameter_to_a_constant_in_an_if(a0):
+    if np.max(a0) > 0.0:
+        a0 = SCALE
+    return np.mean(a0)
+
+
+def _calls_a_helper_that_rebinds_its_parameter(x):
+    return _rebinds_its_parameter_to_a_constant_in_an_if(x) + np.sum(x * x)
+
+
+@pytest.mark.parametrize("x", [np.array([0.3, -0.2]), np.array([-0.3, -0.2])])
+def test_helper_whose_adjoint_if_yields_an_adjoint_from_before_it(x):
+    """The split of a helper into forward and adjoint halves reads region yields too: an
+    `if` that yields an adjoint made before it belongs to the adjoint half (it was left in
+    the forward half: VerifyError)."""
+    check_all_modes(_calls_a_helper_that_rebinds_its_parameter, (x,))
+
+
+def _vector_or_matrix_by_the_data_then_a_while(x, A):
+    v = 7.5 + A[:, 0]
+    v = v if np.sum(x) < 1.0 else A
+    j = 0
+    while j < 4 and np.sum(v) < 4.0:
+        j = j + 1
+        v = np.exp(A).dot(x / (2.0 + np.cos(x)))
+    return np.linalg.norm(x + 0.1 * np.mean(A) + 0.1 * np.mean(v))
+
+
+@pytest.mark.parametrize("x", [np.array([0.1, 0.2]), np.array([0.6, 0.7])])
+def test_loop_carried_variable_that_changes_shape(x):
+    """A carried variable whose shape changes in the loop (a matrix before it, a vector
+    after): the adjoint of its initial value is zeros of the initial value's shape."""
+    A = np.arange(8.0).reshape(4, 2) * 0.1 - 2
+    check_all_modes(_vector_or_matrix_by_the_data_then_a_while, (x, A), wrt="A", hvp=False)
+
+
+def _sum_over_a_mask_in_a_while(a0):
+    acc = a0
+    j = 0
+    while j < 3 and np.sum(acc) < 4.0:
+        j = j + 1
+        acc = np.sum(a0[a0 > 0.2])
+    return np.logaddexp(0.0, a0[::-1])
+
+
+def _mask_in_a_while_in_a_for(x):
+    v = x
+    for _ in range(3):
+        v = _sum_over_a_mask_in_a_while(x)
+    return np.linalg.norm(v)
+
+
+def test_shape_read_from_a_tape_kept_on_a_tape_is_not_folded():
+    """A loop's tape kept on an outer loop's tape: a masked read's shape saved on it
+    depends on the data (the specialized version folded it: add_at crashed)."""
+    for x in (np.array([-0.29, 0.26, -0.93, 0.34, 0.65]),
+              np.array([-1.11, -0.40, -0.70, 0.67, -0.27])):  # fmt: skip
+        check_all_modes(_mask_in_a_while_in_a_for, (x,), hvp=False)
+    g = ad.grad(_mask_in_a_while_in_a_for)
+    x = np.array([-0.29, 0.26, -0.93, 0.34, 0.65])
+    for _ in range(CALLS):
+        g(x)
+    y = np.array([-1.11, -0.40, -0.70, 0.67, -0.27])
+    np.testing.assert_allclose(g(y), _fd_grad(_mask_in_a_while_in_a_for, (y,), 0), atol=1e-5)

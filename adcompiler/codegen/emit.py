@@ -676,19 +676,29 @@ class Plan:
                         self.lists.add(node.regions[0].params[k].id)
         if node.op in (SETITEM, INDEX_ADD, LIST_APPEND) or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
-        for region in node.regions:
-            params = region.params[1:] if node.op is FOR else region.params
-            if node.op is not IF:
-                for p, y in zip(params, node.regions[-1].yields):
-                    if y.id in self.owned:
-                        self.owned.add(p.id)
+        if node.op in (FOR, WHILE):
+            body = node.regions[-1]
+            inits = passes.carried_inits(node)
+            body_params = passes.carried_params(node, body)
+            for k, init in enumerate(inits):
+                if body_params[k].id in self.written:  # a write into the slot writes into
+                    self.written.add(init.id)  # its initial value (unless copied first)
+            for k, y in enumerate(body.yields):
+                # the slot's buffer is the initial value's on the first trip (and after
+                # the loop, if it ran none): owned only if that one is, or is copied
+                # before the loop (`owned_inits`)
+                if y.id in self.owned and (
+                    inits[k].id in self.owned or body_params[k].id in self.written
+                ):
+                    self.owned.add(node.outputs[k].id)
+                    for region in node.regions:
+                        self.owned.add(passes.carried_params(node, region)[k].id)
         for k, out in enumerate(node.outputs):
             if node.op is IF:
                 if all(r.yields[k].id in self.owned for r in node.regions):
                     self.owned.add(out.id)
             elif node.op in (FOR, WHILE):
-                if node.regions[-1].yields[k].id in self.owned:
-                    self.owned.add(out.id)
+                continue  # owned or not: above
             elif (base := view_of(node)) is not None:  # a view: shares the input's memory
                 self.root[out.id] = self.root.get(base.id, base.id)
             elif node.op is not CONST and node.op.impl:  # a new array

@@ -174,9 +174,16 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
         if op in (TAPE_SET, TAPE_APPEND):
             tape = node.inputs[0].id
             tapes[tape] = max(tapes.get(tape, CONST), ins[-1])
+            # a tape kept on a tape (a loop's in an outer loop's): what is read from it
+            # where it is read back is what was written into it
+            inner = ("entries of entries", tape)
+            tapes[inner] = max(tapes.get(inner, CONST), tapes.get(node.inputs[-1].id, CONST))
             continue
         if op is TAPE_GET:
             out = tapes.get(node.inputs[0].id, CONST)
+            read = node.outputs[0].id
+            inner = tapes.get(("entries of entries", node.inputs[0].id), CONST)
+            tapes[read] = max(tapes.get(read, CONST), inner)
         elif op in (TAPE_NEW, TAPE_LIST) or op in LISTS or op in CALLS:
             out = FREE
         elif op is CONST_OP:

@@ -11,9 +11,11 @@ def damped_until_small_value_and_grad(x, rate):
     multiply_x_shape_1 = []
     multiply_const_shape = []
     x_saved_1 = []
+    energy_saved = []
     broke, steps, x_1, iterations = False, 0, x, 0
     while not broke and energy > 0.001:
         x_saved_1.append(x_1)
+        energy_saved.append(energy)
         # line 97: x = x * rate - 0.1 * np.sin(x)
         multiply_x = x_1 * rate
         multiply_x_shape_1.append(np.shape(multiply_x))
@@ -24,7 +26,7 @@ def damped_until_small_value_and_grad(x, rate):
         # line 98: energy = np.sum(x * x)
         multiply_x = x_1 * x_1
         multiply_x_shape.append(np.shape(multiply_x))
-        energy_1 = np.sum(multiply_x)
+        energy = np.sum(multiply_x)
         # line 99: steps = steps + 1
         steps = steps + 1
         # line 100: if steps >= 50:
@@ -32,7 +34,6 @@ def damped_until_small_value_and_grad(x, rate):
             broke = True
         # line 96: while energy > 1e-3:
         iterations = iterations + 1
-        energy = energy_1
     # line 102: return energy + np.sum(x)
     sum_x = np.sum(x_1)
     add_energy = energy + sum_x
@@ -47,6 +48,7 @@ def damped_until_small_value_and_grad(x, rate):
         # line 96: while energy > 1e-3:
         x_1 = x_saved[k]
         x_2 = x_saved_1[k]
+        energy = energy_saved[k]
         # adjoint of line 98: energy = np.sum(x * x)
         multiply_x_bar = np.broadcast_to(energy_bar, multiply_x_shape[k])
         x_bar_1 = 2 * (multiply_x_bar * x_1)
@@ -62,7 +64,7 @@ def damped_until_small_value_and_grad(x, rate):
         rate_bar_1 = unbroadcast(multiply_x_bar * x_2, np.shape(rate))
         rate_bar += rate_bar_1
         # adjoint of line 96: while energy > 1e-3:
-        energy_bar = zero_like(energy_bar)
+        energy_bar = zero_like(energy)
     # adjoint of line 94: energy = np.sum(x * x)
     x_bar_1 = 2 * (energy_bar * x)
     x_bar += x_bar_1
