@@ -207,15 +207,20 @@ class ControlFlow:
         merged = self.merge(
             [(then_block, then_env, then_status), (else_block, else_env, else_status)]
         )
-        outputs = []
+        outputs, outs, by_values = [], [], {}
         for name, (values, hint) in merged.items():
-            then_block.yields.append(values[0])
-            else_block.yields.append(values[1])
-            outputs.append((name, Value(hint, loc=loc)))
-        outs = [v for _, v in outputs]
+            # names that hold one array in each branch (`z = y`) hold one after the `if`
+            same = tuple(id(v) for v in values)
+            if same not in by_values:
+                then_block.yields.append(values[0])
+                else_block.yields.append(values[1])
+                by_values[same] = Value(hint, loc=loc)
+                outs.append(by_values[same])
+            outputs.append((name, by_values[same]))
         node = Node(IF, [cond], {}, outs, [then_block, else_block], loc)
         self.nodes.append(node)
         self.loc = loc
+        self.mark_branch_outputs(merged, outputs, plans, [then_env, else_env])
         self.bind_merged(merged, outputs)
         self.follow_roots(plans)
         self.link_region_outputs(
@@ -307,6 +312,7 @@ class ControlFlow:
         targets = assigned_names([stmt.target]) if isinstance(stmt, gast.For) else set()
         before = (len(self.nodes), dict(self.env), len(self.diagnostics))
         written: list[str] = []  # arrays written through views made in the loop
+        shared: dict = {}  # slots whose next values may be an argument or another's array
         while True:
             carried = []
             for n in sorted(assigned_names(stmt.body) | targets | set(written)):
@@ -324,6 +330,7 @@ class ControlFlow:
                     carried.append(root_name)
             self.lists_to_runtime(stmt, carried)
             outer_plans, self.loop_plans = self.loop_plans, plans
+            outer_shared, self.loop_shared = self.loop_shared, shared
             try:
                 if isinstance(stmt, gast.For):
                     start, stop, step, item = self.loop_range(stmt)
@@ -335,14 +342,18 @@ class ControlFlow:
                     self.lower_while(stmt, carried)
                 else:
                     raise LoweringError(stmt, "unsupported loop")
+                more = self.shared_next_values(stmt, carried)
                 uncarried = self.after_loop(stmt, plans, self.loop_trace, final=bool(written))
             finally:
                 self.loop_plans = outer_plans
-            if not uncarried:
+                self.loop_shared = outer_shared
+            if not uncarried and not more:
                 break
             # a write through a view made in the loop changed an array the loop did not
-            # carry: lower the loop again, carrying it
-            written = uncarried
+            # carry: lower the loop again, carrying it; a slot whose next value may be an
+            # argument or another name's array: again with it marked (`mark_slots`)
+            written = uncarried or written
+            shared.update(more)
             del self.nodes[before[0] :], self.diagnostics[before[2] :]
             self.env.clear()
             self.env.update(before[1])
@@ -538,6 +549,7 @@ class ControlFlow:
         inits = [self.as_value(self.read_slot(key)) for key in keys]
         index = Value(_index_hint(stmt), loc=loc)
         params = self.slot_values(keys, loc)
+        self.mark_slots(keys, inits, params)
 
         def prefix():
             self.statement_start = 0
@@ -548,6 +560,7 @@ class ControlFlow:
         bounds = [self.as_value(b) for b in (start, stop, step)]
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(FOR, [*bounds, *inits], {}, outputs, [block], loc))
+        self.mark_outputs(params, outputs)
         self.env.update(self.bind_slots(keys, outputs))
 
     def lower_for_as_while(self, stmt, carried, start, stop, step, item) -> None:
@@ -608,6 +621,7 @@ class ControlFlow:
         inits = [self.as_value(self.read_slot(key)) for key in keys]
         cond_params = self.slot_values(keys, loc)
         body_params = self.slot_values(keys, loc)
+        self.mark_slots(keys, inits, cond_params, body_params)
         saved_env, saved_nodes = self.env, self.nodes
         templates = self.slot_templates  # a loop in the condition (a generator) has its own
         self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
@@ -622,6 +636,7 @@ class ControlFlow:
         body_block = self.loop_body(keys, body_params, prefix, body, suffix)
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))
+        self.mark_outputs(body_params, outputs)
         self.env.update(self.bind_slots(keys, outputs))
 
     # -- expressions with control flow ----------------------------------------
