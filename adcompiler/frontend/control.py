@@ -332,17 +332,19 @@ class ControlFlow:
             outer_plans, self.loop_plans = self.loop_plans, plans
             outer_shared, self.loop_shared = self.loop_shared, shared
             try:
+                once = False  # whether the body surely runs (to its end) at least once
                 if isinstance(stmt, gast.For):
                     start, stop, step, item = self.loop_range(stmt)
                     if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
                         self.lower_for_as_while(stmt, carried, start, stop, step, item)
                     else:
                         self.lower_for(stmt, carried, start, stop, step, item)
+                        once = _runs(start, stop, step)
                 elif isinstance(stmt, gast.While):
                     self.lower_while(stmt, carried)
                 else:
                     raise LoweringError(stmt, "unsupported loop")
-                more = self.shared_next_values(stmt, carried)
+                more = self.mark_loop(stmt, carried, once)
                 uncarried = self.after_loop(stmt, plans, self.loop_trace, final=bool(written))
             finally:
                 self.loop_plans = outer_plans
@@ -560,7 +562,6 @@ class ControlFlow:
         bounds = [self.as_value(b) for b in (start, stop, step)]
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(FOR, [*bounds, *inits], {}, outputs, [block], loc))
-        self.mark_outputs(params, outputs)
         self.env.update(self.bind_slots(keys, outputs))
 
     def lower_for_as_while(self, stmt, carried, start, stop, step, item) -> None:
@@ -636,7 +637,6 @@ class ControlFlow:
         body_block = self.loop_body(keys, body_params, prefix, body, suffix)
         outputs = self.slot_values(keys, loc)
         self.nodes.append(Node(WHILE, inits, {}, outputs, [cond_block, body_block], loc))
-        self.mark_outputs(body_params, outputs)
         self.env.update(self.bind_slots(keys, outputs))
 
     # -- expressions with control flow ----------------------------------------
@@ -762,6 +762,16 @@ class ControlFlow:
 
 
 _FLOWING = {RESULT, RETURNED, BROKE}
+
+
+def _runs(start, stop, step) -> bool:
+    """Whether `range(start, stop, step)`, known when compiling, is not empty."""
+    from adcompiler.frontend.lower import Static
+
+    bounds = [b.obj if isinstance(b, Static) else None for b in (start, stop, step)]
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+        return False
+    return len(range(*bounds)) > 0
 
 
 def _default(name):

@@ -25,7 +25,7 @@ on what NumPy chose), unless the write provably misses its entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gast
 
@@ -71,6 +71,7 @@ class Shared:
 
     argument: str | None = None
     other: str | None = None
+    surely: bool = False  # the argument itself (or a view of it), not a value that may be
 
 
 class ViewState:
@@ -155,7 +156,7 @@ class Views:
             return None
         root = self.root_of(value)
         if root in self.parameters:
-            return Shared(argument=root.hint)
+            return Shared(argument=root.hint, surely=True)
         return self.views.shared.get(id(root))
 
     def sharing(self, value, env: dict, own: int, ignore=(), name=None) -> Shared | None:
@@ -179,8 +180,10 @@ class Views:
             return Shared(other=next((n for n in holders if n != name), holders[0]))
         return None
 
-    def mark_shared(self, values, why: Shared | None) -> None:
+    def mark_shared(self, values, why: Shared | None, surely: bool = False) -> None:
+        """Mark `values` (`surely`: they are the argument, not values that may be it)."""
         if why is not None:
+            why = replace(why, surely=why.surely and surely)
             for v in values:
                 if isinstance(v, Value):
                     self.views.shared[id(v)] = why
@@ -192,11 +195,11 @@ class Views:
         planned is followed exactly: marked only where it may be an argument."""
         planned = {name for _, name, _ in self.loop_plans}
         for k, (key, init) in enumerate(zip(keys, inits)):
-            if key[0] in planned:
-                why = self.shared_with(init)
+            if key[0] in planned:  # (the array itself all through the loop)
+                self.mark_shared([p[k] for p in params], self.shared_with(init), surely=True)
             else:
                 why = self.loop_shared.get(key) or self.sharing(init, self.env, 1, (), key[0])
-            self.mark_shared([p[k] for p in params], why)
+                self.mark_shared([p[k] for p in params], why)
 
     def mark_branch_outputs(self, merged, outputs, plans, envs) -> None:
         """After an `if`: an output whose value in a branch may be an argument, or an
@@ -217,24 +220,16 @@ class Views:
                     self.mark_shared([out], why)
                     break
 
-    def mark_outputs(self, params, outputs) -> None:
-        """After a loop: an output is what its slot holds, marked as the slot is."""
-        for p, out in zip(params, outputs):
-            self.mark_shared([out], self.views.shared.get(id(p)))
-
-    def shared_next_values(self, stmt, carried) -> dict:
-        """After a loop body: the slots not marked whose next value may be an argument or
-        another name's array at the end of an iteration (`loop_trace`): the loop is lowered
-        again with them marked."""
+    def next_shared(self, stmt, carried) -> dict:
+        """After a loop body: the slots whose next value may be an argument or another
+        name's array at the end of an iteration (`loop_trace`)."""
         from adcompiler.frontend.control import assigned_names
 
-        keys, params, _, end, yields = self.loop_trace
+        keys, _, _, end, yields = self.loop_trace
         planned = {name for _, name, _ in self.loop_plans}
         local = assigned_names(stmt.body) - set(carried)  # dead at the end of an iteration
         found = {}
-        for key, param, y in zip(keys, params, yields):
-            if id(param) in self.views.shared:
-                continue
+        for key, y in zip(keys, yields):
             if key[0] in planned:
                 why = self.shared_with(y)
             else:
@@ -243,6 +238,21 @@ class Views:
                 found[key] = why
         return found
 
+    def mark_loop(self, stmt, carried, once: bool) -> dict:
+        """After a loop's node: its outputs are marked where their slots are (`once`: the
+        body runs at least once, so an output is one of the slot's next values only).
+        Returns the slots not marked whose next values may be shared: the loop is lowered
+        again with them marked (`mark_slots`)."""
+        keys, params, _, _, _ = self.loop_trace
+        found = self.next_shared(stmt, carried)
+        for key, param, out in zip(keys, params, self.nodes[-1].outputs):
+            why = found.get(key)
+            if not once:
+                why = why or self.views.shared.get(id(param))
+            self.mark_shared([out], why)
+        marked = {key for key, param in zip(keys, params) if id(param) in self.views.shared}
+        return {key: why for key, why in found.items() if key not in marked}
+
     def shared_error(
         self, target, name: str, why: Shared, what: str = "writing into it", suggestion=None
     ):
@@ -250,14 +260,20 @@ class Views:
 
         if why.argument is not None:
             if name == why.argument:
+                said = (
+                    f"writing into the argument `{name}`"
+                    if what == "writing into it"
+                    else f"`{name}` is an argument: {what}"
+                )
                 return LoweringError(
                     target,
-                    f"`{name}` is an argument: {what} would change the caller's array",
+                    f"{said} would change the caller's array",
                     suggestion or f"copy it first: `{name} = {name}.copy()`",
                 )
             return LoweringError(
                 target,
-                f"`{name}` may be the argument `{why.argument}` (or a view of it): {what} "
+                f"`{name}` {'is' if why.surely else 'may be'} the argument `{why.argument}` "
+                f"(or a view of it): {what} "
                 "would change the caller's array",
                 suggestion or f"copy it where you assign it: `{name} = {why.argument}.copy()`",
             )
