@@ -20,7 +20,9 @@ memory layout needs one; ``x[i]`` with `i` known only at run time, an index arra
 makes a copy), through a read-only view (``np.broadcast_to``), into an argument, or
 into an array kept in a list. A name that holds such a may-be-view of an array that
 is then written becomes *stale*: reading it again is the error (its value would depend
-on what NumPy chose), unless the write provably misses its entries.
+on what NumPy chose), unless the write provably misses its entries. A value that a loop
+or an `if` may leave holding an argument or another name's array (``z = x if c else
+2 * x``) is marked (`Shared`): writing into it is the error.
 """
 
 from __future__ import annotations
