@@ -1078,3 +1078,25 @@ def test_augmented_assignment_of_a_dict_or_list_item_writes_into_its_array():
         return np.sum(v * x[1:]) + np.sum(d["a"] * d["a"])
 
     check(through_a_view, X3)
+
+
+def test_an_adjoint_summed_in_place_in_a_nested_loop_starts_from_a_copy():
+    """Fuzz seed 11, program 87: the adjoint of `A` starts as a read-only broadcast and is
+    summed into in place in an inner loop; the outer loop must copy it first."""
+
+    def f(x, A):
+        for _i in range(1, 3):
+            acc = x
+            j = 0
+            while j < 2 and np.sum(acc) < 40.0:
+                j = j + 1
+                acc = sum([acc, A])
+        return np.sum(np.mean(A)) + np.sum(acc * acc)
+
+    x, A = X4, np.linspace(-1.0, 1.0, 16).reshape(4, 4)
+    g = ad.grad(f, wrt=("x", "A"))
+    expected = (_fd(lambda v: f(v, A), x), _fd(lambda a: f(x, a), A))
+    for _ in range(3):
+        got = g(x.copy(), A.copy())
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-6, atol=1e-8)

@@ -694,6 +694,16 @@ class Plan:
                         self.lists.add(node.regions[0].params[k].id)
         if node.op.name in ("setitem", "index_add", "list_append") or node in ACCUMULATIONS:
             self.written.add(node.inputs[0].id)
+        if node.op.name in ("for", "while"):
+            # a slot written in place writes into its initial value unless that is copied:
+            # an inner loop's init that is an outer loop's slot makes that slot written too
+            # (so the outer loop copies an initial value it does not own)
+            inits = node.inputs[3:] if node.op.name == "for" else node.inputs
+            for region in node.regions:
+                params = region.params[1:] if node.op.name == "for" else region.params
+                for init, param in zip(inits, params):
+                    if param.id in self.written:
+                        self.written.add(init.id)
         for region in node.regions:
             yields = region.yields
             params = region.params[1:] if node.op.name == "for" else region.params
