@@ -198,7 +198,8 @@ class Views:
         planned = {name for _, name, _ in self.loop_plans}
         for k, (key, init) in enumerate(zip(keys, inits)):
             if key[0] in planned:  # (the array itself all through the loop)
-                self.mark_shared([p[k] for p in params], self.shared_with(init), surely=True)
+                why = self.loop_shared.get(key) or self.shared_with(init)
+                self.mark_shared([p[k] for p in params], why, surely=key not in self.loop_shared)
             else:
                 why = self.loop_shared.get(key) or self.sharing(init, self.env, 1, (), key[0])
                 self.mark_shared([p[k] for p in params], why)
