@@ -875,3 +875,228 @@ def test_augmented_assignment_of_an_array_a_tuple_or_the_caller_holds_is_refused
 
     err = refused(g, "in the call to `bump`", "s = bump(y)")
     assert "`a` and `y` hold the same value" in str(err)
+
+
+# ---------------------------------------------------------------------------
+# Writes into arguments and into arrays two names hold, across loops and `if`s
+# (fuzz findings write_into_argument_in_loop, augassign_container_item_aliasing_argument)
+# ---------------------------------------------------------------------------
+
+
+def test_a_write_into_an_argument_in_a_loop_is_refused():
+    def direct(b):
+        for i in range(2):
+            b[i] = 2.0 * b[i]
+        return np.sum(np.tanh(b))
+
+    refused(direct, "writing into the argument `b`", "b[i] = 2.0 * b[i]")
+
+    def through_a_name(b):
+        z = b
+        for i in range(2):
+            z[i] = 2.0 * z[i]
+        return np.sum(np.tanh(b))
+
+    refused(through_a_name, "`z` is the argument `b`", "z[i] = 2.0 * z[i]")
+
+    def augmented(b):
+        v = b
+        for _i in range(2):
+            v += 1.0
+        return np.sum(b * b)
+
+    refused(augmented, "`v` is the argument `b`", "v += 1.0")
+
+    def in_a_while_loop(b):
+        i = 0
+        while i < 2:
+            b += 1.0
+            i = i + 1
+        return np.sum(b * b)
+
+    refused(in_a_while_loop, "`b` is an argument", "b += 1.0")
+
+    def on_a_later_iteration(b):
+        z = b * 1.0
+        for i in range(2):
+            z[i] = z[i] * 3.0  # the second iteration writes into `b`
+            z = b
+        return np.sum(z * b)
+
+    refused(on_a_later_iteration, "may be the argument `b`", "z[i] = z[i] * 3.0")
+
+
+def test_an_argument_augmented_in_place_is_refused():
+    def f(x):
+        x += 1.0
+        return np.sum(x * x)
+
+    refused(f, "`x` is an argument: `x += ...` on an array", "x += 1.0")
+
+    def g(x):
+        x = x + 1.0  # a new array: fine
+        return np.sum(x * x)
+
+    check(g, X3)
+
+
+def test_a_value_out_of_an_if_or_a_loop_that_may_be_an_argument_is_not_written():
+    def chosen(x):
+        z = x if np.sum(x) > 0 else x * 2.0
+        z[0] = 1.0
+        return np.sum(z * x)
+
+    refused(chosen, "`z` may be the argument `x`", "z[0] = 1.0")
+
+    def maybe_no_iteration(x):
+        z = x
+        for _i in range(x.shape[0] - 3):
+            z = z * 2.0
+        z[0] = 1.0
+        return np.sum(z * x)
+
+    refused(maybe_no_iteration, "`z` may be the argument `x`", "z[0] = 1.0")
+
+    def at_least_one_iteration(x):  # z is a new array after the loop
+        z = x
+        for _i in range(2):
+            z = z * 2.0
+        z[0] = 1.0
+        return np.sum(z * x)
+
+    check(at_least_one_iteration, X3)
+
+
+def test_two_names_of_one_array_written_in_a_loop_or_a_branch_both_see_it():
+    def in_a_branch(x):
+        b = x.copy()
+        z = b
+        if np.sum(x) > 0:
+            z[0] = 2.0 * z[0] * x[2]
+        z[1] = 3.0 * z[1]
+        return np.sum(np.tanh(b)) + np.sum(z * x)
+
+    check(in_a_branch, X3)
+    check(in_a_branch, -X3)
+
+    def in_a_loop(x):
+        b = x.copy()
+        z = b
+        for i in range(2):
+            z[i] = 2.0 * z[i] * x[i + 1]
+        return np.sum(np.tanh(b)) + np.sum(z * x)
+
+    check(in_a_loop, X3)
+
+    def chosen_in_one_branch(x):
+        b = x * 1.0
+        z = x * 2.0
+        if np.sum(x) > 0:
+            z = b
+        z[0] = 1.0  # writes into `b` where the branch ran
+        return np.sum(b * x)
+
+    refused(chosen_in_one_branch, "`z` may hold the same array as `b`", "z[0] = 1.0")
+
+
+def test_a_name_of_an_array_another_name_holds_is_written_after_it_is_assigned_again():
+    def after(x):
+        h0 = x * 1.0
+        h = h0
+        for _i in range(2):
+            h = np.tanh(h)
+            h[0] = 0.5 * h[1]  # a new array: `h0` does not change
+        return np.sum(h * x) + np.sum(h0)
+
+    check(after, X3)
+
+    def before(x):
+        h0 = x * 1.0
+        h = h0
+        for _i in range(2):
+            h[0] = 0.5 * h[1]  # the first iteration writes into `h0`
+            h = np.tanh(h)
+        return np.sum(h * x) + np.sum(h0)
+
+    refused(before, "`h` may hold the same array as `h0`", "h[0] = 0.5 * h[1]")
+
+
+def test_augmented_assignment_of_a_dict_or_list_item_writes_into_its_array():
+    def of_an_argument(x):
+        d = {"a": x}
+        d["a"] += 1.0
+        return np.sum(x * x)
+
+    refused(of_an_argument, "`d['a']` is the argument `x`", 'd["a"] += 1.0')
+
+    def list_item(x):
+        ls = [x, x]
+        ls[0] += 1.0
+        return np.sum(x * x)
+
+    refused(list_item, "`ls[0]` is the argument `x`", "ls[0] += 1.0")
+
+    def another_name(x):
+        y = x * 1.0
+        ls = [y, x]
+        ls[0] += x
+        return np.sum(y * x)
+
+    refused(another_name, "`ls[0]` and `y` hold the same value", "ls[0] += x")
+
+    def in_a_loop(x):
+        y = x * 1.0
+        d = {"a": y}
+        for _i in range(2):
+            d["a"] += x
+        return np.sum(y * x)
+
+    refused(in_a_loop, "`d['a']` may hold the same array as `y`", 'd["a"] += x')
+
+    def structured(p, x):
+        p["W"] += 1.0
+        return np.sum(p["W"] * x)
+
+    with pytest.raises(ad.UnsupportedSyntaxError, match="writing into an argument"):
+        ad.grad(structured)({"W": X3.copy()}, X3)
+
+    def own_items(x):  # arrays only the dict or list holds: a new value, as before
+        d = {"a": x * 1.0}
+        ls = [x * 2.0, x]
+        d["a"] += x
+        ls[0] += x
+        for _i in range(2):
+            d["a"] += x * ls[0]
+        return np.sum(d["a"] * x) + np.sum(ls[0] * ls[1])
+
+    check(own_items, X3)
+
+    def through_a_view(x):  # the item's named view sees the write
+        d = {"a": x * 1.0}
+        v = d["a"][1:]
+        d["a"] += x
+        return np.sum(v * x[1:]) + np.sum(d["a"] * d["a"])
+
+    check(through_a_view, X3)
+
+
+def test_an_adjoint_summed_in_place_in_a_nested_loop_starts_from_a_copy():
+    """Fuzz seed 11, program 87: the adjoint of `A` starts as a read-only broadcast and is
+    summed into in place in an inner loop; the outer loop must copy it first."""
+
+    def f(x, A):
+        for _i in range(1, 3):
+            acc = x
+            j = 0
+            while j < 2 and np.sum(acc) < 40.0:
+                j = j + 1
+                acc = sum([acc, A])
+        return np.sum(np.mean(A)) + np.sum(acc * acc)
+
+    x, A = X4, np.linspace(-1.0, 1.0, 16).reshape(4, 4)
+    g = ad.grad(f, wrt=("x", "A"))
+    expected = (_fd(lambda v: f(v, A), x), _fd(lambda a: f(x, a), A))
+    for _ in range(3):
+        got = g(x.copy(), A.copy())
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-6, atol=1e-8)

@@ -680,9 +680,13 @@ class Plan:
             body = node.regions[-1]
             inits = passes.carried_inits(node)
             body_params = passes.carried_params(node, body)
-            for k, init in enumerate(inits):
-                if body_params[k].id in self.written:  # a write into the slot writes into
-                    self.written.add(init.id)  # its initial value (unless copied first)
+            # a slot written in place writes into its initial value unless that is copied:
+            # an inner loop's init that is an outer loop's slot makes that slot written too
+            # (so the outer loop copies an initial value it does not own)
+            for region in node.regions:
+                for init, param in zip(inits, passes.carried_params(node, region)):
+                    if param.id in self.written:
+                        self.written.add(init.id)
             for k, y in enumerate(body.yields):
                 # the slot's buffer is the initial value's on the first trip (and after
                 # the loop, if it ran none): owned only if that one is, or is copied

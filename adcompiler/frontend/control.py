@@ -201,15 +201,20 @@ class ControlFlow:
         merged = self.merge(
             [(then_block, then_env, then_status), (else_block, else_env, else_status)]
         )
-        outputs = []
+        outputs, outs, by_values = [], [], {}
         for name, (values, hint) in merged.items():
-            then_block.yields.append(values[0])
-            else_block.yields.append(values[1])
-            outputs.append((name, Value(hint, loc=loc)))
-        outs = [v for _, v in outputs]
+            # names that hold one array in each branch (`z = y`) hold one after the `if`
+            same = tuple(id(v) for v in values)
+            if same not in by_values:
+                then_block.yields.append(values[0])
+                else_block.yields.append(values[1])
+                by_values[same] = Value(hint, loc=loc)
+                outs.append(by_values[same])
+            outputs.append((name, by_values[same]))
         node = Node(IF, [cond], {}, outs, [then_block, else_block], loc)
         self.nodes.append(node)
         self.loc = loc
+        self.mark_branch_outputs(merged, outputs, plans, [then_env, else_env])
         self.bind_merged(merged, outputs)
         self.follow_roots(plans)
         self.link_region_outputs(
@@ -299,6 +304,7 @@ class ControlFlow:
         targets = assigned_names([stmt.target]) if isinstance(stmt, gast.For) else set()
         before = (len(self.nodes), dict(self.env), len(self.diagnostics))
         written: list[str] = []  # arrays written through views made in the loop
+        shared: dict = {}  # slots whose next values may be an argument or another's array
         while True:
             carried = []
             for n in sorted(assigned_names(stmt.body) | targets | set(written)):
@@ -316,25 +322,32 @@ class ControlFlow:
                     carried.append(root_name)
             self.lists_to_runtime(stmt, carried)
             outer_plans, self.loop_plans = self.loop_plans, plans
+            outer_shared, self.loop_shared = self.loop_shared, shared
             try:
+                once = False  # whether the body surely runs (to its end) at least once
                 if isinstance(stmt, gast.For):
                     start, stop, step, item = self.loop_range(stmt)
                     if any(leaves_block(s, (gast.Return, gast.Break)) for s in stmt.body):
                         self.lower_for_as_while(stmt, carried, start, stop, step, item)
                     else:
                         self.lower_for(stmt, carried, start, stop, step, item)
+                        once = _runs(start, stop, step)
                 elif isinstance(stmt, gast.While):
                     self.lower_while(stmt, carried)
                 else:
                     raise LoweringError(stmt, "unsupported loop")
+                more = self.mark_loop(stmt, carried, once)
                 uncarried = self.after_loop(stmt, plans, self.loop_trace, final=bool(written))
             finally:
                 self.loop_plans = outer_plans
-            if not uncarried:
+                self.loop_shared = outer_shared
+            if not uncarried and not more:
                 break
             # a write through a view made in the loop changed an array the loop did not
-            # carry: lower the loop again, carrying it
-            written = uncarried
+            # carry: lower the loop again, carrying it; a slot whose next value may be an
+            # argument or another name's array: again with it marked (`mark_slots`)
+            written = uncarried or written
+            shared.update(more)
             del self.nodes[before[0] :], self.diagnostics[before[2] :]
             self.env.clear()
             self.env.update(before[1])
@@ -518,6 +531,7 @@ class ControlFlow:
         inits = [self.as_value(self.read_slot(key)) for key in keys]
         index = Value(_index_hint(stmt), loc=loc)
         params = self.slot_values(keys, loc)
+        self.mark_slots(keys, inits, params)
 
         def prefix():
             self.statement_start = 0
@@ -584,6 +598,7 @@ class ControlFlow:
         inits = [self.as_value(self.read_slot(key)) for key in keys]
         cond_params = self.slot_values(keys, loc)
         body_params = self.slot_values(keys, loc)
+        self.mark_slots(keys, inits, cond_params, body_params)
         saved_env, saved_nodes = self.env, self.nodes
         templates = self.slot_templates  # a loop in the condition (a generator) has its own
         self.env = {**saved_env, **self.bind_slots(keys, cond_params)}
@@ -709,6 +724,14 @@ class ControlFlow:
 
 
 _FLOWING = {RESULT, RETURNED, BROKE}
+
+
+def _runs(start, stop, step) -> bool:
+    """Whether `range(start, stop, step)`, known when compiling, is not empty."""
+    bounds = [b.obj if isinstance(b, Static) else None for b in (start, stop, step)]
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+        return False
+    return len(range(*bounds)) > 0
 
 
 def _default(name):

@@ -180,6 +180,7 @@ class Lowering(ControlFlow, Containers, Records, Views):
         self.views = ViewState()  # possible views and their bases (frontend.views)
         self.outer: Lowering | None = None  # the function this one is inlined into
         self.loop_plans: list = []  # arrays with views the loop being lowered writes into
+        self.loop_shared: dict = {}  # slots of that loop whose next values may be shared
         self.loop_trace: tuple = ()  # the slots and environments of the last loop body
         self.chain = {fn}  # functions being inlined: a call of one of them recurses
         self.functions = False  # see lower_function
@@ -243,11 +244,9 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 self.assign(target, value)
         elif isinstance(stmt, gast.AugAssign):
             if isinstance(stmt.target, gast.Subscript) and isinstance(
-                self.expr(stmt.target.value), dict
-            ):  # d["k"] += v
-                current = self.expr(stmt.target)
-                value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
-                self.assign(stmt.target, value)
+                self.expr(stmt.target.value), (dict, tuple)
+            ):  # d["k"] += v, items[0] += v (a list literal)
+                self.augment_item(stmt)
                 return
             if isinstance(stmt.target, gast.Subscript):  # x[i] += v
                 base = self.expr(stmt.target.value)
@@ -296,27 +295,57 @@ class Lowering(ControlFlow, Containers, Records, Views):
         else:
             raise LoweringError(target, f"cannot assign to `{type(target).__name__}`")
 
-    def check_in_place(self, stmt, name: str, current) -> None:
-        """`z += v` on an array changes it in place: refuse where that would be seen
-        through another name or would write into another array."""
+    def augment_item(self, stmt) -> None:
+        """``d["k"] += v`` or ``items[0] += v``: on an array item, NumPy's `+=` writes into
+        the array, which the dict or list keeps; on a number it makes a new one. So as for
+        ``z += v`` on a name: refused where another name, item or the caller holds the
+        item's array (or it may be an argument), written through its views where they are
+        named, and otherwise the item's new value."""
+        current = self.expr(stmt.target)
+        label = ast.unparse(gast.gast_to_ast(stmt.target))
+        value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
+        if isinstance(current, Value):
+            self.check_in_place(stmt, label, current, item=True)
+            if self.views_held(current):
+                self.write(stmt, label, current, value, None, [])
+                return
+        self.assign(stmt.target, value)
+
+    def check_in_place(self, stmt, name: str, current, item: bool = False) -> None:
+        """`z += v` (`item`: ``d["k"] += v``) on an array changes it in place: refuse where
+        that would be seen through another name or item, or would write into an argument
+        or another array."""
         if not isinstance(current, Value):
             return
-        others = [n for n, held in self.env.items() if held is current and n != name]
-        # a tuple or dict that holds it, or a name of the function this one is inlined
-        # into (the caller's array), would see the change too
-        others += [n for n, held in self.env.items() if _holds(held, current)]
-        scope = self.outer
+        if self.link_of(current) is None:  # (a view: `write` says why, for its root)
+            why = self.shared_with(current)
+            if why is not None:
+                raise self.shared_error(
+                    stmt,
+                    name,
+                    why,
+                    f"`{name} {_op(stmt)}= ...` on an array",
+                    f"write `{name} = {name} {_op(stmt)} ...`",
+                )
+        # the names, and the items of tuples and dicts, that hold it: here, or in the
+        # function this one is inlined into (the caller's array) they would see the change
+        holders: dict[tuple, str] = {}
+        scope = self
         while scope is not None:
-            others += [
-                n for n, held in scope.env.items() if held is current or _holds(held, current)
-            ]
+            for n, held in scope.env.items():
+                if not n.startswith("."):
+                    for where in _holders(held, current, ("name", scope is self, n)):
+                        holders.setdefault(where, n)
             scope = scope.outer
-        others = [n for n in others if not n.startswith(".")]
-        if others:
+        if not item:
+            holders.pop(("name", True, name), None)
+        others = list(holders.values())
+        if len(others) > (1 if item else 0):
+            other = next((n for n in others if n != name.split("[")[0]), others[0])
             raise LoweringError(
                 stmt,
-                f"`{name}` and `{others[0]}` hold the same value: `{name} {_op(stmt)}= ...` "
-                f"would change `{others[0]}` too if it is an array",
+                f"`{name}` and `{other}` hold the same value: `{name} {_op(stmt)}= ...` "
+                f"would change `{other}` too if it is an array",
                 f"write `{name} = {name} {_op(stmt)} ...`",
             )
 
@@ -972,6 +1001,21 @@ def _augments_a_parameter(parsed: ParsedSource) -> bool:
         isinstance(n, gast.AugAssign) and isinstance(n.target, gast.Name) and n.target.id in names
         for n in gast.walk(parsed.tree)
     )
+
+
+def _holders(held, value, where) -> list[tuple]:
+    """Where `held` (a name's value, at `where`) holds `value`: `where` itself, or the
+    (container's id, key) of each tuple or dict item that is it, nested."""
+    if held is value:
+        return [where]
+    items = (
+        enumerate(held) if isinstance(held, tuple) else held.items() if isinstance(held, dict)
+        else ()
+    )  # fmt: skip
+    out = []
+    for key, item in items:
+        out += _holders(item, value, (id(held), key))
+    return out
 
 
 def _holds(container, value) -> bool:

@@ -20,12 +20,14 @@ memory layout needs one; ``x[i]`` with `i` known only at run time, an index arra
 makes a copy), through a read-only view (``np.broadcast_to``), into an argument, or
 into an array kept in a list. A name that holds such a may-be-view of an array that
 is then written becomes *stale*: reading it again is the error (its value would depend
-on what NumPy chose), unless the write provably misses its entries.
+on what NumPy chose), unless the write provably misses its entries. A value that a loop
+or an `if` may leave holding an argument or another name's array (``z = x if c else
+2 * x``) is marked (`Shared`): writing into it is the error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gast
 
@@ -56,6 +58,17 @@ class Link:
         return self.kind == "always" or self.proven
 
 
+@dataclass(frozen=True)
+class Shared:
+    """Why a value (out of a loop or an `if`, or carried through a loop) may share its
+    memory with an array the compiler cannot follow: it may be the argument `argument`,
+    or the array the name `other` holds too."""
+
+    argument: str | None = None
+    other: str | None = None
+    surely: bool = False  # the argument itself (or a view of it), not a value that may be
+
+
 class ViewState:
     """What the lowering of one function and the helpers inlined into it share."""
 
@@ -64,6 +77,9 @@ class ViewState:
         self.producer: dict[int, Node] = {}  # id of a value -> the node that made it
         self.held: dict[int, Loc | None] = {}  # id of a value kept in a run-time list
         self.hidden = 0  # hidden names given to arrays only views of which are named
+        # id of a value out of (or carried through) a loop or an `if` that may be an
+        # argument, or an array another name may hold too -> Shared: no write into it
+        self.shared: dict[int, Shared] = {}
 
 
 class Views:
@@ -125,6 +141,143 @@ class Views:
             scope = scope.outer
         return False
 
+    # -- values a region may have joined with another array -----------------------
+
+    def shared_with(self, value) -> Shared | None:
+        """Why a write into `value` (or into a view of it) would change an array the
+        compiler does not follow: it is (a view of) an argument, or a value out of a
+        region that may be one, or that may be another name's array. None if not."""
+        if not isinstance(value, Value):
+            return None
+        root = self.root_of(value)
+        if root in self.parameters:
+            return Shared(argument=root.hint, surely=True)
+        return self.views.shared.get(id(root))
+
+    def sharing(self, value, env: dict, own: int, ignore=(), name=None) -> Shared | None:
+        """`shared_with(value)`, or, for `value` at the edge of a region (`env` there),
+        held by `own` names or tuple/dict items of the region's slots: another name (not
+        in `ignore`) that holds it or a view of it, here or in a caller."""
+        why = self.shared_with(value)
+        if why is not None or not isinstance(value, Value):
+            return why
+        root = self.root_of(value)
+        holders = []
+        scope, names = self, env
+        while scope is not None:
+            for n, held in names.items():
+                if n.startswith(".") or scope is self and n in ignore:
+                    continue
+                holders += [n for leaf in _leaves(held) if self.root_of(leaf) is root]
+            scope = scope.outer
+            names = scope.env if scope is not None else {}
+        if len(holders) > own:
+            return Shared(other=next((n for n in holders if n != name), holders[0]))
+        return None
+
+    def mark_shared(self, values, why: Shared | None, surely: bool = False) -> None:
+        """Mark `values` (`surely`: they are the argument, not values that may be it)."""
+        if why is not None:
+            why = replace(why, surely=why.surely and surely)
+            for v in values:
+                if isinstance(v, Value):
+                    self.views.shared[id(v)] = why
+
+    def mark_slots(self, keys, inits, *params) -> None:
+        """Before a loop body: a slot whose first value may be an argument or another
+        name's array (or whose next values may be, `loop_shared`) is marked, in each list
+        of `params` (the condition's, the body's). A slot of an array `region_families`
+        planned is followed exactly: marked only where it may be an argument."""
+        planned = {name for _, name, _ in self.loop_plans}
+        for k, (key, init) in enumerate(zip(keys, inits)):
+            if key[0] in planned:  # (the array itself all through the loop)
+                why = self.loop_shared.get(key) or self.shared_with(init)
+                self.mark_shared([p[k] for p in params], why, surely=key not in self.loop_shared)
+            else:
+                why = self.loop_shared.get(key) or self.sharing(init, self.env, 1, (), key[0])
+                self.mark_shared([p[k] for p in params], why)
+
+    def mark_branch_outputs(self, merged, outputs, plans, envs) -> None:
+        """After an `if`: an output whose value in a branch may be an argument, or an
+        array another name holds there (`z = y` in one branch only), is marked."""
+        planned = {name for _, name, _ in plans}
+        names: dict[int, set] = {}
+        for name, out in outputs:
+            names.setdefault(id(out), set()).add(name)
+        for name, out in outputs:
+            if id(out) in self.views.shared:
+                continue
+            for value, env in zip(merged[name][0], envs):
+                if name.split("#")[0] in planned:
+                    why = self.shared_with(value)
+                else:
+                    why = self.sharing(value, env, len(names[id(out)]), (), name.split("#")[0])
+                if why is not None:
+                    self.mark_shared([out], why)
+                    break
+
+    def next_shared(self, stmt, carried) -> dict:
+        """After a loop body: the slots whose next value may be an argument or another
+        name's array at the end of an iteration (`loop_trace`)."""
+        keys, _, _, end, yields = self.loop_trace
+        planned = {name for _, name, _ in self.loop_plans}
+        local = assigned_names(stmt.body) - set(carried)  # dead at the end of an iteration
+        found = {}
+        for key, y in zip(keys, yields):
+            if key[0] in planned:
+                why = self.shared_with(y)
+            else:
+                why = self.sharing(y, end, 1, local, key[0])
+            if why is not None:
+                found[key] = why
+        return found
+
+    def mark_loop(self, stmt, carried, once: bool) -> dict:
+        """After a loop's node: its outputs are marked where their slots are (`once`: the
+        body runs at least once, so an output is one of the slot's next values only).
+        Returns the slots not marked whose next values may be shared: the loop is lowered
+        again with them marked (`mark_slots`)."""
+        keys, params, _, _, _ = self.loop_trace
+        found = self.next_shared(stmt, carried)
+        for key, param, out in zip(keys, params, self.nodes[-1].outputs):
+            why = found.get(key)
+            if not once:
+                why = why or self.views.shared.get(id(param))
+            self.mark_shared([out], why)
+        marked = {key for key, param in zip(keys, params) if id(param) in self.views.shared}
+        return {key: why for key, why in found.items() if key not in marked}
+
+    def shared_error(
+        self, target, name: str, why: Shared, what: str = "writing into it", suggestion=None
+    ):
+        if why.argument is not None:
+            if name == why.argument:
+                said = (
+                    f"writing into the argument `{name}`"
+                    if what == "writing into it"
+                    else f"`{name}` is an argument: {what}"
+                )
+                return LoweringError(
+                    target,
+                    f"{said} would change the caller's array",
+                    suggestion or f"copy it first: `{name} = {name}.copy()`",
+                )
+            return LoweringError(
+                target,
+                f"`{name}` {'is' if why.surely else 'may be'} the argument `{why.argument}` "
+                f"(or a view of it): {what} "
+                "would change the caller's array",
+                suggestion or f"copy it where you assign it: `{name} = {why.argument}.copy()`",
+            )
+        return LoweringError(
+            target,
+            f"`{name}` may hold the same array as `{why.other}` (a loop or an `if` may join "
+            f"them): {what} would change `{why.other}` too, which adcompiler cannot follow",
+            suggestion
+            or f"take a copy where you assign it (`{name} = ....copy()`), or write into "
+            f"`{why.other}` directly",
+        )
+
     # -- writing -----------------------------------------------------------
 
     def write(self, target, name: str, member: Value, value, template, dyn) -> None:
@@ -169,6 +322,8 @@ class Views:
                 f"writing into an argument{through} would change the caller's array",
                 "copy it first: `x = x.copy()`",
             )
+        if id(root) in self.views.shared:
+            raise self.shared_error(target, name, self.views.shared[id(root)])
         for v in self.family(root):
             if id(v) in self.views.held:
                 where = self.views.held[id(v)]
@@ -336,18 +491,24 @@ class Views:
             views = [n for n in views if n not in appended]
             names = set(roots) | set(views)
             arrays = {n for n in names if isinstance(self.env[n], Value)}  # not `d["k"] = v`
-            if not seen[0] or not arrays & touched:
+            # two names of one array (`z = y`) that the region writes into and neither
+            # assigns again: the other is made again from the array, as a view would be
+            # (one assigned again: its slot is marked, see `mark_slots`)
+            aliased = len(roots) > 1 and not set(roots) & rebound
+            if not (seen[0] or aliased) or not arrays & touched:
                 continue
             # a tuple or dict holding the array that the region changes: its entries
             # would be values of their own there
             again = sorted(names & rebound | {n for n in views if n in touched and n not in arrays})
             if again:
                 base = f"`{roots[0]}`" if roots else "an array"
-                shared = (
-                    f"`{views[0]}` is a view of {base}"
-                    if views
-                    else f"`{roots[0]}` holds an array of the caller"
-                )
+                if views:
+                    how = "is a view of" if isinstance(self.env[views[0]], Value) else "holds"
+                    shared = f"`{views[0]}` {how} {base}"
+                elif len(roots) > 1:
+                    shared = f"`{roots[1]}` and `{roots[0]}` hold the same array"
+                else:
+                    shared = f"`{roots[0]}` holds an array of the caller"
                 raise LoweringError(
                     node,
                     f"{shared}, and `{again[0]}` is assigned again in this {what}: "
@@ -359,7 +520,7 @@ class Views:
                 self.views.hidden += 1
                 roots.append(f".array{self.views.hidden}")
                 self.env[roots[0]] = root
-            plans.append((root, roots[0], views))
+            plans.append((root, roots[0], views + roots[1:]))
         return plans
 
     def follow_roots(self, plans) -> None:
