@@ -163,8 +163,6 @@ def _regression_outcomes():
     return out
 
 
-@pytest.mark.xfail(strict=False, reason="the compiler has known bugs the fuzzer finds (issue "
-                   "12; being fixed on other branches); to be made strict after the merge")
 def test_fixed_seed_batch_finds_nothing_wrong():
     start = time.time()
     bad = []

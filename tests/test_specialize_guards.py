@@ -493,3 +493,16 @@ def test_a_list_of_arrays_and_a_tuple_of_ints_as_arguments():
     calls = [(x, [w3, w3], (4, 3)), (x, [w3, w3], (4, 3)), (x, [w4], (3, 4)),
              (x, [w4], (3, 4)), (x, [w2, w2, w2], (6, 2)), (x, [w3, w3], (4, 3))]  # fmt: skip
     check_calls(f, calls, wrt="x")
+
+
+def test_the_check_compares_arrays_of_a_subclass_by_shape_dtype_and_values():
+    from adcompiler.specialize import check
+
+    class Sub(np.ndarray):
+        pass
+
+    a = np.arange(3.0)
+    assert check._difference(a.view(Sub), a) is None
+    assert check._difference(np.array(2.0).view(Sub), np.float64(2.0)) is None
+    assert "is" in check._difference(a.view(Sub), a + 1.0)
+    assert "shape" in check._difference(a[:2].view(Sub), a)
