@@ -12,8 +12,6 @@ import os
 import sys
 import time
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
 
 import fuzz  # noqa: E402
