@@ -462,27 +462,29 @@ def uncolumn_stack(g, *xs, i=0):
     return np.reshape(g[:, start : start + widths[i]], np.shape(xs[i]))
 
 
-defop("column_stack", np.column_stack, "[tup]")
-adjoint(np.column_stack)(
-    lambda g, ans, *xs: tuple(_call(uncolumn_stack, g, *xs, i=i) for i in range(len(xs)))
-)
+def _defjoin(name, fn, unjoin):
+    """A join of a sequence of arrays (`np.column_stack`, `np.dstack`): the adjoint of
+    input i is `unjoin(g, *xs, i=i)`, the part of `g` that came from it; the tangent joins
+    the tangents (zeros for a constant input)."""
+    defop(name, fn, "[tup]")
+    adjoint(fn)(lambda g, ans, *xs: tuple(_call(unjoin, g, *xs, i=i) for i in range(len(xs))))
+
+    @tangent(fn)
+    def _(ts, ans, *xs):
+        b = ans.builder
+        return b.call(fn, *(t if t is not None else b.call(np.zeros_like, x)
+                            for t, x in zip(ts, xs)))  # fmt: skip
+
+    helper(unjoin, "g, *xs, i=0")
+    tangent(unjoin)(_multilinear_tangent(unjoin, _first))
+
+    @adjoint(unjoin)
+    def _(G, ans, g, *xs, i):
+        parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
+        return (_call(fn, *parts), *(None for _ in xs))
 
 
-@tangent(np.column_stack)
-def _(ts, ans, *xs):
-    b = ans.builder
-    return b.call(np.column_stack, *(t if t is not None else b.call(np.zeros_like, x)
-                                     for t, x in zip(ts, xs)))  # fmt: skip
-
-
-helper(uncolumn_stack, "g, *xs, i=0")
-tangent(uncolumn_stack)(_multilinear_tangent(uncolumn_stack, _first))
-
-
-@adjoint(uncolumn_stack)
-def _(G, ans, g, *xs, i):
-    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
-    return (_call(np.column_stack, *parts), *(None for _ in xs))
+_defjoin("column_stack", np.column_stack, uncolumn_stack)
 
 
 if hasattr(np, "row_stack") and np.row_stack is not np.vstack:  # NumPy's old name of vstack
@@ -834,25 +836,7 @@ def undstack(g, *xs, i=0):
     return np.reshape(g[:, :, start : start + depths[i]], np.shape(xs[i]))
 
 
-defop("dstack", np.dstack, "[tup]")
-adjoint(np.dstack)(lambda g, ans, *xs: tuple(_call(undstack, g, *xs, i=i) for i in range(len(xs))))
-
-
-@tangent(np.dstack)
-def _(ts, ans, *xs):
-    b = ans.builder
-    return b.call(np.dstack, *(t if t is not None else b.call(np.zeros_like, x)
-                               for t, x in zip(ts, xs)))  # fmt: skip
-
-
-helper(undstack, "g, *xs, i=0")
-tangent(undstack)(_multilinear_tangent(undstack, _first))
-
-
-@adjoint(undstack)
-def _(G, ans, g, *xs, i):
-    parts = [G if j == i else _call(np.zeros_like, x) for j, x in enumerate(xs)]
-    return (_call(np.dstack, *parts), *(None for _ in xs))
+_defjoin("dstack", np.dstack, undstack)
 
 
 def _no_initial(include_initial):
