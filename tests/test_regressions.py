@@ -993,3 +993,44 @@ def test_shape_read_from_a_tape_kept_on_a_tape_is_not_folded():
         g(x)
     y = np.array([-1.11, -0.40, -0.70, 0.67, -0.27])
     np.testing.assert_allclose(g(y), _fd_grad(_mask_in_a_while_in_a_for, (y,), 0), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# `1.0 * v` is not `v` where `v` is a boolean (fuzz seed 1796407592)
+# ---------------------------------------------------------------------------
+
+
+def _minimum_of_cos(s):
+    return np.minimum(np.cos(s), -0.2)
+
+
+def _two_minimums(x):
+    return np.minimum(x, 1.0) + np.minimum(x, 2.0)
+
+
+def _times_a_mask_twice(x, m):
+    return x * m + x * m
+
+
+@pytest.mark.parametrize("s", [0.7, 2.5, np.float64(2.5), np.array(2.5)])
+def test_the_seed_times_a_mask_stays_a_float(s):
+    """The seed 1.0 times the mask of minimum's adjoint was folded to the mask: `-mask`
+    raised on a boolean."""
+    check_all_modes(_minimum_of_cos, (s,))
+    assert np.asarray(ad.grad(_minimum_of_cos)(s)).dtype == np.float64
+
+
+@pytest.mark.parametrize("x", [0.5, np.float64(0.5), np.array(0.5)])
+def test_two_masks_add_as_numbers_not_as_or(x):
+    """Two boolean masks added (`True + True` is True for NumPy booleans): the gradient
+    was 1, silently, where it is 2."""
+    for _ in range(CALLS):
+        assert ad.grad(_two_minimums)(x) == 2.0
+        assert ad.jacobian(_two_minimums, mode="reverse")(x) == 2.0
+
+
+@pytest.mark.parametrize("m", [True, np.True_, np.array(True)])
+def test_a_boolean_argument_times_the_seed_is_a_number(m):
+    for _ in range(CALLS):
+        g = ad.grad(_times_a_mask_twice)(0.5, m)
+        assert g == 2.0 and np.asarray(g).dtype.kind == "f", g

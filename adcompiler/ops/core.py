@@ -248,6 +248,20 @@ class Builder:
         out.const = value
         return out
 
+    def _maybe_bool(self, v: Value) -> bool:
+        """True unless `v` is known not to hold booleans: dropping `1.0 *` from
+        `1.0 * mask` would leave a boolean, whose `-` raises and whose `+` is `or`.
+        Fail closed: a primal value (an argument may be a bool array), a constant that is
+        not a number, and the result of an operator that is not differentiable
+        (comparisons, logical operators) may be booleans; gradients and what
+        differentiable rules compute from them are not."""
+        if v.is_const:
+            return isinstance(v.const, bool) or not isinstance(v.const, (int, float))
+        if v.role == "primal":
+            return True
+        made = next((n for n in reversed(self.nodes) if v in n.outputs), None)
+        return made is not None and made.op.nondiff
+
     def sym(self, value: Value) -> Sym:
         return Sym(self, value)
 
@@ -259,7 +273,7 @@ class Builder:
         """
         op = op_for(fn)
         inputs = [self._as_value(a) for a in args]
-        simpler = _simplify(op, inputs)
+        simpler = _simplify(op, inputs, self._maybe_bool)
         if simpler is not None:
             return Sym(self, simpler)
         if inputs and all(v.is_const for v in inputs) and op.impl is not None:
@@ -371,14 +385,23 @@ class Sym:
         return self.builder.getitem(self, index)
 
 
-def _simplify(op: Op, inputs: list[Value]) -> Value | None:
-    """An input that `op(*inputs)` equals by an algebraic identity, if any."""
+def _simplify(op: Op, inputs: list[Value], maybe_bool=lambda v: True) -> Value | None:
+    """An input that `op(*inputs)` equals by an algebraic identity, if any. The identity
+    holds only where the input kept is known not to be boolean (`maybe_bool` says
+    where it may be): `1.0 * mask` is not `mask`."""
     if len(inputs) != 2:
         return None
     x, y = inputs
 
     def is_(v: Value, c: float) -> bool:
-        return v.is_const and isinstance(v.const, (int, float)) and v.const == c
+        kept = y if v is x else x
+        return (
+            v.is_const
+            and isinstance(v.const, (int, float))
+            and not isinstance(v.const, bool)
+            and v.const == c
+            and not maybe_bool(kept)
+        )
 
     if op is op_for(operator.mul):
         return y if is_(x, 1) else x if is_(y, 1) else None

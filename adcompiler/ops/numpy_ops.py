@@ -171,7 +171,8 @@ def _power_adjoint(g, ans, x, y):
     # x ** 0 is 1 for every x, 0 ** 0 included: no derivative in x (y * x ** (y - 1)
     # would be 0 * inf = nan there, or raise ZeroDivisionError for Python floats)
     if y.is_const and isinstance(y.const, (int, float)):
-        gx = None if y.const == 0 else g * y * x ** (y - 1)
+        # x is differentiated only where it is active, so a float: x ** 1 is x
+        gx = None if y.const == 0 else g * y * (x if y.const == 2 else x ** (y - 1))
     else:
         gx = g * y * b.call(np.where, y == 0, 1.0, x) ** (y - 1)
     # d/dy x ** y = x ** y log x, which is 0 where x ** y is 0 (0 ** y for y > 0; not

@@ -15,6 +15,7 @@ from adcompiler.ops.guards import CHECK_SCALAR
 from adcompiler.ops.mutation import INDEX_ADD
 from adcompiler.ops.numpy_ops import (
     BROADCAST_TO,
+    DIVIDE,
     MATMUL_LHS_ADJOINT,
     MATMUL_RHS_ADJOINT,
     UNBROADCAST,
@@ -42,7 +43,8 @@ REWRITES = (
     "matmul adjoints",  # g @ b.T and a.T @ g written out
     "tape reads",  # a tape read of a CONST value is the constant
     "unbroadcast",  # unbroadcast(g, s) is g, or a sum over the broadcast axes
-    "fold constants",  # arithmetic on the constants above, simplified once more
+    "fold constants",  # arithmetic on the constants above, simplified once more; a
+    # float scalar times 1 is the scalar
     "scalars together",  # (s * a) * k is a * (s * k)
     "cse",  # common subexpressions, reads included
     "broadcasts",  # broadcast_to(s, shape) * y is s * y
@@ -70,6 +72,7 @@ def specialize(fn: Function, known: dict[int, tuple], on=REWRITES) -> Function:
     passes.substitute(out, replace)
     if "fold constants" in on:  # the shapes made constants: `-(1.0 / n)`
         passes.simplify(passes.fold_constants(out))
+        _unit_products(out, known)
     if "scalars together" in on:
         _scalars_together(out, known)
         passes.fold_constants(out)
@@ -155,6 +158,36 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
     else:
         total.outputs = [node.output]
     return nodes
+
+
+def _unit_products(fn: Function, known: dict) -> None:
+    """`1.0 * s` and `s / 1.0` are `s` where `s` is a float scalar in this signature.
+    The rules keep them where `s` may be a boolean (`1.0 * mask` is not `mask`); an
+    array is kept too, so that a gradient is never the caller's own array."""
+    multiply = lookup(np.multiply)
+
+    def one(v: Value) -> bool:
+        return v.is_const and type(v.const) in (int, float) and v.const == 1
+
+    def float_scalar(v: Value) -> bool:
+        fact = known.get(v.id)
+        return fact is not None and (fact[0] == "float" or fact[0] == "scalar" and (
+            fact[1] in ("float64", "float32", "float16")))  # fmt: skip
+
+    replace: dict[int, Value] = {}
+    for node in walk(fn.body):
+        node.inputs = [replace.get(v.id, v) for v in node.inputs]
+        if len(node.inputs) != 2 or len(node.outputs) != 1:
+            continue
+        x, y = node.inputs
+        kept = None
+        if node.op is multiply:
+            kept = y if one(x) else x if one(y) else None
+        elif node.op is DIVIDE and one(y):
+            kept = x
+        if kept is not None and float_scalar(kept):
+            replace[node.output.id] = kept
+    passes.substitute(fn, replace)
 
 
 def _scalars_together(fn: Function, known: dict) -> None:
