@@ -50,7 +50,10 @@ class Emitted:
     defaults: tuple = ()
 
 
-_TEMPLATES: dict[str, ast.expr] = {}
+@functools.cache
+def _parsed(spelling: str) -> ast.expr:
+    """The expression a spelling (`np.sum`, `_0 + _1`) parses to; `_spell` copies it."""
+    return ast.parse(spelling, mode="eval").body
 
 
 def _spell(node: Node, args: list[ast.expr]) -> ast.expr:
@@ -59,10 +62,8 @@ def _spell(node: Node, args: list[ast.expr]) -> ast.expr:
     if callable(spelling):
         return spelling(node, args)
     if "_0" in spelling:
-        template = _TEMPLATES.get(spelling) or ast.parse(spelling, mode="eval").body
-        _TEMPLATES[spelling] = template
-        return _Substitute(args).visit(_copy(template))
-    func = ast.parse(spelling, mode="eval").body
+        return _Substitute(args).visit(_copy(_parsed(spelling)))
+    func = _copy(_parsed(spelling))
     positional: list[ast.expr] = []
     keywords = []
     remaining = list(args)
@@ -103,7 +104,15 @@ class _Substitute(ast.NodeTransformer):
 
 
 def _copy(tree):
-    return ast.parse(ast.unparse(tree), mode="eval").body
+    """A deep copy of an AST (its nodes only: the leaves are strings and constants)."""
+    if isinstance(tree, ast.AST):
+        new = tree.__class__()
+        for name in tree._fields:
+            setattr(new, name, _copy(getattr(tree, name, None)))
+        return new
+    if isinstance(tree, list):
+        return [_copy(item) for item in tree]
+    return tree
 
 
 class Emitter:
@@ -488,8 +497,7 @@ class Emitter:
             defaults=[],
         )
         func = ast.FunctionDef(self.name, args, body, [], None, None)
-        module = ast.fix_missing_locations(ast.Module([func], []))
-        source = to_source(module)  # one line per statement
+        source = to_source(ast.Module([func], []))  # one line per statement
         source = re.sub(
             r"^(\s*)__comment__\((\d+)\)$",
             lambda m: f"{m.group(1)}# {self.comments[int(m.group(2))]}",
@@ -873,7 +881,8 @@ def _range_call(bounds: list[ast.expr], reverse: bool) -> ast.expr:
 
 
 def _helpers_used(source: str) -> set[str]:
-    return {name for name in runtime.HELPERS if re.search(rf"\b{name}\(", source)}
+    """The run-time helpers `source` calls (a name followed by `(`)."""
+    return set(re.findall(r"\b([A-Za-z_]\w*)\(", source)).intersection(runtime.HELPERS)
 
 
 def emit_function(

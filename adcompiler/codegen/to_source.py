@@ -34,8 +34,9 @@ def to_source(module: ast.Module) -> str:
 
 
 def unparse(module: ast.Module) -> str:
-    """The fallback emitter: `ast.unparse`, with astor's final newline."""
-    return ast.unparse(module) + "\n"
+    """The fallback emitter: `ast.unparse` (which reads line numbers, so they are filled
+    in), with astor's final newline."""
+    return ast.unparse(ast.fix_missing_locations(module)) + "\n"
 
 
 def constant_ast(value: Any) -> ast.expr:
