@@ -19,7 +19,7 @@ from adcompiler.api import (
 )
 from adcompiler.check import check_grad
 from adcompiler.custom import defrule, nondifferentiable, stop_gradient
-from adcompiler.errors import UnsupportedSyntaxError
+from adcompiler.errors import NonFiniteError, UnsupportedSyntaxError
 from adcompiler.version import __version__ as __version__
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ir",
     "jacobian",
     "jvp",
+    "NonFiniteError",
     "nondifferentiable",
     "source",
     "stop_gradient",

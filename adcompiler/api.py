@@ -38,17 +38,36 @@ def _transform(kind: str, via: str = "compiled"):
     """Build the public function for one transform kind (usable as a decorator); `via`
     names the function that compiles it (`compiled`, or `compiled_forward`)."""
 
-    def public(f: Callable | None = None, wrt: Any = None) -> Callable:
+    def public(f: Callable | None = None, wrt: Any = None, *, check_finite: bool = False):
         if f is None:
-            return functools.partial(public, wrt=wrt)
-        return _entry(via, f, kind, wrt)
+            return functools.partial(public, wrt=wrt, check_finite=check_finite)
+        return _entry(via, f, kind + FINITE * bool(check_finite), wrt)
 
-    def public_aux(f: Callable | None = None, wrt: Any = None, *, has_aux: bool = False):
+    def public_aux(
+        f: Callable | None = None,
+        wrt: Any = None,
+        *,
+        has_aux: bool = False,
+        check_finite: bool = False,
+    ):
         if f is None:
-            return functools.partial(public_aux, wrt=wrt, has_aux=has_aux)
-        return _entry(via, f, f"{kind}+aux" if has_aux else kind, wrt)
+            return functools.partial(
+                public_aux, wrt=wrt, has_aux=has_aux, check_finite=check_finite
+            )
+        full = (f"{kind}+aux" if has_aux else kind) + FINITE * bool(check_finite)
+        return _entry(via, f, full, wrt)
 
     return public_aux if kind in ("grad", "value_and_grad") else public
+
+
+# The suffix of a transform's kind ("grad+finite", "grad+aux+finite") for the version that
+# checks every statement's result (check_finite=True): its own cache entries, memory and disk.
+FINITE = "+finite"
+
+
+def split_finite(kind: str) -> tuple[str, bool]:
+    """`kind` without the check_finite suffix, and whether it had it."""
+    return kind.removesuffix(FINITE), kind.endswith(FINITE)
 
 
 def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
@@ -76,6 +95,10 @@ Args:
         Arguments may be pytrees: dicts, lists, tuples, NamedTuples, dataclasses,
         objects holding arrays in attributes (adcompiler.pytree).
     has_aux: `f` returns ``(loss, aux)``; the function returns ``(gradient, aux)``.
+    check_finite: a version that checks every statement's result, in the forward and the
+        adjoint sweep, and raises `adcompiler.NonFiniteError` at the first NaN or
+        infinity, naming the user's line, the operator and its inputs (docs/debugging.md).
+        Slower; the function generated without it is unchanged.
 
 Returns:
     A function with f's signature returning the gradient (a tuple for a tuple `wrt`),
@@ -110,11 +133,12 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
 
         make.recipe = ("compiled", f, kind, wrt)  # what a pickled `g` is rebuilt from
         routed = None
-        if kind in ("grad", "value_and_grad", "vjp"):
+        plain, finite = split_finite(kind)
+        if plain in ("grad", "value_and_grad", "vjp"):
             routed = functools.partial(
                 _route_containers, f=f, wrt=wrt, make=lambda: Structured(f, kind, wrt)
             )
-        g = _guarded(make, after=routed)
+        g = _guarded(make, specializing=not finite, after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -157,7 +181,7 @@ class Structured:
         self.versions: dict = {}
         self.latest: Callable | None = None
         functools.update_wrapper(self, f)
-        self.__name__ = f"{_python_name(f)}_{kind.removesuffix('+aux')}"
+        self.__name__ = f"{_python_name(f)}_{split_finite(kind)[0].removesuffix('+aux')}"
 
     def __call__(self, *args, **kwargs):
         from adcompiler import pytree
@@ -190,7 +214,10 @@ class Structured:
         return (_rebuilt, (via, self.f, self.kind, self.wrt))
 
     def build(self, structures: dict | None) -> Callable:
-        return _guarded(lambda: _build(self.f, self.kind, self.wrt, structures))
+        return _guarded(
+            lambda: _build(self.f, self.kind, self.wrt, structures),
+            specializing=not split_finite(self.kind)[1],
+        )
 
     @property
     def flat(self) -> Callable:
@@ -443,16 +470,26 @@ class GuardedFunction(_Guard):
 
 
 def _loaded(
-    fn: _ir.Function, name: str, doc: str, tree, defaults, kwdefaults, extra: dict | None = None
+    fn: _ir.Function,
+    name: str,
+    doc: str,
+    tree,
+    defaults,
+    kwdefaults,
+    extra: dict | None = None,
+    check_finite: bool = False,
 ) -> Callable:
-    """`fn` written as the Python function `name`, compiled, with its source and IR."""
+    """`fn` written as the Python function `name`, compiled, with its source and IR
+    (with `check_finite`: each statement's result checked, codegen.emit)."""
     reserved: set = set()
     if _has_calls(fn):
         from adcompiler import calls
 
         calls.name_helper_calls(fn)
         reserved = calls.generated_names(fn)
-    emitted = emit_function(fn, name, doc, tree, reserved)
+    if check_finite:
+        doc += "\nEvery value is checked: a NaN or an infinity raises NonFiniteError."
+    emitted = emit_function(fn, name, doc, tree, reserved, check_finite)
     emitted.callees = _callees(fn)
     g = load(emitted, defaults, kwdefaults, extra=extra)
     g.__adcompiler_source__ = emitted.source
@@ -546,6 +583,8 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
 def _generate(
     f: Callable, kind: str, wrt: Any, structures: dict | None = None, functions: bool = True
 ) -> Callable:
+    kind, finite = split_finite(kind)
+    functions = functions and not finite  # checked: helpers inlined, their lines checked too
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -588,7 +627,7 @@ def _generate(
         f"{_records_note(structures)}"
     )
     g = _loaded(adjoint, f"{_python_name(f)}_{kind}", doc, tree, _defaults_for(f, kind),
-                f.__kwdefaults__)  # fmt: skip
+                f.__kwdefaults__, check_finite=finite)  # fmt: skip
     if g.__adcompiler_emitted__.callees and functions:  # what transforms of it start from
         g.__adcompiler_rebuild_inline__ = lambda: _generate(
             f, kind, wrt, structures, functions=False
@@ -715,7 +754,7 @@ def _shift(tree, offset):
 
 
 def _defaults_for(f: Callable, kind: str):
-    if kind == "vjp" and f.__defaults__:
+    if split_finite(kind)[0] == "vjp" and f.__defaults__:
         return None  # the cotangent parameter follows; defaults cannot precede it
     return f.__defaults__
 
@@ -937,7 +976,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
         routed = functools.partial(
             _route_containers, f=f, wrt=wrt, make=lambda: ForwardStructured(f, kind, wrt)
         )
-        g = _guarded(make, after=routed)
+        g = _guarded(make, specializing=not split_finite(kind)[1], after=routed)
     _cache.setdefault(f, {})[key] = g
     return g
 
@@ -955,6 +994,7 @@ class ForwardStructured(Structured):
 def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
     from adcompiler.forward import forward
 
+    kind, finite = split_finite(kind)
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -985,7 +1025,7 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
         f"{_first_line(f)}."
     )
     g = _loaded(fn, f"{_python_name(f)}_{kind}", doc, tree, None,
-                getattr(f, "__kwdefaults__", None))  # fmt: skip
+                getattr(f, "__kwdefaults__", None), check_finite=finite)  # fmt: skip
     g.__wrapped_primal__ = f
     return g
 

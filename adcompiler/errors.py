@@ -71,3 +71,10 @@ class SpecializationMismatchError(AssertionError):
     """With ADCOMPILER_CHECK=1: a version specialized on its arguments' shapes disagrees
     with the generic version (names the function, the signature, the output and the
     rewrite; adcompiler/specialize/check.py)."""
+
+
+class NonFiniteError(FloatingPointError):
+    """Code generated with ``check_finite=True`` computed a NaN or an infinity: the message
+    names the user's line (file.py:LINE and its text), whether the value is a forward value,
+    an adjoint or a tangent (and of which variable), the operator, and a summary of each
+    input (shape, min, max, how many are not finite)."""

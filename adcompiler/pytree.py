@@ -200,7 +200,8 @@ def bound(via: str, f, kind: str, wrt: Any, transform: Callable, rebuild: Callab
     inner_wrt = bound_wrt(func, args, kwargs, wrt)
     inner = transform(func, kind, inner_wrt)
     recipe = (via, f, kind, wrt)
-    return Bound(inner, func, args, kwargs, kind.removesuffix("+aux"), recipe, rebuild)
+    plain = kind.removesuffix("+finite").removesuffix("+aux")  # (api.split_finite)
+    return Bound(inner, func, args, kwargs, plain, recipe, rebuild)
 
 
 def bound_wrt(func: Callable, args: tuple, kwargs: dict, wrt: Any):
@@ -323,7 +324,7 @@ def call_with_records(wrapper, g, key: tuple, others: tuple, values: list, args,
     structures = dict(others)
     structures.update({names[i]: s for i, s in zip(wrapper.indices, key)})
     args = list(args)
-    kind = wrapper.kind
+    kind = wrapper.kind.removesuffix("+finite")  # checked or not: the same layout
     trailing = 1 if kind in _TRAILING else 0
     for i in range(len(args) - trailing):
         if i < len(names) and names[i] in structures:

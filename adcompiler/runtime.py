@@ -8,6 +8,8 @@ references to each other unless the callee is listed in `DEPENDS`.
 
 import numpy as np
 
+from adcompiler.errors import NonFiniteError
+
 
 def unbroadcast(g, shape):
     """Sum `g` down to `shape`: the adjoint of broadcasting to g's shape."""
@@ -369,6 +371,62 @@ def check_float(**args):
             )
 
 
+def check_finite(value, what, op, where, line, /, **inputs):
+    """Raise NonFiniteError if `value` (`what`: "value of h", "adjoint of x", made by
+    operator `op` at the user's `where`, file.py:LINE, whose text is `line`) holds a NaN
+    or an infinity, with a summary of each input. Integers, booleans and containers pass."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind is None and isinstance(value, (float, complex)):
+        kind = "f"
+    if kind not in ("f", "c") or np.isfinite(value).all():
+        return
+    parts = [f"{name}: {finite_summary(x)}" for name, x in inputs.items()]
+    message = (
+        f"the {what} is not finite at {where} (operator {op}):\n    {line}\n"
+        f"  result: {finite_summary(value)}"
+    )
+    if parts:
+        message += "\n  inputs:\n    " + "\n    ".join(parts)
+    raise NonFiniteError(message)
+
+
+def check_finite_input(value, name, op, where, line, /):
+    """Raise NonFiniteError if `value`, an argument or a global the user's code reads first
+    at `where` (by operator `op`), already holds a NaN or an infinity."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind is None and isinstance(value, (float, complex)):
+        kind = "f"
+    if kind not in ("f", "c") or np.isfinite(value).all():
+        return
+    raise NonFiniteError(
+        f"the input {name} is already not finite where it is first read, at {where} "
+        f"(operator {op}):\n    {line}\n  {name}: {finite_summary(value)}"
+    )
+
+
+def finite_summary(x):
+    """``shape (3,), min 0, max 2.5, 1 not finite (1 nan)``: what check_finite reports."""
+    if isinstance(x, (list, tuple, dict)) or x is None:
+        return type(x).__name__
+    a = np.asarray(x)
+    text = f"shape {a.shape}, {a.dtype}"
+    if a.dtype.kind not in "biufc" or a.size == 0:
+        return text
+    if a.dtype.kind == "c":
+        a = np.concatenate([a.real.ravel(), a.imag.ravel()])
+    ok = np.isfinite(a)
+    if ok.any():
+        text += f", min {float(a[ok].min()):.6g}, max {float(a[ok].max()):.6g}"
+    bad = int(a.size - np.count_nonzero(ok))
+    text += f", {bad} not finite"
+    if bad:
+        nan = int(np.count_nonzero(np.isnan(a)))
+        pos = int(np.count_nonzero(a == np.inf))
+        counts = [f"{n} {w}" for n, w in ((nan, "nan"), (pos, "inf"), (bad - nan - pos, "-inf"))]
+        text += f" ({', '.join(c for c in counts if not c.startswith('0 '))})"
+    return text
+
+
 HELPERS = {
     f.__name__: f
     for f in (
@@ -396,14 +454,20 @@ HELPERS = {
         stop_gradient,
         check_float,
         reshape_back,
+        check_finite,
+        check_finite_input,
+        finite_summary,
     )
 }
+HELPERS["NonFiniteError"] = NonFiniteError  # raised by check_finite (a class: its source)
 DEPENDS: dict[str, tuple[str, ...]] = {
     "matmul_lhs_adjoint": ("unbroadcast",),
     "matmul_rhs_adjoint": ("unbroadcast",),
     "einsum_adjoint": ("unbroadcast",),
     "norm_adjoint": ("matrix_norm_adjoint",),
     "prod_adjoint_tangent": ("prod_adjoint",),
+    "check_finite": ("finite_summary", "NonFiniteError"),
+    "check_finite_input": ("finite_summary", "NonFiniteError"),
 }
 # Functions from outside adcompiler that generated code calls by name: those given
 # their own rules with `adcompiler.custom` (``expit`` → scipy.special.expit).

@@ -28,7 +28,16 @@ from adcompiler import passes, runtime
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.codegen.to_source import constant_ast, to_source
 from adcompiler.ops.calls import CALL_BWD, CALL_FWD
-from adcompiler.ops.control import FOR, IF, TAPE_SET, TAPE_STACK, WHILE
+from adcompiler.ops.control import (
+    FOR,
+    IF,
+    TAPE_GET,
+    TAPE_LIST,
+    TAPE_NEW,
+    TAPE_SET,
+    TAPE_STACK,
+    WHILE,
+)
 from adcompiler.ops.core import Op, may_share
 from adcompiler.ops.mutation import INDEX_ADD, LIST_APPEND, MAKE_LIST, SETITEM
 from adcompiler.ops.numpy_ops import DIVIDE, SUBTRACT
@@ -36,6 +45,9 @@ from adcompiler.ops.structure import CONST
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
+# what check_finite=True does not check: a tape (np.empty), an entry read back from one,
+# a new list; an array written into (its operands are checked)
+_UNCHECKED = (TAPE_NEW, TAPE_LIST, TAPE_STACK, TAPE_GET, MAKE_LIST, SETITEM, INDEX_ADD)
 _AUGMENTED = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}  # by Op.augmented
 
 
@@ -118,8 +130,16 @@ def _copy(tree):
 class Emitter:
     """Writes one IR function as one Python `def`."""
 
-    def __init__(self, fn: Function, name: str, param_names: list[str], reserved: set[str]):
+    def __init__(
+        self,
+        fn: Function,
+        name: str,
+        param_names: list[str],
+        reserved: set[str],
+        check_finite: bool = False,
+    ):
         self.fn = fn
+        self.check = check_finite  # a check_finite call after each statement (see checks)
         self.name = name
         generated_globals = set(runtime.HELPERS) | set(runtime.EXTERNAL) | {"np", "slice"}
         generated_globals |= {  # helpers generated as functions of their own
@@ -140,13 +160,18 @@ class Emitter:
         self.out = Emitted("", name)
         from adcompiler.passes import optimizing
 
-        self.optimize = optimizing()
+        self.optimize = optimizing() and not check_finite  # checked: one plain statement each
         self.defs: dict[int, Node] = {}
         self.comments: list[str] = []
 
     def emit(self, doc: str, result_tree: Any) -> Emitted:
-        plan = Plan(self.fn)
+        plan = Plan(self.fn, check_finite=self.check)
         self.plan = plan
+        self.inputs = {p.id for p in self.fn.params} | {  # read before anything checks them
+            n.outputs[0].id for n in walk(self.fn.body) if n.op is CONST and "name" in n.attrs
+        }
+        self.inputs_checked: set[int] = set()
+        self.loc = None  # the last user's line seen (for a node that has none)
         self.inline_defs = plan.inline_defs
         self.in_rows: dict[int, int] = {}  # value → the tape in whose row it was made
         self.line = None
@@ -162,6 +187,7 @@ class Emitter:
             self.namer.kill(vid)
 
     def block(self, block: Block) -> list[ast.stmt]:
+        checked = set(self.inputs_checked) if self.check else None
         out: list[ast.stmt] = []
         for node in block.nodes:
             if node.outputs and node.outputs[0].id in self.inline_defs:
@@ -174,6 +200,12 @@ class Emitter:
             if node.loc is not None and (node.loc.line, _is_adjoint(node)) != self.line:
                 self.line = (node.loc.line, _is_adjoint(node))
                 out.append(self.comment(node))
+            self.loc = node.loc or self.loc
+            checks = self.check and _checked(node, self.plan.ints)
+            if self.check and node.outputs and node.op not in _UNCHECKED:
+                out.extend(self.input_checks(node))
+            if checks:
+                names = self.input_names(node)
             if node.op is IF:
                 out.extend(self.if_statement(node))
             elif node.op is FOR:
@@ -190,7 +222,64 @@ class Emitter:
                 out.extend(self.reuse_statement(node, side, start))
             else:
                 out.append(self.simple_statement(node, start))
+            if checks:
+                out.extend(self.result_checks(node, names))
+        if checked is not None:  # an input checked in a region may be unchecked after it
+            self.inputs_checked = checked
         return out
+
+    # -- check_finite=True: a check of each statement's result ------------------------
+
+    def where(self) -> tuple[ast.expr, ast.expr]:
+        """`file.py:LINE` and the text of the user's line, as the checks pass them."""
+        if self.loc is None:
+            return ast.Constant(os.path.basename(self.fn.source_file)), ast.Constant("")
+        place = f"{os.path.basename(self.loc.file)}:{self.loc.line}"
+        return ast.Constant(place), ast.Constant(self.loc.text.strip())
+
+    def input_checks(self, node: Node) -> list[ast.stmt]:
+        """``check_finite_input(x, 'x', ...)`` for the arguments and globals that `node`
+        is the first to read (in this region)."""
+        out = []
+        for v in node.inputs:
+            if v.id not in self.inputs or v.id in self.inputs_checked:
+                continue
+            self.inputs_checked.add(v.id)
+            read = self.read(v)
+            if not isinstance(read, ast.Name):
+                continue
+            args = [read, ast.Constant(read.id), ast.Constant(node.op.name), *self.where()]
+            out.append(ast.Expr(ast.Call(ast.Name("check_finite_input", ast.Load()), args, [])))
+        return out
+
+    def input_names(self, node: Node) -> list[str]:
+        """The names `node` reads its inputs by (each once), before it runs."""
+        names: list[str] = []
+        for v in node.inputs:
+            read = self.read(v)
+            if isinstance(read, ast.Name) and read.id not in names:
+                names.append(read.id)
+        return names
+
+    def result_checks(self, node: Node, inputs: list[str]) -> list[ast.stmt]:
+        """``check_finite(h, 'value of h', 'tanh', 'model.py:3', '<line>', z=z)``: one
+        call per result of `node`, with the inputs it read, to summarize on failure."""
+        out = []
+        for v in node.outputs:
+            name = self.namer.name_of.get(v.id)
+            if name is None or v.id in self.plan.ints:
+                continue
+            out.append(self.check_call(ast.Name(name, ast.Load()), v, node, inputs))
+        return out
+
+    def check_call(self, read: ast.expr, v: Value, node: Node, inputs: list[str]) -> ast.stmt:
+        """``check_finite(<read>, 'adjoint of x', <operator>, <where>, <line>, **inputs)``:
+        `read` is `v`, or (``x[i] += g``) the part of it just written."""
+        args = [read, ast.Constant(_what(v, self.namer)), ast.Constant(node.op.name)]
+        args += self.where()
+        names = [n for n in inputs if not (isinstance(read, ast.Name) and n == read.id)]
+        keywords = [ast.keyword(n, ast.Name(n, ast.Load())) for n in names]
+        return ast.Expr(ast.Call(ast.Name("check_finite", ast.Load()), args, keywords))
 
     def row_statement(self, node: Node, position: int) -> ast.stmt:
         """``v = np.tanh(c, out=tape[t])``: a saved value made in its row (ssa.INTO)."""
@@ -300,7 +389,7 @@ class Emitter:
         value = self.read(v)
         index = index_ast(node.attrs["index"], [self.read(d) for d in dyn])
         in_place = isinstance(base, ast.Name) and self.plan.may_write(x, position)
-        self.advance(position)
+        self.advance(position - 1 if self.check else position)  # checks read the inputs
         stmts = []
         if in_place:
             name = base.id
@@ -314,7 +403,7 @@ class Emitter:
                                                         self.plan.ints):  # fmt: skip
             target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
             stmts.append(ast.AugAssign(target, ast.Add(), value))  # no repeated indices
-            return stmts
+            return stmts + self.sum_check(node, name, index, value)
         if node.op is INDEX_ADD:
             call = ast.Call(
                 ast.Name("add_at", ast.Load()),
@@ -322,10 +411,18 @@ class Emitter:
                 [],
             )
             stmts.append(ast.Expr(call))
-            return stmts
+            return stmts + self.sum_check(node, name, index, value)
         target = ast.Subscript(ast.Name(name, ast.Load()), index, ast.Store())
         stmts.append(ast.Assign([target], value))
         return stmts
+
+    def sum_check(self, node: Node, name: str, index: ast.expr, value: ast.expr) -> list:
+        """check_finite=True: after ``x[i] += v``, a check of ``x[i]`` (the sum written)."""
+        if not self.check:
+            return []
+        written = ast.Subscript(ast.Name(name, ast.Load()), _copy(index), ast.Load())
+        inputs = [value.id] if isinstance(value, ast.Name) else []
+        return [self.check_call(written, node.output, node, inputs)]
 
     def simple_statement(self, node: Node, position: int) -> ast.stmt:
         if (
@@ -342,7 +439,7 @@ class Emitter:
         expr = self.expression(node)
         if len(node.outputs) == 1:  # named as the value its reader makes in its buffer
             self.chain_name(node.output)
-        self.advance(position)
+        self.advance(position - 1 if self.check else position)  # checks read the inputs
         if isinstance(expr, ast.stmt):
             return expr
         if not node.outputs:
@@ -549,6 +646,29 @@ def _python_ints(fn: Function) -> set[int]:
     return ints
 
 
+def _what(v: Value, namer: Namer) -> str:
+    """What check_finite calls `v`: "forward value of h", "adjoint of x", "tangent of s",
+    or for a temporary its name: "adjoint temporary multiply"."""
+    sweep = next((r for r in ("adjoint", "tangent") if v.role.startswith(r)), "forward")
+    if v.role.endswith("temp"):
+        return f"{sweep} temporary {namer.name_of.get(v.id) or base_name(v)}"
+    return f"{'forward value' if sweep == 'forward' else sweep} of {v.hint or 'v'}"
+
+
+def _checked(node: Node, ints: set[int]) -> bool:
+    """True if check_finite=True checks `node`'s results after it. Not: a constant; a loop
+    or an `if` (their regions' statements are checked); a tape or a list (what they keep
+    is checked where it is made); a view or an element of an input, or the result of an
+    operator that is not differentiable (shapes, comparisons, rounding): finite where
+    its inputs are, and those are checked; a Python int; a write into an array (its
+    operands are checked, and the sum `x[i] += v` is checked where it is written)."""
+    if not node.outputs or node.op is CONST or node.op.regions or node.op.nondiff:
+        return False
+    if node.op.holds is not None or node.op.view is not None or node.op in _UNCHECKED:
+        return False
+    return not all(v.id in ints for v in node.outputs)
+
+
 def _is_literal_const(node: Node) -> bool:
     return node.op is CONST and "name" not in node.attrs
 
@@ -567,7 +687,8 @@ class Plan:
     outside of lives until the loop ends.
     """
 
-    def __init__(self, fn: Function):
+    def __init__(self, fn: Function, check_finite: bool = False):
+        self.check = check_finite  # every value named (each statement's result is checked)
         self.span: dict[int, tuple[int, int]] = {}
         self.region_end: dict[int, int] = {}
         self.block_of: dict[int, int] = {}  # value id -> id of the block defining it
@@ -590,7 +711,7 @@ class Plan:
         # a temporary whose only reader may write into it (REUSE) gets its own line,
         # under the reader's name: `t = g * x; t *= 2`, not `t = 2 * (g * x)`
         self.reuse_into: dict[int, Node] = {}
-        for node in walk(fn.body) if optimizing() else ():
+        for node in walk(fn.body) if optimizing() and not check_finite else ():
             if node not in REUSE:
                 continue
             for v in (node.inputs[i] for i in REUSE[node]):  # one operand per reader
@@ -773,8 +894,10 @@ class Plan:
             if len(node.outputs) != 1 or node.regions or id(node) in readers:
                 continue
             uses = self.uses.get(vid, [])
-            if _is_literal_const(node):
+            if _is_literal_const(node) or (self.check and node.op is CONST):
                 chosen[vid] = node
+            elif self.check:
+                continue
             elif (
                 len(uses) == 1
                 and vid not in self.reuse_into
@@ -886,12 +1009,19 @@ def _helpers_used(source: str) -> set[str]:
 
 
 def emit_function(
-    fn: Function, name: str, doc: str, result_tree: Any, reserved: set[str] = frozenset()
+    fn: Function,
+    name: str,
+    doc: str,
+    result_tree: Any,
+    reserved: set[str] = frozenset(),
+    check_finite: bool = False,
 ) -> Emitted:
-    """Write `fn` as a Python function called `name`."""
+    """Write `fn` as a Python function called `name`; with `check_finite`, each statement
+    is followed by a check that its result is finite (runtime.check_finite)."""
     param_names = [base_name(p) for p in fn.params]
     constants = _named_constants(fn, set(reserved) | set(param_names))
-    emitter = Emitter(fn, name, param_names, set(reserved) | set(param_names) | set(constants))
+    taken = set(reserved) | set(param_names) | set(constants)
+    emitter = Emitter(fn, name, param_names, taken, check_finite)
     emitted = emitter.emit(doc, result_tree)
     emitted.constants = constants
     return emitted
