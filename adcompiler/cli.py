@@ -1,6 +1,6 @@
 """The command line: emit gradients, print IR, train samples.
 
-adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value]
+adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value] [--check-finite]
 adcompiler grad model.py:loss --wrt params --keys params=W,b    (params: a dict of arrays)
 adcompiler ir model.py:loss
 adcompiler train mlp_digits --epochs 10
@@ -91,6 +91,8 @@ def cmd_grad(args) -> int:
         check_output_path(args.output, "-o")
     fn = load_target(args.target)
     kind = "value_and_grad" if args.value else "grad"
+    if args.check_finite:  # each statement's result checked (docs/debugging.md)
+        kind += "+finite"
     g = compile_gradient(fn, kind, parse_wrt(args.wrt), parse_keys(args.keys))
     command = "adcompiler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = module_source(
@@ -152,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wrt", help="comma-separated argument names or positions (default: first)")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.add_argument("--value", action="store_true", help="also return the function's value")
+    p.add_argument(
+        "--check-finite", action="store_true",
+        help="check every statement's result; raise NonFiniteError at the first NaN or inf",
+    )  # fmt: skip
     p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_grad)
     p = sub.add_parser("ir", help="print the IR of FILE.py:FUNCTION (or of its gradient)")

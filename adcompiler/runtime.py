@@ -371,8 +371,8 @@ def check_float(**args):
             )
 
 
-def check_finite(value, what, op, where, line, /, **inputs):
-    """Raise NonFiniteError if `value` (`what`: "value of h", "adjoint of x", made by
+def check_result_finite(value, what, op, where, line, /, **inputs):
+    """Raise NonFiniteError if `value` (`what`: "forward value of h", "adjoint of x", made by
     operator `op` at the user's `where`, file.py:LINE, whose text is `line`) holds a NaN
     or an infinity, with a summary of each input. Integers, booleans and containers pass."""
     kind = getattr(getattr(value, "dtype", None), "kind", None)
@@ -390,7 +390,7 @@ def check_finite(value, what, op, where, line, /, **inputs):
     raise NonFiniteError(message)
 
 
-def check_finite_input(value, name, op, where, line, /):
+def check_input_finite(value, name, op, where, line, /):
     """Raise NonFiniteError if `value`, an argument or a global the user's code reads first
     at `where` (by operator `op`), already holds a NaN or an infinity."""
     kind = getattr(getattr(value, "dtype", None), "kind", None)
@@ -405,7 +405,7 @@ def check_finite_input(value, name, op, where, line, /):
 
 
 def finite_summary(x):
-    """``shape (3,), min 0, max 2.5, 1 not finite (1 nan)``: what check_finite reports."""
+    """``shape (3,), min 0, max 2.5, 1 not finite (1 nan)``: what the checks report."""
     if isinstance(x, (list, tuple, dict)) or x is None:
         return type(x).__name__
     a = np.asarray(x)
@@ -454,20 +454,23 @@ HELPERS = {
         stop_gradient,
         check_float,
         reshape_back,
-        check_finite,
-        check_finite_input,
+        check_result_finite,
+        check_input_finite,
         finite_summary,
     )
 }
-HELPERS["NonFiniteError"] = NonFiniteError  # raised by check_finite (a class: its source)
+HELPERS["NonFiniteError"] = NonFiniteError  # raised by the checks (a class: its source)
+# What code generated with check_finite=True calls: names reserved in that code only (code
+# generated without it is as before, a user's variable named so keeps its name there).
+CHECKS = ("check_result_finite", "check_input_finite", "finite_summary", "NonFiniteError")
 DEPENDS: dict[str, tuple[str, ...]] = {
     "matmul_lhs_adjoint": ("unbroadcast",),
     "matmul_rhs_adjoint": ("unbroadcast",),
     "einsum_adjoint": ("unbroadcast",),
     "norm_adjoint": ("matrix_norm_adjoint",),
     "prod_adjoint_tangent": ("prod_adjoint",),
-    "check_finite": ("finite_summary", "NonFiniteError"),
-    "check_finite_input": ("finite_summary", "NonFiniteError"),
+    "check_result_finite": ("finite_summary", "NonFiniteError"),
+    "check_input_finite": ("finite_summary", "NonFiniteError"),
 }
 # Functions from outside adcompiler that generated code calls by name: those given
 # their own rules with `adcompiler.custom` (``expit`` → scipy.special.expit).

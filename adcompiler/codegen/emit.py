@@ -139,9 +139,10 @@ class Emitter:
         check_finite: bool = False,
     ):
         self.fn = fn
-        self.check = check_finite  # a check_finite call after each statement (see checks)
+        self.check = check_finite  # a check after each statement (see result_checks)
         self.name = name
-        generated_globals = set(runtime.HELPERS) | set(runtime.EXTERNAL) | {"np", "slice"}
+        helpers = set(runtime.HELPERS) - (set() if check_finite else set(runtime.CHECKS))
+        generated_globals = helpers | set(runtime.EXTERNAL) | {"np", "slice"}
         generated_globals |= {  # helpers generated as functions of their own
             n.attrs["name"] + suffix
             for n in walk(fn.body)
@@ -202,7 +203,7 @@ class Emitter:
                 out.append(self.comment(node))
             self.loc = node.loc or self.loc
             checks = self.check and _checked(node, self.plan.ints)
-            if self.check and node.outputs and node.op not in _UNCHECKED:
+            if self.check and node.outputs and node.op not in _UNCHECKED + _reads_metadata():
                 out.extend(self.input_checks(node))
             if checks:
                 names = self.input_names(node)
@@ -238,7 +239,7 @@ class Emitter:
         return ast.Constant(place), ast.Constant(self.loc.text.strip())
 
     def input_checks(self, node: Node) -> list[ast.stmt]:
-        """``check_finite_input(x, 'x', ...)`` for the arguments and globals that `node`
+        """``check_input_finite(x, 'x', ...)`` for the arguments and globals that `node`
         is the first to read (in this region)."""
         out = []
         for v in node.inputs:
@@ -249,7 +250,7 @@ class Emitter:
             if not isinstance(read, ast.Name):
                 continue
             args = [read, ast.Constant(read.id), ast.Constant(node.op.name), *self.where()]
-            out.append(ast.Expr(ast.Call(ast.Name("check_finite_input", ast.Load()), args, [])))
+            out.append(ast.Expr(ast.Call(ast.Name("check_input_finite", ast.Load()), args, [])))
         return out
 
     def input_names(self, node: Node) -> list[str]:
@@ -262,8 +263,8 @@ class Emitter:
         return names
 
     def result_checks(self, node: Node, inputs: list[str]) -> list[ast.stmt]:
-        """``check_finite(h, 'value of h', 'tanh', 'model.py:3', '<line>', z=z)``: one
-        call per result of `node`, with the inputs it read, to summarize on failure."""
+        """``check_result_finite(h, 'forward value of h', 'tanh', 'model.py:3', '<line>', z=z)``:
+        one call per result of `node`, with the inputs it read, to summarize on failure."""
         out = []
         for v in node.outputs:
             name = self.namer.name_of.get(v.id)
@@ -273,13 +274,13 @@ class Emitter:
         return out
 
     def check_call(self, read: ast.expr, v: Value, node: Node, inputs: list[str]) -> ast.stmt:
-        """``check_finite(<read>, 'adjoint of x', <operator>, <where>, <line>, **inputs)``:
+        """``check_result_finite(<read>, 'adjoint of x', <operator>, <where>, <line>, **inputs)``:
         `read` is `v`, or (``x[i] += g``) the part of it just written."""
         args = [read, ast.Constant(_what(v, self.namer)), ast.Constant(node.op.name)]
         args += self.where()
         names = [n for n in inputs if not (isinstance(read, ast.Name) and n == read.id)]
         keywords = [ast.keyword(n, ast.Name(n, ast.Load())) for n in names]
-        return ast.Expr(ast.Call(ast.Name("check_finite", ast.Load()), args, keywords))
+        return ast.Expr(ast.Call(ast.Name("check_result_finite", ast.Load()), args, keywords))
 
     def row_statement(self, node: Node, position: int) -> ast.stmt:
         """``v = np.tanh(c, out=tape[t])``: a saved value made in its row (ssa.INTO)."""
@@ -660,13 +661,36 @@ def _checked(node: Node, ints: set[int]) -> bool:
     or an `if` (their regions' statements are checked); a tape or a list (what they keep
     is checked where it is made); a view or an element of an input, or the result of an
     operator that is not differentiable (shapes, comparisons, rounding): finite where
-    its inputs are, and those are checked; a Python int; a write into an array (its
+    its inputs are, and those are checked (but `x // 0` is inf, and a sum may overflow:
+    `_CHECKED` are checked all the same); a Python int; a write into an array (its
     operands are checked, and the sum `x[i] += v` is checked where it is written)."""
-    if not node.outputs or node.op is CONST or node.op.regions or node.op.nondiff:
+    if not node.outputs or node.op is CONST or node.op.regions or node.op in _UNCHECKED:
         return False
-    if node.op.holds is not None or node.op.view is not None or node.op in _UNCHECKED:
+    if (node.op.nondiff or node.op.holds is not None or node.op.view is not None) and (
+        node.op not in _checked_anyway()
+    ):
         return False
     return not all(v.id in ints for v in node.outputs)
+
+
+@functools.cache
+def _reads_metadata() -> tuple[Op, ...]:
+    """Operators that read their input's shape, size or dtype, not its values: not the
+    first read check_finite=True checks an argument at."""
+    from adcompiler.ops.core import op_for
+    from adcompiler.ops.structure import ATTRIBUTES
+
+    like = (runtime.zero_like, np.zeros_like, np.ones_like, len)
+    return (*ATTRIBUTES.values(), *(op_for(f) for f in like))
+
+
+@functools.cache
+def _checked_anyway() -> tuple[Op, ...]:
+    """Operators `_checked` would pass over that can make an infinity from finite inputs:
+    `np.floor_divide` (by 0) and `unbroadcast` (a sum)."""
+    from adcompiler.ops.core import op_for
+
+    return (op_for(np.floor_divide), op_for(runtime.unbroadcast))
 
 
 def _is_literal_const(node: Node) -> bool:
@@ -1017,7 +1041,7 @@ def emit_function(
     check_finite: bool = False,
 ) -> Emitted:
     """Write `fn` as a Python function called `name`; with `check_finite`, each statement
-    is followed by a check that its result is finite (runtime.check_finite)."""
+    is followed by a check that its result is finite (runtime.check_result_finite)."""
     param_names = [base_name(p) for p in fn.params]
     constants = _named_constants(fn, set(reserved) | set(param_names))
     taken = set(reserved) | set(param_names) | set(constants)

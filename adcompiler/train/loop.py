@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from adcompiler.errors import NonFiniteError
 from adcompiler.train import checkpoint as checkpoints
 from adcompiler.train.data import as_dataset, batch_order, batch_slices
 from adcompiler.train.objective import Objective
@@ -218,6 +219,7 @@ def fit(
     mode: str = "sync",
     backend: str = "local",
     blas_threads: int | None = None,
+    check_finite: bool = False,
     **parallel_options,
 ) -> FitResult:
     """Train ``params`` to minimize ``loss`` over mini-batches of ``data``.
@@ -248,6 +250,12 @@ def fit(
             ``backend="mpi"`` hands the run to :func:`adcompiler.train.parallel.fit_parallel`.
         blas_threads: run NumPy's BLAS on this many threads during training (1 is
             fastest for small models, above all on a busy machine); None leaves it alone.
+        check_finite: when a step's loss or gradient is not finite, compute that step
+            again with the gradient that checks every statement
+            (``value_and_grad(loss, check_finite=True)``): the ``NonFiniteError`` it raises
+            names the line of the loss that made the first NaN or infinity, and the step.
+            Without it, a non-finite loss raises ``NonFiniteLossError`` (and a non-finite
+            gradient alone is not looked for).
         **parallel_options: passed on to ``fit_parallel`` (e.g. a staleness bound).
 
     Returns:
@@ -256,6 +264,8 @@ def fit(
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the message names the step).
+        NonFiniteError: with ``check_finite``, the loss or gradient became NaN or infinite
+            (the message names the line and the step).
         CheckpointError: ``resume`` is unreadable, corrupted or from another run.
     """
     previous = set_blas_threads(blas_threads)
@@ -266,7 +276,7 @@ def fit(
             early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, quiet=quiet, grad_fn=grad_fn,
             wrt=wrt, eval_batch_size=eval_batch_size, workers=workers, mode=mode,
-            backend=backend, **parallel_options,
+            backend=backend, check_finite=check_finite, **parallel_options,
         )  # fmt: skip
     finally:
         set_blas_threads(previous)
@@ -274,7 +284,7 @@ def fit(
 
 _RUN_OPTIONS = {
     "epochs", "batch_size", "optimizer", "lr", "validation", "metric", "seed", "drop_last",
-    "early_stopping", "grad_fn", "wrt", "eval_batch_size",
+    "early_stopping", "grad_fn", "wrt", "eval_batch_size", "check_finite",
 }  # fmt: skip
 
 
@@ -323,8 +333,11 @@ class Run:
         grad_fn=None,
         wrt=None,
         eval_batch_size=4096,
+        check_finite=False,
     ):
-        self.objective = Objective(loss, params, grad_fn=grad_fn, wrt=wrt)
+        self.objective = Objective(
+            loss, params, grad_fn=grad_fn, wrt=wrt, check_finite=check_finite
+        )
         self.initial_params = params
         self.dataset = as_dataset(data)
         self.validation = as_dataset(validation) if validation is not None else None
@@ -395,7 +408,14 @@ class Run:
 
     def step(self, state: TrainState, batch: tuple) -> float:
         """One update on one batch."""
-        value, grads = self.objective.value_and_grad(state.params, batch)
+        try:
+            value, grads = self.objective.value_and_grad(state.params, batch)
+        except NonFiniteError as error:  # with check_finite: the line, and here the step
+            error.add_note(
+                f"at training step {state.step + 1} (epoch {state.epoch + 1}, "
+                f"batch {state.batch + 1})"
+            )
+            raise
         value = float(value)
         if not math.isfinite(value):
             raise NonFiniteLossError(

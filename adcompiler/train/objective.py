@@ -38,6 +38,10 @@ class Objective:
         grad_fn: a function with the loss's signature returning ``(value, grads)``;
             defaults to ``adcompiler.value_and_grad(loss, wrt=...)``.
         wrt: in single mode, the name of the parameter argument (default: the first argument).
+        check_finite: when a step's loss or gradient is not finite, compute it again with
+            the version of the gradient that checks every statement's result
+            (``value_and_grad(loss, check_finite=True)``), whose ``NonFiniteError`` names
+            the line that made the first NaN or infinity.
     """
 
     def __init__(
@@ -46,8 +50,10 @@ class Objective:
         params: Tree,
         grad_fn: Callable | None = None,
         wrt: str | Sequence[str] | None = None,
+        check_finite: bool = False,
     ):
         self.loss = loss
+        self.check_finite = check_finite
         self.arg_names = _positional_names(loss)
         named = isinstance(params, dict) and params and all(k in self.arg_names for k in params)
         self.spread = bool(named) and not isinstance(wrt, str)
@@ -89,10 +95,30 @@ class Objective:
 
     def value_and_grad(self, params: Tree, batch: Sequence) -> tuple[float, Tree]:
         """The loss on a batch and its gradient, laid out like ``params``."""
-        value, grads = self.grad_fn(*self.arguments(params, batch))
+        arguments = self.arguments(params, batch)
+        value, grads = self.grad_fn(*arguments)
+        if self.check_finite and not all_finite((value, grads)):
+            self.find_non_finite(arguments)
         if self.spread and not isinstance(grads, dict):
             grads = dict(zip(self.param_names, grads, strict=True))
         return value, grads
+
+    def find_non_finite(self, arguments: list) -> None:
+        """The loss or the gradient is not finite: run the version of the gradient that
+        checks every statement, which raises NonFiniteError naming the line."""
+        from adcompiler.errors import NonFiniteError
+
+        checked = compile_gradient(self.loss, self.wrt, check_finite=True)
+        value, grads = checked(*arguments)
+        if not all_finite((value, grads)):  # (the checks passed: a value they do not see)
+            raise NonFiniteError(
+                f"the loss or its gradient is not finite, but the checked version of the "
+                f"gradient found no statement that made a NaN or an infinity (loss {value})"
+            )
+        raise NonFiniteError(
+            f"the loss or its gradient is not finite, but the checked version of the gradient "
+            f"computed finite values (loss {value}): is grad_fn the gradient of the loss?"
+        )
 
     def value(self, params: Tree, batch: Sequence) -> float:
         """The loss on a batch (the plain NumPy function, no gradient)."""
@@ -120,7 +146,19 @@ class Objective:
         return fn(*self.arguments(params, batch))
 
 
-def compile_gradient(loss: Callable, wrt) -> Callable:
+def all_finite(tree) -> bool:
+    """True if every number in `tree` (nested tuples, lists and dicts of arrays) is finite."""
+    import numpy as np
+
+    if isinstance(tree, dict):
+        return all(all_finite(v) for v in tree.values())
+    if isinstance(tree, (tuple, list)):
+        return all(all_finite(v) for v in tree)
+    kind = getattr(getattr(tree, "dtype", None), "kind", "f" if isinstance(tree, float) else "")
+    return kind not in ("f", "c") or bool(np.isfinite(tree).all())
+
+
+def compile_gradient(loss: Callable, wrt, check_finite: bool = False) -> Callable:
     """``adcompiler.value_and_grad(loss, wrt=wrt)``; a clear error if the compiler is missing."""
     import adcompiler
 
@@ -129,6 +167,8 @@ def compile_gradient(loss: Callable, wrt) -> Callable:
         raise RuntimeError(
             "adcompiler.value_and_grad is not available in this build; pass grad_fn= to fit()"
         )
+    if check_finite:
+        return value_and_grad(loss, wrt=wrt, check_finite=True)
     return value_and_grad(loss, wrt=wrt)
 
 
