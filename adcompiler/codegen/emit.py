@@ -29,8 +29,10 @@ from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.codegen.to_source import constant_ast, to_source
 from adcompiler.ops.calls import CALL_BWD, CALL_FWD
 from adcompiler.ops.control import (
+    AND,
     FOR,
     IF,
+    OR,
     TAPE_GET,
     TAPE_LIST,
     TAPE_NEW,
@@ -912,16 +914,30 @@ class Plan:
         self.uses.setdefault(v.id, []).append((block if inline else -1, position))
 
     def choose_inline(self) -> dict[int, Node]:
+        chosen = self.choose_inline_unchecked()
+        if not self.check:
+            return chosen
+        # check_finite=True: one statement per operator, except the constants and what
+        # `a and b` / `a or b` evaluate only if they must (`i < n and x[i] > 0`): that
+        # stays in the expression, as without checks
+        kept = {vid: node for vid, node in self.defs.items() if node.op is CONST}
+        lazy = [n.inputs[1] for n in self.defs.values() if n.op in (AND, OR)]
+        while lazy:
+            v = lazy.pop()
+            if v.id in chosen and v.id not in kept:
+                kept[v.id] = chosen[v.id]
+                lazy.extend(chosen[v.id].inputs)
+        return kept
+
+    def choose_inline_unchecked(self) -> dict[int, Node]:
         chosen = {}
         readers = {id(n) for n in self.reuse_into.values()}  # statements of their own
         for vid, node in self.defs.items():
             if len(node.outputs) != 1 or node.regions or id(node) in readers:
                 continue
             uses = self.uses.get(vid, [])
-            if _is_literal_const(node) or (self.check and node.op is CONST):
+            if _is_literal_const(node):
                 chosen[vid] = node
-            elif self.check:
-                continue
             elif (
                 len(uses) == 1
                 and vid not in self.reuse_into
