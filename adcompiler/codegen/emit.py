@@ -25,21 +25,11 @@ from typing import Any
 import numpy as np
 
 from adcompiler import passes, runtime
+from adcompiler.codegen.finite import checks_inputs, checks_result, what_is
 from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.codegen.to_source import constant_ast, to_source
 from adcompiler.ops.calls import CALL_BWD, CALL_FWD
-from adcompiler.ops.control import (
-    AND,
-    FOR,
-    IF,
-    OR,
-    TAPE_GET,
-    TAPE_LIST,
-    TAPE_NEW,
-    TAPE_SET,
-    TAPE_STACK,
-    WHILE,
-)
+from adcompiler.ops.control import AND, FOR, IF, OR, TAPE_SET, TAPE_STACK, WHILE
 from adcompiler.ops.core import Op, may_share
 from adcompiler.ops.mutation import INDEX_ADD, LIST_APPEND, MAKE_LIST, SETITEM
 from adcompiler.ops.numpy_ops import DIVIDE, SUBTRACT
@@ -47,9 +37,6 @@ from adcompiler.ops.structure import CONST
 from adcompiler.ssa import ACCUMULATIONS, INTO, REUSE, Block, Function, Node, Value, walk
 
 INLINE_ROLES = {"temp", "adjoint_temp", "tangent_temp"}
-# what check_finite=True does not check: a tape (np.empty), an entry read back from one,
-# a new list; an array written into (its operands are checked)
-_UNCHECKED = (TAPE_NEW, TAPE_LIST, TAPE_STACK, TAPE_GET, MAKE_LIST, SETITEM, INDEX_ADD)
 _AUGMENTED = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}  # by Op.augmented
 
 
@@ -204,8 +191,8 @@ class Emitter:
                 self.line = (node.loc.line, _is_adjoint(node))
                 out.append(self.comment(node))
             self.loc = node.loc or self.loc
-            checks = self.check and _checked(node, self.plan.ints)
-            if self.check and node.outputs and node.op not in _UNCHECKED + _reads_metadata():
+            checks = self.check and checks_result(node, self.plan.ints)
+            if self.check and checks_inputs(node):
                 out.extend(self.input_checks(node))
             if checks:
                 names = self.input_names(node)
@@ -231,7 +218,7 @@ class Emitter:
             self.inputs_checked = checked
         return out
 
-    # -- check_finite=True: a check of each statement's result ------------------------
+    # -- check_finite=True: a check of each statement's result (policy: codegen.finite) --
 
     def where(self) -> tuple[ast.expr, ast.expr]:
         """`file.py:LINE` and the text of the user's line, as the checks pass them."""
@@ -278,7 +265,8 @@ class Emitter:
     def check_call(self, read: ast.expr, v: Value, node: Node, inputs: list[str]) -> ast.stmt:
         """``check_result_finite(<read>, 'adjoint of x', <operator>, <where>, <line>, **inputs)``:
         `read` is `v`, or (``x[i] += g``) the part of it just written."""
-        args = [read, ast.Constant(_what(v, self.namer)), ast.Constant(node.op.name)]
+        what = what_is(v, self.namer.name_of.get(v.id) or base_name(v))
+        args = [read, ast.Constant(what), ast.Constant(node.op.name)]
         args += self.where()
         names = [n for n in inputs if not (isinstance(read, ast.Name) and n == read.id)]
         keywords = [ast.keyword(n, ast.Name(n, ast.Load())) for n in names]
@@ -647,52 +635,6 @@ def _python_ints(fn: Function) -> set[int]:
         ):
             ints.update(v.id for v in node.outputs)
     return ints
-
-
-def _what(v: Value, namer: Namer) -> str:
-    """What check_finite calls `v`: "forward value of h", "adjoint of x", "tangent of s",
-    or for a temporary its name: "adjoint temporary multiply"."""
-    sweep = next((r for r in ("adjoint", "tangent") if v.role.startswith(r)), "forward")
-    if v.role.endswith("temp"):
-        return f"{sweep} temporary {namer.name_of.get(v.id) or base_name(v)}"
-    return f"{'forward value' if sweep == 'forward' else sweep} of {v.hint or 'v'}"
-
-
-def _checked(node: Node, ints: set[int]) -> bool:
-    """True if check_finite=True checks `node`'s results after it. Not: a constant; a loop
-    or an `if` (their regions' statements are checked); a tape or a list (what they keep
-    is checked where it is made); a view or an element of an input, or the result of an
-    operator that is not differentiable (shapes, comparisons, rounding): finite where
-    its inputs are, and those are checked (but `x // 0` is inf, and a sum may overflow:
-    `_CHECKED` are checked all the same); a Python int; a write into an array (its
-    operands are checked, and the sum `x[i] += v` is checked where it is written)."""
-    if not node.outputs or node.op is CONST or node.op.regions or node.op in _UNCHECKED:
-        return False
-    if (node.op.nondiff or node.op.holds is not None or node.op.view is not None) and (
-        node.op not in _checked_anyway()
-    ):
-        return False
-    return not all(v.id in ints for v in node.outputs)
-
-
-@functools.cache
-def _reads_metadata() -> tuple[Op, ...]:
-    """Operators that read their input's shape, size or dtype, not its values: not the
-    first read check_finite=True checks an argument at."""
-    from adcompiler.ops.core import op_for
-    from adcompiler.ops.structure import ATTRIBUTES
-
-    like = (runtime.zero_like, np.zeros_like, np.ones_like, len)
-    return (*ATTRIBUTES.values(), *(op_for(f) for f in like))
-
-
-@functools.cache
-def _checked_anyway() -> tuple[Op, ...]:
-    """Operators `_checked` would pass over that can make an infinity from finite inputs:
-    `np.floor_divide` (by 0) and `unbroadcast` (a sum)."""
-    from adcompiler.ops.core import op_for
-
-    return (op_for(np.floor_divide), op_for(runtime.unbroadcast))
 
 
 def _is_literal_const(node: Node) -> bool:
