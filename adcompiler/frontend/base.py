@@ -23,13 +23,18 @@ class Static:
 
 @dataclass(frozen=True, eq=False)
 class LocalFunction:
-    """A function defined inside the function being lowered (`def` or `lambda`)."""
+    """A function defined inside the function being lowered (`def` or `lambda`).
+
+    `scope` is the `Lowering` of the function that defines it: a call reads the
+    enclosing variables from there, as they are at the call (Python's closures are
+    lexical and late-binding), not from the caller."""
 
     name: str
     names: list
     defaults: dict
     body: list | None
     expression: Any
+    scope: Any = None
 
 
 class LoweringError(Exception):

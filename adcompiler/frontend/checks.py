@@ -34,7 +34,7 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
         "pass the value in as an argument and return the new value",
     ),
     gast.Nonlocal: (
-        "`nonlocal` is not supported",
+        "`nonlocal` is supported only in a function defined inside the one differentiated",
         "pass the value in as an argument and return the new value",
     ),
     gast.ClassDef: ("class definitions are not supported", "define the class at module level"),
@@ -79,9 +79,13 @@ def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
 
 def _allowed_in_context(root) -> set[int]:
     """Ids of nodes refused elsewhere but fine where they stand: f-strings given to
-    `print`, and a starred name in an unpacking target (`first, *rest = t`)."""
+    `print`, a starred name in an unpacking target (`first, *rest = t`), and `nonlocal`
+    in a function defined inside the function (it names a variable of an enclosing
+    function that is being lowered too, see `Lowering.assign_nonlocal`)."""
     allowed: set[int] = set()
     for node in gast.walk(root):
+        if isinstance(node, gast.FunctionDef) and node is not root:
+            allowed.update(id(n) for n in node.body if isinstance(n, gast.Nonlocal))
         if (
             isinstance(node, gast.Call)
             and isinstance(node.func, gast.Name)

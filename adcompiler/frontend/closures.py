@@ -1,0 +1,251 @@
+"""Functions defined inside the function, and what they share with it (mixed into
+`Lowering`).
+
+A nested `def` or a `lambda` is inlined where it is called. As in Python:
+
+- its enclosing variables are those of the function that *defines* it (lexical
+  scoping), read as they are at the call (late binding), never the caller's;
+- the names it assigns are its own locals (reading one before it is assigned is
+  the error Python would raise), except those it declares `nonlocal`: assigning one
+  assigns the enclosing function's variable, which every function sharing it sees;
+- a list or a dict is one object, whichever function holds it: an item written,
+  an item appended, in a nested function or in a helper it was passed to, is seen by
+  every name (in any of these functions) and every tuple, list or dict that holds it.
+
+The lowering keeps lists and dicts known while compiling as Python tuples and dicts
+whose identity stands for the object; a write makes a new one, and `rebind` gives it to
+every holder. Where that cannot be done exactly (the write happens inside an `if` or a
+loop of the function writing, and a function that is not being lowered in that region
+holds the object), the write is refused with a located error.
+"""
+
+from __future__ import annotations
+
+import gast
+
+from adcompiler.frontend.base import LocalFunction, LoweringError, Static
+from adcompiler.frontend.control import RESULT, UNDEFINED
+
+IN_REGION_HINT = (
+    "do the write outside the `if` or loop (compute the new value there and write it "
+    "after), or return the new value and assign it in the enclosing function"
+)
+
+
+class EmptyList(tuple):
+    """An empty list literal: a tuple of its own (``()`` is one object in CPython, and two
+    lists must not be one: ``a = []; b = []; a.append(v)``)."""
+
+    __slots__ = ()
+
+
+def new_list(items) -> tuple:
+    """A compile-time list holding `items`: a new object, never one another list is."""
+    items = list(items)
+    return tuple(items) if items else EmptyList()
+
+
+class Closures:
+    """The nested-function half of `Lowering` (mixed into it)."""
+
+    lexical = None  # the Lowering of the function that defines this one (a nested def)
+    nonlocals: frozenset = frozenset()  # names this one declares `nonlocal`
+    own: frozenset = frozenset()  # names local to this nested function (params, assigned)
+
+    def define_local(self, node) -> None:
+        """`def name(...)` inside the function: a function to inline where it is called."""
+        self.env[node.name] = Static(self.local_function(node, node.name, node.body, None))
+
+    def expr_Lambda(self, node):  # noqa: N802
+        return Static(self.local_function(node, "lambda", None, node.body))
+
+    def local_function(self, node, name, body, expression) -> LocalFunction:
+        args = node.args
+        if args.vararg or args.kwarg:
+            raise LoweringError(
+                node,
+                f"`*args`/`**kwargs` parameters of the nested function `{name}` are not "
+                "supported",
+                "name each parameter",
+            )
+        names = [a.id for a in args.args + args.kwonlyargs]
+        positional = [a.id for a in args.args]
+        defaults = dict(
+            zip(
+                positional[len(positional) - len(args.defaults) :],
+                [self.expr(d) for d in args.defaults],
+            )
+        )
+        for a, d in zip(args.kwonlyargs, args.kw_defaults):
+            if d is not None:
+                defaults[a.id] = self.expr(d)
+        return LocalFunction(name, names, defaults, body, expression, self)
+
+    def inline_local(self, local: LocalFunction, args, kwargs, node):
+        """A call to a function defined inside the function (`def` or `lambda`): inlined,
+        reading the variables of the function that defines it as they are now."""
+        from adcompiler.frontend.lower import MAX_INLINE_DEPTH
+
+        if self.depth >= MAX_INLINE_DEPTH:
+            raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
+        scope = local.scope if local.scope is not None else self
+        inner = type(self)(scope.fn, scope.parsed, self.nodes, self.diagnostics, self.depth + 1)
+        inner.share_views(self)
+        inner.lexical = scope
+        inner.closure, inner.cells = scope.closure, scope.cells
+        inner.env = {k: v for k, v in scope.env.items() if not k.startswith(".")}
+        bound = dict(zip(local.names, args))
+        if len(args) > len(local.names):
+            raise LoweringError(node, f"too many arguments in the call to `{local.name}`")
+        for k, v in kwargs.items():
+            if k not in local.names:
+                raise LoweringError(node, f"`{local.name}` has no parameter `{k}`")
+            bound[k] = v
+        for name in local.names:
+            if name not in bound:
+                if name not in local.defaults:
+                    raise LoweringError(node, f"missing argument `{name}` of `{local.name}`")
+                bound[name] = local.defaults[name]
+        if local.body is not None:
+            inner.nonlocals = frozenset(
+                n for s in local.body if isinstance(s, gast.Nonlocal) for n in s.names
+            )
+            own = bound_names(local.body) - inner.nonlocals
+            for name in own:
+                inner.env[name] = UNDEFINED  # a local of its own, assigned before it is read
+        else:
+            own = set()
+        inner.own = frozenset(own | set(local.names))
+        inner.env.update(bound)
+        if local.expression is not None:  # a lambda
+            return inner.expr(local.expression)
+        return self.run_inlined(inner, local.body, local.name, node)
+
+    # -- the functions that see a change --------------------------------------
+
+    def enclosing_scopes(self):
+        """The lowerings whose names may hold an object this one changes: `now`, those
+        that see the change now (this one, the functions it is inlined into up to the
+        first that is inside an `if` or a loop, and the functions that define them);
+        `later`, those that would see it only after that `if` or loop (a change made
+        there cannot be given to them)."""
+        stack = []
+        scope = self
+        while scope is not None:
+            stack.append(scope)
+            scope = scope.outer
+        on_stack = {id(s) for s in stack}
+        now, later, cut = [], [], False
+        for s in stack:
+            (later if cut else now).append(s)
+            cut = cut or s.nodes is not s.top_nodes
+        seen = set(on_stack)
+        for s in stack:
+            lex = s.lexical
+            while lex is not None and id(lex) not in seen:
+                seen.add(id(lex))
+                (later if cut else now).append(lex)  # returned: its env is its last one
+                lex = lex.lexical
+        return now, later
+
+    def rebind(self, old, new, node=None) -> None:
+        """The object `old` (a list or dict known while compiling, a list at run time) is
+        now `new`: every name that holds it, here and in every function that sees it, and
+        every tuple, list or dict that holds it, holds `new` (`b = a; b.append(v)`, a
+        nested function writing `idx[0] += 1`, a helper appending to its argument)."""
+        now, later = self.enclosing_scopes()
+        for scope in later:
+            if any(held is old or _holds(held, old) for held in scope.env.values()):
+                who = "the function that defines it" if scope.lexical is None else "a caller"
+                raise LoweringError(
+                    node,
+                    f"this write, inside an `if` or a loop, changes a list or dict that "
+                    f"{who} holds too: adcompiler cannot follow it there",
+                    IN_REGION_HINT,
+                )
+        made: dict[int, object] = {id(old): new}
+
+        def replace(held):
+            if id(held) in made:
+                return made[id(held)]
+            if isinstance(held, tuple):
+                items = [replace(h) for h in held]
+                if any(a is not b for a, b in zip(items, held)):
+                    made[id(held)] = type(held)(items) if type(held) is tuple else tuple(items)
+                    return made[id(held)]
+            elif isinstance(held, dict):
+                items = {k: replace(h) for k, h in held.items()}
+                if any(items[k] is not h for k, h in held.items()):
+                    made[id(held)] = items
+                    return items
+            return held
+
+        for scope in now:
+            for name, held in list(scope.env.items()):
+                got = replace(held)
+                if got is not held:
+                    scope.env[name] = got
+
+    def assign_nonlocal(self, target, value) -> None:
+        """`name = value` for a name this nested function declared `nonlocal`: the
+        variable of the enclosing function, seen by every function that shares it."""
+        name = target.id
+        owner = self.lexical
+        while owner is not None and name in owner.nonlocals:
+            owner = owner.lexical
+        if owner is None or name not in owner.env:
+            raise LoweringError(target, f"no enclosing variable `{name}` for `nonlocal`")
+        now, later = self.enclosing_scopes()
+        if owner not in now or any(_shares(s, owner, name) for s in later):
+            raise LoweringError(
+                target,
+                f"`{name}` (nonlocal) is assigned inside an `if` or a loop of a nested "
+                "function: adcompiler cannot follow it there",
+                IN_REGION_HINT,
+            )
+        self.env[name] = value
+        for s in now:
+            if s is not self and _shares(s, owner, name):
+                s.env[name] = value
+
+
+def _shares(scope, owner, name: str) -> bool:
+    """Whether `name` in `scope` is the variable `name` of `owner` (the same function,
+    or one defined in it, not binding `name` itself, any depth down)."""
+    while scope is not None and scope is not owner:
+        if name in scope.own:
+            return False
+        scope = scope.lexical
+    return scope is owner
+
+
+def _holds(container, value) -> bool:
+    if isinstance(container, tuple):
+        return any(c is value or _holds(c, value) for c in container)
+    if isinstance(container, dict):
+        return any(c is value or _holds(c, value) for c in container.values())
+    return False
+
+
+def bound_names(stmts) -> set[str]:
+    """The names a function body binds (its locals, as Python decides them): assignment
+    targets (also `+=`), loop variables, nested `def`s; not the variables of a
+    comprehension or what a function defined in it binds."""
+    from adcompiler.frontend.control import _walk_scope
+
+    names: set[str] = set()
+    skip: set[int] = set()
+    for stmt in stmts:
+        for node in _walk_scope(stmt):
+            if isinstance(node, gast.comprehension):
+                skip.update(id(n) for n in gast.walk(node.target))
+            elif isinstance(node, gast.FunctionDef):
+                names.add(node.name)
+            elif (
+                isinstance(node, gast.Name)
+                and isinstance(node.ctx, gast.Store)
+                and id(node) not in skip
+            ):
+                names.add(node.id)
+    names.discard(RESULT)
+    return names
