@@ -190,8 +190,8 @@ class Closures:
         """`name = value` for a name this nested function declared `nonlocal`: the
         variable of the enclosing function, seen by every function that shares it."""
         name = target.id
-        owner = self.lexical
-        while owner is not None and name in owner.nonlocals:
+        owner = self.lexical  # the nearest enclosing function that binds `name`
+        while owner is not None and owner.lexical is not None and name not in owner.own:
             owner = owner.lexical
         if owner is None or name not in owner.env:
             raise LoweringError(target, f"no enclosing variable `{name}` for `nonlocal`")
