@@ -50,6 +50,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -138,10 +139,137 @@ BINARY = [
     "np.power(1.0 + np.square({}), np.tanh({}))",
     "{} * ({} // 2.0)",
 ]
+# The operator table (docs/operators.md) beyond the basics above, by result type: a
+# template and the types of its operands (`{0}`, `{1}`: fresh sub-expressions; `{n0}`: a
+# variable named twice). Arguments are kept inside each function's domain and away from
+# its kinks where that is cheap; the runner redraws data where differences are unreliable.
+TABLE = {
+    N: [
+        ("np.exp2(np.tanh({0}))", [N]),
+        ("np.log2(1.0 + np.square({0}))", [N]),
+        ("np.log10(1.0 + np.square({0}))", [N]),
+        ("np.cbrt(2.0 + np.cos({0}))", [N]),
+        ("np.arcsinh({0})", [N]),
+        ("np.arccosh(1.5 + np.square({0}))", [N]),
+        ("np.arctanh(0.9 * np.tanh({0}))", [N]),
+        ("np.arctan2({0}, 1.5 + np.cos({1}))", [N, N]),
+        ("np.hypot({0}, 0.5 + np.square({1}))", [N, N]),
+        ("np.fmax({0}, {1})", [N, N]),
+        ("np.fmin({0}, 0.1)", [N]),
+        ("np.logaddexp2({0}, {1})", [N, N]),
+        ("np.sinc({0})", [N]),
+        ("np.fabs({0})", [N]),
+        ("np.deg2rad({0})", [N]),
+        ("np.rad2deg(0.01 * {0})", [N]),
+        ("np.degrees(0.01 * {0})", [N]),
+        ("np.radians({0})", [N]),
+        ("np.copysign({0}, {1})", [N, N]),
+        ("np.ldexp({0}, 2)", [N]),
+        ("np.float_power(1.0 + np.square({0}), 1.5)", [N]),
+        ("np.fmod({0}, 2.5)", [N]),
+        ("np.remainder({0}, 2.5)", [N]),
+        ("np.nan_to_num({0})", [N]),
+        ("np.modf({0})[0]", [N]),
+        ("np.roll({0}, 1)", [N]),
+        ("np.flip({0})", [N]),
+        ("np.sort({0})", [N]),
+        ("np.cumprod(np.tanh({0}))", [N]),
+        ("np.append({n0}[1:], {0}[:1])", [N]),
+        ("np.pad({n0}, (1, 2))[1:len({n0}) + 1] * {0}", [N]),
+        ("np.atleast_1d({0})", [N]),
+        ("np.take({n0}, np.arange(len({n0}))[::-1]) + {0}", [N]),
+        ("np.where({0} > 0.3, np.tanh({1}), {2})", [N, N, N]),
+        ("np.square({0}) / (1.0 + np.var({1}))", [N, N]),
+    ],
+    M: [
+        ("np.tensordot({0}, {1}, axes=1)", [MN, N]),
+        ("np.ptp({0}, axis=1)", [MN]),
+        ("np.var({0}, axis=1)", [MN]),
+        ("np.std(1.0 + np.square({0}), axis=1)", [MN]),
+        ("np.column_stack([{0}, {1}]).sum(axis=1)", [M, M]),
+        ("np.fliplr({0})[:, 0]", [MN]),
+        ("np.flipud({0}) @ {1}", [MN, N]),
+        ("np.rot90({0}, 2) @ {1}", [MN, N]),
+        ("np.triu({0}) @ {1}", [MN, N]),
+        ("np.tril({0}, -1) @ {1}", [MN, N]),
+        ("np.diff({0}, axis=1)[:, 0]", [MN]),
+        ("np.linalg.vector_norm(1.0 + np.square({0}), axis=1)", [MN]),
+        ("np.take_along_axis({0}, np.zeros(({n0}.shape[0], 1), dtype=int) + "
+         "np.argmax({n0}, axis=1)[:, None], axis=1)[:, 0]", [MN]),
+    ],
+    MN: [
+        ("np.moveaxis({0}.T, 0, 1)", [MN]),
+        ("np.rot90(np.rot90({0}))", [MN]),
+        ("np.flipud({0})", [MN]),
+        ("np.kron({0}, np.ones((1, 1)))", [MN]),
+        ("np.sort({0}, axis=1)", [MN]),
+        ("np.roll({0}, 1, axis=0)", [MN]),
+        ("np.vstack(np.split({0}, 1))", [MN]),
+        ("np.atleast_2d({0})", [MN]),
+        ("np.diff(np.concatenate([np.zeros((1, {n0}.shape[1])), {n0}]), axis=0) * {0}", [MN]),
+        ("np.tril({0}) + np.triu({1}, 1)", [MN, MN]),
+        ("np.outer({0}, {1}) * np.exp2(-np.square({2}))", [M, N, MN]),
+    ],
+    S: [
+        ("np.var({0})", [N]),
+        ("np.std(1.0 + np.square({0}))", [N]),
+        ("np.ptp({0})", [N]),
+        ("np.amax({0})", [N]),
+        ("np.nansum({0})", [N]),
+        ("np.nanmax({0})", [N]),
+        ("np.nanmean({0})", [N]),
+        ("np.inner({0}, {1})", [N, N]),
+        ("np.tensordot({0}, {1}, axes=1)", [N, N]),
+        ("np.sum(np.kron({0}, np.array([1.0, -0.5])))", [N]),
+        ("np.sum(np.diff({0}))", [N]),
+        ("np.sum(np.diff({0}, n=2))", [N]),
+        ("np.sum(np.sort({0})[:2])", [N]),
+        ("np.sum(np.lib.stride_tricks.sliding_window_view({0}, 2) ** 2)", [N]),
+        ("np.sum(np.array_split({0}, 2)[0])", [N]),
+        ("np.sum(np.atleast_2d({0}))", [N]),
+        ("np.linalg.vector_norm({0})", [N]),
+        ("np.linalg.norm({0}, 1)", [N]),
+        ("np.linalg.norm({0}, np.inf)", [N]),
+        ("np.vecdot({0}, {1})", [N, N]),
+        ("np.sum(np.cumsum({0}) * {1})", [N, N]),
+        ("np.sum(np.diagonal({0}))", [MN]),
+        ("np.sum(np.diag({0}))", [MN]),
+        ("np.linalg.norm({0}, 'fro')", [MN]),
+        ("np.linalg.matrix_norm({0})", [MN]),
+        ("np.sum(np.linalg.svd({0}, compute_uv=False))", [MN]),
+        ("np.sum(np.linalg.svdvals({0}))", [MN]),
+        ("np.linalg.slogdet(np.eye(len({n0})) + 0.1 * np.outer({n0}, {0}))[1]", [M]),
+        ("np.sum(np.linalg.cholesky(np.eye(len({n0})) + 0.1 * np.outer({n0}, {n0})))", [M]),
+        ("np.sum(np.linalg.eigvalsh(np.outer({n0}, {n0}) + np.diag(np.arange(len({n0})) * 1.0)))",
+         [M]),
+        ("np.sum(np.linalg.eigh(np.outer({n0}, {n0}) + np.diag(np.arange(len({n0})) * 1.0))[0])",
+         [M]),
+        ("np.sum(np.linalg.pinv({0}) ** 2)", [MN]),
+        ("np.sum(np.abs(np.linalg.qr({n0} @ {n0}.T + np.eye(len({n0})))[1]))", [MN]),
+        ("np.sum(np.linalg.matrix_power({n0} @ {n0}.T, 2))", [MN]),
+        ("np.sum(np.linalg.inv({n0} @ {n0}.T + np.eye(len({n0}))))", [MN]),
+        ("np.trace(np.tril({0}))", [MN]),
+    ],
+}
+if importlib.util.find_spec("scipy") is not None:
+    TABLE[N] += [
+        ("scipy.special.expit({0})", [N]),
+        ("scipy.special.logit(0.1 + 0.8 * scipy.special.expit({0}))", [N]),
+        ("scipy.special.erf({0})", [N]),
+        ("scipy.special.erfc({0})", [N]),
+        ("scipy.special.gammaln(1.5 + np.square({0}))", [N]),
+        ("scipy.special.digamma(1.5 + np.square({0}))", [N]),
+        ("scipy.special.xlogy({0}, 1.0 + np.square({1}))", [N, N]),
+        ("scipy.special.xlog1py({0}, np.square({1}))", [N, N]),
+        ("scipy.special.softmax({0})", [N]),
+        ("scipy.special.log_softmax({0})", [N]),
+    ]
+    TABLE[S] += [("scipy.special.logsumexp({0})", [N])]
+
 FAMILIES = (
     "arith", "ufunc", "reduce", "matmul", "index", "slice", "if", "ifexp", "for", "while",
     "break", "continue", "return", "tuple", "list", "dict", "helper", "helper2", "inplace",
-    "view", "compr", "linalg", "refuse", "lambda", "closure", "effect", "tiny",
+    "view", "compr", "linalg", "refuse", "lambda", "closure", "effect", "tiny", "table",
 )  # fmt: skip
 
 
@@ -289,6 +417,9 @@ class Gen:
             add(1, "arith", lambda: r.choice(BINARY[:3]).format(e(S), e(t)))
             add(1, "ufunc", lambda: f"np.where({e(t, 0)} > 0.0, {e(t)}, 0.3 * {e(t)})")
         add(1, "ifexp", lambda: f"({e(t)} if {self.cond(sc, 0)} else {e(t)})")
+        table = [(tpl, ts) for tpl, ts in TABLE.get(t, []) if set(ts) <= set(self.types)]
+        if table:
+            add(3, "table", lambda: self.from_table(sc, r.choice(table), d))
         for pre, name, ptypes, defaults, rt in self.helpers:
             if self.in_second_module:
                 if not pre:
@@ -390,6 +521,13 @@ class Gen:
             f.add(fam)
             return atomic(text)
         raise NoType(t)
+
+    def from_table(self, sc: Scope, entry: tuple, d: int) -> str:
+        """An expression of the operator table: `{k}` a sub-expression, `{n0}` a variable
+        (or leaf) of the first operand's type, named where the template repeats it."""
+        template, types = entry
+        args = [self.ex(sc, t, d - 1) for t in types]
+        return template.format(*args, n0=self.named(sc, types[0]))
 
     def named(self, sc: Scope, t: str) -> str:
         names = self.vars_of(sc, t)
@@ -819,9 +957,13 @@ class Gen:
         main += ["SCALE = 0.75", "", ""]
         main += helper_src[main_mod]
         main += [f"def f({sig}):", f_text, "", "", f"def fj({sig}):", fj_text, ""]
+        if "scipy.special." in "\n".join(main):
+            main.insert(0, "import scipy.special")
         sources = {main_mod: "\n".join(main)}
         if helper_src[help_mod]:
-            sources[help_mod] = "\n".join(["import numpy as np", "", "SCALE = 0.75", "", ""]
+            uses_scipy = "scipy.special." in "".join(helper_src[help_mod])
+            head = ["import scipy.special"] if uses_scipy else []
+            sources[help_mod] = "\n".join(head + ["import numpy as np", "", "SCALE = 0.75", "", ""]
                                           + helper_src[help_mod]).rstrip() + "\n"  # fmt: skip
         if r.random() < 0.1:  # numpy under its own name
             sources[main_mod] = re.sub(r"\bnp\.", "numpy.", sources[main_mod]).replace(
@@ -1526,6 +1668,7 @@ Prints WRONG or CRASH (with details) while the bug is there, OK once it is fixed
 """
 
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile

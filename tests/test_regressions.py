@@ -1034,3 +1034,27 @@ def test_a_boolean_argument_times_the_seed_is_a_number(m):
     for _ in range(CALLS):
         g = ad.grad(_times_a_mask_twice)(0.5, m)
         assert g == 2.0 and np.asarray(g).dtype.kind == "f", g
+
+
+# ---------------------------------------------------------------------------
+# A rule's run-time helper may return a view of the adjoint it takes (fuzz seed 777)
+# ---------------------------------------------------------------------------
+
+
+def _column_stack_summed(a0):
+    return np.logaddexp(a0, a0) + np.column_stack([a0, a0]).sum(axis=1)
+
+
+def _calls_column_stack_summed(x):
+    return np.sum(_column_stack_summed(x))
+
+
+def _stacked_twice(x):
+    return np.sum(np.stack([x, x]) * 2.0) + np.sum(np.append(x, x))
+
+
+@pytest.mark.parametrize("f", [_calls_column_stack_summed, _stacked_twice])
+def test_adjoints_are_not_summed_into_a_helpers_view(f):
+    """uncolumn_stack(g, ...) returns a column of g, here a read-only broadcast: the
+    second adjoint was added into it in place ("output array is read-only")."""
+    check_all_modes(f, (np.array([0.3, -0.2, 0.5]),))

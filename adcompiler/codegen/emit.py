@@ -29,7 +29,7 @@ from adcompiler.codegen.naming import Namer, base_name
 from adcompiler.codegen.to_source import constant_ast, to_source
 from adcompiler.ops.calls import CALL_BWD, CALL_FWD
 from adcompiler.ops.control import FOR, IF, TAPE_SET, TAPE_STACK, WHILE
-from adcompiler.ops.core import Op, view_of
+from adcompiler.ops.core import Op, may_share
 from adcompiler.ops.mutation import INDEX_ADD, LIST_APPEND, MAKE_LIST, SETITEM
 from adcompiler.ops.numpy_ops import DIVIDE, SUBTRACT
 from adcompiler.ops.structure import CONST
@@ -711,7 +711,7 @@ class Plan:
                     self.owned.add(out.id)
             elif node.op in (FOR, WHILE):
                 continue  # owned or not: above
-            elif (base := view_of(node)) is not None:  # a view: shares the input's memory
+            elif (base := may_share(node)) is not None:  # may share the input's memory
                 self.root[out.id] = self.root.get(base.id, base.id)
             elif node.op is not CONST and node.op.impl:  # a new array
                 self.owned.add(out.id)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from adcompiler import runtime
 from adcompiler.ssa import Loc, Node, Value
 
 NO_DEFAULT = object()
@@ -137,6 +138,21 @@ def view_of(node: Node) -> Value | None:
     if view is None or view.input >= len(node.inputs) or view.kind_for(node.attrs) is None:
         return None
     return node.inputs[view.input]
+
+
+def may_share(node: Node) -> Value | None:
+    """The input whose memory `node`'s result may share: the input of a view (`view_of`),
+    or, failing closed, the first input of a run-time helper of the rules
+    (`uncolumn_stack(g, ...)`, adcompiler.runtime and runtime.HELPERS) unless it is
+    declared `fresh`: such helpers often return a slice, a reshape or a broadcast of the
+    array they take. NumPy's own functions that are not views make new arrays."""
+    base = view_of(node)
+    if base is not None or node.op.fresh or not node.inputs:
+        return base
+    impl = node.op.impl
+    helper = getattr(impl, "__module__", None) == runtime.__name__ or any(
+        impl is h for h in runtime.HELPERS.values())  # fmt: skip
+    return node.inputs[0] if helper else None
 
 
 REGISTRY: dict[Any, Op] = {}

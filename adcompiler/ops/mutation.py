@@ -274,5 +274,6 @@ def _(ts, ans, g, lst):
 
 
 ZERO_LIKE = register(
-    Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True, unique=True)
+    Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True, unique=True,
+       fresh=True)
 )

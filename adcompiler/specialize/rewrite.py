@@ -161,16 +161,19 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
 
 
 def _unit_products(fn: Function, known: dict) -> None:
-    """`1.0 * s` and `s / 1.0` are `s` where `s` is a float scalar in this signature.
-    The rules keep them where `s` may be a boolean (`1.0 * mask` is not `mask`); an
-    array is kept too, so that a gradient is never the caller's own array."""
+    """`1.0 * s` and `s / 1.0` are `s` where `s` is an argument that the signature says
+    is a float scalar. The rules keep them where `s` may be a boolean (`1.0 * mask` is
+    not `mask`). Only arguments: the type of a value computed inside may change with the
+    data under the same signature (`a > 0 and a * 3.0` is False or a float); an array is
+    kept too, so that a gradient is never the caller's own array."""
     multiply = lookup(np.multiply)
+    params = {p.id for p in fn.params}
 
     def one(v: Value) -> bool:
         return v.is_const and type(v.const) in (int, float) and v.const == 1
 
     def float_scalar(v: Value) -> bool:
-        fact = known.get(v.id)
+        fact = known.get(v.id) if v.id in params else None
         return fact is not None and (fact[0] == "float" or fact[0] == "scalar" and (
             fact[1] in ("float64", "float32", "float16")))  # fmt: skip
 
