@@ -35,6 +35,8 @@ class LocalFunction:
     body: list | None
     expression: Any
     scope: Any = None
+    vararg: str | None = None  # the name of its `*args` parameter
+    positional: int | None = None  # how many of `names` are positional
 
 
 class LoweringError(Exception):

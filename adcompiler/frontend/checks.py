@@ -45,7 +45,6 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
     gast.Set: ("sets are not supported", "use a list or a tuple"),
     gast.SetComp: ("set comprehensions are not supported", "use a list comprehension"),
     gast.NamedExpr: ("`:=` is not supported", "assign on a line of its own"),
-    gast.Starred: ("`*args` unpacking is not supported", "pass the arguments one by one"),
     gast.JoinedStr: ("f-strings are not supported", "compute values only; format outside"),
 }
 
@@ -53,20 +52,22 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
 NOT_YET: dict[type, tuple[str, str]] = {}
 
 
-def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
-    """All unsupported constructs in the body of `parsed`, in source order."""
+def find_unsupported(parsed: ParsedSource, root: bool = True) -> list[Diagnostic]:
+    """All unsupported constructs in the body of `parsed`, in source order (`root`: the
+    function differentiated, whose `*args` parameter is its own; a helper's is bound
+    where it is inlined)."""
     found: list[Diagnostic] = []
-    root = parsed.tree
-    if root.args.vararg or root.args.kwarg:
+    tree = parsed.tree
+    if tree.args.kwarg or (root and tree.args.vararg):
         found.append(
             Diagnostic(
-                parsed.loc(root),
+                parsed.loc(tree),
                 "`*args`/`**kwargs` parameters are not supported",
                 "name each parameter",
             )
         )
-    allowed = _allowed_in_context(root)
-    for stmt in root.body:
+    allowed = _allowed_in_context(tree)
+    for stmt in tree.body:
         for node in gast.walk(stmt):
             entry = UNSUPPORTED.get(type(node)) or NOT_YET.get(type(node))
             if entry is None or id(node) in allowed:

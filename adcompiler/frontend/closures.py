@@ -61,12 +61,12 @@ class Closures:
 
     def local_function(self, node, name, body, expression) -> LocalFunction:
         args = node.args
-        if args.vararg or args.kwarg:
+        if args.kwarg:
             raise LoweringError(
                 node,
-                f"`*args`/`**kwargs` parameters of the nested function `{name}` are not "
+                f"a `**{args.kwarg.id}` parameter of the nested function `{name}` is not "
                 "supported",
-                "name each parameter",
+                "name each keyword parameter",
             )
         names = [a.id for a in args.args + args.kwonlyargs]
         positional = [a.id for a in args.args]
@@ -79,7 +79,10 @@ class Closures:
         for a, d in zip(args.kwonlyargs, args.kw_defaults):
             if d is not None:
                 defaults[a.id] = self.expr(d)
-        return LocalFunction(name, names, defaults, body, expression, self)
+        vararg = args.vararg.id if args.vararg else None
+        return LocalFunction(
+            name, names, defaults, body, expression, self, vararg, len(positional)
+        )
 
     def inline_local(self, local: LocalFunction, args, kwargs, node):
         """A call to a function defined inside the function (`def` or `lambda`): inlined,
@@ -94,18 +97,10 @@ class Closures:
         inner.lexical = scope
         inner.closure, inner.cells = scope.closure, scope.cells
         inner.env = {k: v for k, v in scope.env.items() if not k.startswith(".")}
-        bound = dict(zip(local.names, args))
-        if len(args) > len(local.names):
-            raise LoweringError(node, f"too many arguments in the call to `{local.name}`")
-        for k, v in kwargs.items():
-            if k not in local.names:
-                raise LoweringError(node, f"`{local.name}` has no parameter `{k}`")
-            bound[k] = v
-        for name in local.names:
-            if name not in bound:
-                if name not in local.defaults:
-                    raise LoweringError(node, f"missing argument `{name}` of `{local.name}`")
-                bound[name] = local.defaults[name]
+        positional = local.names[: local.positional]
+        bound = bind_arguments(
+            local.name, positional, local.vararg, local.names, local.defaults, args, kwargs, node
+        )
         if local.body is not None:
             inner.nonlocals = frozenset(
                 n for s in local.body if isinstance(s, gast.Nonlocal) for n in s.names
@@ -115,7 +110,7 @@ class Closures:
                 inner.env[name] = UNDEFINED  # a local of its own, assigned before it is read
         else:
             own = set()
-        inner.own = frozenset(own | set(local.names))
+        inner.own = frozenset(own | set(bound))
         inner.env.update(bound)
         if local.expression is not None:  # a lambda
             return inner.expr(local.expression)
@@ -207,6 +202,28 @@ class Closures:
         for s in now:
             if s is not self and _shares(s, owner, name):
                 s.env[name] = value
+
+
+def bind_arguments(name, positional, vararg, names, defaults, args, kwargs, node) -> dict:
+    """The parameters of the function `name` bound to a call's arguments (`*vararg`:
+    a tuple of the positional arguments left), its defaults where none is given."""
+    bound = dict(zip(positional, args))
+    extra = tuple(args[len(positional) :])
+    if vararg is not None:
+        bound[vararg] = extra
+    elif extra:
+        raise LoweringError(node, f"too many positional arguments in the call to `{name}`")
+    for k, v in kwargs.items():
+        if k not in names or k in bound:
+            problem = "has no parameter" if k not in names else "got twice the argument"
+            raise LoweringError(node, f"`{name}` {problem} `{k}`")
+        bound[k] = v
+    for n in names:
+        if n not in bound:
+            if n not in defaults:
+                raise LoweringError(node, f"missing argument `{n}` in the call to `{name}`")
+            bound[n] = defaults[n]
+    return bound
 
 
 def _shares(scope, owner, name: str) -> bool:

@@ -32,7 +32,7 @@ from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
 from adcompiler.frontend.base import LocalFunction, LoweringError, Stale, Static
 from adcompiler.frontend.checks import find_unsupported
-from adcompiler.frontend.closures import Closures, new_list
+from adcompiler.frontend.closures import Closures, bind_arguments, new_list
 from adcompiler.frontend.containers import Containers
 from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow, is_append
 from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
@@ -494,11 +494,40 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         raise LoweringError(node, f"name `{name}` is not defined")
 
     def expr_Tuple(self, node):  # noqa: N802
-        return tuple(self.expr(e) for e in node.elts)
+        return tuple(self.items(node.elts))
+
+    def items(self, nodes) -> list:
+        """The values of expressions in a call's arguments or a tuple or list literal:
+        `*t` stands for the items of `t`, a tuple or list known when compiling."""
+        out = []
+        for node in nodes:
+            if not isinstance(node, gast.Starred):
+                out.append(self.expr(node))
+                continue
+            value = self.expr(node.value)
+            if isinstance(value, Static) and isinstance(value.obj, (tuple, list)):
+                value = tuple(Static(v) for v in value.obj)
+            if isinstance(value, dict):
+                value = tuple(Static(k) for k in value)
+            if not isinstance(value, tuple):
+                written = ast.unparse(gast.gast_to_ast(node))
+                raise LoweringError(
+                    node,
+                    f"`{written}`: `*` unpacks a tuple or list known when compiling, not an "
+                    "array or a list built at run time",
+                    "index the items (`ws[0], ws[1]`), or build the tuple in the function",
+                )
+            out.extend(value)
+        return out
+
+    def expr_Starred(self, node):  # noqa: N802
+        raise LoweringError(
+            node, "`*` unpacking is supported in calls and tuple or list literals only"
+        )
 
     def expr_List(self, node):  # noqa: N802
         """A list literal: a tuple that is a new object (lists are mutable: `rebind`)."""
-        return new_list(self.expr(e) for e in node.elts)
+        return new_list(self.items(node.elts))
 
     def expr_BinOp(self, node):  # noqa: N802
         return self.binop(BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
@@ -664,8 +693,18 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         if is_append(node):  # `lst.append(v)` in a lambda, or as an argument: None
             self.lower_append(node)
             return Static(None)
-        args = [self.expr(a) for a in node.args]
-        kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
+        args = self.items(node.args)
+        kwargs = {}
+        for k in node.keywords:
+            if k.arg is not None:
+                kwargs[k.arg] = self.expr(k.value)
+                continue
+            given = self.expr(k.value)  # f(**d) with a dict known when compiling
+            if not isinstance(given, dict) or not all(isinstance(n, str) for n in given):
+                raise LoweringError(
+                    k.value, "`**` needs a dict with string keys known when compiling"
+                )
+            kwargs.update(given)
         if isinstance(node.func, gast.Attribute):
             base = self.expr(node.func.value)
             if isinstance(base, RECORDS):
@@ -769,7 +808,7 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         parsed = parse_function(fn)
-        problems = find_unsupported(parsed)
+        problems = find_unsupported(parsed, root=False)
         if problems:
             self.diagnostics.extend(problems)
             if hasattr(fn, "__wrapped__"):
@@ -779,25 +818,24 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         inner.share_views(self)
         inner.chain = self.chain | {fn}
         inner.functions = self.functions
-        names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
-        defaults = _defaults(fn)
-        bound = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise LoweringError(node, f"`{fn.__name__}` has no parameter `{k}`")
-            bound[k] = v
-        for name in names:
-            if name not in bound:
-                if name not in defaults:
-                    raise LoweringError(
-                        node, f"missing argument `{name}` in call to `{fn.__name__}`"
-                    )
-                bound[name] = Static(defaults[name])
+        spec = parsed.tree.args
+        positional = [a.id for a in spec.args]
+        names = positional + [a.id for a in spec.kwonlyargs]
+        defaults = {k: Static(v) for k, v in _defaults(fn).items()}
+        vararg = spec.vararg.id if spec.vararg else None
+        bound = bind_arguments(fn.__name__, positional, vararg, names, defaults, args, kwargs, node)
         inner.env.update(bound)
         return self.run_inlined(inner, parsed.tree.body, fn.__name__, node)
 
     def recursive_call(self, fn, args, kwargs, node):
         """A call that would recurse stays a call (see adcompiler.calls)."""
+        if fn.__code__.co_flags & inspect.CO_VARARGS:
+            raise LoweringError(
+                node,
+                f"`{fn.__name__}` takes `*args` and calls itself: adcompiler cannot keep it a "
+                "call",
+                "name each parameter",
+            )
         params = list(inspect.signature(fn).parameters.values())
         bound = []
         for i, p in enumerate(params):
@@ -954,6 +992,8 @@ def _callable_alone(fn, args, kwargs) -> bool:
     if any(not isinstance(a, Value) for a in [*args, *kwargs.values()]):
         return False
     if len(args) + len(kwargs) != fn.__code__.co_argcount:  # a default: inline, it may be static
+        return False
+    if fn.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
         return False
     if fn not in _ALONE:
         try:
