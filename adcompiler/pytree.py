@@ -292,6 +292,52 @@ class Bound:
         return f"<adcompiler {self.__name__} of {self.func.__qualname__} (bound arguments)>"
 
 
+def packed_at(f) -> int | None:
+    """The position of the `*args` parameter of the Python function `f` (None: none)."""
+    if not inspect.isfunction(f):
+        return None
+    try:
+        params = list(inspect.signature(f, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    return next((i for i, p in enumerate(params) if p.kind is p.VAR_POSITIONAL), None)
+
+
+class Packed:
+    """The transform of a function with a `*args` parameter (``def loss(x, *ws)``): the
+    generated function takes the packed arguments as one tuple, ``g(x, (w1, w2))``; this
+    packs them, so the transform is called as the function is, ``g(x, w1, w2)`` (and a
+    jvp's, hvp's or vjp's trailing argument after them). With ``wrt="ws"`` the gradient
+    is a tuple, one array per packed argument."""
+
+    def __init__(self, g, func, kind: str, recipe: tuple, rebuild):
+        self.generated, self.func = g, func
+        self.at = packed_at(func)
+        self.trailing = 1 if kind.removesuffix("+aux") in _TRAILING else 0
+        self.recipe, self.rebuild = recipe, rebuild
+        self.__name__ = getattr(g, "__name__", func.__name__)
+        self.__doc__ = getattr(g, "__doc__", None)
+
+    def __call__(self, *args, **kwargs):
+        end = len(args) - self.trailing
+        head, packed, tail = args[: self.at], args[self.at : end], args[end:]
+        return self.generated(*head, tuple(packed), *tail, **kwargs)
+
+    def __getattr__(self, name: str):  # the source, the IR, ...: the generated function's
+        own = ("generated", "func", "at", "trailing", "recipe", "rebuild")
+        if name in own or (
+            name.startswith("__") and not name.startswith("__adcompiler") and name != "__code__"
+        ):
+            raise AttributeError(name)
+        return getattr(self.generated, name)
+
+    def __reduce__(self):
+        return (self.rebuild, self.recipe)
+
+    def __repr__(self) -> str:
+        return f"<adcompiler {self.__name__} of {self.func.__qualname__} (*args packed)>"
+
+
 # ---------------------------------------------------------------------------
 # Calling a generated function with records
 # ---------------------------------------------------------------------------

@@ -609,3 +609,136 @@ def nondiff_two_levels_down(x):
 
 def test_nondifferentiable_two_levels_down():
     check_every_mode(nondiff_two_levels_down, np.array([0.3, 0.7, 1.2, 0.9]))
+
+
+# -- *args: parameters and unpacking ---------------------------------------------------
+
+
+def _layers(x, *ws):
+    h = x
+    for w in ws:
+        h = np.tanh(h * w)
+    return h
+
+
+def star_call(x):
+    ws = (x[1], x[2])
+    return np.sum(_layers(x[:2], *ws) ** 2)
+
+
+def star_call_direct(x):
+    return np.sum(_layers(x, 0.5, x[0]) ** 2)
+
+
+def star_in_list(x):
+    a = [x[0], x[1]]
+    return np.sum(np.stack([*a, x[2] * 2.0]) ** 2)
+
+
+def star_in_concatenate(x):
+    parts = [x[:2], x[2:3]]
+    return np.sum(np.concatenate([*parts, x[3:] ** 2]) * x)
+
+
+def nested_varargs(x):
+    def total(*vs):
+        s = 0.0
+        for v in vs:
+            s = s + v * v
+        return s
+
+    return total(x[0], x[1], x[2]) * total() + total(*[x[3], x[4]])
+
+
+def keyword_unpacking(x):
+    opts = {"axis": 0}
+    return np.sum(np.cumsum(x, **opts) ** 2)
+
+
+def star_in_tuple(x):
+    t = (x[0], x[1])
+    a, b, c = (*t, x[2])
+    return a * b * c
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        star_call,
+        star_call_direct,
+        star_in_list,
+        star_in_concatenate,
+        nested_varargs,
+        keyword_unpacking,
+        star_in_tuple,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_star_unpacking(f):
+    check_every_mode(f)
+
+
+def packed_loss(x, *ws):
+    h = x
+    for w in ws:
+        h = np.tanh(h @ w)
+    return np.sum(h**2)
+
+
+def only_packed(*params):
+    a, b = params
+    return np.sum(a * b**2)
+
+
+def _fd_leaf(f, args, i, eps=1e-6):
+    """Central differences of f(*args) with respect to the array args[i]."""
+    out = np.zeros_like(args[i])
+    for k in range(args[i].size):
+        up, down = list(args), list(args)
+        e = np.zeros_like(args[i])
+        e.flat[k] = eps
+        up[i], down[i] = args[i] + e, args[i] - e
+        out.flat[k] = (f(*up) - f(*down)) / (2 * eps)
+    return out
+
+
+def test_packed_parameters():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3))
+    w1, w2 = rng.standard_normal((3, 3)), rng.standard_normal((3, 2))
+    args = (x, w1, w2)
+    want = [_fd_leaf(packed_loss, args, i) for i in range(3)]
+    vs = (rng.standard_normal((3, 3)), rng.standard_normal((3, 2)))
+    for _ in range(CALLS):
+        g = ad.grad(packed_loss, wrt="ws")(*args)
+        assert isinstance(g, tuple) and len(g) == 2
+        for got, expected in zip(g, want[1:]):
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+        value, (gx, gws) = ad.value_and_grad(packed_loss, wrt=("x", "ws"))(*args)
+        assert value == packed_loss(*args)
+        np.testing.assert_allclose(gx, want[0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(gws[1], want[2], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(ad.grad(packed_loss)(*args), want[0], rtol=1e-6, atol=1e-8)
+        _, tangent = ad.jvp(packed_loss, wrt="ws")(*args, vs)
+        expected = np.sum(want[1] * vs[0]) + np.sum(want[2] * vs[1])
+        np.testing.assert_allclose(tangent, expected, rtol=1e-6)
+        hv = ad.hvp(packed_loss, wrt="ws")(*args, vs)
+        grad = ad.grad(packed_loss, wrt="ws")
+        eps = 1e-5
+        plus = grad(x, w1 + eps * vs[0], w2 + eps * vs[1])
+        minus = grad(x, w1 - eps * vs[0], w2 - eps * vs[1])
+        for got, p, m in zip(hv, plus, minus):
+            np.testing.assert_allclose(got, (p - m) / (2 * eps), rtol=1e-4, atol=1e-6)
+        a, b = w1, 2.0 * w1
+        ga, gb = ad.grad(only_packed, wrt="params")(a, b)
+        np.testing.assert_allclose(ga, b**2)
+        np.testing.assert_allclose(gb, 2 * a * b)
+
+
+def test_star_of_a_run_time_value_is_refused():
+    def f(x):
+        return np.sum(np.stack([*x]))
+
+    with pytest.raises(ad.UnsupportedSyntaxError) as err:
+        ad.grad(f)(X)
+    assert "`*x`" in str(err.value) and "known when compiling" in str(err.value)

@@ -52,18 +52,16 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
 NOT_YET: dict[type, tuple[str, str]] = {}
 
 
-def find_unsupported(parsed: ParsedSource, root: bool = True) -> list[Diagnostic]:
-    """All unsupported constructs in the body of `parsed`, in source order (`root`: the
-    function differentiated, whose `*args` parameter is its own; a helper's is bound
-    where it is inlined)."""
+def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
+    """All unsupported constructs in the body of `parsed`, in source order."""
     found: list[Diagnostic] = []
     tree = parsed.tree
-    if tree.args.kwarg or (root and tree.args.vararg):
+    if tree.args.kwarg:
         found.append(
             Diagnostic(
                 parsed.loc(tree),
-                "`*args`/`**kwargs` parameters are not supported",
-                "name each parameter",
+                "`**kwargs` parameters are not supported",
+                "name each keyword parameter",
             )
         )
     allowed = _allowed_in_context(tree)

@@ -198,7 +198,9 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
 
     def bind_parameters(self) -> list[Value]:
         params = self.parameters
-        for arg in self.parsed.tree.args.args + self.parsed.tree.args.kwonlyargs:
+        spec = self.parsed.tree.args
+        packed = [spec.vararg] if spec.vararg else []  # `*ws`: one parameter, a tuple
+        for arg in spec.args + packed + spec.kwonlyargs:
             value = Value(arg.id, loc=self.parsed.loc(arg))
             self.env[arg.id] = value
             params.append(value)
@@ -808,7 +810,7 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         parsed = parse_function(fn)
-        problems = find_unsupported(parsed, root=False)
+        problems = find_unsupported(parsed)
         if problems:
             self.diagnostics.extend(problems)
             if hasattr(fn, "__wrapped__"):
