@@ -1065,6 +1065,7 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
         return _bound_blocks(hessian, f, wrt)
     product = hvp(f, wrt=wrt)
     indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
+    _refuse_packed("hessian", f, indices)
 
     def hessian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
@@ -1119,6 +1120,18 @@ def _primal_for_blocks(kind: str, f: Callable, wrt: Any, for_reverse: bool) -> _
         raise
 
 
+def _refuse_packed(kind: str, f: Callable, indices: list[int]) -> None:
+    """hessian and jacobian lay out blocks per array argument: not with respect to a
+    `*args` parameter (a tuple) or a parameter after it."""
+    packed = _packed(f)
+    if packed is not None and any(i >= packed for i in indices):
+        raise WrtError(
+            f"{kind} of {f.__name__} with respect to its `*args` parameter (or one after "
+            f"it) is not supported: name the arrays as parameters, or take the {kind} "
+            f"with respect to the parameters before it"
+        )
+
+
 def _arrays_only(kind: str, f: Callable, xs: list) -> None:
     """hessian and jacobian lay out blocks per array: a structured argument is refused."""
     from adcompiler import pytree
@@ -1163,6 +1176,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
             f"tuple; take the Jacobian of each output separately"
         )
     indices, single = resolve_wrt(f, primal, wrt)
+    _refuse_packed("jacobian", f, indices)
     product = (jvp if mode == "forward" else vjp)(f, wrt=wrt)
 
     def jacobian_of(*args, **kwargs):

@@ -189,6 +189,12 @@ def bound(via: str, f, kind: str, wrt: Any, transform: Callable, rebuild: Callab
     the generated function of the function under it (api's function named `via`);
     `rebuild(via, f, kind, wrt)` makes the whole again where a pickle is loaded."""
     func, args, kwargs = unbind(f)
+    if packed_at(func) is not None:
+        raise TypeError(
+            f"{getattr(func, '__qualname__', func)} has a `*args` parameter: adcompiler "
+            f"differentiates it directly (`ad.grad(f, wrt=...)`), not through a partial or "
+            f"a bound method; write a function with named parameters around it"
+        )
     if not inspect.isfunction(func) and not hasattr(func, "__adcompiler_source__"):
         from adcompiler.errors import SourceUnavailableError
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import adcompiler as ad
+from adcompiler.errors import WrtError
 
 CALLS = 3
 X = np.array([1.0, 2.0, 3.0, 4.0, 0.5])
@@ -742,3 +743,21 @@ def test_star_of_a_run_time_value_is_refused():
     with pytest.raises(ad.UnsupportedSyntaxError) as err:
         ad.grad(f)(X)
     assert "`*x`" in str(err.value) and "known when compiling" in str(err.value)
+
+
+def test_packed_parameters_elsewhere():
+    import functools
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3))
+    w1, w2 = rng.standard_normal((3, 3)), rng.standard_normal((3, 2))
+    ad.check_grad(packed_loss, (x, w1, w2), wrt=("x", "ws"))
+    _, g = ad.vjp(packed_loss, wrt="ws")(x, w1, w2, 1.0)
+    np.testing.assert_allclose(g[0], ad.grad(packed_loss, wrt="ws")(x, w1, w2)[0])
+    hess = ad.hessian(packed_loss)(x, w1, w2)  # with respect to x: fine
+    assert hess.shape == (2, 3, 2, 3)
+    for transform in (ad.hessian, ad.jacobian):
+        with pytest.raises(WrtError, match=r"`\*args` parameter"):
+            transform(packed_loss, wrt="ws")(x, w1, w2)
+    with pytest.raises(TypeError, match=r"`\*args` parameter"):
+        ad.grad(functools.partial(packed_loss, x))(w1, w2)

@@ -9,6 +9,8 @@ from typing import Any
 
 from adcompiler import depends
 
+MAX_INLINE_DEPTH = 32  # calls of helpers and nested functions inlined into each other
+
 
 @dataclass(frozen=True)
 class Static:

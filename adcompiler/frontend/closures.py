@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import gast
 
-from adcompiler.frontend.base import LocalFunction, LoweringError, Static
-from adcompiler.frontend.control import RESULT, UNDEFINED
+from adcompiler.frontend.base import MAX_INLINE_DEPTH, LocalFunction, LoweringError, Static
+from adcompiler.frontend.control import RESULT, UNDEFINED, _walk_scope
 
 IN_REGION_HINT = (
     "do the write outside the `if` or loop (compute the new value there and write it "
@@ -87,8 +87,6 @@ class Closures:
     def inline_local(self, local: LocalFunction, args, kwargs, node):
         """A call to a function defined inside the function (`def` or `lambda`): inlined,
         reading the variables of the function that defines it as they are now."""
-        from adcompiler.frontend.lower import MAX_INLINE_DEPTH
-
         if self.depth >= MAX_INLINE_DEPTH:
             raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
         scope = local.scope if local.scope is not None else self
@@ -248,8 +246,6 @@ def bound_names(stmts) -> set[str]:
     """The names a function body binds (its locals, as Python decides them): assignment
     targets (also `+=`), loop variables, nested `def`s; not the variables of a
     comprehension or what a function defined in it binds."""
-    from adcompiler.frontend.control import _walk_scope
-
     names: set[str] = set()
     skip: set[int] = set()
     for stmt in stmts:

@@ -30,7 +30,13 @@ import numpy as np
 from adcompiler import depends
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
-from adcompiler.frontend.base import LocalFunction, LoweringError, Stale, Static
+from adcompiler.frontend.base import (
+    MAX_INLINE_DEPTH,
+    LocalFunction,
+    LoweringError,
+    Stale,
+    Static,
+)
 from adcompiler.frontend.checks import find_unsupported
 from adcompiler.frontend.closures import Closures, bind_arguments, new_list
 from adcompiler.frontend.containers import Containers
@@ -47,8 +53,6 @@ from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
 from adcompiler.ops.numpy_ops import EINSUM
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
-
-MAX_INLINE_DEPTH = 32
 
 BINOPS = {
     gast.Add: operator.add,
