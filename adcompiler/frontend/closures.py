@@ -149,11 +149,11 @@ class Closures:
         now, later = self.enclosing_scopes()
         for scope in later:
             if any(held is old or _holds(held, old) for held in scope.env.values()):
-                who = "the function that defines it" if scope.lexical is None else "a caller"
                 raise LoweringError(
                     node,
-                    f"this write, inside an `if` or a loop, changes a list or dict that "
-                    f"{who} holds too: adcompiler cannot follow it there",
+                    "this write, inside an `if` or a loop of a nested function or helper, "
+                    "changes a list or dict that an enclosing function or a caller holds "
+                    "too: adcompiler cannot follow it there",
                     IN_REGION_HINT,
                 )
         made: dict[int, object] = {id(old): new}
