@@ -418,6 +418,118 @@ def list_plus_empty(x):
     return a[0] * len(a) + b[1]
 
 
+# -- writes inside an `if` or a loop, of the nested function or of the enclosing one ----
+
+
+def write_in_nested_if(x):
+    idx = [0]
+
+    def take(v):
+        if np.sum(v) > 0:
+            idx[0] = 1
+        return v
+
+    take(x)
+    return x[idx[0]] * x[0]
+
+
+def outer_if(x):
+    idx = [0]
+
+    def take(n):
+        idx[0] += n
+        return x[idx[0]]
+
+    a = 1.0
+    if np.sum(x) > 0:
+        a = take(1)
+    return a * x[idx[0] + 1]
+
+
+def outer_while(x):
+    idx = [0]
+
+    def take():
+        idx[0] += 1
+        return x[idx[0]]
+
+    s = 0.0
+    while s < 4.0:
+        s = s + take()
+    return s * x[0]
+
+
+def inner_loop_append(x):
+    out = []
+
+    def push_all():
+        for i in range(3):
+            out.append(x[i] * 2.0)
+
+    push_all()
+    return np.sum(np.stack(out) ** 2)
+
+
+def inner_loop_item(x):
+    acc = [0.0]
+
+    def add_all():
+        for i in range(3):
+            acc[0] = acc[0] + x[i] ** 2
+
+    add_all()
+    return acc[0]
+
+
+def inner_loop_array(x):
+    buf = np.zeros(3)
+
+    def fill():
+        for i in range(3):
+            buf[i] = x[i] ** 2
+
+    fill()
+    return np.sum(buf * x[:3])
+
+
+def inner_if_dict(x):
+    d = {"a": 1.0}
+
+    def maybe():
+        if x[0] > 0:
+            d["a"] = x[1]
+
+    maybe()
+    return d["a"] * x[2]
+
+
+def _helper_if_list(lst, v):
+    if v > 0:
+        lst[0] = v
+
+
+def module_helper_if(x):
+    lst = [x[0]]
+    _helper_if_list(lst, x[1])
+    return lst[0] * x[2]
+
+
+def closure_reads_after_mutation(x):
+    lst = [x[0]]
+
+    def last():
+        return lst[-1]
+
+    lst.append(x[1] * 3.0)
+    return last() * 2.0
+
+
+def comprehension_variable_is_its_own(x):
+    i = 1
+    vals = [x[i] for i in range(2)]
+    return vals[0] * vals[1] + x[i]
+
+
 # -- expression statements -------------------------------------------------------------
 
 
@@ -461,6 +573,16 @@ PROGRAMS = [
     list_in_a_dict,
     list_plus_empty,
     thrown_away,
+    write_in_nested_if,
+    outer_if,
+    outer_while,
+    inner_loop_append,
+    inner_loop_item,
+    inner_loop_array,
+    inner_if_dict,
+    module_helper_if,
+    closure_reads_after_mutation,
+    comprehension_variable_is_its_own,
 ]
 
 
@@ -479,16 +601,17 @@ def test_issue_example_value():
 # -- refused, with a located error ---------------------------------------------------------
 
 
-def write_in_nested_if(x):
-    idx = [0]
+def _rebinds_and_writes(lst, v):
+    if v > 0:
+        lst[0] = v
+        lst = [v * 2.0]
+    return lst[0]
 
-    def take(v):
-        if np.sum(v) > 0:
-            idx[0] = 1
-        return v
 
-    take(x)
-    return x[idx[0]]
+def rebind_and_write(x):
+    lst = [x[0]]
+    y = _rebinds_and_writes(lst, x[1])
+    return lst[0] * y
 
 
 def nonlocal_in_nested_loop(x):
@@ -536,7 +659,7 @@ def setitem_in_lambda(x):
 @pytest.mark.parametrize(
     "f, message, text",
     [
-        (write_in_nested_if, "inside an `if` or a loop", "idx[0] = 1"),
+        (rebind_and_write, "both writes into it and assigns the name again", "if v > 0"),
         (nonlocal_in_nested_loop, "(nonlocal) is assigned inside", "k = k + 1"),
         (unbound_local, "may be undefined", "y = x[k]"),
         (function_attribute, "assigning to an attribute", "_counted.calls += 1"),

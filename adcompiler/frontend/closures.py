@@ -24,7 +24,8 @@ from __future__ import annotations
 import gast
 
 from adcompiler.frontend.base import MAX_INLINE_DEPTH, LocalFunction, LoweringError, Static
-from adcompiler.frontend.control import RESULT, UNDEFINED, _walk_scope
+from adcompiler.frontend.control import RESULT, UNDEFINED, _walk_scope, is_append
+from adcompiler.ssa import Value
 
 IN_REGION_HINT = (
     "do the write outside the `if` or loop (compute the new value there and write it "
@@ -145,18 +146,29 @@ class Closures:
         """The object `old` (a list or dict known while compiling, a list at run time) is
         now `new`: every name that holds it, here and in every function that sees it, and
         every tuple, list or dict that holds it, holds `new` (`b = a; b.append(v)`, a
-        nested function writing `idx[0] += 1`, a helper appending to its argument)."""
+        nested function writing `idx[0] += 1`, a helper appending to its argument).
+        Inside an `if` or a loop, the functions beyond it see the change when it ends
+        (`share_region_changes`)."""
+        self.rebind_all({id(old): (old, new)}, node)
+
+    def rebind_all(self, changes: dict, node) -> None:
+        """`rebind` for several objects at once: id(old) -> (old, new)."""
         now, later = self.enclosing_scopes()
+        callers = _callers(self)
         for scope in later:
-            if any(held is old or _holds(held, old) for held in scope.env.values()):
-                raise LoweringError(
-                    node,
-                    "this write, inside an `if` or a loop of a nested function or helper, "
-                    "changes a list or dict that an enclosing function or a caller holds "
-                    "too: adcompiler cannot follow it there",
-                    IN_REGION_HINT,
-                )
-        made: dict[int, object] = {id(old): new}
+            # a function that defined this one and returned: nothing gives it the change
+            if id(scope) in callers:
+                continue
+            for old, _ in changes.values():
+                if any(held is old or _holds(held, old) for held in scope.env.values()):
+                    raise LoweringError(
+                        node,
+                        "this write, inside an `if` or a loop, changes a list or dict that "
+                        "a function defining this one holds too: adcompiler cannot follow "
+                        "it there",
+                        IN_REGION_HINT,
+                    )
+        made: dict[int, object] = {k: new for k, (_, new) in changes.items()}
 
         def replace(held):
             if id(held) in made:
@@ -178,6 +190,53 @@ class Closures:
                 got = replace(held)
                 if got is not held:
                     scope.env[name] = got
+
+    def share_region_changes(self, before: dict, stmts, node) -> None:
+        """After an `if` or a loop: a list or dict (`before`: the environment before it)
+        that the region changed without assigning its name again (an item written, an
+        item appended, here or by a function it called) is changed for every function
+        that holds it too. Where the region both assigns the name again and writes into
+        the object, and another function holds it, which one it is after the region
+        depends on the data: refused."""
+        if self.outer is None and self.lexical is None:
+            return  # no other function holds this one's objects
+        from adcompiler.frontend.views import rebound_names, written_names
+
+        rebound = rebound_names(stmts)
+        written = written_names(stmts) | {
+            n.func.value.id for s in stmts for n in gast.walk(s) if is_append(n)
+        }
+        others = [s for s in self.enclosing_scopes()[0] if s is not self]
+        others += [s for s in self.enclosing_scopes()[1]]
+        changes = {}
+        for name, old in before.items():
+            new = self.env.get(name)
+            if new is old or name.startswith(".") or not self.is_object(old):
+                continue
+            if not any(h is old or _holds(h, old) for s in others for h in s.env.values()):
+                continue
+            if name in rebound:
+                if name in written:
+                    raise LoweringError(
+                        node,
+                        f"`{name}` is a list or dict another function holds too; this "
+                        f"{'loop' if isinstance(node, (gast.For, gast.While)) else '`if`'} "
+                        "both writes into it and assigns the name again: adcompiler cannot "
+                        "follow which object it holds after it",
+                        f"use another name for the new object, or {IN_REGION_HINT}",
+                    )
+                continue
+            changes[id(old)] = (old, new)
+        if changes:
+            self.rebind_all(changes, node)
+
+    def is_object(self, value) -> bool:
+        """Whether `value` stands for a list or dict object (known while compiling, or a
+        list at run time): a change to it is a change to that object."""
+        if isinstance(value, (tuple, dict)):
+            return True
+        made = self.views.producer.get(id(value)) if isinstance(value, Value) else None
+        return made is not None and made.op.holds is not None
 
     def assign_nonlocal(self, target, value) -> None:
         """`name = value` for a name this nested function declared `nonlocal`: the
@@ -222,6 +281,15 @@ def bind_arguments(name, positional, vararg, names, defaults, args, kwargs, node
                 raise LoweringError(node, f"missing argument `{n}` in the call to `{name}`")
             bound[n] = defaults[n]
     return bound
+
+
+def _callers(scope) -> set[int]:
+    """Ids of `scope` and the lowerings it is inlined into."""
+    out = set()
+    while scope is not None:
+        out.add(id(scope))
+        scope = scope.outer
+    return out
 
 
 def _shares(scope, owner, name: str) -> bool:

@@ -189,6 +189,7 @@ class ControlFlow:
     def branch(self, cond: Value, then_part, else_part) -> str:
         """Emit an `if` node; each part is a statement list or (nodes, env, status)."""
         loc = self.loc
+        before = dict(self.env)
         stmts = [s for part in (then_part, else_part) if isinstance(part, list) for s in part]
         # arrays the branches write into that have named views: the array is merged, its
         # views are made again from it after the `if` (frontend.views)
@@ -220,6 +221,7 @@ class ControlFlow:
         self.link_region_outputs(
             [(out, merged[name][0]) for name, out in outputs], [then_env, else_env]
         )
+        self.share_region_changes(before, stmts, None)
         return "exit" if then_status == else_status == "exit" else "fall"
 
     def _part(self, part):
@@ -324,6 +326,7 @@ class ControlFlow:
                 if root_name not in carried:
                     carried.append(root_name)
             self.lists_to_runtime(stmt, carried, grown)
+            entry = dict(self.env)  # (a list appended to is a run-time list from here)
             outer_plans, self.loop_plans = self.loop_plans, plans
             outer_shared, self.loop_shared = self.loop_shared, shared
             try:
@@ -365,6 +368,7 @@ class ControlFlow:
             for scope, env in envs:
                 scope.env.clear()
                 scope.env.update(env)
+        self.share_region_changes(entry, stmt.body, stmt)
         if isinstance(stmt, gast.For):  # (the views in `plans` are kept: made again)
             self.forget_loop_locals(stmt, carried + [v for _, _, vs in plans for v in vs])
 
