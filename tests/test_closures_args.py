@@ -524,6 +524,22 @@ def closure_reads_after_mutation(x):
     return last() * 2.0
 
 
+def _apply_twice(fn):
+    a = fn()
+    return a * fn()
+
+
+def passed_to_a_helper(x):
+    idx = [0]
+
+    def take():
+        idx[0] += 1
+        return x[idx[0]]
+
+    s = _apply_twice(take)
+    return s * x[idx[0]]
+
+
 def comprehension_variable_is_its_own(x):
     i = 1
     vals = [x[i] for i in range(2)]
@@ -583,6 +599,7 @@ PROGRAMS = [
     module_helper_if,
     closure_reads_after_mutation,
     comprehension_variable_is_its_own,
+    passed_to_a_helper,
 ]
 
 
@@ -637,6 +654,24 @@ def unbound_local(x):
     return g()
 
 
+def _apply_in_loop(fn, n):
+    s = 0.0
+    for _ in range(n):
+        s = s + fn()
+    return s
+
+
+def passed_to_a_helper_loop(x):
+    idx = [0]
+
+    def take():
+        idx[0] += 1
+        return x[idx[0]]
+
+    s = _apply_in_loop(take, 2)
+    return s * x[idx[0]]
+
+
 def _counted(x):
     return np.sum(x)
 
@@ -660,6 +695,7 @@ def setitem_in_lambda(x):
     "f, message, text",
     [
         (rebind_and_write, "both writes into it and assigns the name again", "if v > 0"),
+        (passed_to_a_helper_loop, "another function holds too", "idx[0] += 1"),
         (nonlocal_in_nested_loop, "(nonlocal) is assigned inside", "k = k + 1"),
         (unbound_local, "may be undefined", "y = x[k]"),
         (function_attribute, "assigning to an attribute", "_counted.calls += 1"),

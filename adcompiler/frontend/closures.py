@@ -155,17 +155,18 @@ class Closures:
         """`rebind` for several objects at once: id(old) -> (old, new)."""
         now, later = self.enclosing_scopes()
         callers = _callers(self)
+        # the function inside whose `if` or loop this runs: when it ends, it gives the
+        # objects its names hold to the functions beyond (`share_region_changes`)
+        region = next((x for x in now if x.nodes is not x.top_nodes), None)
         for scope in later:
-            # a function that defined this one and returned: nothing gives it the change
-            if id(scope) in callers:
-                continue
             for old, _ in changes.values():
+                if id(scope) in callers and any(h is old for h in region.env.values()):
+                    continue
                 if any(held is old or _holds(held, old) for held in scope.env.values()):
                     raise LoweringError(
                         node,
                         "this write, inside an `if` or a loop, changes a list or dict that "
-                        "a function defining this one holds too: adcompiler cannot follow "
-                        "it there",
+                        "another function holds too, where adcompiler cannot follow it",
                         IN_REGION_HINT,
                     )
         made: dict[int, object] = {k: new for k, (_, new) in changes.items()}
