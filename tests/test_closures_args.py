@@ -524,6 +524,42 @@ def closure_reads_after_mutation(x):
     return last() * 2.0
 
 
+def loop_in_loop(x):
+    out = []
+
+    def push_pair(i):
+        for j in range(2):
+            out.append(x[i] * (j + 1.0))
+
+    for i in range(2):
+        push_pair(i)
+    return np.sum(np.stack(out) ** 2)
+
+
+def dict_in_nested_loop_twice(x):
+    st = {"s": 0.0}
+
+    def add_all(k):
+        for i in range(3):
+            st["s"] = st["s"] + x[i] * k
+
+    add_all(1.0)
+    add_all(x[4])
+    return st["s"] ** 2
+
+
+def nonlocal_in_outer_loop(x):
+    t = 0.0
+
+    def add(v):
+        nonlocal t
+        t = t + v
+
+    for i in range(3):
+        add(x[i] ** 2)
+    return t * x[3]
+
+
 def _apply_twice(fn):
     a = fn()
     return a * fn()
@@ -600,6 +636,9 @@ PROGRAMS = [
     closure_reads_after_mutation,
     comprehension_variable_is_its_own,
     passed_to_a_helper,
+    loop_in_loop,
+    dict_in_nested_loop_twice,
+    nonlocal_in_outer_loop,
 ]
 
 

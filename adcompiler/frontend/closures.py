@@ -212,7 +212,9 @@ class Closures:
         changes = {}
         for name, old in before.items():
             new = self.env.get(name)
-            if new is old or name.startswith(".") or not self.is_object(old):
+            # (an array or a list at run time too: a value another function still holds
+            # after the region changed it through this name)
+            if new is old or name.startswith(".") or not isinstance(old, (tuple, dict, Value)):
                 continue
             if not any(h is old or _holds(h, old) for s in others for h in s.env.values()):
                 continue
@@ -230,14 +232,6 @@ class Closures:
             changes[id(old)] = (old, new)
         if changes:
             self.rebind_all(changes, node)
-
-    def is_object(self, value) -> bool:
-        """Whether `value` stands for a list or dict object (known while compiling, or a
-        list at run time): a change to it is a change to that object."""
-        if isinstance(value, (tuple, dict)):
-            return True
-        made = self.views.producer.get(id(value)) if isinstance(value, Value) else None
-        return made is not None and made.op.holds is not None
 
     def assign_nonlocal(self, target, value) -> None:
         """`name = value` for a name this nested function declared `nonlocal`: the

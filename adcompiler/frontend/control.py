@@ -358,8 +358,11 @@ class ControlFlow:
                 n
                 for n in uncarried
                 if isinstance(start_env.get(n), tuple)
-                and isinstance(end_env.get(n), tuple)
-                and len(start_env[n]) != len(end_env[n])
+                and (
+                    isinstance(end_env.get(n), tuple)
+                    and len(start_env[n]) != len(end_env[n])
+                    or isinstance(end_env.get(n), Value)  # made a run-time list there
+                )
             }
             shared.update(more)
             del self.nodes[before[0] :], self.diagnostics[before[2] :]
