@@ -12,6 +12,12 @@ from adcompiler import depends
 MAX_INLINE_DEPTH = 32  # calls of helpers and nested functions inlined into each other
 
 
+# a write into an object other functions hold, refused inside an `if` or a loop
+IN_REGION_HINT = (
+    "do the write outside the `if` or loop (compute the new value there and write it "
+    "after), or return the new value and assign it in the enclosing function"
+)
+
 @dataclass(frozen=True)
 class Static:
     """A value known at compile time: a literal, a module, a function, a global."""

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import gast
 
-from adcompiler.frontend.base import MAX_INLINE_DEPTH, LocalFunction, LoweringError, Static
-from adcompiler.frontend.control import RESULT, UNDEFINED, _walk_scope, is_append
-from adcompiler.ssa import Value
-
-IN_REGION_HINT = (
-    "do the write outside the `if` or loop (compute the new value there and write it "
-    "after), or return the new value and assign it in the enclosing function"
+from adcompiler.frontend.base import (
+    IN_REGION_HINT,
+    MAX_INLINE_DEPTH,
+    LocalFunction,
+    LoweringError,
+    Static,
 )
+from adcompiler.frontend.control import RESULT, UNDEFINED, _walk_scope, is_append
+from adcompiler.frontend.views import rebound_names, written_names
+from adcompiler.ssa import Value
 
 
 class EmptyList(tuple):
@@ -201,8 +203,6 @@ class Closures:
         depends on the data: refused."""
         if self.outer is None and self.lexical is None:
             return  # no other function holds this one's objects
-        from adcompiler.frontend.views import rebound_names, written_names
-
         rebound = rebound_names(stmts)
         written = written_names(stmts) | {
             n.func.value.id for s in stmts for n in gast.walk(s) if is_append(n)

@@ -31,8 +31,7 @@ from dataclasses import dataclass, replace
 
 import gast
 
-from adcompiler.frontend.base import LoweringError, Stale
-from adcompiler.frontend.closures import IN_REGION_HINT
+from adcompiler.frontend.base import IN_REGION_HINT, LoweringError, Stale
 from adcompiler.frontend.control import POISONED, assigned_names, is_append
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
