@@ -81,6 +81,9 @@ def _entry(via: str, f: Callable, kind: str, wrt: Any) -> Callable:
     call = inspect.getattr_static(type(f), "__call__", None)
     if pytree.is_record(f) and inspect.isfunction(call):  # a callable object: its __call__
         return pytree.bound(via, call.__get__(f), kind, wrt, globals()[via], _rebuilt)
+    if pytree.packed_at(f) is not None:  # def loss(x, *ws): the generated code takes ws
+        g = globals()[via](f, kind, wrt)
+        return pytree.Packed(g, f, kind, (via, f, kind, wrt), _rebuilt)
     return globals()[via](f, kind, wrt)
 
 
@@ -124,7 +127,8 @@ def compiled(f: Callable, kind: str, wrt: Any = None) -> Callable:
         return _build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    if kind.split("+")[0] in ("grad", "value_and_grad", "vjp") and _may_be_structured(f, wrt):
+    structured = _may_be_structured(f, wrt) or _packed(f) is not None
+    if kind.split("+")[0] in ("grad", "value_and_grad", "vjp") and structured:
         g = Structured(f, kind, wrt)
     else:
 
@@ -200,6 +204,11 @@ class Structured:
         values = [args[i] if i < len(args) else kwargs[self.names[i]] for i in self.indices]
         key = tuple(pytree.structure_of(v) for v in values)
         others = pytree.other_records(self.names, self.indices, args, kwargs)
+        packed = _packed(self.f)  # `*ws`, not differentiated: read as the tuple it is
+        if packed is not None and packed not in self.indices:
+            name = self.names[packed]
+            if name not in dict(others):
+                others = (*others, (name, pytree.structure_of(tuple(args[packed]))))
         full = (key, "records", others) if others else key
         g = self.versions.get(full)
         if g is None:
@@ -250,6 +259,13 @@ class Structured:
     def __adcompiler_source__(self) -> str:
         # Before a first call, the version for array arguments.
         return (self.latest or self.flat).__adcompiler_source__
+
+
+def _packed(f: Callable) -> int | None:
+    """The position of f's `*args` parameter, if it has one."""
+    from adcompiler import pytree
+
+    return pytree.packed_at(f)
 
 
 def _may_be_structured(f: Callable, wrt: Any) -> bool:
@@ -964,7 +980,7 @@ def _cached(f: Callable, kind: str, wrt: Any, build: Callable) -> Callable:
         return build(f, kind, wrt)
     if per_function is not None and key in per_function:
         return per_function[key]
-    if _may_be_structured(f, wrt):
+    if _may_be_structured(f, wrt) or _packed(f) is not None:
         g = ForwardStructured(f, kind, wrt)
     else:
 
@@ -1089,6 +1105,7 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
         return _bound_blocks(hessian, f, wrt)
     product = hvp(f, wrt=wrt)
     indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
+    _refuse_packed("hessian", f, indices)
 
     def hessian_of(*args, **kwargs):
         args = _bind(f, args, kwargs)
@@ -1143,6 +1160,18 @@ def _primal_for_blocks(kind: str, f: Callable, wrt: Any, for_reverse: bool) -> _
         raise
 
 
+def _refuse_packed(kind: str, f: Callable, indices: list[int]) -> None:
+    """hessian and jacobian lay out blocks per array argument: not with respect to a
+    `*args` parameter (a tuple) or a parameter after it."""
+    packed = _packed(f)
+    if packed is not None and any(i >= packed for i in indices):
+        raise WrtError(
+            f"{kind} of {f.__name__} with respect to its `*args` parameter (or one after "
+            f"it) is not supported: name the arrays as parameters, or take the {kind} "
+            f"with respect to the parameters before it"
+        )
+
+
 def _arrays_only(kind: str, f: Callable, xs: list) -> None:
     """hessian and jacobian lay out blocks per array: a structured argument is refused."""
     from adcompiler import pytree
@@ -1187,6 +1216,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
             f"tuple; take the Jacobian of each output separately"
         )
     indices, single = resolve_wrt(f, primal, wrt)
+    _refuse_packed("jacobian", f, indices)
     product = (jvp if mode == "forward" else vjp)(f, wrt=wrt)
 
     def jacobian_of(*args, **kwargs):

@@ -59,23 +59,32 @@ def check_grad(
     indices = [names.index(w) if isinstance(w, str) else w for w in items]
     got = grad(f, wrt=wrt)(*args)
     got = [got] if single else list(got)
+    packed = pytree.packed_at(f)  # `def f(x, *ws)`: the gradient for ws is a tuple
     for i, g in zip(indices, got):
+        if i == packed:
+            for k, gk in enumerate(g):
+                expected = numerical_grad(f, args, i + k, eps)
+                _compare(gk, expected, f"{names[i]}[{k}]", rtol, atol)
+            continue
         if not _is_leaf(args[i]):  # a dict, a list, a NamedTuple, a dataclass...
             _check_tree(f, args, i, g, names[i], eps, rtol, atol)
             continue
-        expected = numerical_grad(f, args, i, eps)
-        g = np.asarray(g)
-        if g.shape != expected.shape:
-            raise AssertionError(
-                f"gradient for {names[i]!r} has shape {g.shape}, expected {expected.shape}"
-            )
-        if not np.allclose(g, expected, rtol=rtol, atol=atol):
-            err = np.abs(g - expected)
-            worst = np.unravel_index(np.argmax(err), err.shape) if err.ndim else ()
-            raise AssertionError(
-                f"gradient for {names[i]!r} differs from finite differences at {worst}: "
-                f"adcompiler {np.asarray(g)[worst]!r}, finite differences {expected[worst]!r}"
-            )
+        _compare(g, numerical_grad(f, args, i, eps), names[i], rtol, atol)
+
+
+def _compare(g, expected: np.ndarray, name: str, rtol: float, atol: float) -> None:
+    g = np.asarray(g)
+    if g.shape != expected.shape:
+        raise AssertionError(
+            f"gradient for {name!r} has shape {g.shape}, expected {expected.shape}"
+        )
+    if not np.allclose(g, expected, rtol=rtol, atol=atol):
+        err = np.abs(g - expected)
+        worst = np.unravel_index(np.argmax(err), err.shape) if err.ndim else ()
+        raise AssertionError(
+            f"gradient for {name!r} differs from finite differences at {worst}: "
+            f"adcompiler {g[worst]!r}, finite differences {expected[worst]!r}"
+        )
 
 
 def _is_leaf(value) -> bool:

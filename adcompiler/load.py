@@ -32,6 +32,7 @@ def load_into(emitted: Emitted, namespace: dict) -> None:
     """Compile `emitted` into `namespace` (the shared namespace of generated helpers)."""
     filename = register_source(emitted.source, emitted.name)
     namespace.update({h: runtime.HELPERS[h] for h in runtime.HELPERS})
+    namespace.update(runtime.EXTERNAL)  # functions with custom rules (adcompiler.custom)
     namespace.update(emitted.constants)
     exec(compile(emitted.source, filename, "exec"), namespace)  # noqa: S102 - our own source
 

@@ -189,6 +189,12 @@ def bound(via: str, f, kind: str, wrt: Any, transform: Callable, rebuild: Callab
     the generated function of the function under it (api's function named `via`);
     `rebuild(via, f, kind, wrt)` makes the whole again where a pickle is loaded."""
     func, args, kwargs = unbind(f)
+    if packed_at(func) is not None:
+        raise TypeError(
+            f"{getattr(func, '__qualname__', func)} has a `*args` parameter: adcompiler "
+            f"differentiates it directly (`ad.grad(f, wrt=...)`), not through a partial or "
+            f"a bound method; write a function with named parameters around it"
+        )
     if not inspect.isfunction(func) and not hasattr(func, "__adcompiler_source__"):
         from adcompiler.errors import SourceUnavailableError
 
@@ -291,6 +297,52 @@ class Bound:
 
     def __repr__(self) -> str:
         return f"<adcompiler {self.__name__} of {self.func.__qualname__} (bound arguments)>"
+
+
+def packed_at(f) -> int | None:
+    """The position of the `*args` parameter of the Python function `f` (None: none)."""
+    if not inspect.isfunction(f):
+        return None
+    try:
+        params = list(inspect.signature(f, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    return next((i for i, p in enumerate(params) if p.kind is p.VAR_POSITIONAL), None)
+
+
+class Packed:
+    """The transform of a function with a `*args` parameter (``def loss(x, *ws)``): the
+    generated function takes the packed arguments as one tuple, ``g(x, (w1, w2))``; this
+    packs them, so the transform is called as the function is, ``g(x, w1, w2)`` (and a
+    jvp's, hvp's or vjp's trailing argument after them). With ``wrt="ws"`` the gradient
+    is a tuple, one array per packed argument."""
+
+    def __init__(self, g, func, kind: str, recipe: tuple, rebuild):
+        self.generated, self.func = g, func
+        self.at = packed_at(func)
+        self.trailing = 1 if kind.removesuffix("+aux") in _TRAILING else 0
+        self.recipe, self.rebuild = recipe, rebuild
+        self.__name__ = getattr(g, "__name__", func.__name__)
+        self.__doc__ = getattr(g, "__doc__", None)
+
+    def __call__(self, *args, **kwargs):
+        end = len(args) - self.trailing
+        head, packed, tail = args[: self.at], args[self.at : end], args[end:]
+        return self.generated(*head, tuple(packed), *tail, **kwargs)
+
+    def __getattr__(self, name: str):  # the source, the IR, ...: the generated function's
+        own = ("generated", "func", "at", "trailing", "recipe", "rebuild")
+        if name in own or (
+            name.startswith("__") and not name.startswith("__adcompiler") and name != "__code__"
+        ):
+            raise AttributeError(name)
+        return getattr(self.generated, name)
+
+    def __reduce__(self):
+        return (self.rebuild, self.recipe)
+
+    def __repr__(self) -> str:
+        return f"<adcompiler {self.__name__} of {self.func.__qualname__} (*args packed)>"
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,14 @@ from typing import Any
 
 from adcompiler import depends
 
+MAX_INLINE_DEPTH = 32  # calls of helpers and nested functions inlined into each other
+
+
+# a write into an object other functions hold, refused inside an `if` or a loop
+IN_REGION_HINT = (
+    "do the write outside the `if` or loop (compute the new value there and write it "
+    "after), or return the new value and assign it in the enclosing function"
+)
 
 @dataclass(frozen=True)
 class Static:
@@ -23,13 +31,20 @@ class Static:
 
 @dataclass(frozen=True, eq=False)
 class LocalFunction:
-    """A function defined inside the function being lowered (`def` or `lambda`)."""
+    """A function defined inside the function being lowered (`def` or `lambda`).
+
+    `scope` is the `Lowering` of the function that defines it: a call reads the
+    enclosing variables from there, as they are at the call (Python's closures are
+    lexical and late-binding), not from the caller."""
 
     name: str
     names: list
     defaults: dict
     body: list | None
     expression: Any
+    scope: Any = None
+    vararg: str | None = None  # the name of its `*args` parameter
+    positional: int | None = None  # how many of `names` are positional
 
 
 class LoweringError(Exception):

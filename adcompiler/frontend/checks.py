@@ -34,7 +34,7 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
         "pass the value in as an argument and return the new value",
     ),
     gast.Nonlocal: (
-        "`nonlocal` is not supported",
+        "`nonlocal` is supported only in a function defined inside the one differentiated",
         "pass the value in as an argument and return the new value",
     ),
     gast.ClassDef: ("class definitions are not supported", "define the class at module level"),
@@ -45,7 +45,6 @@ UNSUPPORTED: dict[type, tuple[str, str]] = {
     gast.Set: ("sets are not supported", "use a list or a tuple"),
     gast.SetComp: ("set comprehensions are not supported", "use a list comprehension"),
     gast.NamedExpr: ("`:=` is not supported", "assign on a line of its own"),
-    gast.Starred: ("`*args` unpacking is not supported", "pass the arguments one by one"),
     gast.JoinedStr: ("f-strings are not supported", "compute values only; format outside"),
 }
 
@@ -56,17 +55,17 @@ NOT_YET: dict[type, tuple[str, str]] = {}
 def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
     """All unsupported constructs in the body of `parsed`, in source order."""
     found: list[Diagnostic] = []
-    root = parsed.tree
-    if root.args.vararg or root.args.kwarg:
+    tree = parsed.tree
+    if tree.args.kwarg:
         found.append(
             Diagnostic(
-                parsed.loc(root),
-                "`*args`/`**kwargs` parameters are not supported",
-                "name each parameter",
+                parsed.loc(tree),
+                "`**kwargs` parameters are not supported",
+                "name each keyword parameter",
             )
         )
-    allowed = _allowed_in_context(root)
-    for stmt in root.body:
+    allowed = _allowed_in_context(tree)
+    for stmt in tree.body:
         for node in gast.walk(stmt):
             entry = UNSUPPORTED.get(type(node)) or NOT_YET.get(type(node))
             if entry is None or id(node) in allowed:
@@ -79,9 +78,13 @@ def find_unsupported(parsed: ParsedSource) -> list[Diagnostic]:
 
 def _allowed_in_context(root) -> set[int]:
     """Ids of nodes refused elsewhere but fine where they stand: f-strings given to
-    `print`, and a starred name in an unpacking target (`first, *rest = t`)."""
+    `print`, a starred name in an unpacking target (`first, *rest = t`), and `nonlocal`
+    in a function defined inside the function (it names a variable of an enclosing
+    function that is being lowered too, see `Lowering.assign_nonlocal`)."""
     allowed: set[int] = set()
     for node in gast.walk(root):
+        if isinstance(node, gast.FunctionDef) and node is not root:
+            allowed.update(id(n) for n in node.body if isinstance(n, gast.Nonlocal))
         if (
             isinstance(node, gast.Call)
             and isinstance(node.func, gast.Name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gast
 
 from adcompiler.frontend.base import LoweringError, Static
+from adcompiler.frontend.closures import new_list
 
 
 class Containers:
@@ -57,14 +58,14 @@ class Containers:
     def write_into_dict(self, name: str, d: dict, key, value, node) -> None:
         if not isinstance(key, Static):
             raise LoweringError(node, "dict keys must be known when compiling (constants)")
-        self.rebind(d, {**d, key.obj: value})
+        self.rebind(d, {**d, key.obj: value}, node)
 
     # -- comprehensions, unrolled over sequences known when compiling -----------
 
     def expr_ListComp(self, node):  # noqa: N802
         if any(self.static_sequence_node(g.iter) is None for g in node.generators):
             return self.comprehension_loop(node)
-        return tuple(self.comprehension(node, lambda: self.expr(node.elt)))
+        return new_list(self.comprehension(node, lambda: self.expr(node.elt)))
 
     expr_GeneratorExp = expr_ListComp  # noqa: N815 - sum(f(v) for v in x)
 
@@ -119,8 +120,16 @@ class Containers:
         return out
 
     def comprehension(self, node, element) -> list:
-        """The elements of a comprehension whose sequences are known when compiling."""
-        saved = dict(self.env)
+        """The elements of a comprehension whose sequences are known when compiling.
+        Its variables are its own (they are unbound after it, as in Python 3); anything
+        else it changes (a nested function called in it appending to a list) stays."""
+        targets = {
+            n.id
+            for g in node.generators
+            for n in gast.walk(g.target)
+            if isinstance(n, gast.Name)
+        }
+        saved = {n: self.env[n] for n in targets if n in self.env}
         out: list = []
 
         def generate(generators):
@@ -143,7 +152,9 @@ class Containers:
         try:
             generate(node.generators)
         finally:
-            self.env = saved
+            for n in targets:
+                self.env.pop(n, None)
+            self.env.update(saved)
         return out
 
     def truthy(self, value, node) -> bool:

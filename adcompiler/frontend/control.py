@@ -189,6 +189,7 @@ class ControlFlow:
     def branch(self, cond: Value, then_part, else_part) -> str:
         """Emit an `if` node; each part is a statement list or (nodes, env, status)."""
         loc = self.loc
+        before = dict(self.env)
         stmts = [s for part in (then_part, else_part) if isinstance(part, list) for s in part]
         # arrays the branches write into that have named views: the array is merged, its
         # views are made again from it after the `if` (frontend.views)
@@ -220,6 +221,7 @@ class ControlFlow:
         self.link_region_outputs(
             [(out, merged[name][0]) for name, out in outputs], [then_env, else_env]
         )
+        self.share_region_changes(before, stmts, None)
         return "exit" if then_status == else_status == "exit" else "fall"
 
     def _part(self, part):
@@ -303,7 +305,10 @@ class ControlFlow:
         read_after = self.loaded_outside(stmt)
         targets = assigned_names([stmt.target]) if isinstance(stmt, gast.For) else set()
         before = (len(self.nodes), dict(self.env), len(self.diagnostics))
+        # (functions sharing objects with this one see a list made a run-time list here)
+        envs = [(s, dict(s.env)) for s in self.enclosing_scopes()[0] if s is not self]
         written: list[str] = []  # arrays written through views made in the loop
+        grown: set[str] = set()  # lists appended to by a function the loop calls
         shared: dict = {}  # slots whose next values may be an argument or another's array
         while True:
             carried = []
@@ -320,7 +325,8 @@ class ControlFlow:
                 carried[:] = [n for n in carried if n not in views]
                 if root_name not in carried:
                     carried.append(root_name)
-            self.lists_to_runtime(stmt, carried)
+            self.lists_to_runtime(stmt, carried, grown)
+            entry = dict(self.env)  # (a list appended to is a run-time list from here)
             outer_plans, self.loop_plans = self.loop_plans, plans
             outer_shared, self.loop_shared = self.loop_shared, shared
             try:
@@ -347,10 +353,25 @@ class ControlFlow:
             # carry: lower the loop again, carrying it; a slot whose next value may be an
             # argument or another name's array: again with it marked (`mark_slots`)
             written = uncarried or written
+            _, _, start_env, end_env, _ = self.loop_trace
+            grown |= {
+                n
+                for n in uncarried
+                if isinstance(start_env.get(n), tuple)
+                and (
+                    isinstance(end_env.get(n), tuple)
+                    and len(start_env[n]) != len(end_env[n])
+                    or isinstance(end_env.get(n), Value)  # made a run-time list there
+                )
+            }
             shared.update(more)
             del self.nodes[before[0] :], self.diagnostics[before[2] :]
             self.env.clear()
             self.env.update(before[1])
+            for scope, env in envs:
+                scope.env.clear()
+                scope.env.update(env)
+        self.share_region_changes(entry, stmt.body, stmt)
         if isinstance(stmt, gast.For):  # (the views in `plans` are kept: made again)
             self.forget_loop_locals(stmt, carried + [v for _, _, vs in plans for v in vs])
 
@@ -670,7 +691,7 @@ class ControlFlow:
         current = self.name(call.func.value)
         item = self.expr(call.args[0])
         if isinstance(current, tuple):
-            self.rebind(current, (*current, item))
+            self.rebind(current, (*current, item), call)
         elif isinstance(current, Value):
             if isinstance(item, (tuple, dict)):
                 raise LoweringError(
@@ -680,19 +701,20 @@ class ControlFlow:
                 )
             out = self.emit(LIST_APPEND, [current, self.as_value(item)], {}, name)
             out.hint, out.role = name, "primal"
-            self.rebind(current, out)
+            self.rebind(current, out, call)
         else:
             raise LoweringError(call, f"cannot append to `{name}`")
 
-    def lists_to_runtime(self, stmt, carried) -> None:
-        """A list a loop appends to becomes a list at run time (its length is not known)."""
+    def lists_to_runtime(self, stmt, carried, grown=()) -> None:
+        """A list a loop appends to (`grown`: through a function it calls) becomes a list
+        at run time (its length is not known), for every name and function holding it."""
         appended = {n.func.value.id for s in stmt.body for n in gast.walk(s) if is_append(n)}
-        for name in appended & set(carried):
+        for name in (appended | set(grown)) & set(carried):
             value = self.env.get(name)
             if isinstance(value, tuple):
                 out = self.emit(MAKE_LIST, [self.as_value(v) for v in value], {}, name)
                 out.hint, out.role = name, "primal"
-                self.env[name] = out
+                self.rebind(value, out, stmt)
 
     def fstring(self, node) -> Value:
         """An f-string given to print: the formatted values are inputs, the text a template."""

@@ -30,10 +30,17 @@ import numpy as np
 from adcompiler import depends
 from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
 from adcompiler.frontend import methods
-from adcompiler.frontend.base import LocalFunction, LoweringError, Stale, Static
+from adcompiler.frontend.base import (
+    MAX_INLINE_DEPTH,
+    LocalFunction,
+    LoweringError,
+    Stale,
+    Static,
+)
 from adcompiler.frontend.checks import find_unsupported
+from adcompiler.frontend.closures import Closures, bind_arguments, new_list
 from adcompiler.frontend.containers import Containers
-from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow
+from adcompiler.frontend.control import POISONED, RESULT, UNDEFINED, ControlFlow, is_append
 from adcompiler.frontend.records import RECORDS, ObjectRecord, Records
 from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.frontend.views import Views, ViewState
@@ -46,8 +53,6 @@ from adcompiler.ops.mutation import ARRAY_LIST, STACK_LIST, SUM_LIST
 from adcompiler.ops.numpy_ops import EINSUM
 from adcompiler.ops.structure import ATTRIBUTES, CONST, GETITEM, MAKE_TUPLE, PACK, Dyn
 from adcompiler.ssa import Block, Function, Loc, Node, Value
-
-MAX_INLINE_DEPTH = 32
 
 BINOPS = {
     gast.Add: operator.add,
@@ -165,7 +170,7 @@ def structure_of(value):
     return None
 
 
-class Lowering(ControlFlow, Containers, Records, Views):
+class Lowering(ControlFlow, Containers, Records, Views, Closures):
     """Lowers one function body (the user's, or an inlined helper's) into `nodes`."""
 
     def __init__(self, fn, parsed: ParsedSource, nodes: list, diagnostics: list, depth: int):
@@ -197,7 +202,9 @@ class Lowering(ControlFlow, Containers, Records, Views):
 
     def bind_parameters(self) -> list[Value]:
         params = self.parameters
-        for arg in self.parsed.tree.args.args + self.parsed.tree.args.kwonlyargs:
+        spec = self.parsed.tree.args
+        packed = [spec.vararg] if spec.vararg else []  # `*ws`: one parameter, a tuple
+        for arg in spec.args + packed + spec.kwonlyargs:
             value = Value(arg.id, loc=self.parsed.loc(arg))
             self.env[arg.id] = value
             params.append(value)
@@ -255,6 +262,14 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
                 self.write_into(stmt.target, value, template, dyn)
                 return
+            if not isinstance(stmt.target, gast.Name):
+                raise LoweringError(
+                    stmt.target,
+                    f"`{ast.unparse(gast.gast_to_ast(stmt.target))} {_op(stmt)}= ...`: "
+                    "assigning to an attribute is not supported",
+                    "keep the value in a variable of the function (or pass it in and "
+                    "return the new value)",
+                )
             current = self.name(stmt.target)
             self.check_in_place(stmt, stmt.target.id, current)
             value = self.binop(BINOPS[type(stmt.op)], current, self.expr(stmt.value), stmt)
@@ -268,9 +283,18 @@ class Lowering(ControlFlow, Containers, Records, Views):
             if stmt.value is not None:
                 self.assign(stmt.target, self.expr(stmt.value))
         elif isinstance(stmt, gast.Expr):
-            raise LoweringError(
-                stmt, "an expression whose value is thrown away", "assign it, or remove it"
-            )
+            # evaluated for its effects (a helper writing into a list, a `print` in it);
+            # its value is not used, so it has no derivative and dead-code elimination
+            # drops what has no effect
+            self.expr(stmt.value)
+        elif isinstance(stmt, gast.Nonlocal):
+            if self.lexical is None:
+                raise LoweringError(
+                    stmt,
+                    "`nonlocal` in a function that is not defined inside the one "
+                    "differentiated",
+                    "pass the value in as an argument and return the new value",
+                )
         elif isinstance(stmt, gast.Pass):
             pass
         else:
@@ -280,6 +304,9 @@ class Lowering(ControlFlow, Containers, Records, Views):
         if isinstance(target, gast.Name):
             if isinstance(value, Value) and self.made_by_this_statement(value):
                 value.hint, value.role = target.id, "primal"
+            if target.id in self.nonlocals:
+                self.assign_nonlocal(target, value)
+                return
             self.env[target.id] = value
         elif isinstance(target, (gast.Tuple, gast.List)):
             starred = [i for i, t in enumerate(target.elts) if isinstance(t, gast.Starred)]
@@ -339,6 +366,8 @@ class Lowering(ControlFlow, Containers, Records, Views):
             scope = scope.outer
         if not item:
             holders.pop(("name", True, name), None)
+            if name in self.nonlocals:  # the same variable, in the functions that share it
+                holders = {k: n for k, n in holders.items() if n != name}
         others = list(holders.values())
         if len(others) > (1 if item else 0):
             other = next((n for n in others if n != name.split("[")[0]), others[0])
@@ -348,13 +377,6 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 f"would change `{other}` too if it is an array",
                 f"write `{name} = {name} {_op(stmt)} ...`",
             )
-
-    def rebind(self, old, new) -> None:
-        """Every name that holds the object `old` now holds `new`: a write through one
-        name is seen through the others, as in Python (`b = a; b.append(v)`)."""
-        for name, held in list(self.env.items()):
-            if held is old:
-                self.env[name] = new
 
     def write_into(self, target, value, template, dyn) -> None:
         """``name[index] = value``: the name now holds a new array (see ops.mutation)."""
@@ -377,7 +399,7 @@ class Lowering(ControlFlow, Containers, Records, Views):
                 )
             items = list(base)
             items[index.obj] = value
-            self.rebind(base, tuple(items))
+            self.rebind(base, tuple(items), target)
             return
         if isinstance(base, Value) and base in self.parameters:
             raise LoweringError(
@@ -478,9 +500,40 @@ class Lowering(ControlFlow, Containers, Records, Views):
         raise LoweringError(node, f"name `{name}` is not defined")
 
     def expr_Tuple(self, node):  # noqa: N802
-        return tuple(self.expr(e) for e in node.elts)
+        return tuple(self.items(node.elts))
 
-    expr_List = expr_Tuple  # noqa: N815 - a list literal is only an argument (np.array([...]))
+    def items(self, nodes) -> list:
+        """The values of expressions in a call's arguments or a tuple or list literal:
+        `*t` stands for the items of `t`, a tuple or list known when compiling."""
+        out = []
+        for node in nodes:
+            if not isinstance(node, gast.Starred):
+                out.append(self.expr(node))
+                continue
+            value = self.expr(node.value)
+            if isinstance(value, Static) and isinstance(value.obj, (tuple, list)):
+                value = tuple(Static(v) for v in value.obj)
+            if isinstance(value, dict):
+                value = tuple(Static(k) for k in value)
+            if not isinstance(value, tuple):
+                written = ast.unparse(gast.gast_to_ast(node))
+                raise LoweringError(
+                    node,
+                    f"`{written}`: `*` unpacks a tuple or list known when compiling, not an "
+                    "array or a list built at run time",
+                    "index the items (`ws[0], ws[1]`), or build the tuple in the function",
+                )
+            out.extend(value)
+        return out
+
+    def expr_Starred(self, node):  # noqa: N802
+        raise LoweringError(
+            node, "`*` unpacking is supported in calls and tuple or list literals only"
+        )
+
+    def expr_List(self, node):  # noqa: N802
+        """A list literal: a tuple that is a new object (lists are mutable: `rebind`)."""
+        return new_list(self.items(node.elts))
 
     def expr_BinOp(self, node):  # noqa: N802
         return self.binop(BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
@@ -490,7 +543,7 @@ class Lowering(ControlFlow, Containers, Records, Views):
             return Static(fn(left.obj, right.obj))
         if isinstance(left, tuple) or isinstance(right, tuple):
             if fn is operator.add and isinstance(left, tuple) and isinstance(right, tuple):
-                return left + right
+                return new_list([*left, *right])  # a new list (`a + []` is not `a`)
             if not (isinstance(left, Value) or isinstance(right, Value)):
                 raise LoweringError(node, "arithmetic on a tuple is not supported")
             # with an array: NumPy converts the list or tuple to an array
@@ -643,8 +696,21 @@ class Lowering(ControlFlow, Containers, Records, Views):
         return self.emit(GETITEM, [base, *dyn], {"index": template}, "getitem")
 
     def expr_Call(self, node):  # noqa: N802
-        args = [self.expr(a) for a in node.args]
-        kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
+        if is_append(node):  # `lst.append(v)` in a lambda, or as an argument: None
+            self.lower_append(node)
+            return Static(None)
+        args = self.items(node.args)
+        kwargs = {}
+        for k in node.keywords:
+            if k.arg is not None:
+                kwargs[k.arg] = self.expr(k.value)
+                continue
+            given = self.expr(k.value)  # f(**d) with a dict known when compiling
+            if not isinstance(given, dict) or not all(isinstance(n, str) for n in given):
+                raise LoweringError(
+                    k.value, "`**` needs a dict with string keys known when compiling"
+                )
+            kwargs.update(given)
         if isinstance(node.func, gast.Attribute):
             base = self.expr(node.func.value)
             if isinstance(base, RECORDS):
@@ -758,25 +824,24 @@ class Lowering(ControlFlow, Containers, Records, Views):
         inner.share_views(self)
         inner.chain = self.chain | {fn}
         inner.functions = self.functions
-        names = [a.id for a in parsed.tree.args.args + parsed.tree.args.kwonlyargs]
-        defaults = _defaults(fn)
-        bound = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise LoweringError(node, f"`{fn.__name__}` has no parameter `{k}`")
-            bound[k] = v
-        for name in names:
-            if name not in bound:
-                if name not in defaults:
-                    raise LoweringError(
-                        node, f"missing argument `{name}` in call to `{fn.__name__}`"
-                    )
-                bound[name] = Static(defaults[name])
+        spec = parsed.tree.args
+        positional = [a.id for a in spec.args]
+        names = positional + [a.id for a in spec.kwonlyargs]
+        defaults = {k: Static(v) for k, v in _defaults(fn).items()}
+        vararg = spec.vararg.id if spec.vararg else None
+        bound = bind_arguments(fn.__name__, positional, vararg, names, defaults, args, kwargs, node)
         inner.env.update(bound)
         return self.run_inlined(inner, parsed.tree.body, fn.__name__, node)
 
     def recursive_call(self, fn, args, kwargs, node):
         """A call that would recurse stays a call (see adcompiler.calls)."""
+        if fn.__code__.co_flags & inspect.CO_VARARGS:
+            raise LoweringError(
+                node,
+                f"`{fn.__name__}` takes `*args` and calls itself: adcompiler cannot keep it a "
+                "call",
+                "name each parameter",
+            )
         params = list(inspect.signature(fn).parameters.values())
         bound = []
         for i, p in enumerate(params):
@@ -801,55 +866,11 @@ class Lowering(ControlFlow, Containers, Records, Views):
         if len(self.diagnostics) > before:
             raise LoweringError(node, f"in the call to `{name}` (see above)")
         result = inner.env.get(RESULT)
-        if result is None or result is UNDEFINED:
+        if result is None:  # no `return`: None, as in Python (called for its effects)
+            return Static(None)
+        if result is UNDEFINED:
             raise LoweringError(node, f"`{name}` does not return a value on every path")
         return result
-
-    def inline_local(self, local: LocalFunction, args, kwargs, node):
-        """A call to a function defined inside the function (`def` or `lambda`): inlined,
-        reading the enclosing variables as they are at the call (Python's late binding)."""
-        if self.depth >= MAX_INLINE_DEPTH:
-            raise LoweringError(node, f"calls nest deeper than {MAX_INLINE_DEPTH} (recursion?)")
-        inner = Lowering(self.fn, self.parsed, self.nodes, self.diagnostics, self.depth + 1)
-        inner.share_views(self)
-        inner.closure, inner.cells = self.closure, self.cells
-        inner.env = {k: v for k, v in self.env.items() if not k.startswith(".")}
-        bound = dict(zip(local.names, args))
-        for k, v in kwargs.items():
-            if k not in local.names:
-                raise LoweringError(node, f"`{local.name}` has no parameter `{k}`")
-            bound[k] = v
-        for name in local.names:
-            if name not in bound:
-                if name not in local.defaults:
-                    raise LoweringError(node, f"missing argument `{name}` of `{local.name}`")
-                bound[name] = local.defaults[name]
-        inner.env.update(bound)
-        if local.expression is not None:  # a lambda
-            return inner.expr(local.expression)
-        return self.run_inlined(inner, local.body, local.name, node)
-
-    def define_local(self, node) -> None:
-        """`def name(...)` inside the function: a function to inline where it is called."""
-        self.env[node.name] = Static(self.local_function(node, node.name, node.body, None))
-
-    def expr_Lambda(self, node):  # noqa: N802
-        return Static(self.local_function(node, "lambda", None, node.body))
-
-    def local_function(self, node, name, body, expression) -> LocalFunction:
-        args = node.args
-        names = [a.id for a in args.args + args.kwonlyargs]
-        positional = [a.id for a in args.args]
-        defaults = dict(
-            zip(
-                positional[len(positional) - len(args.defaults) :],
-                [self.expr(d) for d in args.defaults],
-            )
-        )
-        for a, d in zip(args.kwonlyargs, args.kw_defaults):
-            if d is not None:
-                defaults[a.id] = self.expr(d)
-        return LocalFunction(name, names, defaults, body, expression)
 
     def apply(self, op: Op, args, kwargs, node) -> Any:
         """Bind call arguments to `op`'s parameters and emit the node."""
@@ -977,6 +998,8 @@ def _callable_alone(fn, args, kwargs) -> bool:
     if any(not isinstance(a, Value) for a in [*args, *kwargs.values()]):
         return False
     if len(args) + len(kwargs) != fn.__code__.co_argcount:  # a default: inline, it may be static
+        return False
+    if fn.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
         return False
     if fn not in _ALONE:
         try:

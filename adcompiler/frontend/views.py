@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import gast
 
-from adcompiler.frontend.base import LoweringError, Stale
+from adcompiler.frontend.base import IN_REGION_HINT, LoweringError, Stale
 from adcompiler.frontend.control import POISONED, assigned_names, is_append
 from adcompiler.ops.core import Op, View
 from adcompiler.ops.mutation import SETITEM
@@ -427,17 +427,31 @@ class Views:
                 return {k: replace(h) for k, h in held.items()}
             return held
 
-        scope = self
+        # inside an `if` or a loop, the functions this one is inlined into see the write
+        # after it (`region_families`); a function that defined this one and returned
+        # (a closure's variables) would not: refused
+        now, later = self.enclosing_scopes()
+        callers, scope = set(), self
         while scope is not None:
+            callers.add(id(scope))
+            scope = scope.outer
+        for scope in later:
+            if id(scope) not in callers and any(
+                replace(held) is not held for held in scope.env.values()
+            ):
+                raise LoweringError(
+                    None,
+                    "this write, inside an `if` or a loop, changes an array that a "
+                    "function defining this one holds: adcompiler cannot follow it there",
+                    IN_REGION_HINT,
+                )
+        for scope in now:
             for name, held in list(scope.env.items()):
                 got = replace(held)
                 if isinstance(got, Stale):
                     got = Stale(name, got.message, got.suggestion)
                 if got is not held:
                     scope.env[name] = got
-            if self.nodes is not self.top_nodes:
-                break  # inside an `if` or a loop: the caller sees the write after it
-            scope = scope.outer
 
     def remake(self, link: Link, parent: Value, old_view: Value) -> Value:
         """The view `link` of `parent` (the same operator, index and attributes)."""
