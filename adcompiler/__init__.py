@@ -20,8 +20,8 @@ from adcompiler.api import (
 )
 from adcompiler.check import check_grad
 from adcompiler.custom import defrule, nondifferentiable, stop_gradient
+from adcompiler.draw import graph
 from adcompiler.errors import UnsupportedSyntaxError
-from adcompiler.graph import graph
 from adcompiler.version import __version__ as __version__
 
 __all__ = [

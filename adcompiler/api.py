@@ -814,7 +814,7 @@ def ir(f: Callable, *example_args, **example_kwargs) -> str:
 
 
 def ir_function(f: Callable, *example_args, **example_kwargs) -> _ir.Function:
-    """The IR that `ir` prints (and adcompiler.graph draws): `f`'s own, lowered from its
+    """The IR that `ir` prints (and adcompiler.draw draws): `f`'s own, lowered from its
     source, or, for a generated function, the IR of what it computes."""
     from adcompiler import pytree
 

@@ -195,7 +195,7 @@ def verify(fn: Function) -> Function:
 
 
 def value_names():
-    """A function naming values for printing (the IR text, adcompiler.graph): by hint,
+    """A function naming values for printing (the IR text, adcompiler.draw): by hint,
     `h`, then `h.1`, `h.2` for later versions in the order asked; `_bar` for adjoints,
     `_dot` for tangents. The same value always gets the same name."""
     names: dict[int, str] = {}

@@ -1,4 +1,6 @@
-"""A picture of the dataflow graph: the IR as Graphviz DOT text (`adcompiler.graph`).
+"""A picture of the dataflow graph: the IR as Graphviz DOT text (`ad.graph`).
+
+Named `draw`, not `graph`, so that the function `adcompiler.graph` does not shadow it.
 
     g = ad.graph(loss, wrt="w")       # the IR of loss's gradient, the one ad.ir prints
     g.source                          # DOT text, always
