@@ -190,8 +190,9 @@ def _short(text: str, limit: int = 28) -> str:
 
 
 def _sweep_of_role(role: str) -> str:
-    """ "adjoint" for the roles the reverse sweep gives ("adjoint", "adjoint_temp"),
-    "tangent" for forward mode's, else "primal" (user values, temporaries, tapes)."""
+    """The sweep a value's role says: adjoint for the reverse sweep's roles ("adjoint",
+    "adjoint_temp"), tangent for forward mode's, else primal (user values, temporaries,
+    tapes)."""
     return next((s for s in ("adjoint", "tangent") if role.startswith(s)), "primal")
 
 

@@ -267,7 +267,7 @@ def test_primal_only_draws_the_function_itself():
     dot = check_every_ir_node_drawn(rnn, picture)
     assert "adjoint" not in picture.source.split("\n", 2)[1]  # not in the legend
     assert not [lab for lab in dot.labels() if "_bar" in lab]
-    assert repr(picture).endswith("26 primal, 2 regions>") or "adjoint" not in repr(picture)
+    assert "adjoint" not in repr(picture) and "2 regions" in repr(picture)
     with pytest.raises(ValueError, match="primal_only"):
         ad.graph(rnn, wrt="w", primal_only=True)
 
