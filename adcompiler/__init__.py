@@ -4,6 +4,7 @@ import adcompiler as ad
 
 dloss = ad.grad(loss, wrt=("w", "b"))      # a generated Python function
 print(ad.source(dloss))                    # read it
+ad.graph(loss, wrt="w").render("loss.svg") # see its dataflow graph
 """
 
 from adcompiler.api import (
@@ -19,6 +20,7 @@ from adcompiler.api import (
 )
 from adcompiler.check import check_grad
 from adcompiler.custom import defrule, nondifferentiable, stop_gradient
+from adcompiler.draw import graph
 from adcompiler.errors import NonFiniteError, UnsupportedSyntaxError
 from adcompiler.version import __version__ as __version__
 
@@ -26,6 +28,7 @@ __all__ = [
     "check_grad",
     "defrule",
     "grad",
+    "graph",
     "hessian",
     "hvp",
     "ir",

@@ -865,6 +865,12 @@ def ir(f: Callable, *example_args, **example_kwargs) -> str:
     For a gradient whose code depends on the structure of its arguments (a dict, a
     NamedTuple, an object), the version for `example_args` if given (nothing runs), else
     the version that ran last."""
+    return _ir.format_function(ir_function(f, *example_args, **example_kwargs))
+
+
+def ir_function(f: Callable, *example_args, **example_kwargs) -> _ir.Function:
+    """The IR that `ir` prints (and adcompiler.draw draws): `f`'s own, lowered from its
+    source, or, for a generated function, the IR of what it computes."""
     from adcompiler import pytree
 
     inner = f.generated if isinstance(f, pytree.Bound) else f
@@ -873,7 +879,16 @@ def ir(f: Callable, *example_args, **example_kwargs) -> str:
             example_args, example_kwargs = f.bind_arguments(example_args, example_kwargs)
         f = inner.version_for(example_args, example_kwargs)[0]
     fn = _generated_ir(f)
-    return _ir.format_function(fn if fn is not None else _ir.verify(lower_function(f)))
+    return fn if fn is not None else _ir.verify(lower_function(f))
+
+
+def is_generated(f: Callable) -> bool:
+    """Whether `f` is a function adcompiler generated (a gradient, a jvp, ...)."""
+    from adcompiler import pytree
+
+    if isinstance(f, (Structured, pytree.Bound)):
+        return True
+    return hasattr(f, "__adcompiler_ir__") or hasattr(f, "__adcompiler_rebuild__")
 
 
 # ---------------------------------------------------------------------------

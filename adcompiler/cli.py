@@ -3,6 +3,7 @@
 adcompiler grad model.py:loss --wrt w,b [-o loss_grad.py] [--value] [--check-finite]
 adcompiler grad model.py:loss --wrt params --keys params=W,b    (params: a dict of arrays)
 adcompiler ir model.py:loss
+adcompiler graph model.py:loss --wrt w -o loss.svg            (also .png, .pdf, .dot)
 adcompiler train mlp_digits --epochs 10
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,6 +134,42 @@ def cmd_ir(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from adcompiler import api, draw
+
+    fmt = None
+    if args.output:
+        check_output_path(args.output, "-o")
+        fmt = Path(args.output).suffix.lower().lstrip(".")
+        if fmt not in ("dot", "gv") + draw.FORMATS:
+            raise UsageError(
+                f"-o {args.output}: the suffix names the format: .dot, .gv, "
+                + ", ".join(f".{f}" for f in draw.FORMATS)
+            )
+        if fmt in draw.FORMATS and shutil.which("dot") is None:  # before compiling
+            raise UsageError(f"-o {args.output}: {draw.DOT_HELP}")
+    fn = load_target(args.target)
+    if args.primal:
+        if args.wrt or args.keys:
+            raise UsageError("--primal draws the function itself; --wrt and --keys are for its "
+                             "gradient")  # fmt: skip
+        picture = draw.from_ir(api.ir_function(fn))
+    else:
+        g = compile_gradient(fn, "grad", parse_wrt(args.wrt), parse_keys(args.keys))
+        picture = draw.from_ir(api.ir_function(g))
+    if not args.output:
+        sys.stdout.write(picture.source)
+        return 0
+    try:
+        picture.render(args.output)
+    except draw.DotNotFoundError as error:
+        raise UsageError(f"-o {args.output}: {error}") from None
+    except OSError as error:
+        raise UsageError(f"-o {args.output}: {error.strerror or error}") from None
+    print(f"wrote {args.output}: {picture!r}", file=sys.stderr)
+    return 0
+
+
 KEYS = dict(
     action="append", default=[], metavar="NAME=KEY1,KEY2",
     help="the keys of a --wrt argument that is a dict of arrays (repeat for each)",
@@ -165,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wrt", help="print the gradient's IR with respect to these arguments")
     p.add_argument("--keys", **KEYS)
     p.set_defaults(run=cmd_ir)
+    p = sub.add_parser(
+        "graph", help="draw the dataflow graph of FILE.py:FUNCTION's gradient (Graphviz)"
+    )
+    p.add_argument("target", help="FILE.py:FUNCTION")
+    p.add_argument("--wrt", help="comma-separated argument names or positions (default: first)")
+    p.add_argument(
+        "-o", "--output",
+        help="output file: .svg, .png, .pdf (needs Graphviz's dot) or .dot (default: DOT text "
+        "on standard output)",
+    )  # fmt: skip
+    p.add_argument("--primal", action="store_true", help="draw the function itself, no adjoint")
+    p.add_argument("--keys", **KEYS)
+    p.set_defaults(run=cmd_graph)
     sub.add_parser("train", help="train a sample: adcompiler train SAMPLE.py|NAME --help")
     args = parser.parse_args(argv)
     try:

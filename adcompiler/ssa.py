@@ -194,9 +194,10 @@ def verify(fn: Function) -> Function:
     return fn
 
 
-def format_function(fn: Function) -> str:
-    """Print `fn` as text, one node a line, with the source location as a comment.
-    Values are printed by their hint (`%h`, then `%h.1`, `%h.2` for later versions)."""
+def value_names():
+    """A function naming values for printing (the IR text, adcompiler.draw): by hint,
+    `h`, then `h.1`, `h.2` for later versions in the order asked; `_bar` for adjoints,
+    `_dot` for tangents. The same value always gets the same name."""
     names: dict[int, str] = {}
     counts: dict[str, int] = {}
 
@@ -207,8 +208,19 @@ def format_function(fn: Function) -> str:
                 base += "_bar" if v.role == "adjoint" else "_dot"
             n = counts.get(base, 0)
             counts[base] = n + 1
-            names[v.id] = f"%{base}" if n == 0 else f"%{base}.{n}"
+            names[v.id] = base if n == 0 else f"{base}.{n}"
         return names[v.id]
+
+    return name
+
+
+def format_function(fn: Function) -> str:
+    """Print `fn` as text, one node a line, with the source location as a comment.
+    Values are printed by their hint (`%h`, then `%h.1`, `%h.2` for later versions)."""
+    value_name = value_names()
+
+    def name(v: Value) -> str:
+        return "%" + value_name(v)
 
     def names_of(values) -> str:
         return ", ".join(name(v) for v in values)
