@@ -40,7 +40,7 @@ import os
 import numpy as np
 
 from adcompiler import passes
-from adcompiler.specialize import check
+from adcompiler.specialize import check, streams
 from adcompiler.specialize.facts import facts, observe, probe
 from adcompiler.specialize.rewrite import specialize
 from adcompiler.ssa import Function
@@ -145,9 +145,10 @@ class Specializing:
         if fn is None:
             return self.generic
         try:
-            _, seen = observe(
-                fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
-            )
+            with streams.kept(streams.generators(fn, args, kwargs)):  # the user's call draws
+                _, seen = observe(
+                    fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
+                )
         except Exception:  # noqa: BLE001 - the generic version stays in charge
             return self.generic
         known = facts(fn, seen)
