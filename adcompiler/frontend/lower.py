@@ -710,9 +710,11 @@ class Lowering(ControlFlow, Containers, Records, Views):
 
     def call(self, fn, args, kwargs, node):
         owner = getattr(fn, "__self__", None)
-        if rand.is_generator(owner) and not isinstance(fn, type):  # `np.random.normal`
+        if rand.is_generator(owner) and not isinstance(fn, type):  # `RNG.normal`
             generator = None if owner is rand.GLOBAL_STATE else self.as_value(Static(owner))
             return self.draw(generator, fn.__name__, args, kwargs, node)
+        if rand.is_global_function(fn):  # `np.random.normal`, `np.random.seed`
+            return self.draw(None, fn.__name__, args, kwargs, node)
         if fn is np.asarray and args and isinstance(args[0], tuple):
             if not kwargs.keys() - {"dtype"}:  # a list literal: a new array, as np.array's
                 fn = np.array  # (of an array, np.asarray is the array itself: a view op)

@@ -86,6 +86,12 @@ def is_generator(obj) -> bool:
     return isinstance(obj, GENERATORS)
 
 
+def is_global_function(fn) -> bool:
+    """True for a function of `np.random` that draws from (or seeds) the global state."""
+    name = getattr(fn, "__name__", None)
+    return name in METHODS and getattr(np.random, name, None) is fn
+
+
 # ---------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------
@@ -186,6 +192,17 @@ def _tangent(skip: int):
 # ---------------------------------------------------------------------------
 
 
+def draw(generator, *args, method: str = "", keywords: tuple = ()):
+    """What a `draw` node computes: ``generator.method(*positional, **keywords)``."""
+    positional = len(args) - len(keywords)
+    return getattr(generator, method)(*args[:positional], **dict(zip(keywords, args[positional:])))
+
+
+def draw_global(*args, method: str = "", keywords: tuple = ()):
+    """What a `draw_global` node computes: ``np.random.method(...)``."""
+    return draw(GLOBAL_STATE, *args, method=method, keywords=keywords)
+
+
 def _arguments(node, args) -> tuple[list, list]:
     keywords = node.attrs["keywords"]
     positional = len(args) - len(keywords)
@@ -211,7 +228,7 @@ _ATTRS = (Param("method", "attr", ""), Param("keywords", "attr", ()))
 DRAW = register(
     Op(
         "draw",
-        None,
+        draw,
         (Param("generator"), Param("args", "varargs"), *_ATTRS),
         _draw_spelling,
         adjoint=_contributions(1),
@@ -223,7 +240,7 @@ DRAW = register(
 DRAW_GLOBAL = register(
     Op(
         "draw_global",
-        None,
+        draw_global,
         (Param("args", "varargs"), *_ATTRS),
         _global_spelling,
         adjoint=_contributions(0),
