@@ -423,6 +423,12 @@ def shuffles(x, rng):
     return np.sum(y)
 
 
+def shuffles_global(x, rng):
+    y = x * 1.0
+    np.random.shuffle(y)
+    return np.sum(y)
+
+
 def writes_out(x, rng):
     z = np.zeros(3)
     rng.standard_normal(3, out=z)
@@ -436,6 +442,7 @@ def writes_out(x, rng):
         (choice_of_values, "x[rng.integers(0, len(x), size=k)]"),
         (permute_values, "x[rng.permutation(len(x))]"),
         (shuffles, "rng.permutation"),
+        (shuffles_global, "changes its argument"),
         (writes_out, "`out=`"),
     ],
 )
@@ -458,3 +465,16 @@ def test_draw_with_inactive_parameters_of_a_refused_kind_is_fine():
     g = ad.grad(f)
     expect = np.random.default_rng(1).gamma(2.0, size=3)
     assert np.array_equal(g(X, np.random.default_rng(1)), expect)
+
+
+def unseeded(x):
+    rng = np.random.default_rng()  # seeded from the system: two runs differ
+    return np.sum(x * rng.standard_normal(x.shape))
+
+
+def test_generator_seeded_by_the_system():
+    # ADCOMPILER_CHECK cannot compare two runs of it (each draws other values): not compared
+    g = ad.value_and_grad(unseeded)
+    for _ in range(4):
+        value, grad = g(X)
+        assert np.isclose(value, np.sum(X * grad), rtol=1e-12)

@@ -89,7 +89,7 @@ def is_generator(obj) -> bool:
 def is_global_function(fn) -> bool:
     """True for a function of `np.random` that draws from (or seeds) the global state."""
     name = getattr(fn, "__name__", None)
-    return name in METHODS and getattr(np.random, name, None) is fn
+    return (name in METHODS or name in IN_PLACE) and getattr(np.random, name, None) is fn
 
 
 # ---------------------------------------------------------------------------

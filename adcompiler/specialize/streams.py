@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from adcompiler.ops.random import DRAW_GLOBAL, GLOBAL_STATE, is_generator
+from adcompiler.ops.random import DRAW_GLOBAL, GLOBAL_STATE, NEW_GENERATORS, is_generator
 from adcompiler.ops.structure import CONST
 from adcompiler.ssa import Function, walk
 
@@ -23,6 +23,19 @@ from adcompiler.ssa import Function, walk
 def draws(fn: Function | None) -> bool:
     """True if `fn` may draw (fail closed: also when its IR is not known)."""
     return fn is None or any(n.op.effect for n in walk(fn.body))
+
+
+def seeded_by_the_system(fn: Function | None) -> bool:
+    """True if `fn` makes a generator whose seed is not a literal number
+    (`np.random.default_rng()`, or a seed passed in, which may be None): two runs of it
+    may draw different values."""
+    if fn is None:
+        return False
+    return any(
+        n.op in NEW_GENERATORS
+        and not (n.inputs and n.inputs[0].is_const and isinstance(n.inputs[0].const, int))
+        for n in walk(fn.body)
+    )
 
 
 def generators(fn: Function | None, args: tuple = (), kwargs: dict | None = None) -> list:
