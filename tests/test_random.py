@@ -478,3 +478,14 @@ def test_generator_seeded_by_the_system():
     for _ in range(4):
         value, grad = g(X)
         assert np.isclose(value, np.sum(X * grad), rtol=1e-12)
+
+
+def test_check_grad_evaluates_one_sample():
+    mu, ls = np.array([0.2, -0.4]), np.array([-0.5, 0.3])
+    rng, twin = np.random.default_rng(8), np.random.default_rng(8)
+    ad.check_grad(normal_params, [mu, ls, rng], wrt=(0, 1))
+    normal_params(mu, ls, twin)
+    assert rng.bit_generator.state == twin.bit_generator.state  # as one call
+    np.random.seed(3)
+    ad.check_grad(module_global_legacy, [X])
+    ad.check_grad(legacy_global, [X])
