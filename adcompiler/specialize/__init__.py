@@ -26,7 +26,8 @@ Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites, in the orde
 `REWRITES`), `sums` (sums moved ahead of linear steps), `batch` (sums over a loop's
 iterations taken after it), `assemble` (adjoints of slices joined), `buffers` (results
 written in place), `stacks` (tapes as one array), `check` (each specialized version
-checked against the generic one on its first calls, under ADCOMPILER_CHECK=1).
+checked against the generic one on its first calls, under ADCOMPILER_CHECK=1), `streams`
+(the random streams a function draws from, put back after the probe run and the check).
 
     %s = shape(%x)                               (%x, %g seen with shape (32, 10))
     %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
