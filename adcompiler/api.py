@@ -150,13 +150,15 @@ class Structured:
     """
 
     def __init__(self, f: Callable, kind: str, wrt: Any):
+        # first: update_wrapper copies f's __dict__, which for a generated function of
+        # this kind (grad of grad) holds its own `f`, `versions`, ...: ours replace them
+        functools.update_wrapper(self, f)
         self.f, self.kind, self.wrt = f, kind, wrt
         self.names = list(inspect.signature(f, follow_wrapped=False).parameters)
         items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
         self.indices = [self.names.index(w) if isinstance(w, str) else w for w in items]
         self.versions: dict = {}
         self.latest: Callable | None = None
-        functools.update_wrapper(self, f)
         self.__name__ = f"{_python_name(f)}_{kind.removesuffix('+aux')}"
 
     def __call__(self, *args, **kwargs):

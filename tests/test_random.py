@@ -489,3 +489,19 @@ def test_check_grad_evaluates_one_sample():
     np.random.seed(3)
     ad.check_grad(module_global_legacy, [X])
     ad.check_grad(legacy_global, [X])
+
+
+def second(x, rng):
+    return np.sin(rng.normal(x, np.exp(x))) * rng.standard_normal()
+
+
+def test_grad_of_grad_draws_once_and_is_the_second_derivative():
+    # a function reading `rng.<method>` gets a dispatcher for records (api.Structured);
+    # grad of it used to copy the inner dispatcher's state and return the first gradient
+    g = ad.grad(second)
+    gg = ad.grad(g)
+    x = 0.3
+    fd = (g(x + 1e-6, np.random.default_rng(0)) - g(x - 1e-6, np.random.default_rng(0))) / 2e-6
+    for _ in range(3):
+        np.testing.assert_allclose(gg(x, np.random.default_rng(0)), fd, rtol=1e-6)
+    np.testing.assert_allclose(ad.hvp(second)(x, np.random.default_rng(0), 1.0), fd, rtol=1e-6)

@@ -261,7 +261,6 @@ def _new_generator(name: str, fn, param: str = "seed", default=None) -> Op:
             nondiff=True,
             unique=True,
             effect=True,
-            fresh=True,
         )
     )
 
