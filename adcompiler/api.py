@@ -548,6 +548,12 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
 def _generate(
     f: Callable, kind: str, wrt: Any, structures: dict | None = None, functions: bool = True
 ) -> Callable:
+    if structures and _generated_ir(f) is not None:
+        raise DifferentiationTypeError(
+            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
+            f"respect to a dict, list, tuple or record argument is not supported yet; "
+            f"use ad.hvp for second derivatives, or pass arrays"
+        )
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -957,6 +963,12 @@ class ForwardStructured(Structured):
 def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
     from adcompiler.forward import forward
 
+    if structures and _generated_ir(f) is not None:
+        raise DifferentiationTypeError(
+            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
+            f"respect to a dict, list, tuple or record argument is not supported yet; "
+            f"use ad.hvp for second derivatives, or pass arrays"
+        )
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
