@@ -39,7 +39,9 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
     spec.unchecked[key] -= 1
     if spec.unchecked[key] <= 0:
         del spec.unchecked[key]
-    if streams.seeded_by_the_system(spec.source_ir()):  # two runs draw different values
+    source_ir = getattr(spec, "source_ir", None)  # the IR the versions are made from
+    fn = source_ir() if source_ir is not None else None
+    if streams.seeded_by_the_system(fn):  # two runs draw different values
         return version(*args, **kwargs)
     try:
         originals = copy.deepcopy((args, kwargs))
@@ -48,7 +50,7 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
     # The generic version draws from copies of the arguments' generators and from the
     # shared ones (globals), whose states are then put back: the version draws the same
     # values, and the user's streams advance once (specialize/streams.py).
-    shared = streams.generators(spec.source_ir(), (), {})
+    shared = streams.generators(fn, (), {})
     with streams.kept(shared):
         expected, failure = _generic(spec, originals)
         drawn = [streams.state(g) for g in shared]
