@@ -178,13 +178,15 @@ class Structured:
     """
 
     def __init__(self, f: Callable, kind: str, wrt: Any):
+        # first: update_wrapper copies f's __dict__, which for a generated function of
+        # this kind (grad of grad) holds its own `f`, `versions`, ...: ours replace them
+        functools.update_wrapper(self, f)
         self.f, self.kind, self.wrt = f, kind, wrt
         self.names = list(inspect.signature(f, follow_wrapped=False).parameters)
         items = [0 if wrt is None else wrt] if not isinstance(wrt, (tuple, list)) else wrt
         self.indices = [self.names.index(w) if isinstance(w, str) else w for w in items]
         self.versions: dict = {}
         self.latest: Callable | None = None
-        functools.update_wrapper(self, f)
         self.__name__ = f"{_python_name(f)}_{split_finite(kind)[0].removesuffix('+aux')}"
 
     def __call__(self, *args, **kwargs):
@@ -601,6 +603,12 @@ def _generate(
 ) -> Callable:
     kind, finite = split_finite(kind)
     functions = functions and not finite  # checked: helpers inlined, their lines checked too
+    if structures and _generated_ir(f) is not None:
+        raise DifferentiationTypeError(
+            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
+            f"respect to a dict, list, tuple or record argument is not supported yet; "
+            f"use ad.hvp for second derivatives, or pass arrays"
+        )
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -1026,6 +1034,12 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
     from adcompiler.forward import forward
 
     kind, finite = split_finite(kind)
+    if structures and _generated_ir(f) is not None:
+        raise DifferentiationTypeError(
+            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
+            f"respect to a dict, list, tuple or record argument is not supported yet; "
+            f"use ad.hvp for second derivatives, or pass arrays"
+        )
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -1119,7 +1133,8 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     if isinstance(f, functools.partial) or inspect.ismethod(f):
         return _bound_blocks(hessian, f, wrt)
     product = hvp(f, wrt=wrt)
-    indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
+    primal = _primal_for_blocks("hessian", f, wrt, False)
+    indices, single = resolve_wrt(f, primal, wrt)
     _refuse_packed("hessian", f, indices)
 
     def hessian_of(*args, **kwargs):
@@ -1127,10 +1142,11 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
         xs = [args[i] for i in indices]
         _arrays_only("hessian", f, xs)
         columns = []  # columns[j][k]: H·e_k for the k-th element of argument j
+        same_draws = _same_draws(primal, args)
         for j, x in enumerate(xs):
             per_element = []
             for e in _basis(x):
-                hv = product(*args, _direction(e, j, xs, single))
+                hv = same_draws(product, *args, _direction(e, j, xs, single))
                 per_element.append([hv] if single else list(hv))
             columns.append(per_element)
         blocks = [
@@ -1238,16 +1254,17 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
         args = _bind(f, args, kwargs)
         xs = [args[i] for i in indices]
         _arrays_only("jacobian", f, xs)
+        same_draws = _same_draws(primal, args)
         if mode == "forward":
             out = []
             for j, x in enumerate(xs):
                 cols = []
                 for e in _basis(x):
-                    cols.append(product(*args, _direction(e, j, xs, single))[1])
+                    cols.append(same_draws(product, *args, _direction(e, j, xs, single))[1])
                 out.append(_stack_columns(cols, np.shape(x)))
         else:
-            value = f(*args)
-            rows = [product(*args, e)[1] for e in _basis(value)]
+            value = same_draws(f, *args)
+            rows = [same_draws(product, *args, e)[1] for e in _basis(value)]
             rows = [[r] if single else list(r) for r in rows]
             out = [_stack_rows([r[j] for r in rows], np.shape(value)) for j in range(len(xs))]
         return out[0] if single else tuple(out)
@@ -1255,6 +1272,25 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     jacobian_of.__name__ = f"{getattr(f, '__name__', 'f')}_jacobian"
     jacobian_of.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} ({mode} mode)."
     return jacobian_of
+
+
+def _same_draws(primal: _ir.Function, args: list) -> Callable:
+    """`call(g, *args)`: `g(*args)` from the states the generators `primal` draws from are
+    in now, so that every product of a Hessian or Jacobian is taken of the same sample and
+    the streams advance once, as in one call of the function (specialize/streams.py)."""
+    from adcompiler.specialize import streams
+
+    gens = streams.generators(primal, tuple(args))
+    if not gens:
+        return lambda g, *a: g(*a)
+    start = [streams.state(gen) for gen in gens]
+
+    def call(g, *a):
+        for gen, s in zip(gens, start):
+            streams.restore(gen, s)
+        return g(*a)
+
+    return call
 
 
 def _bind(f: Callable, args: tuple, kwargs: dict) -> list:

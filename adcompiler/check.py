@@ -57,7 +57,9 @@ def check_grad(
     single = not isinstance(wrt, (tuple, list))
     items = [0 if wrt is None else wrt] if single else list(wrt)
     indices = [names.index(w) if isinstance(w, str) else w for w in items]
-    got = grad(f, wrt=wrt)(*args)
+    same_draws = _same_draws(f, args)  # every evaluation draws what the first one does
+    got = same_draws(grad(f, wrt=wrt), *args)
+    f = functools.partial(same_draws, f)
     got = [got] if single else list(got)
     packed = pytree.packed_at(f)  # `def f(x, *ws)`: the gradient for ws is a tuple
     for i, g in zip(indices, got):
@@ -85,6 +87,18 @@ def _compare(g, expected: np.ndarray, name: str, rtol: float, atol: float) -> No
             f"gradient for {name!r} differs from finite differences at {worst}: "
             f"adcompiler {g[worst]!r}, finite differences {expected[worst]!r}"
         )
+
+
+def _same_draws(f: Callable, args: Sequence) -> Callable:
+    """`call(g, *a)`: `g(*a)` with the generators `f` draws from put back in the states
+    they are in now (a function that draws is checked on one sample)."""
+    from adcompiler.api import _same_draws, primal_ir
+
+    try:
+        primal = primal_ir(f)
+    except Exception:  # noqa: BLE001 - not lowered here: every candidate generator
+        primal = None
+    return _same_draws(primal, list(args))
 
 
 def _is_leaf(value) -> bool:

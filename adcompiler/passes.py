@@ -275,8 +275,9 @@ def _dce_region_node(node: Node, live: set[int], read: set[int] | None = None) -
 
 
 def has_effects(node: Node) -> bool:
-    """True for a node with no outputs (print, assert, a tape write) or one containing such."""
-    if not node.outputs:
+    """True for a node with no outputs (print, assert, a tape write), one whose operator has
+    an effect besides its result (a random draw), or one containing such."""
+    if not node.outputs or node.op.effect:
         return True
     return any(has_effects(n) for region in node.regions for n in region.nodes)
 

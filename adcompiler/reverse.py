@@ -42,7 +42,7 @@ from adcompiler.ops.control import (
     TRIP_COUNT,
     WHILE,
 )
-from adcompiler.ops.core import view_of
+from adcompiler.ops.core import Refused, view_of
 from adcompiler.ops.guards import check_scalar
 from adcompiler.ops.mutation import INDEX_ADD, SETITEM
 from adcompiler.ops.structure import GETITEM, SHAPE, UNINDEX
@@ -331,6 +331,8 @@ def _adjoint_of(
     for x, c in zip(node.inputs, contributions):
         if c is None or x.id not in adj.active:
             continue
+        if isinstance(c, Refused):  # a derivative the rule cannot give: never taken as zero
+            raise c.error(node.loc)
         c = c if isinstance(c, Value) else c.value
         if node.op.broadcasts and shapes.get(x.id, x.id) != out_class:
             c = b.call(runtime.unbroadcast, c, Sym(b, x).shape).value

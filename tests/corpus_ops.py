@@ -1091,3 +1091,20 @@ def reuse(x, w):
 def unbroadcast_op(x, y, w):
     # the reverse transform's own operator, called directly: its rules matter for grad of grad
     return np.sum(unbroadcast(x * y, y.shape) * w)
+
+
+def random_location_scale(x, s, w):
+    # draws from a generator made from a seed: the same values on every call, so finite
+    # differences see the sampled objective (adcompiler/ops/random.py)
+    rng = np.random.default_rng(0)
+    scale = s * s + 0.5
+    y = rng.normal(x, scale) * rng.uniform(x, x + scale) + rng.exponential(scale)
+    y = y + rng.laplace(x, scale) + rng.logistic(x, scale) + rng.gumbel(x, scale)
+    y = y + rng.lognormal(x * 0.1, scale * 0.1) + x * rng.standard_normal(x.shape)
+    return np.sum(y * w)
+
+
+def random_global_state(x, s, w):
+    np.random.seed(0)  # the legacy global state, reseeded in the function
+    y = np.random.normal(x, s * s + 0.5) * np.random.uniform(s, s + 1.0, size=x.shape)
+    return np.sum(y * w)

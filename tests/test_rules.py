@@ -447,6 +447,8 @@ OTHER = [
     case(C.constructor_only, x="n,m"),
     case(C.constructor_eye, x="m,m"),
     case(C.constructor_dtype, x="n,m"),
+    case(C.random_location_scale, x="n,m", s="m"),
+    case(C.random_global_state, x="n,m", s="n,1"),
 ]
 
 CORNERS = [

@@ -875,7 +875,7 @@ class Plan:
         chosen = {}
         readers = {id(n) for n in self.reuse_into.values()}  # statements of their own
         for vid, node in self.defs.items():
-            if len(node.outputs) != 1 or node.regions or id(node) in readers:
+            if len(node.outputs) != 1 or node.regions or id(node) in readers or node.op.effect:
                 continue
             uses = self.uses.get(vid, [])
             if _is_literal_const(node):

@@ -46,6 +46,7 @@ from adcompiler.frontend.source import ParsedSource, parse_function
 from adcompiler.frontend.views import Views, ViewState
 from adcompiler.helpers import helper_name
 from adcompiler.ops import lookup
+from adcompiler.ops import random as rand
 from adcompiler.ops.calls import CALL
 from adcompiler.ops.control import AND, IS, IS_NOT
 from adcompiler.ops.core import NO_DEFAULT, Op, multi, view_of
@@ -282,6 +283,8 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         elif isinstance(stmt, gast.AnnAssign):
             if stmt.value is not None:
                 self.assign(stmt.target, self.expr(stmt.value))
+        elif isinstance(stmt, gast.Expr) and self.draws(stmt.value):
+            pass  # a draw whose values are not used still advances its generator
         elif isinstance(stmt, gast.Expr):
             # evaluated for its effects (a helper writing into a list, a `print` in it);
             # its value is not used, so it has no derivative and dead-code elimination
@@ -299,6 +302,16 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
             pass
         else:
             raise LoweringError(stmt, f"`{type(stmt).__name__}` statements are not supported")
+
+    def draws(self, expression) -> bool:
+        """Lower an expression statement; True if it is a random draw (anything else is
+        refused by the caller)."""
+        if not isinstance(expression, gast.Call):
+            return False
+        count = len(self.nodes)
+        value = self.expr(expression)
+        made = self.nodes[count:]
+        return isinstance(value, Value) and any(value in n.outputs for n in made if n.op.effect)
 
     def assign(self, target, value) -> None:
         if isinstance(target, gast.Name):
@@ -717,6 +730,8 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
                 return self.record_method(base, node.func.attr, args, kwargs, node)
             if isinstance(base, dict):
                 return self.dict_method(base, node.func.attr, args, node)
+            if isinstance(base, Static) and rand.is_generator(base.obj):  # a global's
+                return self.draw(self.as_value(base), node.func.attr, args, kwargs, node)
             if not isinstance(base, Static):
                 return self.method_call(self.as_value(base), node.func.attr, args, kwargs, node)
         func = self.expr(node.func)
@@ -726,6 +741,8 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
 
     def method_call(self, base: Value, name: str, args, kwargs, node):
         target = methods.METHODS.get(name)
+        if target is None and (name in rand.METHODS or name in rand.IN_PLACE):
+            return self.draw(base, name, args, kwargs, node)  # `rng.normal(...)`
         if target is None:
             raise LoweringError(
                 node, f"the array method `.{name}()` is not supported", methods.ATTRIBUTE_HINT
@@ -734,7 +751,36 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         args, kwargs = adapt(args, kwargs)
         return self.call(fn, [base, *args], kwargs, node)
 
+    def draw(self, generator: Value | None, name: str, args, kwargs, node):
+        """A draw from a generator (`rng.normal(mu, 1.0)`; `np.random.normal(...)` with
+        `generator` None), as the source makes it (adcompiler/ops/random.py)."""
+        if name in rand.IN_PLACE:
+            raise LoweringError(
+                node,
+                f"`{name}` changes its argument or the generator in place",
+                rand.IN_PLACE[name],
+            )
+        if name not in rand.METHODS:
+            raise LoweringError(
+                node,
+                f"`{name}` is not a random draw adcompiler knows",
+                "draw with a method listed in docs/subset.md (Randomness)",
+            )
+        if "out" in kwargs:
+            raise LoweringError(node, "`out=` of a random draw is not supported", "assign the draw")
+        inputs = [self.as_value(a) for a in [*args, *kwargs.values()]]
+        attrs = {"method": name, "keywords": tuple(kwargs)}
+        if generator is None:
+            return self.emit(rand.DRAW_GLOBAL, inputs, attrs, name)
+        return self.emit(rand.DRAW, [generator, *inputs], attrs, name)
+
     def call(self, fn, args, kwargs, node):
+        owner = getattr(fn, "__self__", None)
+        if rand.is_generator(owner) and not isinstance(fn, type):  # `RNG.normal`
+            generator = None if owner is rand.GLOBAL_STATE else self.as_value(Static(owner))
+            return self.draw(generator, fn.__name__, args, kwargs, node)
+        if rand.is_global_function(fn):  # `np.random.normal`, `np.random.seed`
+            return self.draw(None, fn.__name__, args, kwargs, node)
         if fn is np.asarray and args and isinstance(args[0], tuple):
             if not kwargs.keys() - {"dtype"}:  # a list literal: a new array, as np.array's
                 fn = np.array  # (of an array, np.asarray is the array itself: a view op)

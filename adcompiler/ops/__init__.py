@@ -9,6 +9,7 @@ from adcompiler.ops import (  # noqa: F401 - registers the operators
     mutation,
     numpy_math,
     numpy_ops,
+    random,
     scipy_special,
     shapes,
     structure,

@@ -118,6 +118,10 @@ class Op:
     fresh: bool = False  # the result is always a new array: never an input, nor a view of one
     unique: bool = False  # each call makes a new mutable object or has an effect: CSE
     # never merges two such nodes
+    # besides its result, it has an effect that later nodes see without reading it (a
+    # random draw advances its generator): never removed, merged, moved, inlined into its
+    # reader, recomputed or folded; it runs exactly where and as often as the source says
+    effect: bool = False
     aliases: list = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -129,6 +133,22 @@ class Op:
 
     def attr_defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params if p.kind == "attr"}
+
+
+class Refused:
+    """A rule's contribution for an input through which it cannot differentiate: the
+    transforms raise `error` (a located diagnostic) if that input has a derivative, and
+    ignore it otherwise (fail closed: never taken as zero)."""
+
+    def __init__(self, message: str, suggestion: str = ""):
+        self.message, self.suggestion = message, suggestion
+
+    def error(self, loc: Loc | None) -> Exception:
+        from adcompiler.errors import Diagnostic, UnsupportedSyntaxError
+
+        if loc is None:
+            return NotImplementedError(f"{self.message}; {self.suggestion}")
+        return UnsupportedSyntaxError([Diagnostic(loc, self.message, self.suggestion)])
 
 
 def view_of(node: Node) -> Value | None:

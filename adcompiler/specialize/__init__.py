@@ -26,7 +26,8 @@ Modules: `facts` (probes, statuses, facts), `rewrite` (the rewrites, in the orde
 `REWRITES`), `sums` (sums moved ahead of linear steps), `batch` (sums over a loop's
 iterations taken after it), `assemble` (adjoints of slices joined), `buffers` (results
 written in place), `stacks` (tapes as one array), `check` (each specialized version
-checked against the generic one on its first calls, under ADCOMPILER_CHECK=1).
+checked against the generic one on its first calls, under ADCOMPILER_CHECK=1), `streams`
+(the random streams a function draws from, put back after the probe run and the check).
 
     %s = shape(%x)                               (%x, %g seen with shape (32, 10))
     %gx = unbroadcast(%g, %s)       ──▶          uses of %gx read %g
@@ -40,7 +41,7 @@ import os
 import numpy as np
 
 from adcompiler import passes
-from adcompiler.specialize import check
+from adcompiler.specialize import check, streams
 from adcompiler.specialize.facts import facts, observe, probe
 from adcompiler.specialize.rewrite import specialize
 from adcompiler.ssa import Function
@@ -145,9 +146,10 @@ class Specializing:
         if fn is None:
             return self.generic
         try:
-            _, seen = observe(
-                fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
-            )
+            with streams.kept(streams.generators(fn, args, kwargs)):  # the user's call draws
+                _, seen = observe(
+                    fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
+                )
         except Exception:  # noqa: BLE001 - the generic version stays in charge
             return self.generic
         known = facts(fn, seen)

@@ -20,6 +20,8 @@ import numpy as np
 
 from adcompiler.codegen.naming import base_name
 from adcompiler.errors import SpecializationMismatchError
+from adcompiler.ops.random import is_generator
+from adcompiler.specialize import streams
 from adcompiler.specialize.rewrite import REWRITES, specialize
 from adcompiler.ssa import Function
 
@@ -37,11 +39,21 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
     spec.unchecked[key] -= 1
     if spec.unchecked[key] <= 0:
         del spec.unchecked[key]
+    source_ir = getattr(spec, "source_ir", None)  # the IR the versions are made from
+    fn = source_ir() if source_ir is not None else None
+    if streams.seeded_by_the_system(fn):  # two runs draw different values
+        return version(*args, **kwargs)
     try:
         originals = copy.deepcopy((args, kwargs))
     except Exception:  # noqa: BLE001 - arguments that cannot be copied are not checked
         return version(*args, **kwargs)
-    expected, failure = _generic(spec, originals)
+    # The generic version draws from copies of the arguments' generators and from the
+    # shared ones (globals), whose states are then put back: the version draws the same
+    # values, and the user's streams advance once (specialize/streams.py).
+    shared = streams.generators(fn, (), {})
+    with streams.kept(shared):
+        expected, failure = _generic(spec, originals)
+        drawn = [streams.state(g) for g in shared]
     try:
         result = version(*args, **kwargs)
     except Exception as err:
@@ -54,8 +66,11 @@ def checked_call(spec, key, version, args: tuple, kwargs: dict):
               f"it returns, where the generic version raises {type(failure).__name__}: "
               f"{failure}")  # fmt: skip
     problem = _written(originals, (args, kwargs)) or _difference(result, expected)
+    if not problem and not all(map(streams.same_state, map(streams.state, shared), drawn)):
+        problem = "it draws a different number of random values"
     if problem:
-        _fail(spec, key, originals, expected, failure, problem)
+        with streams.kept(shared):
+            _fail(spec, key, originals, expected, failure, problem)
     return result
 
 
@@ -153,6 +168,9 @@ def _difference(got, want, path: str = "result", exact: bool = False,
                 theirs: str = "the generic version's") -> str | None:  # fmt: skip
     """Where and how `got` differs from `want` (structure, types, shapes, dtypes,
     values), or None; `theirs` introduces what `want` has."""
+    if is_generator(want):  # drawn from (generators in the result: compared as states)
+        return None if exact or streams.same_state(*map(streams.state, (got, want))) else \
+            f"{path}, a generator, is in another state than {theirs}"  # fmt: skip
     if type(got) is not type(want) and not _scalars(got, want) and not _arrays(got, want):
         return f"{path} is a {type(got).__name__}, {theirs} a {type(want).__name__}"
     if isinstance(want, dict):

@@ -41,6 +41,7 @@ from adcompiler.ops.mutation import (
     UNSTACK,
 )
 from adcompiler.ops.numpy_ops import LEN
+from adcompiler.ops.random import DRAW, DRAW_GLOBAL
 from adcompiler.ops.structure import CONST as CONST_OP
 from adcompiler.ops.structure import DTYPE, GETITEM, NDIM, SHAPE, SIZE, UNINDEX, Dyn
 from adcompiler.ssa import Block, Function, Node, Value, clone, walk
@@ -186,6 +187,8 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             tapes[read] = max(tapes.get(read, CONST), inner)
         elif op in (TAPE_NEW, TAPE_LIST) or op in LISTS or op in CALLS:
             out = FREE
+        elif op.effect:  # a draw: never its value, at most its shape
+            out = _draw_status(node, ins, seen)
         elif op is CONST_OP:
             out = _const_status(node.attrs.get("value"))
         elif op in SHAPE_ONLY:
@@ -201,6 +204,33 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             out = SHAPED if _shape_blind(node, ins, seen) else FREE
         for v in node.outputs:
             status[v.id] = max(status.get(v.id, CONST), out)
+
+
+def _draw_status(node: Node, ins: list[int], seen: dict) -> int:
+    """A random draw's values differ from call to call: never CONST. Its shape and dtype
+    are fixed (SHAPED) when its arguments that may be sizes (integers and tuples) are
+    CONST and the others are SHAPED; the generator a method is called on does not count.
+    A generator made in the function is FREE (an object)."""
+    if node.op not in (DRAW, DRAW_GLOBAL):
+        return FREE
+    first = 1 if node.op is DRAW else 0
+    for v, s in zip(node.inputs[first:], ins[first:]):
+        if s == CONST:
+            continue
+        seen_as = seen.get(v.id, ())
+        if s == FREE or not seen_as or not all(_floats(d) for d in seen_as):
+            return FREE
+    return SHAPED
+
+
+def _floats(description: tuple) -> bool:
+    """A description of floats (never a size: only its shape shapes a draw)."""
+    kind = description[0]
+    if kind == "array":
+        return description[2][1:2] in ("f", "c")
+    if kind == "scalar":
+        return description[1].startswith(("float", "complex"))
+    return kind == "float"
 
 
 def _const_status(value) -> int:
