@@ -539,13 +539,23 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
     g.__adcompiler_source__ = emitted.source
     g.__adcompiler_emitted__ = emitted
     g.__adcompiler_rebuild__ = lambda: _generate(f, kind, wrt, None)
+    if kind.removesuffix("+aux") in ("grad", "value_and_grad"):
+        _rebuild_one(g, f, kind, wrt, None)
     g.__wrapped_primal__ = f
     return g
 
 
 def _generate(
-    f: Callable, kind: str, wrt: Any, structures: dict | None = None, functions: bool = True
+    f: Callable,
+    kind: str,
+    wrt: Any,
+    structures: dict | None = None,
+    functions: bool = True,
+    seed: str = "like",
 ) -> Callable:
+    """Generate and load `kind` of `f`. `seed="one"` (with `functions=False`) returns the
+    IR of a gradient seeded with the constant 1.0 instead, which the specializer makes its
+    versions for a float64 scalar output from (adcompiler.reverse)."""
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -561,11 +571,13 @@ def _generate(
                 f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
                 f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
             )
-    cotangent = "param" if kind == "vjp" else "one"
+    cotangent = "param" if kind == "vjp" else seed
     wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
     adjoint = _ir.verify(
         reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad" or aux)
     )
+    if cotangent == "one":
+        return _as_emitted(adjoint)
     offset = 0 if kind == "grad" and not aux else len(primal.results)
     shifted = _shift(grads, offset)
     returned = primal.result_tree if primal.result_tree is not None else (0, 1)
@@ -593,8 +605,29 @@ def _generate(
         g.__adcompiler_rebuild_inline__ = lambda: _generate(
             f, kind, wrt, structures, functions=False
         )
+    if cotangent == "like":
+        _rebuild_one(g, f, kind, wrt, structures)
     g.__wrapped_primal__ = f
     return g
+
+
+def _as_emitted(fn: _ir.Function) -> _ir.Function:
+    """`fn` with its writes moved down as emitting it moves them (what the specializer
+    starts from is the IR of a function that was emitted)."""
+    from adcompiler.codegen.emit import sink_writes
+
+    sink_writes(fn.body)
+    return fn
+
+
+def _rebuild_one(g: Callable, f: Callable, kind: str, wrt: Any, structures: dict | None):
+    """Give generated gradient `g` the way to its IR seeded with the constant 1.0 (for
+    `specialize.Specializing.seeded_ir`)."""
+    build = _build_forward if kind == "hvp" else _generate
+    inline = bool(getattr(g, "__adcompiler_rebuild_inline__", None))  # as `source_ir` does
+    g.__adcompiler_rebuild_one__ = lambda: build(
+        f, kind, wrt, structures, functions=not inline, seed="one"
+    )
 
 
 def _check_aux(f: Callable, primal: _ir.Function) -> None:
@@ -952,7 +985,16 @@ class ForwardStructured(Structured):
         )
 
 
-def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
+def _build_forward(
+    f: Callable,
+    kind: str,
+    wrt: Any,
+    structures: dict | None = None,
+    functions: bool = True,
+    seed: str = "like",
+) -> Callable:
+    """Generate and load `kind` (jvp, hvp) of `f`; for an hvp with `seed="one"`, return
+    the IR of the gradient seeded with the constant 1.0 instead (see `_generate`)."""
     from adcompiler.forward import forward
 
     if structures:
@@ -968,7 +1010,7 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
             raise DifferentiationTypeError(
                 f"hvp needs {f.__name__} to return one scalar, but it returns a tuple"
             )
-        gradient = _ir.verify(reverse(primal, wrt_values, cotangent="one"))
+        gradient = _ir.verify(reverse(primal, wrt_values, cotangent=seed))
         fn = _ir.verify(forward(gradient, wrt_values, return_value=False))
         tree = tangent_tree  # H·v has the structure of the arguments
     else:
@@ -978,6 +1020,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
         tree = (value, tangents)
     if not isinstance(tangent_tree, int):
         fn = _tangents_as_one_parameter(fn, len(primal.params), kind, tangent_tree)
+    if seed == "one":
+        return _as_emitted(fn)
     names = [primal.params[i].hint for i in indices]
     doc = (
         f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
@@ -986,6 +1030,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
     )
     g = _loaded(fn, f"{_python_name(f)}_{kind}", doc, tree, None,
                 getattr(f, "__kwdefaults__", None))  # fmt: skip
+    if kind == "hvp":
+        _rebuild_one(g, f, kind, wrt, structures)
     g.__wrapped_primal__ = f
     return g
 

@@ -29,11 +29,33 @@ def zero_like(x):
     return 0.0 if type(x) in (float, int) else np.zeros_like(x)
 
 
+def one_like(y, name="f"):
+    """The cotangent a gradient of `name` starts from: 1 in the dtype of its output `y` (a
+    float32 loss gets float32 adjoints), ones shaped like `y` for an output of one element
+    (shape (1,) or (1, 1): a scalar loss, as autograd takes it). For a Python number and a
+    float64 scalar, 1.0: what code seeded with the constant 1.0 computes. Any other shape,
+    and a complex output, is refused."""
+    if np.ndim(y) != 0 and np.size(y) != 1:
+        raise TypeError(
+            f"grad needs {name} to return a scalar, but it returned shape {np.shape(y)}; "
+            f"reduce it (np.sum, np.mean), or use ad.vjp for a vector-Jacobian product"
+        )
+    dtype = np.result_type(y, 0.0)  # y's own float dtype; float64 for ints and bools
+    if dtype.kind == "c":
+        raise TypeError(
+            f"cannot differentiate a complex output (dtype {dtype}): adcompiler differentiates "
+            f"real functions; return a real loss (np.abs, np.real)"
+        )
+    if np.ndim(y) != 0:
+        return np.ones(np.shape(y), dtype)
+    return 1.0 if dtype == np.float64 else dtype.type(1.0)
+
+
 def unindex(g, shape, index, out=None):
     """The adjoint of ``x[index]``: zeros of `shape` with `g` added at `index` (in `out`,
     if given: a row of a tape, in specialized code)."""
     if out is None:
-        out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+        out = np.zeros(shape, dtype=np.result_type(g, 0.0))
     else:
         out[...] = 0
     if type(index) is int or type(index) is slice:  # a row or a range: no repeats
@@ -231,7 +253,7 @@ def unrepeat(g, shape, repeats=1, axis=None):
     if np.ndim(repeats) == 0:
         out = np.sum(np.reshape(g, (n, int(repeats)) + g.shape[1:]), axis=1)
     else:
-        out = np.zeros((n,) + g.shape[1:], dtype=np.result_type(g, np.float64))
+        out = np.zeros((n,) + g.shape[1:], dtype=np.result_type(g, 0.0))
         np.add.at(out, np.repeat(np.arange(n), repeats), g)
     return np.reshape(out, shape) if flat else np.moveaxis(out, 0, axis)
 
@@ -374,6 +396,7 @@ HELPERS = {
     for f in (
         unbroadcast,
         zero_like,
+        one_like,
         unindex,
         matmul_lhs_adjoint,
         matmul_rhs_adjoint,

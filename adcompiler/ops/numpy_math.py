@@ -302,7 +302,7 @@ adjoint(unpad)(
 
 def sort_adjoint(g, a, axis=-1):
     """Adjoint of ``np.sort(a, axis)``: each entry of g goes back to where it was sorted from."""
-    out = np.zeros(np.shape(a), dtype=np.result_type(g, np.float64))
+    out = np.zeros(np.shape(a), dtype=np.result_type(g, 0.0))
     if axis is None:
         out.reshape(-1)[np.argsort(a, axis=None, kind="stable")] = np.ravel(g)
         return out
@@ -704,7 +704,7 @@ op_for(np.vecdot).aliases.append(np.linalg.vecdot)
 
 def take_adjoint(g, shape, indices, axis=None):
     """Adjoint of ``np.take(a, indices, axis)``: g added where it was taken (repeats add up)."""
-    out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    out = np.zeros(shape, dtype=np.result_type(g, 0.0))
     if axis is None:
         np.add.at(out.reshape(-1), indices, g)
     else:
@@ -714,7 +714,7 @@ def take_adjoint(g, shape, indices, axis=None):
 
 def take_along_axis_adjoint(g, shape, indices, axis=-1):
     """Adjoint of ``np.take_along_axis(arr, indices, axis)``: g added where it was taken."""
-    dtype = np.result_type(g, np.float64)
+    dtype = np.result_type(g, 0.0)
     if axis is None:
         out = np.zeros(int(np.prod(shape)), dtype=dtype)
         np.add.at(out, indices, g)

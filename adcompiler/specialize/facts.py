@@ -364,3 +364,11 @@ def range_length(loop: Node, known: dict) -> int | None:
 
 def float_array(fact) -> bool:
     return fact is not None and fact[0] == "array" and fact[2] == np.dtype(np.float64).str
+
+
+def float64_scalar(fact) -> bool:
+    """True for a Python float, a NumPy float64 and a 0-d float64 array: an output that
+    the constant seed 1.0 is right for (adcompiler.ops.guards.check_seed)."""
+    f64 = np.dtype(np.float64)
+    return fact is not None and (fact == ("float",) or fact == ("scalar", "float64") or (
+        fact[0] == "array" and fact[1] == () and fact[2] == f64.str))  # fmt: skip
