@@ -143,7 +143,8 @@ def max_adjoint(g, ans, x, axis=None, keepdims=False):
         ans = np.expand_dims(ans, axis)
         g = np.expand_dims(g, axis)
     mask = x == ans
-    return mask * (g / np.sum(mask, axis=axis, keepdims=True))
+    count = np.sum(mask, axis=axis, keepdims=True, dtype=np.result_type(x, 0.0))  # not int64
+    return mask * (g / count)
 
 
 def prod_adjoint(g, x, axis=None, keepdims=False):
@@ -179,7 +180,7 @@ def cumsum_adjoint(g, shape, axis=None):
 
 def trace_adjoint(g, shape, offset=0, axis1=0, axis2=1):
     """Adjoint of ``np.trace(x, offset, axis1, axis2)``: `g` on the chosen diagonal."""
-    diagonal = np.eye(shape[axis1], shape[axis2], k=offset)
+    diagonal = np.eye(shape[axis1], shape[axis2], k=offset, dtype=np.result_type(g, 0.0))
     out = np.expand_dims(g, (-2, -1)) * diagonal
     return np.moveaxis(out, (-2, -1), (axis1, axis2))
 
@@ -216,16 +217,17 @@ def einsum_adjoint(g, *operands, subscripts="", i=0):
     distinct = "".join(dict.fromkeys(c for c in target if c in known))
     spec = ",".join([output, *others]) + "->" + distinct
     part = np.einsum(spec, g, *(x for j, x in enumerate(operands) if j != i))
+    dtype = np.result_type(part, 0.0)  # the 0/1 factors below add no precision
     if distinct != target:  # place it on diagonals and spread it along target-only axes
         first, spelled, factors, specs = {}, "", [part], [distinct]
         for k, c in enumerate(target):
             if c in first:  # a repeated index: on the diagonal with its first occurrence
                 spelled += free.pop()
-                factors.append(np.eye(shape[target.index(c)], shape[k]))
+                factors.append(np.eye(shape[target.index(c)], shape[k], dtype=dtype))
                 specs.append(first[c] + spelled[-1])
             elif c not in known:  # summed out of operand i alone: constant along it
                 spelled += free.pop()
-                factors.append(np.ones(shape[k]))
+                factors.append(np.ones(shape[k], dtype))
                 specs.append(spelled[-1])
             else:
                 spelled += c
@@ -316,7 +318,8 @@ def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):
         return g * np.sign(x)
     if ord in (np.inf, -np.inf):
         extreme = np.abs(x) == ans
-        return g * np.sign(x) * extreme / np.sum(extreme, axis=axis, keepdims=True)
+        count = np.sum(extreme, axis=axis, keepdims=True, dtype=np.result_type(x, 0.0))
+        return g * np.sign(x) * extreme / count
     if ord == 0:
         return np.zeros_like(x) * g
     return g * np.sign(x) * (np.abs(x) / safe) ** (ord - 1)
@@ -338,7 +341,8 @@ def matrix_norm_adjoint(x, ord, axis):
         sums = np.sum(np.abs(x), axis=summed, keepdims=True)
         best = (np.max if ord > 0 else np.min)(sums, axis=across, keepdims=True)
         extreme = sums == best
-        d = np.sign(x) * extreme / np.sum(extreme, axis=across, keepdims=True)
+        count = np.sum(extreme, axis=across, keepdims=True, dtype=np.result_type(x, 0.0))
+        d = np.sign(x) * extreme / count
     return np.moveaxis(d, (-2, -1), (rows, cols))
 
 
