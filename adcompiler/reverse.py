@@ -174,6 +174,9 @@ def reverse(
         _tapes_saved_last(Block(nodes=primal), tapes)
     fn = clone(fn)  # the transform rewrites nodes (calls, exported branch values, tapes)
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
+    wrt_ids = {v.id for v in wrt_values}
+    others = [p for p in fn.params if p.id not in wrt_ids and p.id not in fn.leaves]
+    real = Node(op_for(runtime.check_real), others, {}, outputs=[]) if others else None
     seed_builder = Builder(loc=None, role="adjoint")
     extra_params = []
     taken = {base_name(p) for p in fn.params}
@@ -221,6 +224,7 @@ def reverse(
         params=fn.params + extra_params,
         body=Block(
             nodes=[
+                *([real] if real is not None and check_types else []),
                 *(_after_definitions(primal, wrt_values, check) if check_types else primal),
                 *adjoint_nodes,
                 *tail.nodes,

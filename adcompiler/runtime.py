@@ -388,10 +388,28 @@ def check_float(**args):
                 f"containers, or pass np.asarray({name})"
             )
         kind = np.asarray(x).dtype.kind if not isinstance(x, float) else "f"
-        if kind not in "fc":
+        if kind == "c":
+            raise TypeError(
+                f"cannot differentiate with respect to {name!r}: it is complex (dtype "
+                f"{np.asarray(x).dtype}); adcompiler differentiates real functions of real "
+                f"arrays (docs/subset.md): pass its real and imaginary parts as two arrays"
+            )
+        if kind != "f":
             raise TypeError(
                 f"cannot differentiate with respect to {name!r}: it holds integers or booleans "
                 f"(dtype {np.asarray(x).dtype}); pass floats, e.g. {name}.astype(float)"
+            )
+
+
+def check_real(**args):
+    """Refuse complex arguments (not differentiated, but their values reach the result):
+    the rules are written for real numbers, and would give a silently wrong gradient."""
+    for name, x in args.items():
+        if isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", "") == "c":
+            raise TypeError(
+                f"{name!r} is complex (dtype {np.asarray(x).dtype}): adcompiler differentiates "
+                f"real functions of real arrays (docs/subset.md); pass its real and imaginary "
+                f"parts as two arrays"
             )
 
 
@@ -422,6 +440,7 @@ HELPERS = {
         solve_lhs_adjoint,
         stop_gradient,
         check_float,
+        check_real,
         reshape_back,
     )
 }

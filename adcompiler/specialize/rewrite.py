@@ -21,7 +21,7 @@ from adcompiler.ops.numpy_ops import (
     UNBROADCAST,
 )
 from adcompiler.ops.shapes import BROADCAST_SHAPES
-from adcompiler.ops.structure import CHECK_FLOAT, SHAPE, SIZE, UNINDEX
+from adcompiler.ops.structure import CHECK_FLOAT, CHECK_REAL, SHAPE, SIZE, UNINDEX
 from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
@@ -102,6 +102,8 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
     op = node.op
     if op is CHECK_FLOAT and "checks" in on and all(v.id in known for v in node.inputs):
         return []  # the arguments' dtypes are the signature's: checked once, in the probe
+    if op is CHECK_REAL and "checks" in on:
+        return []  # whether an argument is complex is in the signature: the probe ran it
     if op is CHECK_SCALAR and "checks" in on and shape_of(node.inputs[0], known) == ():
         return []
     if op is CHECK_SEED and "checks" in on:
