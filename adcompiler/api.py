@@ -1231,19 +1231,25 @@ def _basis(x):
     if shape == ():
         yield 1.0
         return
+    dtype = np.result_type(x, 0.0)  # float32 in, float32 directions
     for k in range(int(np.prod(shape))):
-        e = np.zeros(shape)
+        e = np.zeros(shape, dtype)
         e.flat[k] = 1.0
         yield e
 
 
 def _stack_columns(columns: list, in_shape: tuple) -> np.ndarray:
     """``J[..., k] = columns[k]``, with the last axis unflattened to `in_shape`."""
-    stacked = np.stack([np.asarray(c, dtype=float) for c in columns], axis=-1)
+    stacked = np.stack([_floats(c) for c in columns], axis=-1)
     return stacked.reshape(stacked.shape[:-1] + in_shape)
 
 
 def _stack_rows(rows: list, out_shape: tuple) -> np.ndarray:
     """``J[k, ...] = rows[k]``, with the first axis unflattened to `out_shape`."""
-    stacked = np.stack([np.asarray(r, dtype=float) for r in rows], axis=0)
+    stacked = np.stack([_floats(r) for r in rows], axis=0)
     return stacked.reshape(out_shape + stacked.shape[1:])
+
+
+def _floats(x) -> np.ndarray:
+    """`x` as an array of its own float dtype (float64 for numbers and integers)."""
+    return np.asarray(x, dtype=np.result_type(x, 0.0))
