@@ -186,6 +186,8 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             tapes[read] = max(tapes.get(read, CONST), inner)
         elif op in (TAPE_NEW, TAPE_LIST) or op in LISTS or op in CALLS:
             out = FREE
+        elif op in (AND, OR):  # which operand it returns (a bool or a float) is the data's
+            out = FREE
         elif op is CONST_OP:
             out = _const_status(node.attrs.get("value"))
         elif op in SHAPE_ONLY:
