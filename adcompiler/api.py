@@ -594,13 +594,23 @@ def _from_record(f: Callable, kind: str, wrt: Any, record: dict, entry: str):
     g.__adcompiler_source__ = emitted.source
     g.__adcompiler_emitted__ = emitted
     g.__adcompiler_rebuild__ = lambda: _generate(f, kind, wrt, None)
+    if kind.removesuffix("+aux") in ("grad", "value_and_grad"):
+        _rebuild_one(g, f, kind, wrt, None)
     g.__wrapped_primal__ = f
     return g
 
 
 def _generate(
-    f: Callable, kind: str, wrt: Any, structures: dict | None = None, functions: bool = True
+    f: Callable,
+    kind: str,
+    wrt: Any,
+    structures: dict | None = None,
+    functions: bool = True,
+    seed: str = "like",
 ) -> Callable:
+    """Generate and load `kind` of `f`. `seed="one"` (with `functions=False`) returns the
+    IR of a gradient seeded with the constant 1.0 instead, which the specializer makes its
+    versions for a float64 scalar output from (adcompiler.reverse)."""
     kind, finite = split_finite(kind)
     functions = functions and not finite  # checked: helpers inlined, their lines checked too
     if structures and _generated_ir(f) is not None:
@@ -624,11 +634,13 @@ def _generate(
                 f"{kind} needs {f.__name__} to return one scalar, but it returns a tuple; "
                 f"use ad.vjp for several outputs, or has_aux=True for `return loss, aux`"
             )
-    cotangent = "param" if kind == "vjp" else "one"
+    cotangent = "param" if kind == "vjp" else seed
     wrt_values, grads = _wrt_leaves(primal, indices, single, structures or {})
     adjoint = _ir.verify(
         reverse(primal, wrt_values, cotangent=cotangent, return_value=kind != "grad" or aux)
     )
+    if cotangent == "one":
+        return _as_emitted(adjoint)
     offset = 0 if kind == "grad" and not aux else len(primal.results)
     shifted = _shift(grads, offset)
     returned = primal.result_tree if primal.result_tree is not None else (0, 1)
@@ -656,8 +668,29 @@ def _generate(
         g.__adcompiler_rebuild_inline__ = lambda: _generate(
             f, kind, wrt, structures, functions=False
         )
+    if cotangent == "like":
+        _rebuild_one(g, f, kind, wrt, structures)
     g.__wrapped_primal__ = f
     return g
+
+
+def _as_emitted(fn: _ir.Function) -> _ir.Function:
+    """`fn` with its writes moved down as emitting it moves them (what the specializer
+    starts from is the IR of a function that was emitted)."""
+    from adcompiler.codegen.emit import sink_writes
+
+    sink_writes(fn.body)
+    return fn
+
+
+def _rebuild_one(g: Callable, f: Callable, kind: str, wrt: Any, structures: dict | None):
+    """Give generated gradient `g` the way to its IR seeded with the constant 1.0 (for
+    `specialize.Specializing.seeded_ir`)."""
+    build = _build_forward if kind == "hvp" else _generate
+    inline = bool(getattr(g, "__adcompiler_rebuild_inline__", None))  # as `source_ir` does
+    g.__adcompiler_rebuild_one__ = lambda: build(
+        f, kind, wrt, structures, functions=not inline, seed="one"
+    )
 
 
 def _check_aux(f: Callable, primal: _ir.Function) -> None:
@@ -1030,7 +1063,16 @@ class ForwardStructured(Structured):
         )
 
 
-def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = None) -> Callable:
+def _build_forward(
+    f: Callable,
+    kind: str,
+    wrt: Any,
+    structures: dict | None = None,
+    functions: bool = True,
+    seed: str = "like",
+) -> Callable:
+    """Generate and load `kind` (jvp, hvp) of `f`; for an hvp with `seed="one"`, return
+    the IR of the gradient seeded with the constant 1.0 instead (see `_generate`)."""
     from adcompiler.forward import forward
 
     kind, finite = split_finite(kind)
@@ -1053,7 +1095,7 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
             raise DifferentiationTypeError(
                 f"hvp needs {f.__name__} to return one scalar, but it returns a tuple"
             )
-        gradient = _ir.verify(reverse(primal, wrt_values, cotangent="one"))
+        gradient = _ir.verify(reverse(primal, wrt_values, cotangent=seed))
         fn = _ir.verify(forward(gradient, wrt_values, return_value=False))
         tree = tangent_tree  # H·v has the structure of the arguments
     else:
@@ -1063,6 +1105,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
         tree = (value, tangents)
     if not isinstance(tangent_tree, int):
         fn = _tangents_as_one_parameter(fn, len(primal.params), kind, tangent_tree)
+    if seed == "one":
+        return _as_emitted(fn)
     names = [primal.params[i].hint for i in indices]
     doc = (
         f"{_DESCRIPTION[kind]} {f.__name__} with respect to {', '.join(names)}.\n\n"
@@ -1071,6 +1115,8 @@ def _build_forward(f: Callable, kind: str, wrt: Any, structures: dict | None = N
     )
     g = _loaded(fn, f"{_python_name(f)}_{kind}", doc, tree, None,
                 getattr(f, "__kwdefaults__", None), check_finite=finite)  # fmt: skip
+    if kind == "hvp":
+        _rebuild_one(g, f, kind, wrt, structures)
     g.__wrapped_primal__ = f
     return g
 
@@ -1306,19 +1352,25 @@ def _basis(x):
     if shape == ():
         yield 1.0
         return
+    dtype = np.result_type(x, 0.0)  # float32 in, float32 directions
     for k in range(int(np.prod(shape))):
-        e = np.zeros(shape)
+        e = np.zeros(shape, dtype)
         e.flat[k] = 1.0
         yield e
 
 
 def _stack_columns(columns: list, in_shape: tuple) -> np.ndarray:
     """``J[..., k] = columns[k]``, with the last axis unflattened to `in_shape`."""
-    stacked = np.stack([np.asarray(c, dtype=float) for c in columns], axis=-1)
+    stacked = np.stack([_floats(c) for c in columns], axis=-1)
     return stacked.reshape(stacked.shape[:-1] + in_shape)
 
 
 def _stack_rows(rows: list, out_shape: tuple) -> np.ndarray:
     """``J[k, ...] = rows[k]``, with the first axis unflattened to `out_shape`."""
-    stacked = np.stack([np.asarray(r, dtype=float) for r in rows], axis=0)
+    stacked = np.stack([_floats(r) for r in rows], axis=0)
     return stacked.reshape(out_shape + stacked.shape[1:])
+
+
+def _floats(x) -> np.ndarray:
+    """`x` as an array of its own float dtype (float64 for numbers and integers)."""
+    return np.asarray(x, dtype=np.result_type(x, 0.0))

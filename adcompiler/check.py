@@ -18,10 +18,10 @@ def numerical_grad(f: Callable, args: Sequence, index: int, eps: float = 1e-6) -
         orig = flat[i]
         flat[i] = orig + eps
         args[index] = x.copy() if x.ndim else float(x)
-        up = float(f(*args))
+        up = float(np.reshape(f(*args), ()))  # (a loss of shape (1,) too)
         flat[i] = orig - eps
         args[index] = x.copy() if x.ndim else float(x)
-        down = float(f(*args))
+        down = float(np.reshape(f(*args), ()))
         flat[i] = orig
         out[i] = (up - down) / (2 * eps)
     return grad

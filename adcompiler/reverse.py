@@ -43,8 +43,8 @@ from adcompiler.ops.control import (
     WHILE,
 )
 from adcompiler.ops.core import Refused, view_of
-from adcompiler.ops.guards import check_scalar
-from adcompiler.ops.mutation import INDEX_ADD, SETITEM
+from adcompiler.ops.guards import CHECK_SCALAR, CHECK_SEED
+from adcompiler.ops.mutation import INDEX_ADD, ONE_LIKE, SETITEM
 from adcompiler.ops.structure import GETITEM, SHAPE, UNINDEX
 from adcompiler.ssa import ACCUMULATIONS, Block, Function, Node, Value, clone, walk
 
@@ -149,14 +149,17 @@ def reverse(
     fn: Function,
     wrt: list,
     *,
-    cotangent: str = "one",
+    cotangent: str = "like",
     return_value: bool = False,
     check_types: bool = True,
 ) -> Function:
     """The function ``(*params[, cotangents]) -> ([results,] adjoints of params[wrt]...)``.
 
-    cotangent: "one" seeds the (scalar) first result with 1.0; "param" adds one
-    parameter per result that carries its cotangent (a vector-Jacobian product).
+    cotangent: "like" seeds the (scalar) first result with `one_like(result)`, 1 in its
+    dtype (a float32 loss has float32 adjoints); "one" with the constant 1.0, which the
+    rules fold, for a float64 scalar result only (a guard checks it: the specializer
+    makes such code where it knows the output is one); "param" adds one parameter per
+    result that carries its cotangent (a vector-Jacobian product).
     """
     wrt_values = [fn.params[i] if isinstance(i, int) else i for i in wrt]
     roots = fn.results if cotangent == "param" else fn.results[:1]
@@ -171,6 +174,9 @@ def reverse(
         _tapes_saved_last(Block(nodes=primal), tapes)
     fn = clone(fn)  # the transform rewrites nodes (calls, exported branch values, tapes)
     check = Node(op_for(runtime.check_float), wrt_values, {}, outputs=[])
+    wrt_ids = {v.id for v in wrt_values}
+    others = [p for p in fn.params if p.id not in wrt_ids and p.id not in fn.leaves]
+    real = Node(op_for(runtime.check_real), others, {}, outputs=[]) if others else None
     seed_builder = Builder(loc=None, role="adjoint")
     extra_params = []
     taken = {base_name(p) for p in fn.params}
@@ -183,15 +189,20 @@ def reverse(
                 seed.hint = f"{r.hint}_{n}"
             taken.add(base_name(seed))
             extra_params.append(seed)
-        else:
+        elif cotangent == "one":
             seed = seed_builder.const(1.0)
+            seed.hint, seed.role = r.hint, "adjoint"
+        else:  # one in the output's dtype, which also checks that it is a scalar
+            seed = seed_builder.emit_sym(ONE_LIKE, [r], {"name": fn.name}).value
             seed.hint, seed.role = r.hint, "adjoint"
         if r.id in active:
             adj.of[r.id] = seed
             adj.primal[r.id] = r
-    if cotangent == "one" and shapes.get(roots[0].id) != passes.SCALAR_CLASS:
-        guard = Node(op_for(check_scalar), [roots[0]], {"name": fn.name}, outputs=[])
-        primal.append(guard)
+    if cotangent == "one":
+        if shapes.get(roots[0].id) != passes.SCALAR_CLASS:
+            primal.append(Node(CHECK_SCALAR, [roots[0]], {"name": fn.name}, outputs=[]))
+        # the output whose observation the specializer reads (and then drops this guard)
+        primal.append(Node(CHECK_SEED, [roots[0]], {"name": fn.name}, outputs=[]))
     body = Block(nodes=primal)
     adjoint_nodes: list[Node] = list(seed_builder.nodes)
     sweep = Sweep(active, shapes, by_class)
@@ -213,6 +224,7 @@ def reverse(
         params=fn.params + extra_params,
         body=Block(
             nodes=[
+                *([real] if real is not None and check_types else []),
                 *(_after_definitions(primal, wrt_values, check) if check_types else primal),
                 *adjoint_nodes,
                 *tail.nodes,

@@ -31,11 +31,33 @@ def zero_like(x):
     return 0.0 if type(x) in (float, int) else np.zeros_like(x)
 
 
+def one_like(y, name="f"):
+    """The cotangent a gradient of `name` starts from: 1 in the dtype of its output `y` (a
+    float32 loss gets float32 adjoints), ones shaped like `y` for an output of one element
+    (shape (1,) or (1, 1): a scalar loss, as autograd takes it). For a Python number and a
+    float64 scalar, 1.0: what code seeded with the constant 1.0 computes. Any other shape,
+    and a complex output, is refused."""
+    if np.ndim(y) != 0 and np.size(y) != 1:
+        raise TypeError(
+            f"grad needs {name} to return a scalar, but it returned shape {np.shape(y)}; "
+            f"reduce it (np.sum, np.mean), or use ad.vjp for a vector-Jacobian product"
+        )
+    dtype = np.result_type(y, 0.0)  # y's own float dtype; float64 for ints and bools
+    if dtype.kind == "c":
+        raise TypeError(
+            f"cannot differentiate a complex output (dtype {dtype}): adcompiler differentiates "
+            f"real functions; return a real loss (np.abs, np.real)"
+        )
+    if np.ndim(y) != 0:
+        return np.ones(np.shape(y), dtype)
+    return 1.0 if dtype == np.float64 else dtype.type(1.0)
+
+
 def unindex(g, shape, index, out=None):
     """The adjoint of ``x[index]``: zeros of `shape` with `g` added at `index` (in `out`,
     if given: a row of a tape, in specialized code)."""
     if out is None:
-        out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+        out = np.zeros(shape, dtype=np.result_type(g, 0.0))
     else:
         out[...] = 0
     if type(index) is int or type(index) is slice:  # a row or a range: no repeats
@@ -123,7 +145,8 @@ def max_adjoint(g, ans, x, axis=None, keepdims=False):
         ans = np.expand_dims(ans, axis)
         g = np.expand_dims(g, axis)
     mask = x == ans
-    return mask * (g / np.sum(mask, axis=axis, keepdims=True))
+    count = np.sum(mask, axis=axis, keepdims=True, dtype=np.result_type(x, 0.0))  # not int64
+    return mask * (g / count)
 
 
 def prod_adjoint(g, x, axis=None, keepdims=False):
@@ -159,7 +182,7 @@ def cumsum_adjoint(g, shape, axis=None):
 
 def trace_adjoint(g, shape, offset=0, axis1=0, axis2=1):
     """Adjoint of ``np.trace(x, offset, axis1, axis2)``: `g` on the chosen diagonal."""
-    diagonal = np.eye(shape[axis1], shape[axis2], k=offset)
+    diagonal = np.eye(shape[axis1], shape[axis2], k=offset, dtype=np.result_type(g, 0.0))
     out = np.expand_dims(g, (-2, -1)) * diagonal
     return np.moveaxis(out, (-2, -1), (axis1, axis2))
 
@@ -196,16 +219,17 @@ def einsum_adjoint(g, *operands, subscripts="", i=0):
     distinct = "".join(dict.fromkeys(c for c in target if c in known))
     spec = ",".join([output, *others]) + "->" + distinct
     part = np.einsum(spec, g, *(x for j, x in enumerate(operands) if j != i))
+    dtype = np.result_type(part, 0.0)  # the 0/1 factors below add no precision
     if distinct != target:  # place it on diagonals and spread it along target-only axes
         first, spelled, factors, specs = {}, "", [part], [distinct]
         for k, c in enumerate(target):
             if c in first:  # a repeated index: on the diagonal with its first occurrence
                 spelled += free.pop()
-                factors.append(np.eye(shape[target.index(c)], shape[k]))
+                factors.append(np.eye(shape[target.index(c)], shape[k], dtype=dtype))
                 specs.append(first[c] + spelled[-1])
             elif c not in known:  # summed out of operand i alone: constant along it
                 spelled += free.pop()
-                factors.append(np.ones(shape[k]))
+                factors.append(np.ones(shape[k], dtype))
                 specs.append(spelled[-1])
             else:
                 spelled += c
@@ -233,7 +257,7 @@ def unrepeat(g, shape, repeats=1, axis=None):
     if np.ndim(repeats) == 0:
         out = np.sum(np.reshape(g, (n, int(repeats)) + g.shape[1:]), axis=1)
     else:
-        out = np.zeros((n,) + g.shape[1:], dtype=np.result_type(g, np.float64))
+        out = np.zeros((n,) + g.shape[1:], dtype=np.result_type(g, 0.0))
         np.add.at(out, np.repeat(np.arange(n), repeats), g)
     return np.reshape(out, shape) if flat else np.moveaxis(out, 0, axis)
 
@@ -296,7 +320,8 @@ def norm_adjoint(g, ans, x, ord=None, axis=None, keepdims=False):
         return g * np.sign(x)
     if ord in (np.inf, -np.inf):
         extreme = np.abs(x) == ans
-        return g * np.sign(x) * extreme / np.sum(extreme, axis=axis, keepdims=True)
+        count = np.sum(extreme, axis=axis, keepdims=True, dtype=np.result_type(x, 0.0))
+        return g * np.sign(x) * extreme / count
     if ord == 0:
         return np.zeros_like(x) * g
     return g * np.sign(x) * (np.abs(x) / safe) ** (ord - 1)
@@ -318,7 +343,8 @@ def matrix_norm_adjoint(x, ord, axis):
         sums = np.sum(np.abs(x), axis=summed, keepdims=True)
         best = (np.max if ord > 0 else np.min)(sums, axis=across, keepdims=True)
         extreme = sums == best
-        d = np.sign(x) * extreme / np.sum(extreme, axis=across, keepdims=True)
+        count = np.sum(extreme, axis=across, keepdims=True, dtype=np.result_type(x, 0.0))
+        d = np.sign(x) * extreme / count
     return np.moveaxis(d, (-2, -1), (rows, cols))
 
 
@@ -364,7 +390,13 @@ def check_float(**args):
                 f"containers, or pass np.asarray({name})"
             )
         kind = np.asarray(x).dtype.kind if not isinstance(x, float) else "f"
-        if kind not in "fc":
+        if kind == "c":
+            raise TypeError(
+                f"cannot differentiate with respect to {name!r}: it is complex (dtype "
+                f"{np.asarray(x).dtype}); adcompiler differentiates real functions of real "
+                f"arrays (docs/subset.md): pass its real and imaginary parts as two arrays"
+            )
+        if kind != "f":
             raise TypeError(
                 f"cannot differentiate with respect to {name!r}: it holds integers or booleans "
                 f"(dtype {np.asarray(x).dtype}); pass floats, e.g. {name}.astype(float)"
@@ -427,11 +459,24 @@ def finite_summary(x):
     return text
 
 
+def check_real(**args):
+    """Refuse complex arguments (not differentiated, but their values reach the result):
+    the rules are written for real numbers, and would give a silently wrong gradient."""
+    for name, x in args.items():
+        if isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", "") == "c":
+            raise TypeError(
+                f"{name!r} is complex (dtype {np.asarray(x).dtype}): adcompiler differentiates "
+                f"real functions of real arrays (docs/subset.md); pass its real and imaginary "
+                f"parts as two arrays"
+            )
+
+
 HELPERS = {
     f.__name__: f
     for f in (
         unbroadcast,
         zero_like,
+        one_like,
         unindex,
         matmul_lhs_adjoint,
         matmul_rhs_adjoint,
@@ -453,6 +498,7 @@ HELPERS = {
         solve_lhs_adjoint,
         stop_gradient,
         check_float,
+        check_real,
         reshape_back,
         check_result_finite,
         check_input_finite,

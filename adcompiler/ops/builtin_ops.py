@@ -25,12 +25,16 @@ for _name, _fn, _pick in [("min", builtins.min, "le"), ("max", builtins.max, "ge
 
     def _rule(g, ans, *args, _pick=_pick):
         # The gradient goes to the first argument equal to the result, as Python picks it.
+        # (masks as booleans: `1 - taken` would be an int64, and `g * int64` float64)
+        b = g.builder
         taken = None
         out = []
         for a in args:
-            here = a == ans if taken is None else (a == ans) * (1 - taken)
+            here = a == ans
+            if taken is not None:
+                here = b.call(np.logical_and, here, b.call(np.logical_not, taken))
             out.append(g * here)
-            taken = here if taken is None else taken + here
+            taken = here if taken is None else b.call(np.logical_or, taken, here)
         return tuple(out)
 
     adjoint(_fn)(_rule)

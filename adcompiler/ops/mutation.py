@@ -13,6 +13,7 @@ Adjoint: the write hides the old entries, so ``x̄ = setitem(ḡ, 0)`` and
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 import numpy as np
@@ -276,4 +277,23 @@ def _(ts, ans, g, lst):
 ZERO_LIKE = register(
     Op("zero_like", runtime.zero_like, (Param("x"),), "zero_like", nondiff=True, unique=True,
        fresh=True)
+)
+
+
+def _one_like_spelling(node, args):
+    return ast.Call(
+        ast.Name("one_like", ast.Load()), [args[0], ast.Constant(node.attrs["name"])], []
+    )
+
+
+# The seed of a gradient: 1 in the output's dtype, checked to be a scalar (adcompiler.reverse)
+ONE_LIKE = register(
+    Op(
+        "one_like",
+        runtime.one_like,
+        (Param("x"), Param("name", "attr")),
+        _one_like_spelling,
+        nondiff=True,
+        unique=True,
+    )
 )

@@ -82,7 +82,7 @@ defunary("rad2deg", np.rad2deg, lambda g, ans, x: g * (180 / np.pi), keys=[np.de
 
 def sinc_derivative(x):
     """d/dx np.sinc(x) = (cos(pi x) - sinc(x)) / x, by its series near 0."""
-    x = np.asarray(x, dtype=np.result_type(x, np.float64))
+    x = np.asarray(x, dtype=np.result_type(x, 0.0))
     small = np.abs(x) < 1e-3
     safe = np.where(small, 1.0, x)
     series = -(np.pi**2) * x / 3 + np.pi**4 * x**3 / 30
@@ -91,7 +91,7 @@ def sinc_derivative(x):
 
 def sinc_second_derivative(x):
     """d²/dx² np.sinc(x) = -(pi sin(pi x) + 2 sinc'(x)) / x, by its series near 0."""
-    x = np.asarray(x, dtype=np.result_type(x, np.float64))
+    x = np.asarray(x, dtype=np.result_type(x, 0.0))
     small = np.abs(x) < 1e-3
     safe = np.where(small, 1.0, x)
     first = (np.cos(np.pi * safe) - np.sinc(safe)) / safe
@@ -263,7 +263,8 @@ def unpad(g, shape, pad_width, mode="constant"):
     fill = {"constant_values": -1} if mode == "constant" else {}
     source = np.pad(np.arange(size).reshape(shape), pad_width, mode=mode, **fill)
     keep = source >= 0
-    return np.bincount(source[keep], weights=np.asarray(g)[keep], minlength=size).reshape(shape)
+    out = np.bincount(source[keep], weights=np.asarray(g)[keep], minlength=size).reshape(shape)
+    return out.astype(np.result_type(g, 0.0), copy=False)  # (bincount sums in float64)
 
 
 def _pad_mode(mode):
@@ -302,7 +303,7 @@ adjoint(unpad)(
 
 def sort_adjoint(g, a, axis=-1):
     """Adjoint of ``np.sort(a, axis)``: each entry of g goes back to where it was sorted from."""
-    out = np.zeros(np.shape(a), dtype=np.result_type(g, np.float64))
+    out = np.zeros(np.shape(a), dtype=np.result_type(g, 0.0))
     if axis is None:
         out.reshape(-1)[np.argsort(a, axis=None, kind="stable")] = np.ravel(g)
         return out
@@ -538,7 +539,7 @@ defbinary(
     "copysign",
     np.copysign,
     lambda g, ans, x, y: (
-        g * _call(np.sign, x) * _call(np.where, _call(np.signbit, y), -1.0, 1.0),
+        g * _call(np.sign, x) * y.builder.call(np.copysign, 1.0, y),
         None,
     ),
 )
@@ -704,7 +705,7 @@ op_for(np.vecdot).aliases.append(np.linalg.vecdot)
 
 def take_adjoint(g, shape, indices, axis=None):
     """Adjoint of ``np.take(a, indices, axis)``: g added where it was taken (repeats add up)."""
-    out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    out = np.zeros(shape, dtype=np.result_type(g, 0.0))
     if axis is None:
         np.add.at(out.reshape(-1), indices, g)
     else:
@@ -714,7 +715,7 @@ def take_adjoint(g, shape, indices, axis=None):
 
 def take_along_axis_adjoint(g, shape, indices, axis=-1):
     """Adjoint of ``np.take_along_axis(arr, indices, axis)``: g added where it was taken."""
-    dtype = np.result_type(g, np.float64)
+    dtype = np.result_type(g, 0.0)
     if axis is None:
         out = np.zeros(int(np.prod(shape)), dtype=dtype)
         np.add.at(out, indices, g)
@@ -804,8 +805,17 @@ def _not_nan(a):
     return _call(np.logical_not, _call(np.isnan, a))
 
 
+def nan_count(a, axis=None):
+    """How many entries of `a` along `axis` are not NaN (keepdims), in a's float dtype (a
+    count of booleans is an int64, which would make a float32 quotient float64)."""
+    return np.sum(~np.isnan(a), axis=axis, keepdims=True, dtype=np.result_type(a, 0.0))
+
+
+helper(nan_count, "a, axis=None", nondiff=True)
+
+
 def _nan_count(a, axis):
-    return _call(np.sum, _not_nan(a), axis=axis, keepdims=True)
+    return _call(nan_count, a, axis=axis)
 
 
 defop("nanmean", np.nanmean, "a, axis=None, dtype=None, out=None, keepdims=False")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import math
 import operator
 
 import numpy as np
@@ -179,6 +180,8 @@ def _power_adjoint(g, ans, x, y):
     # 0 * log 0 = nan): log is taken of 1 there
     if y.is_const:
         return gx, None
+    if x.is_const and isinstance(x.const, (int, float)) and x.const > 0:
+        return gx, g * ans * math.log(x.const)  # 2.0 ** y: a number, not a float64 array
     gy = g * ans * b.call(np.log, b.call(np.where, ans == 0, 1.0, x))
     return gx, gy
 

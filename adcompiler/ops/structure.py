@@ -298,7 +298,7 @@ def _(ts, ans, *items, layout):
 
 def _check_float_spelling(node, args):
     keywords = [ast.keyword(arg=_checked_name(a, i), value=a) for i, a in enumerate(args)]
-    return ast.Call(ast.Name("check_float", ast.Load()), [], keywords)
+    return ast.Call(ast.Name(node.op.name, ast.Load()), [], keywords)
 
 
 def _checked_name(arg: ast.expr, i: int) -> str:
@@ -310,13 +310,16 @@ def _checked_name(arg: ast.expr, i: int) -> str:
     return key if isinstance(key, str) and key.isidentifier() else f"arg{i}"
 
 
-CHECK_FLOAT = register(
-    Op(
-        "check_float",
-        runtime.check_float,
-        (Param("args", "varargs"),),
-        _check_float_spelling,
-        nondiff=True,
-        unique=True,
+CHECK_FLOAT, CHECK_REAL = (
+    register(
+        Op(
+            fn.__name__,
+            fn,
+            (Param("args", "varargs"),),
+            _check_float_spelling,
+            nondiff=True,
+            unique=True,
+        )
     )
+    for fn in (runtime.check_float, runtime.check_real)
 )

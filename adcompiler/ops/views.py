@@ -320,7 +320,7 @@ SPLIT_PART = defop(
     view=View(write_back=_split_back),
 )
 adjoint(split_part)(
-    lambda g, ans, x, **attrs: (_call(split_put, _call(np.zeros_like, x, dtype=float), g, **attrs),)
+    lambda g, ans, x, **attrs: (_call(split_put, _call(np.zeros_like, x), g, **attrs),)
 )
 tangent(split_part)(lambda ts, ans, x, **attrs: _call(split_part, ts[0], **attrs))
 defop("split_put", split_put, f"x, part, {_SPLIT_ATTRS}", "split_put")
@@ -334,7 +334,7 @@ adjoint(split_put)(
 
 @tangent(split_put)
 def _(ts, ans, x, part, **attrs):
-    tx = ts[0] if ts[0] is not None else _call(np.zeros_like, x, dtype=float)
+    tx = ts[0] if ts[0] is not None else _call(np.zeros_like, x)
     tp = ts[1] if ts[1] is not None else 0.0
     return _call(split_put, tx, tp, **attrs)
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from adcompiler import passes
 from adcompiler.specialize import check, streams
-from adcompiler.specialize.facts import facts, observe, probe
+from adcompiler.specialize.facts import facts, float64_scalar, observe, probe
 from adcompiler.specialize.rewrite import specialize
 from adcompiler.ssa import Function
 
@@ -106,6 +106,7 @@ class Specializing:
         self.once: set = set()
         self.latest = generic
         self._ir: Function | None = None
+        self._one_ir: Function | bool | None = None  # (False: there is none)
         # with ADCOMPILER_CHECK=1 (adcompiler.specialize.check): per signature, the calls
         # still to check, and what its version was made from
         self.unchecked: dict = {}
@@ -141,18 +142,39 @@ class Specializing:
     def specialized(self, args: tuple, kwargs: dict):
         """The version of this function for arguments like `args`, `kwargs` (made from the
         version with helpers inlined, where the generic one calls generated helper
-        functions: what flows through a call is not known to the rewrites)."""
+        functions: what flows through a call is not known to the rewrites). A gradient
+        whose output is a float64 scalar for this signature is made from the code seeded
+        with the constant 1.0 (`seeded_ir`), which the rules fold; other outputs (float32,
+        shape (1,)) keep the generic code's seed, `one_like(output)`."""
         fn = self.source_ir()
         if fn is None:
             return self.generic
-        try:
-            with streams.kept(streams.generators(fn, args, kwargs)):  # the user's call draws
-                _, seen = observe(
-                    fn, lambda probed: self._build(probed, None, {"probe": probe})(*args, **kwargs)
-                )
-        except Exception:  # noqa: BLE001 - the generic version stays in charge
-            return self.generic
-        known = facts(fn, seen)
+
+        def run(probed):
+            return self._build(probed, None, {"probe": probe})(*args, **kwargs)
+
+        draws_from = streams.generators(fn, args, kwargs)
+
+        def watched(ir):
+            with streams.kept(draws_from):  # the user's call draws, not the probe
+                return observe(ir, run)
+
+        known = None
+        one = self.seeded_ir() if _float64_only([*args, *kwargs.values()]) else None
+        if one is not None:
+            try:
+                _, seen = watched(one)
+            except Exception:  # noqa: BLE001 - the output is not a float64 scalar (or the
+                pass  # function raised): observed again below, as the generic code
+            else:
+                if seeded_with_one(one, seen):
+                    fn, known = one, facts(one, seen)
+        if known is None:
+            try:
+                _, seen = watched(fn)
+            except Exception:  # noqa: BLE001 - the generic version stays in charge
+                return self.generic
+            known = facts(fn, seen)
         special = specialize(fn, known)
         note = check.describe_signature(fn, args, kwargs)
         if check.enabled():
@@ -170,6 +192,20 @@ class Specializing:
             except Exception:  # noqa: BLE001 - the generic version stays in charge
                 return None
         return self._ir
+
+    def seeded_ir(self) -> Function | None:
+        """The IR of a gradient seeded with the constant 1.0 (helpers inlined), built once;
+        None for a transform without a seed (vjp, jvp) or if it cannot be built."""
+        if self._one_ir is None:
+            rebuild = getattr(self.generic, "__adcompiler_rebuild_one__", None)
+            if rebuild is None:
+                self._one_ir = False
+            else:
+                try:
+                    self._one_ir = rebuild()
+                except Exception:  # noqa: BLE001 - the generic version's IR stays in charge
+                    self._one_ir = False
+        return self._one_ir or None
 
     @property
     def __adcompiler_source__(self) -> str:
@@ -194,6 +230,40 @@ class Specializing:
     @property
     def __kwdefaults__(self):
         return self.generic.__kwdefaults__
+
+
+def _float64_only(values) -> bool:
+    """True unless a float or complex among `values` (leaves of tuples, lists and dicts
+    too) has a dtype other than float64: then a gradient's output is, as a rule, a float64
+    scalar (the observation checks it)."""
+    for a in values:
+        if isinstance(a, (tuple, list)):
+            inner = a
+        elif isinstance(a, dict):
+            inner = a.values()
+        else:
+            dtype = getattr(a, "dtype", None)
+            if isinstance(dtype, np.dtype) and dtype.kind in "fc" and dtype != np.float64:
+                return False
+            continue
+        if not _float64_only(inner):
+            return False
+    return True
+
+
+def seeded_with_one(fn: Function, seen: dict) -> bool:
+    """True if `fn`, seeded with 1.0, was seen to have a float64 scalar output (at its
+    `check_seed`, which then raised nothing). Its shape is settled by the signature or
+    checked by `check_scalar`, which stays where it is not; its dtype may in principle
+    depend on the data, where the status analysis cannot show it does not (a sum carried
+    through a loop from 0.0): the gradient is then still right, only float64."""
+    from adcompiler.ops.guards import CHECK_SEED
+
+    guards = [n for n in fn.body.nodes if n.op is CHECK_SEED]
+    return bool(guards) and all(
+        len(d := seen.get(n.inputs[0].id, ())) == 1 and float64_scalar(next(iter(d)))
+        for n in guards
+    )
 
 
 def _generic_ir(g):

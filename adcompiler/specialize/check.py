@@ -27,7 +27,7 @@ from adcompiler.ssa import Function
 
 CALLS = 3  # calls of each specialized version that are checked
 RTOL = 1e-10  # relative tolerance; absolute: ATOL times the largest magnitude of a result
-ATOL = 1e-12
+ATOL = 1e-12  # (for float64; float32 rounds at 1e-7: 1000 and 100 of its epsilons)
 
 
 def enabled() -> bool:
@@ -230,7 +230,10 @@ def _same_values(a: np.ndarray, b: np.ndarray, exact: bool) -> bool:
         return bool(np.array_equal(a, b, equal_nan=True))
     finite = np.abs(b[np.isfinite(b)])
     scale = float(finite.max()) if finite.size else 0.0
-    return bool(np.allclose(a, b, rtol=RTOL, atol=ATOL * scale, equal_nan=True))
+    # float32 rounds at 1e-7: a sum taken in another order differs by more than 1e-10
+    eps = float(np.finfo(b.dtype).eps)
+    rtol, atol = max(RTOL, 1000 * eps), max(ATOL, 100 * eps)
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol * scale, equal_nan=True))
 
 
 def _show(a: np.ndarray, b: np.ndarray, theirs: str) -> str:

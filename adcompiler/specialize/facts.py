@@ -189,6 +189,8 @@ def _status_block(block: Block, status: dict, seen: dict, tapes: dict) -> None:
             out = FREE
         elif op.effect:  # a draw: never its value, at most its shape
             out = _draw_status(node, ins, seen)
+        elif op in (AND, OR):  # which operand it returns (a bool or a float) is the data's
+            out = FREE
         elif op is CONST_OP:
             out = _const_status(node.attrs.get("value"))
         elif op in SHAPE_ONLY:
@@ -394,3 +396,11 @@ def range_length(loop: Node, known: dict) -> int | None:
 
 def float_array(fact) -> bool:
     return fact is not None and fact[0] == "array" and fact[2] == np.dtype(np.float64).str
+
+
+def float64_scalar(fact) -> bool:
+    """True for a Python float, a NumPy float64 and a 0-d float64 array: an output that
+    the constant seed 1.0 is right for (adcompiler.ops.guards.check_seed)."""
+    f64 = np.dtype(np.float64)
+    return fact is not None and (fact == ("float",) or fact == ("scalar", "float64") or (
+        fact[0] == "array" and fact[1] == () and fact[2] == f64.str))  # fmt: skip

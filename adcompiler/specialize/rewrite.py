@@ -11,7 +11,7 @@ import numpy as np
 from adcompiler import passes
 from adcompiler.ops.control import TAPE_GET
 from adcompiler.ops.core import lookup
-from adcompiler.ops.guards import CHECK_SCALAR
+from adcompiler.ops.guards import CHECK_SCALAR, CHECK_SEED
 from adcompiler.ops.mutation import INDEX_ADD
 from adcompiler.ops.numpy_ops import (
     BROADCAST_TO,
@@ -21,7 +21,7 @@ from adcompiler.ops.numpy_ops import (
     UNBROADCAST,
 )
 from adcompiler.ops.shapes import BROADCAST_SHAPES
-from adcompiler.ops.structure import CHECK_FLOAT, SHAPE, SIZE, UNINDEX
+from adcompiler.ops.structure import CHECK_FLOAT, CHECK_REAL, SHAPE, SIZE, UNINDEX
 from adcompiler.specialize.assemble import join_slice_adjoints
 from adcompiler.specialize.batch import batch_loop_sums
 from adcompiler.specialize.buffers import mark_reuse
@@ -35,7 +35,7 @@ from adcompiler.ssa import Function, Node, Value, clone, walk
 # first one that makes a version differ from the generic code by turning them on one
 # after another (a bisection over this list).
 REWRITES = (
-    "checks",  # check_float / check_scalar, run by the probe for this signature
+    "checks",  # check_float / check_scalar / check_seed, run by the probe for this signature
     "sizes",  # np.size(g) in mean's adjoint, as a constant
     "shapes",  # a shape the derivative takes (np.shape, broadcast_shapes), as a constant
     "new axes",  # the adjoint of x[:, None, :] is a reshape
@@ -102,8 +102,12 @@ def _rewrite(node: Node, known: dict, defs: dict, replace: dict, on=REWRITES) ->
     op = node.op
     if op is CHECK_FLOAT and "checks" in on and all(v.id in known for v in node.inputs):
         return []  # the arguments' dtypes are the signature's: checked once, in the probe
+    if op is CHECK_REAL and "checks" in on:
+        return []  # whether an argument is complex is in the signature: the probe ran it
     if op is CHECK_SCALAR and "checks" in on and shape_of(node.inputs[0], known) == ():
         return []
+    if op is CHECK_SEED and "checks" in on:
+        return []  # made from that IR only where the observation showed a float64 scalar
     if op is SIZE and "sizes" in on and value_of(node.output, known) is not None:
         return [const_node(value_of(node.output, known), node, replace)]  # np.size(g): mean
     if op in (SHAPE, BROADCAST_SHAPES) and "shapes" in on and _derived(node) and (

@@ -12,10 +12,13 @@ def broadcast_reduce_value_and_grad(a, b, c):
     # line 29: return np.sum(m * b) + np.max(t) - c.sum() / 2
     max_t = np.max(t)
     subtract_add = np.sum(m * b) + max_t - np.sum(c) / 2
+    subtract_add_bar = one_like(subtract_add, 'broadcast_reduce')
     # adjoint of line 29: return np.sum(m * b) + np.max(t) - c.sum() / 2
-    c_bar = np.broadcast_to(-0.5, np.shape(c))
-    t_bar = max_adjoint(1.0, max_t, t)
-    multiply_m_bar = np.broadcast_to(1.0, np.broadcast_shapes(np.shape(m), np.shape(b)))
+    divide_sum_bar = -subtract_add_bar
+    sum_c_bar = divide_sum_bar / 2
+    c_bar = np.broadcast_to(sum_c_bar, np.shape(c))
+    t_bar = max_adjoint(subtract_add_bar, max_t, t)
+    multiply_m_bar = np.broadcast_to(subtract_add_bar, np.broadcast_shapes(np.shape(m), np.shape(b)))
     m_bar = unbroadcast(multiply_m_bar * b, np.shape(m))
     b_bar = unbroadcast(multiply_m_bar * m, np.shape(b))
     # adjoint of line 28: t = np.sqrt(np.sum(s**2, axis=1, keepdims=True) + 1.0)

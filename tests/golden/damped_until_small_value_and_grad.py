@@ -37,13 +37,13 @@ def damped_until_small_value_and_grad(x, rate):
     # line 102: return energy + np.sum(x)
     sum_x = np.sum(x_1)
     add_energy = energy + sum_x
-    check_scalar(add_energy, 'damped_until_small')
+    add_energy_bar = one_like(add_energy, 'damped_until_small')
     # adjoint of line 102: return energy + np.sum(x)
-    sum_x_bar = unbroadcast(1.0, np.shape(sum_x))
+    sum_x_bar = unbroadcast(add_energy_bar, np.shape(sum_x))
     x_bar = np.broadcast_to(sum_x_bar, np.shape(x_1))
     # adjoint of line 96: while energy > 1e-3:
     rate_bar = zero_like(rate)
-    energy_bar, x_bar = 1.0, copy_array(x_bar)
+    energy_bar, x_bar = add_energy_bar, copy_array(x_bar)
     for k in reversed(range(iterations)):
         # line 96: while energy > 1e-3:
         x_1 = x_saved[k]
