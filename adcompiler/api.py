@@ -1045,8 +1045,9 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     """
     if f is None:
         return functools.partial(hessian, wrt=wrt)
+    recipe = (hessian, (f, wrt))
     if isinstance(f, functools.partial) or inspect.ismethod(f):
-        return _bound_blocks(hessian, f, wrt)
+        return _ByReference(_bound_blocks(hessian, f, wrt), recipe)
     product = hvp(f, wrt=wrt)
     indices, single = resolve_wrt(f, _primal_for_blocks("hessian", f, wrt, False), wrt)
 
@@ -1072,7 +1073,24 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
 
     hessian_of.__name__ = f"{getattr(f, '__name__', 'f')}_hessian"
     hessian_of.__doc__ = f"Hessian of {getattr(f, '__name__', 'f')} (by Hessian-vector products)."
-    return hessian_of
+    return _ByReference(hessian_of, recipe)
+
+
+class _ByReference:
+    """What `hessian` and `jacobian` return: `fn`, pickled by reference to the transform and
+    its arguments, ``recipe = (transform, args)``, like the functions `grad` returns: the
+    process that loads it makes the same transform (from its caches, or generating it)."""
+
+    def __init__(self, fn: Callable, recipe: tuple):
+        self._fn, self._recipe = fn, recipe
+        self.__name__ = self.__qualname__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+    def __reduce__(self):
+        return self._recipe
 
 
 def _bound_blocks(make: Callable, f: Callable, wrt: Any) -> Callable:
@@ -1136,10 +1154,11 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     """
     if f is None:
         return functools.partial(jacobian, wrt=wrt, mode=mode)
-    if isinstance(f, functools.partial) or inspect.ismethod(f):
-        return _bound_blocks(functools.partial(jacobian, mode=mode), f, wrt)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
+    recipe = (jacobian, (f, wrt, mode))
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _ByReference(_bound_blocks(functools.partial(jacobian, mode=mode), f, wrt), recipe)
     primal = _primal_for_blocks("jacobian", f, wrt, mode == "reverse")
     if primal.returns_tuple:
         raise DifferentiationTypeError(
@@ -1169,7 +1188,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
 
     jacobian_of.__name__ = f"{getattr(f, '__name__', 'f')}_jacobian"
     jacobian_of.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} ({mode} mode)."
-    return jacobian_of
+    return _ByReference(jacobian_of, recipe)
 
 
 def _bind(f: Callable, args: tuple, kwargs: dict) -> list:
