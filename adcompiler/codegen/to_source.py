@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-try:
-    import astor
-except Exception:  # noqa: BLE001 - any failure to import astor means: use the fallback
-    astor = None
+with warnings.catch_warnings():
+    # On import, astor reads `ast.Num`, `ast.Str`, ... (deprecated since Python 3.12; each
+    # read warns once). Those warnings are astor's own: they are silenced here, and only
+    # they, so that a program (or the test suite) run with `-W error::DeprecationWarning`
+    # keeps astor as its emitter and gets the same text as on 3.11.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"astor(\.|$)")
+    try:
+        import astor
+    except Exception:  # noqa: BLE001 - any failure to import astor means: use the fallback
+        astor = None
 
 
 def to_source(module: ast.Module) -> str:
