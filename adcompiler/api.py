@@ -245,7 +245,7 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
             zipping = True
         elif ins.opname == "GET_ITER":
             zipping = False
-        if ins.opname != "LOAD_FAST" or ins.argval not in names:
+        if not ins.opname.startswith("LOAD_FAST") or _last_loaded(ins) not in names:
             continue
         after = ops[i + 1] if i + 1 < len(ops) else None
         after2 = ops[i + 2] if i + 2 < len(ops) else None
@@ -277,10 +277,18 @@ def _reads_attributes(ops: list, params: list) -> bool:
 
     known = {"T", "mT", *ATTRIBUTES, *methods.METHODS}
     for ins, after in zip(ops, ops[1:]):
-        if ins.opname == "LOAD_FAST" and ins.argval in params:
+        if ins.opname.startswith("LOAD_FAST") and _last_loaded(ins) in params:
             if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:
                 return True
     return False
+
+
+def _last_loaded(ins) -> str | None:
+    """The local variable a LOAD_FAST-like instruction pushes last: LOAD_FAST_CHECK (3.12),
+    and LOAD_FAST_LOAD_FAST (3.13: `x @ q.W` loads `x` and `q` in one instruction, whose
+    argval is the pair)."""
+    name = ins.argval
+    return name[-1] if isinstance(name, tuple) else name
 
 
 def _helpers_read_attributes(f: Callable, depth: int = 3) -> bool:
