@@ -118,14 +118,13 @@ COVERED = {
     "forward.md": ["run", "run", "excerpt", "excerpt", "run", "run", "excerpt", "run",
                    "excerpt", "excerpt", "run", "excerpt", "run", "run"],  # fmt: skip
     "subset.md": ["run", "run"],
+    "parallel.md": ["run", "run"],
 }
 
 
 def test_every_python_block_of_docs_is_run_by_a_test():
     pages = sorted(p.name for p in DOCS.glob("*.md") if code_blocks(p.name))
-    # Not run yet: docs/parallel.md's two blocks (fit with workers=2 / mode="async" /
-    # backend="mpi" on data they do not define); tests/test_parallel_*.py test those calls.
-    missing = [p for p in pages if p not in COVERED and p != "parallel.md"]
+    missing = [p for p in pages if p not in COVERED]
     assert not missing, f"Python examples no test runs: {missing}"
     for page, kinds in COVERED.items():
         assert len(code_blocks(page)) == len(kinds), f"docs/{page}: a block without a test"
@@ -282,3 +281,25 @@ def test_forward_page_examples(tmp_path):
 
 def test_subset_page_examples(tmp_path):
     run_page("subset.md", _SUBSET_CHECKS, tmp_path)
+
+
+_PARALLEL_CHECKS = r"""
+from adcompiler.train import Adam, fit
+def loss(params, x, y):
+    return np.mean((x @ params["w"] + params["b"] - y) ** 2)
+x = rng.normal(size=(128, 3))
+y = x @ np.array([1.0, 2.0, 3.0]) + 0.5
+params = {"w": np.zeros(3), "b": np.array(0.0)}
+given = dict(fit=fit, Adam=Adam, loss=loss, params=params, x=x, y=y)
+run(0, **given)  # local sync and async with 2 workers, and MPI (one rank: no mpiexec)
+result = run(1, **given)["result"]
+assert result.history["parallel"]["mode"] == "async", result.history["parallel"]
+assert sum(result.history["parallel"]["staleness"]) > 0
+assert Path("run.ckpt").exists()
+assert loss(result.params, x, y) < loss(params, x, y)
+print("ok")
+"""
+
+
+def test_parallel_page_examples(tmp_path):
+    run_page("parallel.md", _PARALLEL_CHECKS, tmp_path)
