@@ -290,7 +290,7 @@ def _may_be_structured(f: Callable, wrt: Any) -> bool:
             zipping = True
         elif ins.opname == "GET_ITER":
             zipping = False
-        if ins.opname != "LOAD_FAST" or ins.argval not in names:
+        if not ins.opname.startswith("LOAD_FAST") or _last_loaded(ins) not in names:
             continue
         after = ops[i + 1] if i + 1 < len(ops) else None
         after2 = ops[i + 2] if i + 2 < len(ops) else None
@@ -322,10 +322,18 @@ def _reads_attributes(ops: list, params: list) -> bool:
 
     known = {"T", "mT", *ATTRIBUTES, *methods.METHODS}
     for ins, after in zip(ops, ops[1:]):
-        if ins.opname == "LOAD_FAST" and ins.argval in params:
+        if ins.opname.startswith("LOAD_FAST") and _last_loaded(ins) in params:
             if after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval not in known:
                 return True
     return False
+
+
+def _last_loaded(ins) -> str | None:
+    """The local variable a LOAD_FAST-like instruction pushes last: LOAD_FAST_CHECK (3.12),
+    and LOAD_FAST_LOAD_FAST (3.13: `x @ q.W` loads `x` and `q` in one instruction, whose
+    argval is the pair)."""
+    name = ins.argval
+    return name[-1] if isinstance(name, tuple) else name
 
 
 def _helpers_read_attributes(f: Callable, depth: int = 3) -> bool:
@@ -1176,8 +1184,9 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
     """
     if f is None:
         return functools.partial(hessian, wrt=wrt)
+    recipe = (hessian, (f, wrt))
     if isinstance(f, functools.partial) or inspect.ismethod(f):
-        return _bound_blocks(hessian, f, wrt)
+        return _ByReference(_bound_blocks(hessian, f, wrt), recipe)
     product = hvp(f, wrt=wrt)
     primal = _primal_for_blocks("hessian", f, wrt, False)
     indices, single = resolve_wrt(f, primal, wrt)
@@ -1206,7 +1215,24 @@ def hessian(f: Callable | None = None, wrt: Any = None) -> Callable:
 
     hessian_of.__name__ = f"{getattr(f, '__name__', 'f')}_hessian"
     hessian_of.__doc__ = f"Hessian of {getattr(f, '__name__', 'f')} (by Hessian-vector products)."
-    return hessian_of
+    return _ByReference(hessian_of, recipe)
+
+
+class _ByReference:
+    """What `hessian` and `jacobian` return: `fn`, pickled by reference to the transform and
+    its arguments, ``recipe = (transform, args)``, like the functions `grad` returns: the
+    process that loads it makes the same transform (from its caches, or generating it)."""
+
+    def __init__(self, fn: Callable, recipe: tuple):
+        self._fn, self._recipe = fn, recipe
+        self.__name__ = self.__qualname__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+    def __reduce__(self):
+        return self._recipe
 
 
 def _bound_blocks(make: Callable, f: Callable, wrt: Any) -> Callable:
@@ -1282,10 +1308,11 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
     """
     if f is None:
         return functools.partial(jacobian, wrt=wrt, mode=mode)
-    if isinstance(f, functools.partial) or inspect.ismethod(f):
-        return _bound_blocks(functools.partial(jacobian, mode=mode), f, wrt)
     if mode not in ("forward", "reverse"):
         raise ValueError(f'mode must be "forward" or "reverse", not {mode!r}')
+    recipe = (jacobian, (f, wrt, mode))
+    if isinstance(f, functools.partial) or inspect.ismethod(f):
+        return _ByReference(_bound_blocks(functools.partial(jacobian, mode=mode), f, wrt), recipe)
     primal = _primal_for_blocks("jacobian", f, wrt, mode == "reverse")
     if primal.returns_tuple:
         raise DifferentiationTypeError(
@@ -1317,7 +1344,7 @@ def jacobian(f: Callable | None = None, wrt: Any = None, mode: str = "reverse") 
 
     jacobian_of.__name__ = f"{getattr(f, '__name__', 'f')}_jacobian"
     jacobian_of.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} ({mode} mode)."
-    return jacobian_of
+    return _ByReference(jacobian_of, recipe)
 
 
 def _same_draws(primal: _ir.Function, args: list) -> Callable:

@@ -599,7 +599,12 @@ class Gen:
         if kind == "effect":
             self.families.add("effect")
             if self.r.random() < 0.5:
-                return [f'{ind}print(f"value {{{self.ex(sc, S, 1)}:.3f}}")']
+                shown = self.ex(sc, S, 1)
+                if '"' in shown and "'" in shown:  # no quote left for the f-string
+                    return [f'{ind}print("value", format({shown}, ".3f"))']
+                # Before Python 3.12 an f-string cannot hold its own quote (`ls["b"]`)
+                q = "'" if '"' in shown else '"'
+                return [f"{ind}print(f{q}value {{{shown}:.3f}}{q})"]
             return [f"{ind}assert {self.named(sc, N)}.shape[0] > 0, \"empty\""]
         if kind in ("break", "continue"):
             self.families.add(kind)

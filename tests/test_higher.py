@@ -12,7 +12,11 @@ derivative (which tests/test_rules.py checks against differences of f):
 
 from __future__ import annotations
 
+import functools
 import inspect
+import multiprocessing
+import operator
+import pickle
 
 import numpy as np
 import pytest
@@ -164,6 +168,42 @@ def test_hessian_blocks_for_a_tuple_wrt():
     p = 1 / (1 + np.exp(-(x @ args[0] + args[1])))
     expected = x.T @ (x * (p * (1 - p))[:, None]) / len(x) + 0.02 * np.eye(3)
     np.testing.assert_allclose(hww, expected, rtol=1e-10)
+
+
+
+def assert_same_blocks(got, expected):
+    """The same nesting of tuples, the same arrays."""
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for a, c in zip(got, expected):
+            assert_same_blocks(a, c)
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_hessian_and_jacobian_pickle_by_reference_to_a_spawn_pool():
+    """What hessian and jacobian return pickles like grad's: by reference to the function
+    and the options. A spawn process (which shares no memory with this one) makes the same
+    transform and computes the same blocks."""
+    w, b, x, y = model_args("logistic_regression")
+    made = [
+        (ad.hessian(m.logistic_regression, wrt=("w", "b")), (w, b, x, y)),
+        (ad.hessian(functools.partial(m.logistic_regression, x=x, y=y), wrt="w"), (w, b)),
+        (ad.jacobian(m.vector_output, mode="forward"), (w,)),
+        (ad.jacobian(ad.grad(m.logistic_regression), mode="reverse"), (w, b, x, y)),
+    ]
+    for fn, _ in made:
+        assert pickle.loads(pickle.dumps(fn)).__name__ == fn.__name__
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.starmap(operator.call, [(fn, *args) for fn, args in made])
+    for (fn, args), got in zip(made, there):
+        assert_same_blocks(got, fn(*args))
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    hww = x.T @ (x * (p * (1 - p))[:, None]) / len(x) + 0.02 * np.eye(3)
+    np.testing.assert_allclose(there[0][0][0], hww, rtol=1e-10)
+    np.testing.assert_allclose(there[1], hww, rtol=1e-10)  # the partial: the same block
+    np.testing.assert_allclose(there[3], hww, rtol=1e-10)  # reverse over reverse
+    np.testing.assert_allclose(there[2], np.diag(np.cos(w)), rtol=1e-12)
 
 
 def matrix_function(a, b):

@@ -3,6 +3,7 @@ samples by name outside a checkout."""
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -60,21 +61,28 @@ def test_wheel_installs_and_trains_a_sample_by_name(tmp_path):
     (wheel,) = wheels.glob("adcompiler-*.whl")
 
     venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no checkout in sight
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True,
-        timeout=300,
+        env=env, timeout=300,
     )  # fmt: skip
     python = venv / "bin" / "python"
+    if sys.prefix != sys.base_prefix:  # run from a virtual environment (.ci/run's for 3.12+):
+        # the new one's "system" site-packages are the base Python's, not this one's
+        purelib = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True, text=True, env=env, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        Path(purelib, "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "-q", "--disable-pip-version-check",
-         str(wheel)],
-        capture_output=True, text=True, timeout=300,
+        [str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q",
+         "--disable-pip-version-check", str(wheel)],
+        capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     where = subprocess.run(
         [str(python), "-c", "import adcompiler; print(adcompiler.__file__)"],
@@ -94,3 +102,19 @@ def test_wheel_installs_and_trains_a_sample_by_name(tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert "test accuracy:" in trained.stdout
     assert (elsewhere / "params.npz").is_file()
+
+
+def test_deprecations_in_adcompilers_code_fail_the_suite():
+    """pyproject.toml's filterwarnings: a DeprecationWarning raised from adcompiler's modules
+    or from generated code (run in the namespace of module adcompiler.generated) is an error
+    in the test suite, on every Python .ci/run runs."""
+    import warnings
+
+    for module in ("adcompiler.generated", "adcompiler.helpers", "adcompiler.api"):
+        code = compile("warnings.warn('old', DeprecationWarning)", f"<{module}>", "exec")
+        with pytest.raises(DeprecationWarning):
+            exec(code, {"__name__": module, "warnings": warnings})  # noqa: S102
+    code = compile("warnings.warn('old', DeprecationWarning)", "<numpy>", "exec")
+    with warnings.catch_warnings(record=True) as seen:  # the suite's filters, recorded
+        exec(code, {"__name__": "numpy.somewhere", "warnings": warnings})  # noqa: S102
+    assert [w.category for w in seen] == [DeprecationWarning]  # a library's: a warning

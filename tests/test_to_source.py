@@ -2,7 +2,11 @@
 code is written by `ast.unparse`, and it is the same program."""
 
 import ast
+import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +50,8 @@ def test_the_fallback_writes_the_same_program_for_the_whole_corpus(monkeypatch):
             continue  # refused by design (test_control says which); nothing to compare
     assert len(modules) > 150
     for module in modules:
-        by_astor = astor.to_source(module, pretty_source="".join)
+        with to_source._without_astors_warnings():  # (3.12+: astor's own, about ast.Str)
+            by_astor = astor.to_source(module, pretty_source="".join)
         by_unparse = to_source.unparse(module)
         assert ast.dump(ast.parse(by_unparse)) == ast.dump(ast.parse(by_astor)), by_unparse
         assert by_unparse.count("\n") == by_astor.count("\n")  # one line per statement
@@ -83,3 +88,35 @@ def test_an_astor_that_fails_at_run_time_falls_back(monkeypatch):
     monkeypatch.setattr(to_source, "astor", BrokenAstor)
     module = ast.parse("def f(x):\n    return x * 2\n")
     assert to_source.to_source(module) == "def f(x):\n    return x * 2\n"
+
+
+_GRADIENT_SOURCE = """
+import adcompiler as ad
+from adcompiler.codegen import to_source
+from tests import corpus_control as C, corpus_models as m
+assert to_source.astor is not None, "the fallback was taken"
+print(ad.source(ad.grad(m.mlp, wrt=("W1", "b1", "W2", "b2")), generic=True), end="")
+print(ad.source(ad.grad(C.print_in_loop), generic=True), end="")  # an f-string
+"""
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="astor warns from Python 3.12 on (.ci/run runs 3.12+)"
+)
+def test_astors_deprecation_warnings_do_not_fail_a_strict_program():
+    """astor's import reads `ast.Num` (deprecated since 3.12), and it reads `ast.Str` when
+    it writes an f-string. Under `-W error::DeprecationWarning` the first became an
+    exception and the emitter silently fell back to `ast.unparse` (other text than on
+    3.11); the second failed the generation. astor's own warnings are silenced there, so
+    the strict program gets astor and the same generated code."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ADCOMPILER_DISK_CACHE": "0", "PYTHONPATH": str(root)}
+    run = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", _GRADIENT_SOURCE],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    expected = ad.source(ad.grad(fresh(m.mlp), wrt=("W1", "b1", "W2", "b2")), generic=True)
+    expected += ad.source(ad.grad(fresh(C.print_in_loop)), generic=True)
+    assert "f'step {i}" in expected
+    assert run.stdout == expected

@@ -106,11 +106,8 @@ class _Substitute(ast.NodeTransformer):
 
 def _copy(tree):
     """A deep copy of an AST (its nodes only: the leaves are strings and constants)."""
-    if isinstance(tree, ast.AST):
-        new = tree.__class__()
-        for name in tree._fields:
-            setattr(new, name, _copy(getattr(tree, name, None)))
-        return new
+    if isinstance(tree, ast.AST):  # the fields as arguments: Python 3.13 warns without them
+        return tree.__class__(**{name: _copy(getattr(tree, name, None)) for name in tree._fields})
     if isinstance(tree, list):
         return [_copy(item) for item in tree]
     return tree

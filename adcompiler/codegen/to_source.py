@@ -12,22 +12,45 @@ same AST.
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
-try:
-    import astor
-except Exception:  # noqa: BLE001 - any failure to import astor means: use the fallback
-    astor = None
+
+@contextlib.contextmanager
+def _without_astors_warnings():
+    """astor's own DeprecationWarnings silenced, and only they. On Python 3.12 and 3.13,
+    astor reads `ast.Num`, `ast.Str`, ... on import, and `ast.Str` and `Constant.s` when it
+    writes an f-string: each read warns (those names go in 3.14). A program run with
+    `-W error::DeprecationWarning` (as the test suite is, for adcompiler's own code) keeps
+    astor as its emitter, and so the same text as on 3.11. (`catch_warnings` swaps the
+    process's filters: a filter another thread adds meanwhile may be undone; Python 3.11,
+    where astor does not warn, skips it.)"""
+    if sys.version_info < (3, 12):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"astor(\.|$)")
+        yield
+
+
+with _without_astors_warnings():
+    try:
+        import astor
+    except Exception:  # noqa: BLE001 - any failure to import astor means: use the fallback
+        astor = None
 
 
 def to_source(module: ast.Module) -> str:
     """The source of `module`, one line per statement, ending in a newline."""
     if astor is not None:
         try:
-            return astor.to_source(module, pretty_source="".join)
+            with _without_astors_warnings():
+                return astor.to_source(module, pretty_source="".join)
         except AttributeError:  # astor on an `ast` module without the classes it expects
             pass
     return unparse(module)
