@@ -57,11 +57,11 @@ def check_grad(
     single = not isinstance(wrt, (tuple, list))
     items = [0 if wrt is None else wrt] if single else list(wrt)
     indices = [names.index(w) if isinstance(w, str) else w for w in items]
+    packed = pytree.packed_at(f)  # `def f(x, *ws)`: the gradient for ws is a tuple
     same_draws = _same_draws(f, args)  # every evaluation draws what the first one does
     got = same_draws(grad(f, wrt=wrt), *args)
     f = functools.partial(same_draws, f)
     got = [got] if single else list(got)
-    packed = pytree.packed_at(f)  # `def f(x, *ws)`: the gradient for ws is a tuple
     for i, g in zip(indices, got):
         if i == packed:
             for k, gk in enumerate(g):

@@ -283,12 +283,10 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
         elif isinstance(stmt, gast.AnnAssign):
             if stmt.value is not None:
                 self.assign(stmt.target, self.expr(stmt.value))
-        elif isinstance(stmt, gast.Expr) and self.draws(stmt.value):
-            pass  # a draw whose values are not used still advances its generator
         elif isinstance(stmt, gast.Expr):
-            # evaluated for its effects (a helper writing into a list, a `print` in it);
-            # its value is not used, so it has no derivative and dead-code elimination
-            # drops what has no effect
+            # evaluated for its effects (a helper writing into a list, a `print` in it, a
+            # random draw, which advances its generator); its value is not used, so it has
+            # no derivative and dead-code elimination drops what has no effect
             self.expr(stmt.value)
         elif isinstance(stmt, gast.Nonlocal):
             if self.lexical is None:
@@ -302,16 +300,6 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
             pass
         else:
             raise LoweringError(stmt, f"`{type(stmt).__name__}` statements are not supported")
-
-    def draws(self, expression) -> bool:
-        """Lower an expression statement; True if it is a random draw (anything else is
-        refused by the caller)."""
-        if not isinstance(expression, gast.Call):
-            return False
-        count = len(self.nodes)
-        value = self.expr(expression)
-        made = self.nodes[count:]
-        return isinstance(value, Value) and any(value in n.outputs for n in made if n.op.effect)
 
     def assign(self, target, value) -> None:
         if isinstance(target, gast.Name):
