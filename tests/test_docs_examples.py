@@ -117,8 +117,12 @@ COVERED = {
     "cli.md": ["test_cli_page_grad_example"] * 2,
     "forward.md": ["run", "run", "excerpt", "excerpt", "run", "run", "excerpt", "run",
                    "excerpt", "excerpt", "run", "excerpt", "run", "run"],  # fmt: skip
-    "subset.md": ["run", "run"],
+    "subset.md": ["run", "run", "run"],
     "parallel.md": ["run", "run"],
+    # run by the tests of their features
+    "debugging.md": ["test_check_finite.py::test_debugging_page_example_prints_what_the_page_"
+                     "shows"],  # fmt: skip
+    "graph.md": ["tests/test_graph.py::test_docs_page_python_example_runs"],
 }
 
 
@@ -257,6 +261,15 @@ g, Params = ns["g"], ns["Params"]
 assert isinstance(g, Params)
 np.testing.assert_allclose(g.W, fd_grad(lambda W_: ns["loss"](Params(W_, b), x, y), W), rtol=1e-6)
 np.testing.assert_allclose(g.b, fd_grad(lambda b_: ns["loss"](Params(W, b_), x, y), b), rtol=1e-6)
+
+x = rng.normal(size=(2, 3))
+W1, W2, V1, V2 = (rng.normal(size=(3, 3)) for _ in range(4))
+ns = run(2, x=x, W1=W1, W2=W2, V1=V1, V2=V2)  # *ws: a packed parameter
+loss = ns["loss"]
+np.testing.assert_allclose(ns["gx"], fd_grad(lambda x_: loss(x_, W1, W2), x), rtol=1e-6)
+np.testing.assert_allclose(ns["gW1"], fd_grad(lambda w: loss(x, w, W2), W1), rtol=1e-6)
+np.testing.assert_allclose(ns["gW2"], fd_grad(lambda w: loss(x, W1, w), W2), rtol=1e-6)
+np.testing.assert_allclose(ns["t"], np.sum(ns["gW1"] * V1) + np.sum(ns["gW2"] * V2), rtol=1e-9)
 print("ok")
 """
 

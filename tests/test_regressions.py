@@ -1058,3 +1058,22 @@ def test_adjoints_are_not_summed_into_a_helpers_view(f):
     """uncolumn_stack(g, ...) returns a column of g, here a read-only broadcast: the
     second adjoint was added into it in place ("output array is read-only")."""
     check_all_modes(f, (np.array([0.3, -0.2, 0.5]),))
+
+
+# ---------------------------------------------------------------------------
+# A value named after a builtin that generated code calls (fuzz seed 20261204)
+# ---------------------------------------------------------------------------
+
+
+def _ptp_in_a_loop(b, A):
+    acc1 = b
+    for _ in range(1, len(acc1)):
+        acc1 = np.ptp(A, axis=1)
+    return np.tanh(np.mean(acc1))
+
+
+def test_no_value_shadows_a_builtin_the_generated_code_calls():
+    """ptp's adjoint named its maximum `max`: the `max(np.size(acc1), 1)` of mean's
+    adjoint earlier in the function became a read of an unbound local."""
+    A = np.arange(6.0).reshape(2, 3) ** 1.3
+    check_all_modes(_ptp_in_a_loop, (np.array([0.1, 0.2]), A), wrt="A")

@@ -12,6 +12,7 @@ run-time helpers, captured constants) are reserved and never given to a value.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 
 from adcompiler.ssa import Value
@@ -28,7 +29,9 @@ class Namer:
     """Gives every value a name, avoiding `reserved`, reusing names of dead values."""
 
     def __init__(self, reserved: set[str]):
-        self.reserved = set(reserved) | set(keyword.kwlist)
+        # builtins too: a value named `max` would make the `max(...)` that generated code
+        # calls elsewhere in the function a local read before assignment
+        self.reserved = set(reserved) | set(keyword.kwlist) | set(dir(builtins))
         self.holder: dict[str, int] = {}  # name -> id of the value that holds it
         self.name_of: dict[int, str] = {}
         self.dead: set[int] = set()
