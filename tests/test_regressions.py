@@ -1077,3 +1077,20 @@ def test_no_value_shadows_a_builtin_the_generated_code_calls():
     adjoint earlier in the function became a read of an unbound local."""
     A = np.arange(6.0).reshape(2, 3) ** 1.3
     check_all_modes(_ptp_in_a_loop, (np.array([0.1, 0.2]), A), wrt="A")
+
+
+def _singular_values_only(A):
+    return np.sum(np.linalg.svd(A, compute_uv=False) ** 2) + np.linalg.svd(A)[1][0]
+
+
+def test_svd_takes_numpys_compute_uv():
+    """`np.linalg.svd(a, compute_uv=False)` (NumPy's own keyword, s alone) was refused:
+    147 of the fuzz run's refusals."""
+    A = np.array([[0.3, -1.2, 0.5, 0.1], [0.8, 0.2, -0.4, 1.1], [-0.6, 0.9, 0.7, -0.2]])
+    check_all_modes(_singular_values_only, (A,))
+    with pytest.raises(UnsupportedSyntaxError, match="compute_uv"):
+        ad.grad(_svd_uv_at_run_time)(A, True)
+
+
+def _svd_uv_at_run_time(A, uv):
+    return np.sum(np.linalg.svd(A, compute_uv=uv)[1])

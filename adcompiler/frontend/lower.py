@@ -797,6 +797,10 @@ class Lowering(ControlFlow, Containers, Records, Views, Closures):
             got = parts(args, kwargs)
             if isinstance(got, str):
                 raise LoweringError(node, got, "write the count or the indices as a literal")
+            if isinstance(got, tuple):  # one result (`np.linalg.svd(a, compute_uv=False)`)
+                op, extra = got
+                return self.apply(op, args, {**kwargs, **{k: Static(v) for k, v in extra.items()}},
+                                  node)  # fmt: skip
             return tuple(
                 self.apply(op, args, {**kwargs, **{k: Static(v) for k, v in extra.items()}}, node)
                 for op, extra in got

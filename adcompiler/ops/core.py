@@ -211,7 +211,10 @@ def register_multi(fn: Any, *parts: Op) -> None:
 
 
 def register_parts(fn: Any, expand: Callable) -> None:
-    """Register `fn`, whose result is a tuple of as many parts as `expand` says."""
+    """Register `fn`, whose result is a tuple of as many parts as `expand` says:
+    ``expand(args, kwargs)`` returns a list of ``(op, static attributes)``, one per part,
+    or one such pair (not in a list) where `fn` returns a single array for these
+    arguments, or a string: why the call cannot be compiled."""
     MULTI[_key(fn)] = expand
 
 

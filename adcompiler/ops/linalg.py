@@ -21,7 +21,7 @@ import ast
 import numpy as np
 
 from adcompiler import runtime
-from adcompiler.ops.core import REGISTRY, adjoint, op_for, register_multi, tangent
+from adcompiler.ops.core import REGISTRY, adjoint, op_for, register_multi, register_parts, tangent
 from adcompiler.ops.numpy_math import helper, required_attr
 from adcompiler.ops.numpy_ops import _call, _mT, _sum_parts, defnondiff, defop
 
@@ -215,7 +215,23 @@ def square_matrices(a):
 SVD_U = _part("svd", svd_u, "a, full_matrices=True", 0)
 SVD_S = _part("svd", svd_s, "a, full_matrices=True", 1)
 SVD_VH = _part("svd", svd_vh, "a, full_matrices=True", 2)
-register_multi(np.linalg.svd, SVD_U, SVD_S, SVD_VH)
+
+
+def _svd_results(args, kwargs):
+    """`np.linalg.svd(a)` is (U, s, Vh); with `compute_uv=False`, s alone (one result: a
+    tuple, not a list). `compute_uv` must be a literal."""
+    if len(args) > 2:
+        return "pass `compute_uv` to `np.linalg.svd` by name"
+    given = kwargs.pop("compute_uv", None)
+    uv = True if given is None else getattr(given, "obj", None)
+    if uv is False:
+        return (SVD_S, {})
+    if uv is not True:
+        return "`compute_uv` of `np.linalg.svd` must be True or False when compiling"
+    return [(SVD_U, {}), (SVD_S, {}), (SVD_VH, {})]
+
+
+register_parts(np.linalg.svd, _svd_results)
 helper(square_matrices, "a", same_shape=True)
 adjoint(square_matrices)(lambda g, ans, a: (g,))
 tangent(square_matrices)(lambda ts, ans, a: ts[0])
