@@ -621,12 +621,7 @@ def _generate(
     versions for a float64 scalar output from (adcompiler.reverse)."""
     kind, finite = split_finite(kind)
     functions = functions and not finite  # checked: helpers inlined, their lines checked too
-    if structures and _generated_ir(f) is not None:
-        raise DifferentiationTypeError(
-            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
-            f"respect to a dict, list, tuple or record argument is not supported yet; "
-            f"use ad.hvp for second derivatives, or pass arrays"
-        )
+    _refuse_structures_of_generated(f, kind, structures)
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
@@ -1071,6 +1066,15 @@ class ForwardStructured(Structured):
         )
 
 
+def _refuse_structures_of_generated(f: Callable, kind: str, structures: dict | None):
+    if structures and _generated_ir(f) is not None:
+        raise DifferentiationTypeError(
+            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
+            f"respect to a dict, list, tuple or record argument is not supported yet; "
+            f"use ad.hvp for second derivatives, or pass arrays"
+        )
+
+
 def _build_forward(
     f: Callable,
     kind: str,
@@ -1084,12 +1088,7 @@ def _build_forward(
     from adcompiler.forward import forward
 
     kind, finite = split_finite(kind)
-    if structures and _generated_ir(f) is not None:
-        raise DifferentiationTypeError(
-            f"{kind.removesuffix('+aux')} of the generated function {_python_name(f)} with "
-            f"respect to a dict, list, tuple or record argument is not supported yet; "
-            f"use ad.hvp for second derivatives, or pass arrays"
-        )
+    _refuse_structures_of_generated(f, kind, structures)
     if structures:
         primal = _ir.verify(lower_function(f, structures))
     else:
